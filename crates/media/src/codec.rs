@@ -85,16 +85,9 @@ impl AacParams {
             rate(&mut r)?;
             aot = object_type(&mut r)?;
         }
-        let frame_length = match aot {
-            1..=4 | 6 | 7 | 17 | 19..=23 => {
-                if r.bit()? {
-                    960
-                } else {
-                    1024
-                }
-            }
-            _ => 1024,
-        };
+        // GASpecificConfig's frameLengthFlag (ISO/IEC 14496-3 §4.4.1): 960-sample frames.
+        let has_ga_config = matches!(aot, 1..=4 | 6 | 7 | 17 | 19..=23);
+        let frame_length = if has_ga_config && r.bit()? { 960 } else { 1024 };
         if sample_rate == 0 {
             return Err(Error::bitstream(C, "sampling rate 0"));
         }

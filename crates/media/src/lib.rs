@@ -46,16 +46,18 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod demux;
 
 pub mod error;
 pub mod frame;
+pub mod mux;
 
 pub mod nal;
 pub mod sps;
 pub mod time;
 
 pub use codec::{AacParams, CodecParams, SkippedTrack, TrackInfo, VideoParams};
-// demux pending
+pub use demux::Demuxer;
 pub use error::{Error, Result};
 pub use frame::Frame;
 pub use time::WallTime;

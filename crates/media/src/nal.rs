@@ -182,12 +182,16 @@ mod tests {
         let annexb = to_annex_b(&avcc).unwrap();
         assert_eq!(
             annexb,
-            [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0, 0, 3, 1]
+            [
+                0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0, 0, 3, 1
+            ]
         );
         assert_eq!(from_annex_b(&annexb), avcc);
         // 3-byte start codes and trailing zeros are accepted.
         assert_eq!(
-            from_annex_b(&[0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 0, 0, 3, 1, 0]),
+            from_annex_b(&[
+                0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 0, 0, 3, 1, 0
+            ]),
             avcc
         );
     }

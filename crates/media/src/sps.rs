@@ -67,7 +67,11 @@ pub(crate) struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8], codec: &'static str) -> Self {
-        BitReader { data, pos: 0, codec }
+        BitReader {
+            data,
+            pos: 0,
+            codec,
+        }
     }
 
     fn eof(&self) -> Error {
@@ -105,7 +109,10 @@ impl<'a> BitReader<'a> {
         while !self.bit()? {
             zeros += 1;
             if zeros > 31 {
-                return Err(Error::bitstream(self.codec, "Exp-Golomb code longer than 32 bits"));
+                return Err(Error::bitstream(
+                    self.codec,
+                    "Exp-Golomb code longer than 32 bits",
+                ));
             }
         }
         let rest = self.bits(zeros)?;
@@ -137,7 +144,10 @@ pub fn rbsp(nal: &[u8]) -> Vec<u8> {
 fn ue_bounded(r: &mut BitReader<'_>, max: u32, what: &str) -> Result<u32> {
     let v = r.ue()?;
     if v > max {
-        return Err(Error::bitstream(r.codec, format!("{what} = {v} is out of range")));
+        return Err(Error::bitstream(
+            r.codec,
+            format!("{what} = {v} is out of range"),
+        ));
     }
     Ok(v)
 }
@@ -238,7 +248,10 @@ impl H264Sps {
         let full_w = u64::from(width_mbs) * 16;
         let full_h = field_factor * u64::from(height_units) * 16;
         if crop_x >= full_w || crop_y >= full_h {
-            return Err(Error::bitstream(C, "frame cropping larger than the picture"));
+            return Err(Error::bitstream(
+                C,
+                "frame cropping larger than the picture",
+            ));
         }
         Ok(H264Sps {
             profile_idc,
@@ -306,7 +319,10 @@ impl H265Sps {
             crop_y = sub_h * (u64::from(t) + u64::from(b));
         }
         if crop_x >= u64::from(w) || crop_y >= u64::from(h) {
-            return Err(Error::bitstream(C, "conformance window larger than the picture"));
+            return Err(Error::bitstream(
+                C,
+                "conformance window larger than the picture",
+            ));
         }
         let bit_depth_luma = ue_bounded(&mut r, 8, "bit_depth_luma_minus8")? as u8 + 8;
         let bit_depth_chroma = ue_bounded(&mut r, 8, "bit_depth_chroma_minus8")? as u8 + 8;
@@ -347,7 +363,10 @@ mod tests {
 
     #[test]
     fn emulation_prevention_is_removed() {
-        assert_eq!(rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]), vec![0, 0, 1, 0, 0, 0, 3]);
+        assert_eq!(
+            rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 3]
+        );
     }
 
     #[test]

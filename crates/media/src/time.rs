@@ -370,7 +370,10 @@ mod tests {
         let t = WallTime::from_micros(1_795_624_623_123_456);
         assert_eq!(t.to_string(), "2026-11-25T16:37:03.123456Z");
         assert_eq!(t.to_compact(), "20261125T163703.123456Z");
-        assert_eq!("2026-11-25T17:37:03.123456+01:00".parse::<WallTime>(), Ok(t));
+        assert_eq!(
+            "2026-11-25T17:37:03.123456+01:00".parse::<WallTime>(),
+            Ok(t)
+        );
         assert_eq!(
             WallTime::parse_rfc3339("2026-11-25t16:37:03.1234567z").unwrap(),
             t,
@@ -381,7 +384,10 @@ mod tests {
             "1969-12-31T23:59:59.999999Z"
         );
         assert_eq!(
-            "2024-02-29T00:00:00Z".parse::<WallTime>().unwrap().as_micros(),
+            "2024-02-29T00:00:00Z"
+                .parse::<WallTime>()
+                .unwrap()
+                .as_micros(),
             1_709_164_800_000_000
         );
     }

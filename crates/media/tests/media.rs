@@ -1,0 +1,479 @@
+//! Integration tests of nvrkit-media: packet-level conformance with ffprobe, mux round trips,
+//! and bad input.
+//!
+//! The tests marked `#[ignore]` need ffmpeg/ffprobe on the PATH; `.ci/run` installs them and
+//! runs these with `cargo test --workspace -- --ignored`, where a missing ffprobe is a failure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::Bytes;
+use nvrkit_media::mux::{FragmentedMuxer, ProgressiveMuxer};
+use nvrkit_media::{CodecParams, Demuxer, Error, Frame};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The clips committed to this repository (small, made by ffmpeg; see testdata/README.md).
+fn committed_clips() -> Vec<PathBuf> {
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(root().join("testdata"))
+        .expect("testdata/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .collect();
+    clips.sort();
+    clips.push(root().join("crates/media/testdata/sample.mp4"));
+    assert!(clips.len() >= 6, "test clips are missing: {clips:?}");
+    clips
+}
+
+/// The third-party clips of ../shared/testdata (or `NVRKIT_SHARED_TESTDATA`).
+fn shared_clips() -> Vec<PathBuf> {
+    let dir = std::env::var_os("NVRKIT_SHARED_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/testdata"));
+    let clips: Vec<PathBuf> = ["bigbuckbunny.mp4", "bikes.mp4"]
+        .iter()
+        .map(|n| dir.join(n))
+        .collect();
+    for c in &clips {
+        assert!(
+            c.exists(),
+            "{} is missing (set NVRKIT_SHARED_TESTDATA)",
+            c.display()
+        );
+    }
+    clips
+}
+
+/// ffprobe's `N/A`.
+const NO_VALUE: i64 = i64::MIN;
+
+/// One packet as ffprobe prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Packet {
+    stream: usize,
+    pts: i64,
+    dts: i64,
+    duration: i64,
+    size: usize,
+    key: bool,
+    discard: bool,
+}
+
+/// Parses `ffprobe -show_entries packet=stream_index,pts,dts,duration,size,flags -of csv=p=0`.
+fn parse_ffprobe(text: &str) -> Vec<Packet> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let num = |i: usize| -> i64 {
+                if f[i] == "N/A" {
+                    return NO_VALUE;
+                }
+                f[i].parse()
+                    .unwrap_or_else(|_| panic!("field {i} of {l:?} is not a number"))
+            };
+            Packet {
+                stream: num(0) as usize,
+                pts: num(1),
+                dts: num(2),
+                duration: num(3),
+                size: num(4) as usize,
+                key: f[5].contains('K'),
+                discard: f[5].contains('D'),
+            }
+        })
+        .collect()
+}
+
+fn by_stream(packets: Vec<Packet>) -> BTreeMap<usize, Vec<Packet>> {
+    let mut map: BTreeMap<usize, Vec<Packet>> = BTreeMap::new();
+    for p in packets {
+        map.entry(p.stream).or_default().push(p);
+    }
+    map
+}
+
+/// The demuxer's packet list, in the shape ffprobe prints (sizes as stored in the file).
+fn demux_packets(d: &Demuxer) -> BTreeMap<usize, Vec<Packet>> {
+    let mut out = BTreeMap::new();
+    for t in d.tracks() {
+        let list = d
+            .samples(t.stream)
+            .iter()
+            .map(|s| Packet {
+                stream: t.stream,
+                pts: s.pts,
+                dts: s.dts,
+                duration: i64::from(s.duration),
+                size: s.size as usize,
+                key: s.keyframe,
+                discard: s.discard,
+            })
+            .collect();
+        out.insert(t.stream, list);
+    }
+    out
+}
+
+fn assert_same_packets(
+    name: &str,
+    got: &BTreeMap<usize, Vec<Packet>>,
+    want: &BTreeMap<usize, Vec<Packet>>,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{name}: streams"
+    );
+    for (stream, want) in want {
+        let got = &got[stream];
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(g, w, "{name}: stream {stream} packet {i} (decode order)");
+        }
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{name}: stream {stream} packet count"
+        );
+    }
+}
+
+fn ffprobe_packets(path: &Path) -> BTreeMap<usize, Vec<Packet>> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries"])
+        .arg("packet=stream_index,pts,dts,duration,size,flags")
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is required for this test (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    by_stream(parse_ffprobe(&String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn demuxer_matches_recorded_ffprobe_packets() {
+    for clip in committed_clips() {
+        let name = clip.display().to_string();
+        let recorded = std::fs::read_to_string(format!("{name}.packets"))
+            .unwrap_or_else(|e| panic!("{name}.packets: {e} (run testdata/ffprobe-packets.sh)"));
+        let d = Demuxer::open(&clip).unwrap_or_else(|e| panic!("{e}"));
+        assert_same_packets(
+            &name,
+            &demux_packets(&d),
+            &by_stream(parse_ffprobe(&recorded)),
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs ffprobe: run by .ci/run"]
+fn demuxer_matches_live_ffprobe_on_every_clip() {
+    for clip in committed_clips().into_iter().chain(shared_clips()) {
+        let d = Demuxer::open(&clip).unwrap_or_else(|e| panic!("{e}"));
+        assert_same_packets(
+            &clip.display().to_string(),
+            &demux_packets(&d),
+            &ffprobe_packets(&clip),
+        );
+    }
+}
+
+fn read_all(d: &Demuxer) -> Vec<Frame> {
+    d.frames()
+        .collect::<Result<_, _>>()
+        .expect("every frame reads")
+}
+
+fn remux_fragmented(d: &Demuxer) -> Bytes {
+    let mut mux = FragmentedMuxer::new(d.tracks()).expect("muxer");
+    let mut out = Vec::new();
+    for f in read_all(d) {
+        out.extend_from_slice(&mux.push(f).expect("push"));
+    }
+    out.extend_from_slice(&mux.finish().expect("finish"));
+    Bytes::from(out)
+}
+
+fn remux_progressive(d: &Demuxer) -> Bytes {
+    let mut mux = ProgressiveMuxer::new(d.tracks()).expect("muxer");
+    for f in read_all(d) {
+        mux.push(f).expect("push");
+    }
+    mux.finish().expect("finish")
+}
+
+fn all_clips_available() -> Vec<PathBuf> {
+    let mut clips = committed_clips();
+    // The shared clips are read by the plain test run too when they are present (they are on
+    // every developer machine and in CI); the live-ffprobe test requires them.
+    clips.extend(shared_clips_if_present().into_iter().filter(|p| p.exists()));
+    clips
+}
+
+fn shared_clips_if_present() -> Vec<PathBuf> {
+    let dir = std::env::var_os("NVRKIT_SHARED_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/testdata"));
+    vec![dir.join("bigbuckbunny.mp4"), dir.join("bikes.mp4")]
+}
+
+/// Frames equal in everything but the byte order of the file.
+fn assert_same_frames(name: &str, got: &[Frame], want: &[Frame]) {
+    let per = |v: &[Frame]| {
+        let mut m: BTreeMap<usize, Vec<Frame>> = BTreeMap::new();
+        for f in v {
+            m.entry(f.stream).or_default().push(f.clone());
+        }
+        m
+    };
+    let (got, want) = (per(got), per(want));
+    assert_eq!(got.len(), want.len(), "{name}: stream count");
+    for (s, w) in &want {
+        let g = &got[s];
+        assert_eq!(g.len(), w.len(), "{name}: stream {s} frame count");
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            assert_eq!(a, b, "{name}: stream {s} frame {i}");
+        }
+    }
+}
+
+#[test]
+fn fragmented_round_trip_keeps_every_frame() {
+    for clip in all_clips_available() {
+        let name = clip.display().to_string();
+        let d = Demuxer::open(&clip).unwrap();
+        let bytes = remux_fragmented(&d);
+        let again =
+            Demuxer::from_bytes("fragmented", bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(again.is_fragmented());
+        assert_eq!(again.tracks().len(), d.tracks().len());
+        for (a, b) in again.tracks().iter().zip(d.tracks()) {
+            assert_eq!(a.params, b.params, "{name}: codec parameters");
+            assert_eq!(a.timescale, b.timescale);
+        }
+        assert_same_frames(&name, &read_all(&again), &read_all(&d));
+    }
+}
+
+#[test]
+fn progressive_round_trip_keeps_every_frame() {
+    for clip in all_clips_available() {
+        let name = clip.display().to_string();
+        let d = Demuxer::open(&clip).unwrap();
+        let bytes = remux_progressive(&d);
+        let again =
+            Demuxer::from_bytes("progressive", bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!again.is_fragmented());
+        let (got, want) = (read_all(&again), read_all(&d));
+        // Durations of the last frames may be re-derived (mdhd/edit end), everything else is
+        // identical.
+        let strip = |v: Vec<Frame>| -> Vec<Frame> {
+            v.into_iter().map(|f| Frame { duration: 0, ..f }).collect()
+        };
+        assert_same_frames(&name, &strip(got), &strip(want));
+    }
+}
+
+fn run_ffmpeg_decode(path: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is required for this test (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffmpeg failed on {}", path.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+#[ignore = "needs ffmpeg and ffprobe: run by .ci/run"]
+fn remuxed_files_match_ffprobe_and_decode_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    for clip in committed_clips().into_iter().chain(shared_clips()) {
+        let name = clip.file_name().unwrap().to_string_lossy().into_owned();
+        let d = Demuxer::open(&clip).unwrap();
+        let want = demux_packets(&d);
+        for (kind, bytes) in [
+            ("fragmented", remux_fragmented(&d)),
+            ("progressive", remux_progressive(&d)),
+        ] {
+            let out = dir.path().join(format!("{kind}-{name}"));
+            std::fs::write(&out, &bytes).unwrap();
+            let mut got = ffprobe_packets(&out);
+            let mut want = want.clone();
+            for list in got.values_mut().chain(want.values_mut()) {
+                for p in list.iter_mut() {
+                    // A fragmented file carries AAC priming as an edit-list offset, which ffmpeg applies without
+                    // setting the discard flag on fragments (mov.c applies mov_fix_index only to
+                    // a moov sample table).
+                    if kind == "fragmented" {
+                        p.discard = false;
+                    }
+                }
+            }
+            if kind == "fragmented" {
+                // ffmpeg gives the first fragmented AAC packet no duration (N/A).
+                for (g, w) in got.values().zip(want.values_mut()) {
+                    for (g, w) in g.iter().zip(w.iter_mut()) {
+                        if g.duration == NO_VALUE {
+                            w.duration = NO_VALUE;
+                        }
+                    }
+                }
+            }
+            {
+                // The last frame's duration is not stored as such in either layout: ffmpeg
+                // derives it (progressive: from mdhd and the edit end; fragmented: from the AAC
+                // frame size), so it is left out of this comparison. Our own demuxer reads it
+                // back exactly (see the round-trip tests above).
+                for list in got.values_mut().chain(want.values_mut()) {
+                    if let Some(last) = list.last_mut() {
+                        last.duration = 0;
+                    }
+                }
+            }
+            assert_same_packets(&format!("{kind} {name}"), &got, &want);
+            let errors = run_ffmpeg_decode(&out);
+            assert!(errors.is_empty(), "{kind} {name}: ffmpeg says:\n{errors}");
+        }
+    }
+}
+
+#[test]
+fn truncated_fragmented_file_keeps_every_complete_fragment() {
+    let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let full = remux_fragmented(&d);
+    let complete = read_all(&Demuxer::from_bytes("full", full.clone()).unwrap());
+    // Find the fragment boundaries: cut inside the 5th fragment's mdat.
+    let moofs: Vec<usize> = full
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| w == b"moof")
+        .map(|(i, _)| i - 4)
+        .collect();
+    assert!(moofs.len() >= 10, "one fragment per 1 s GOP");
+    let cut = moofs[5] - 100; // inside the mdat of the fifth fragment, in its audio data
+    let d = Demuxer::from_bytes("cut", full.slice(..cut)).expect("a cut file still opens");
+    let frames = read_all(&d);
+    assert!(
+        d.dropped_samples() > 0,
+        "the cut samples are reported as dropped"
+    );
+    for stream in 0..2 {
+        let got: Vec<&Frame> = frames.iter().filter(|f| f.stream == stream).collect();
+        let all: Vec<&Frame> = complete.iter().filter(|f| f.stream == stream).collect();
+        // Every sample whose bytes are all there is read, in order: a prefix of the full file.
+        assert_eq!(got[..], all[..got.len()], "stream {stream}");
+        assert!(got.len() < all.len());
+    }
+    let video = frames.iter().filter(|f| f.stream == 0).count();
+    assert_eq!(
+        video,
+        5 * 25,
+        "the fifth fragment's video precedes its audio in the mdat"
+    );
+}
+
+#[test]
+fn truncated_garbage_and_empty_inputs_are_errors_not_panics() {
+    let sample = nvrkit_media::sample();
+    // A faststart file cut anywhere: an error or fewer frames, never a panic.
+    for cut in (0..sample.len()).step_by(997).chain([7, 8, 9, 16, 100]) {
+        if let Ok(d) = Demuxer::from_bytes("cut", sample.slice(..cut)) {
+            for f in d.frames() {
+                let _ = f;
+            }
+        }
+    }
+    for junk in [
+        &b""[..],
+        b"\0\0\0\x08free",
+        b"\0\0\0\x01moov",
+        b"\0\0\0\x10moov\0\0\0\x08mvhd",
+        b"\xff\xff\xff\xffmoov",
+        b"not an mp4 file at all, just some text that goes on",
+    ] {
+        let e = Demuxer::from_bytes("junk", Bytes::from_static(junk)).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("junk:"), "the error names the file: {msg}");
+    }
+    match Demuxer::open("/nonexistent/clip.mp4") {
+        Err(Error::Io { path, .. }) => assert_eq!(path, Path::new("/nonexistent/clip.mp4")),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
+#[test]
+fn sample_clip_is_what_the_docs_say() {
+    let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let [video, audio] = d.tracks() else {
+        panic!("two tracks")
+    };
+    let v = video.params.video().expect("video first");
+    assert_eq!((v.width, v.height, v.profile), (640, 360, 77));
+    assert_eq!(video.frames, 250);
+    assert_eq!(video.duration, 10 * i64::from(video.timescale));
+    let a = audio.params.aac().expect("AAC second");
+    assert_eq!((a.sample_rate, a.channels), (48_000, 2));
+    let keys = d.samples(0).iter().filter(|s| s.keyframe).count();
+    assert_eq!(keys, 10, "1 s GOP");
+    let first = d.frame(0, 0).unwrap();
+    // 4-byte length-prefixed NAL units, the first access unit starting a picture.
+    let nals: Vec<&[u8]> = nvrkit_media::nal::length_prefixed(&first.data, 4)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(nals.iter().any(|n| n[0] & 0x1f == 5), "an IDR slice");
+}
+
+#[test]
+fn hevc_entries_carry_their_parameter_sets() {
+    for name in ["h265_hvc1.mp4", "h265_hev1.mp4"] {
+        let d = Demuxer::open(root().join("testdata").join(name)).unwrap();
+        let t = &d.tracks()[0];
+        let CodecParams::H265(v) = &t.params else {
+            panic!("{name}: H.265 expected")
+        };
+        assert_eq!(&t.sample_entry, &name[5..9]);
+        assert_eq!((v.width, v.height), (320, 240));
+        assert!(
+            !v.vps.is_empty() && !v.sps.is_empty() && !v.pps.is_empty(),
+            "{name}"
+        );
+        assert!(
+            t.params.rfc6381().starts_with("hvc1.1.6.L"),
+            "{}",
+            t.params.rfc6381()
+        );
+    }
+}
+
+#[test]
+fn file_and_memory_sources_read_the_same_frames() {
+    let path = root().join("testdata/h264_high_bframes_longaudio.mp4");
+    let a = read_all(&Demuxer::open(&path).unwrap());
+    let b = read_all(&Demuxer::from_bytes("mem", std::fs::read(&path).unwrap().into()).unwrap());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn priming_and_b_frames_come_out_as_ffprobe_shows_them() {
+    // Regression guard for the two edit-list cases the `mp4` crate gets wrong.
+    let d = Demuxer::open(root().join("testdata/h264_high_bframes_longaudio.mp4")).unwrap();
+    let v = d.samples(0);
+    assert_eq!(
+        (v[0].pts, v[0].dts),
+        (0, -1024),
+        "B-frame delay shifts DTS below zero"
+    );
+    let a = d.samples(1);
+    assert_eq!(
+        (a[0].pts, a[0].discard),
+        (-1024, true),
+        "AAC priming is discarded"
+    );
+    assert_eq!((a[1].pts, a[1].discard), (0, false));
+}
