@@ -1,0 +1,3 @@
+//! One module per subcommand, each with its own `Args` and `run()`.
+
+pub mod probe;

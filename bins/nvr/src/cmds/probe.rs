@@ -1,0 +1,327 @@
+//! `nvr probe [FILE]`: what is in an MP4 file, and whether it loops cleanly.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use nvrkit_media::demux::SampleInfo;
+use nvrkit_media::{CodecParams, Demuxer, TrackInfo};
+
+/// Arguments of `nvr probe`.
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// The MP4 file to describe; the embedded sample clip when left out.
+    pub file: Option<PathBuf>,
+}
+
+/// Runs `nvr probe`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let (demux, size, label) = match &args.file {
+        Some(path) => {
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            let d = Demuxer::open(path)?;
+            (d, size, path.display().to_string())
+        }
+        None => {
+            let bytes = nvrkit_media::sample();
+            let size = bytes.len() as u64;
+            (
+                Demuxer::from_bytes("sample.mp4", bytes)?,
+                size,
+                "the embedded sample clip (nvrkit_media::sample())".to_owned(),
+            )
+        }
+    };
+    let report = describe(&demux, size, &label);
+    std::io::stdout().lock().write_all(report.as_bytes())?;
+    Ok(())
+}
+
+/// The report, as text.
+pub fn describe(d: &Demuxer, size: u64, label: &str) -> String {
+    let mut o = String::new();
+    let layout = if d.is_fragmented() {
+        "fragmented MP4"
+    } else {
+        "progressive MP4"
+    };
+    let _ = writeln!(o, "{label}: {size} bytes, {layout}");
+    if d.dropped_samples() > 0 {
+        let _ = writeln!(
+            o,
+            "  warning: the file is truncated; {} samples past its end are left out",
+            d.dropped_samples()
+        );
+    }
+    for t in d.tracks() {
+        describe_track(&mut o, t, d.samples(t.stream));
+    }
+    for s in d.skipped_tracks() {
+        let _ = writeln!(
+            o,
+            "  track {} ({} {}): skipped: {}",
+            s.track_id, s.handler, s.codec, s.reason
+        );
+    }
+    let _ = writeln!(o, "  loop: {}", loop_verdict(d));
+    o
+}
+
+fn seconds(ticks: i64, timescale: u32) -> String {
+    format!("{:.3} s", ticks as f64 / f64::from(timescale))
+}
+
+fn describe_track(o: &mut String, t: &TrackInfo, samples: &[SampleInfo]) {
+    let discarded = samples.iter().filter(|s| s.discard).count();
+    let disc = if discarded > 0 {
+        format!(" ({discarded} discarded by the edit list)")
+    } else {
+        String::new()
+    };
+    match &t.params {
+        CodecParams::H264(v) | CodecParams::H265(v) => {
+            let profile = profile_name(&t.params);
+            let _ = writeln!(
+                o,
+                "  stream {}: video {} ({}) {profile}, {}x{}, {}, {} frames{disc}, {}",
+                t.stream,
+                t.params.name(),
+                t.sample_entry,
+                v.width,
+                v.height,
+                frame_rate(samples, t.timescale),
+                t.frames,
+                seconds(t.duration, t.timescale),
+            );
+            let _ = writeln!(o, "    codecs: {}, timescale {}", t.params.rfc6381(), t.timescale);
+            let _ = writeln!(o, "    GOPs: {}", gops(samples, t.timescale));
+            let reordered = samples.windows(2).any(|w| w[1].pts < w[0].pts);
+            let _ = writeln!(
+                o,
+                "    B-frames: {}",
+                if reordered {
+                    "yes (presentation order differs from decode order)"
+                } else {
+                    "no"
+                }
+            );
+        }
+        CodecParams::Aac(a) => {
+            let _ = writeln!(
+                o,
+                "  stream {}: audio aac ({}) {}, {} Hz, {} channels, {} frames{disc}, {}",
+                t.stream,
+                t.sample_entry,
+                profile_name(&t.params),
+                a.sample_rate,
+                a.channels,
+                t.frames,
+                seconds(t.duration, t.timescale),
+            );
+            let _ = writeln!(o, "    codecs: {}, timescale {}", t.params.rfc6381(), t.timescale);
+        }
+        _ => {}
+    }
+}
+
+fn profile_name(p: &CodecParams) -> String {
+    match p {
+        CodecParams::H264(v) => {
+            let name = match v.profile {
+                66 => "Baseline",
+                77 => "Main",
+                88 => "Extended",
+                100 => "High",
+                110 => "High 10",
+                122 => "High 4:2:2",
+                244 => "High 4:4:4",
+                _ => "profile",
+            };
+            format!("{name}@{}.{}", v.level / 10, v.level % 10)
+        }
+        CodecParams::H265(v) => {
+            let name = match v.profile {
+                1 => "Main",
+                2 => "Main 10",
+                3 => "Main Still Picture",
+                4 => "Range Extensions",
+                _ => "profile",
+            };
+            // general_level_idc is 30 × the level.
+            format!("{name}@L{}", f64::from(v.level) / 30.0)
+        }
+        CodecParams::Aac(a) => match a.object_type {
+            2 => "LC".into(),
+            5 => "HE-AAC".into(),
+            29 => "HE-AACv2".into(),
+            n => format!("object type {n}"),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The frame rate from the most common decode-time step, as an exact fraction.
+fn frame_rate(samples: &[SampleInfo], timescale: u32) -> String {
+    let mut steps: Vec<i64> = samples.windows(2).map(|w| w[1].dts - w[0].dts).collect();
+    if steps.is_empty() {
+        return "one frame".into();
+    }
+    steps.sort_unstable();
+    // The mode of the steps.
+    let (mut best, mut best_n, mut i) = (steps[0], 0, 0);
+    while i < steps.len() {
+        let j = steps[i..].iter().take_while(|&&s| s == steps[i]).count();
+        if j > best_n {
+            (best, best_n) = (steps[i], j);
+        }
+        i += j;
+    }
+    if best <= 0 {
+        return "variable frame rate".into();
+    }
+    let g = gcd(i64::from(timescale), best);
+    let (num, den) = (i64::from(timescale) / g, best / g);
+    let constant = best_n == steps.len();
+    let cfr = if constant { "" } else { " (variable)" };
+    if den == 1 {
+        format!("{num} fps{cfr}")
+    } else {
+        format!("{num}/{den} ({:.3}) fps{cfr}", num as f64 / den as f64)
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a.abs().max(1) } else { gcd(b, a % b) }
+}
+
+/// GOP lengths (frames from one keyframe to the next) as `25 frames (1.000 s) × 10`.
+fn gops(samples: &[SampleInfo], timescale: u32) -> String {
+    let keys: Vec<usize> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.keyframe)
+        .map(|(i, _)| i)
+        .collect();
+    if keys.is_empty() {
+        return "no keyframe at all: a decoder cannot start this stream".into();
+    }
+    let mut lengths: Vec<(usize, i64)> = keys
+        .iter()
+        .zip(keys.iter().skip(1).chain(std::iter::once(&samples.len())))
+        .map(|(&a, &b)| {
+            let end = samples.get(b).map_or_else(
+                || samples[b - 1].dts + i64::from(samples[b - 1].duration),
+                |s| s.dts,
+            );
+            (b - a, end - samples[a].dts)
+        })
+        .collect();
+    let mut runs: Vec<(usize, i64, usize)> = Vec::new();
+    for (n, d) in lengths.drain(..) {
+        match runs.last_mut() {
+            Some(r) if r.0 == n && r.1 == d => r.2 += 1,
+            _ => runs.push((n, d, 1)),
+        }
+    }
+    let mut s = runs
+        .iter()
+        .take(6)
+        .map(|&(n, d, k)| {
+            let times = if k > 1 { format!(" × {k}") } else { String::new() };
+            format!("{n} frames ({}){times}", seconds(d, timescale))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if runs.len() > 6 {
+        s.push_str(", …");
+    }
+    if keys[0] != 0 {
+        s.push_str(&format!(
+            "; the first {} frames precede the first keyframe",
+            keys[0]
+        ));
+    }
+    s
+}
+
+/// Whether the clip loops without a visible or audible seam.
+fn loop_verdict(d: &Demuxer) -> String {
+    let video = d.tracks().iter().find(|t| t.params.is_video());
+    let Some(v) = video else {
+        return "audio only: loops at its own length".into();
+    };
+    let mut notes = Vec::new();
+    let vs = d.samples(v.stream);
+    if !vs.first().is_some_and(|s| s.keyframe) {
+        notes.push("the video does not start with a keyframe".to_owned());
+    }
+    let v_us = nvrkit_media::time::rescale(v.duration, v.timescale, 1_000_000);
+    for a in d.tracks().iter().filter(|t| !t.params.is_video()) {
+        let a_us = nvrkit_media::time::rescale(a.duration, a.timescale, 1_000_000);
+        let diff = a_us - v_us;
+        let frame_us = a
+            .params
+            .aac()
+            .map_or(0, |p| i64::from(p.frame_length) * 1_000_000 / i64::from(p.sample_rate));
+        if diff.abs() > frame_us {
+            let (which, by) = if diff > 0 {
+                ("longer", diff)
+            } else {
+                ("shorter", -diff)
+            };
+            notes.push(format!(
+                "audio stream {} is {} ms {which} than the video (the loop follows the video, so audio is cut or padded at each seam)",
+                a.stream,
+                by / 1000
+            ));
+        }
+    }
+    if notes.is_empty() {
+        format!(
+            "clean: every stream lasts {:.3} s and the video starts with a keyframe",
+            v_us as f64 / 1e6
+        )
+    } else {
+        format!("not clean: {}", notes.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_is_described_and_loops_cleanly() {
+        let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let r = describe(&d, 1, "sample");
+        assert!(r.contains("video h264 (avc1) Main@3.0, 640x360, 25 fps, 250 frames"), "{r}");
+        assert!(r.contains("GOPs: 25 frames (1.000 s) × 10"), "{r}");
+        assert!(r.contains("B-frames: no"), "{r}");
+        assert!(r.contains("48000 Hz, 2 channels"), "{r}");
+        assert!(r.contains("loop: clean"), "{r}");
+    }
+
+    #[test]
+    fn audio_longer_than_video_is_reported() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/h264_high_bframes_longaudio.mp4"
+        );
+        let d = Demuxer::open(path).unwrap();
+        let r = describe(&d, 1, "x");
+        assert!(r.contains("B-frames: yes"), "{r}");
+        assert!(r.contains("loop: not clean: audio stream 1 is 500 ms longer"), "{r}");
+        assert!(r.contains("1 discarded by the edit list"), "{r}");
+    }
+
+    #[test]
+    fn ntsc_rate_is_an_exact_fraction() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/h264_ntsc_29.97.mp4");
+        let d = Demuxer::open(path).unwrap();
+        let r = describe(&d, 1, "x");
+        assert!(r.contains("30000/1001 (29.970) fps"), "{r}");
+    }
+}
