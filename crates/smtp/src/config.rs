@@ -1,0 +1,183 @@
+//! Configuration of the SMTP session and server. Every field has a default that works on a laptop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default maximum message size: 25 MiB, what the big mail providers accept, and far above a
+/// camera mail with a few snapshots (typically 100–600 KB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
+/// Default maximum command line, terminator included. RFC 5321 §4.5.3.1.4 asks for at least 512;
+/// smtp-proto's own limit is 4,096.
+pub const DEFAULT_MAX_LINE: usize = 4096;
+/// Default maximum DATA line. RFC 5321 says 1,000, but cameras send base64 snapshots with no line
+/// wrapping (an 80 KB line is common), and aiosmtpd's `500 Line too long` for those is a known
+/// failure of camera-to-SMTP bridges. 1 MiB fits any single snapshot.
+pub const DEFAULT_MAX_DATA_LINE: usize = 1024 * 1024;
+
+/// Who may submit mail.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthPolicy {
+    /// AUTH is optional, and any user name and password are accepted. The default: a camera's
+    /// credentials are whatever its installer typed, and refusing them only loses events.
+    #[default]
+    AcceptAny,
+    /// AUTH is required before `MAIL`, and only these `(user, password)` pairs pass.
+    Users(Vec<(String, String)>),
+}
+
+impl AuthPolicy {
+    /// Parses the CLI form: `any`, or `USER:PASS` (the first `:` splits).
+    pub fn parse(text: &str) -> Option<AuthPolicy> {
+        if text.eq_ignore_ascii_case("any") {
+            return Some(AuthPolicy::AcceptAny);
+        }
+        let (user, pass) = text.split_once(':')?;
+        Some(AuthPolicy::Users(vec![(user.to_owned(), pass.to_owned())]))
+    }
+
+    pub(crate) fn check(&self, user: &str, password: &str) -> bool {
+        match self {
+            AuthPolicy::AcceptAny => true,
+            AuthPolicy::Users(users) => users.iter().any(|(u, p)| u == user && p == password),
+        }
+    }
+
+    pub(crate) fn required(&self) -> bool {
+        matches!(self, AuthPolicy::Users(_))
+    }
+}
+
+/// How line endings are policed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineEndings {
+    /// Bare LF ends a line like CRLF does, in commands and in DATA. The default: this server
+    /// relays nothing, so SMTP smuggling (which needs a relay that reads the end of DATA
+    /// differently from the next hop) does not apply, and a camera must never be refused for its
+    /// line endings.
+    #[default]
+    Lenient,
+    /// RFC 5321 §4.1.1.4 and §2.3.8: a command ending in bare LF gets `500`, and a message with a
+    /// bare LF anywhere gets `550` at the end of DATA.
+    Strict,
+}
+
+/// Settings of one SMTP session (the sans-I/O core).
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The name in the greeting and the EHLO reply.
+    pub hostname: String,
+    /// Largest message accepted (`SIZE` in the EHLO reply); larger gets `552` and the session goes on.
+    pub max_message_size: usize,
+    /// Longest command line, terminator included; longer gets `500` and the session goes on.
+    pub max_line: usize,
+    /// Longest DATA line; a message with a longer line gets `500` at the end of DATA.
+    pub max_data_line: usize,
+    /// Most recipients in one transaction; more get `452`.
+    pub max_recipients: usize,
+    /// After this many bad commands the session ends with `421`.
+    pub max_errors: u32,
+    /// Who may submit.
+    pub auth: AuthPolicy,
+    /// Line-ending policy.
+    pub line_endings: LineEndings,
+    /// Whether `STARTTLS` is offered (the tokio layer sets this when it has a TLS configuration).
+    pub starttls: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            hostname: "nvrkit".to_owned(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_line: DEFAULT_MAX_LINE,
+            max_data_line: DEFAULT_MAX_DATA_LINE,
+            max_recipients: 100,
+            max_errors: 20,
+            auth: AuthPolicy::default(),
+            line_endings: LineEndings::default(),
+            starttls: false,
+        }
+    }
+}
+
+/// Where the server's TLS certificate comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsSource {
+    /// No TLS: no `STARTTLS`, and an implicit-TLS listener is an error.
+    Disabled,
+    /// A self-signed certificate made with rcgen at start (its SHA-256 fingerprint is in
+    /// [`crate::ServerInfo`]). The default: cameras do not verify the server certificate.
+    #[default]
+    SelfSigned,
+    /// PEM files: a certificate chain and its private key.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// PKCS#8, PKCS#1 or SEC1 private key.
+        key: PathBuf,
+    },
+}
+
+/// Where snapshot attachments go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotStore {
+    /// Kept in memory, in [`crate::Snapshot::data`]. The default.
+    #[default]
+    Memory,
+    /// Written to this directory (created if missing); [`crate::Snapshot::path`] says where, and
+    /// the bytes are still in [`crate::Snapshot::data`].
+    Dir(PathBuf),
+}
+
+/// Settings of the tokio server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Plain listener (with `STARTTLS` when TLS is on). Default `0.0.0.0:2525`; `None` for none.
+    pub listen: Option<SocketAddr>,
+    /// Implicit-TLS listener (what cameras call "SSL", usually port 465). Default none.
+    pub tls_listen: Option<SocketAddr>,
+    /// The TLS certificate.
+    pub tls: TlsSource,
+    /// The SMTP dialogue.
+    pub session: SessionConfig,
+    /// Most sessions at once; one more gets `421` and is closed.
+    pub max_sessions: usize,
+    /// Most sessions at once from one IP address. Default 64: an NVR mails every channel from one
+    /// address, often at the same moment.
+    pub max_sessions_per_ip: usize,
+    /// Idle time allowed while waiting for a command (RFC 5321 §4.5.3.2.7 asks for 5 minutes; a
+    /// camera never pauses, so 60 s frees slots from dead peers sooner).
+    pub command_timeout: Duration,
+    /// Idle time allowed inside DATA or a BDAT chunk (RFC 5321 §4.5.3.2.6: 3 minutes).
+    pub data_timeout: Duration,
+    /// Where snapshots go.
+    pub snapshots: SnapshotStore,
+    /// When set, a camera that sends no mail for this long gets an "ended" event.
+    pub end_after: Option<Duration>,
+    /// Capacity of the event channel. When it is full, sessions wait before answering `250`, so a
+    /// slow consumer slows the cameras down instead of losing events.
+    pub channel_capacity: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 2525))),
+            tls_listen: None,
+            tls: TlsSource::default(),
+            session: SessionConfig::default(),
+            max_sessions: 512,
+            max_sessions_per_ip: 64,
+            command_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(180),
+            snapshots: SnapshotStore::default(),
+            end_after: None,
+            channel_capacity: 1024,
+        }
+    }
+}

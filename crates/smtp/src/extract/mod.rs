@@ -1,0 +1,535 @@
+//! From an accepted [`Message`] to a [`CameraEvent`]: MIME parsing with `mail-parser`, then the
+//! first vendor profile that recognizes the mail.
+//!
+//! An unknown format is never refused (a refused mail makes a camera retry forever): it becomes a
+//! [`Vendor::Generic`] event read from the subject. A message that is not even MIME still gives
+//! an event, with what the envelope says.
+
+mod dahua;
+mod generic;
+mod hikvision;
+mod reolink;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use mail_parser::{MessageParser, MimeHeaders};
+use nvrkit_media::WallTime;
+
+use crate::event::{CameraEvent, EventKind, EventPhase, EventTime, Snapshot, Source, Vendor};
+use crate::session::Message;
+
+/// A mail as the vendor profiles see it: decoded headers and text.
+#[derive(Debug, Default)]
+pub(crate) struct MailView {
+    pub subject: String,
+    pub x_mailer: String,
+    /// The text body (text/plain, else text/html reduced to text), transfer encoding and charset
+    /// decoded.
+    pub text: String,
+    /// The first MIME boundary, if multipart (Hikvision's is `#BOUNDARY#`).
+    pub boundary: Option<String>,
+    /// The `Date:` header as sent.
+    pub date: Option<String>,
+}
+
+impl MailView {
+    /// `KEY: value` lines of the body, keys as written, values trimmed.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.text.lines().filter_map(split_field)
+    }
+
+    /// The value of the first field whose key matches (ASCII case-insensitive, blanks collapsed).
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields()
+            .find(|(k, _)| same_key(k, key))
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The first field whose key starts with `prefix`, with the key (for keys that carry a
+    /// format, like `Alarm Start Time(D/M/Y H:M:S)`).
+    pub fn field_prefix(&self, prefix: &str) -> Option<(&str, &str)> {
+        self.fields().find(|(k, _)| {
+            k.len() >= prefix.len()
+                && k.is_char_boundary(prefix.len())
+                && same_key(&k[..prefix.len()], prefix)
+        })
+    }
+}
+
+/// What a vendor profile read.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    pub device: Option<String>,
+    pub camera: Option<String>,
+    pub channel: Option<String>,
+    pub kind_text: Option<String>,
+    pub kind: Option<EventKind>,
+    pub event_time: Option<EventTime>,
+}
+
+/// `KEY: value`, splitting at the first `:` outside parentheses (Dahua's
+/// `Alarm Start Time(D/M/Y H:M:S): 05/12/2019 09:10:11`).
+fn split_field(line: &str) -> Option<(&str, &str)> {
+    let mut depth = 0u32;
+    for (i, c) in line.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => {
+                let key = line[..i].trim();
+                if key.is_empty() || key.len() > 64 {
+                    return None;
+                }
+                return Some((key, line[i + 1..].trim()));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn same_key(a: &str, b: &str) -> bool {
+    let mut a = a.split_ascii_whitespace();
+    let mut b = b.split_ascii_whitespace();
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => {}
+            _ => return false,
+        }
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Reads a camera timestamp as a local date-time, ISO 8601 without zone. `order` is a format hint
+/// like `D/M/Y`, `M/D/Y` or `Y-M-D`; with none, a four-digit first field means Y-M-D, and a
+/// day/month order is only guessed when one field is above 12.
+pub(crate) fn parse_local_time(text: &str, order: Option<&str>) -> Option<String> {
+    let nums: Vec<u32> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(7)
+        .map(|s| {
+            if s.len() > 4 {
+                u32::MAX
+            } else {
+                s.parse().unwrap_or(u32::MAX)
+            }
+        })
+        .collect();
+    if nums.len() < 5 {
+        return None;
+    }
+    let first_is_year = text
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .len()
+        == 4;
+    let order = order.map(|o| {
+        o.to_ascii_uppercase()
+            .replace(|c: char| !c.is_ascii_alphabetic(), "")
+    });
+    let (y, mo, d) = match order.as_deref() {
+        Some(o) if o.starts_with("YMD") => (nums[0], nums[1], nums[2]),
+        Some(o) if o.starts_with("DMY") => (nums[2], nums[1], nums[0]),
+        Some(o) if o.starts_with("MDY") => (nums[2], nums[0], nums[1]),
+        _ if first_is_year => (nums[0], nums[1], nums[2]),
+        _ if nums[0] > 12 && nums[1] <= 12 => (nums[2], nums[1], nums[0]),
+        _ if nums[1] > 12 && nums[0] <= 12 => (nums[2], nums[0], nums[1]),
+        _ => return None,
+    };
+    let (h, mi) = (nums[3], nums[4]);
+    let s = nums.get(5).copied().unwrap_or(0);
+    let pm = text.to_ascii_uppercase().contains("PM");
+    let h = if pm && h < 12 { h + 12 } else { h };
+    let valid = (1970..=9999).contains(&y)
+        && (1..=12).contains(&mo)
+        && (1..=31).contains(&d)
+        && h < 24
+        && mi < 60
+        && s < 61;
+    valid.then(|| format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}"))
+}
+
+/// Reads an RFC 5322 `Date:` (`Tue, 02 Jun 2020 08:00:01 +0200`) as the local time it names.
+pub(crate) fn parse_rfc5322_local(text: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    let month_at = tokens.iter().position(|t| {
+        t.len() >= 3
+            && t.is_char_boundary(3)
+            && MONTHS.contains(&t[..3].to_ascii_lowercase().as_str())
+    })?;
+    let month = MONTHS
+        .iter()
+        .position(|m| tokens[month_at][..3].eq_ignore_ascii_case(m))?
+        + 1;
+    let day = tokens.get(month_at.checked_sub(1)?)?;
+    let year = tokens.get(month_at + 1)?;
+    let time = tokens.get(month_at + 2)?;
+    parse_local_time(&format!("{year}-{month}-{day} {time}"), Some("Y-M-D"))
+}
+
+/// Reads an accepted message into an event. Never fails: what cannot be read is left out.
+///
+/// ```
+/// use nvrkit_smtp::{extract, EventKind, Message, Vendor};
+/// let mail = &b"From: cam@x\r\nSubject: Motion alarm on Door\r\n\r\nMotion detected\r\n"[..];
+/// let message = Message::new("cam@x", vec!["door@nvr".to_owned()], mail);
+/// let event = extract(&message, None, nvrkit_media::WallTime::now());
+/// assert_eq!(event.vendor, Vendor::Generic);
+/// assert_eq!(event.kind, EventKind::Motion);
+/// assert_eq!(event.camera.as_deref(), Some("door"));
+/// ```
+pub fn extract(message: &Message, peer: Option<SocketAddr>, received_at: WallTime) -> CameraEvent {
+    let parsed = MessageParser::default().parse(&message.data[..]);
+    let mut view = MailView::default();
+    let mut snapshots = Vec::new();
+    let mut from = String::new();
+    if let Some(mail) = &parsed {
+        view.subject = mail.subject().unwrap_or_default().trim().to_owned();
+        view.x_mailer = mail
+            .header_raw("X-Mailer")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        view.text = mail
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        view.boundary = mail
+            .content_type()
+            .and_then(|ct| ct.attribute("boundary"))
+            .map(str::to_owned);
+        view.date = mail.header_raw("Date").map(|d| d.trim().to_owned());
+        from = mail
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or_default()
+            .to_owned();
+        for part in mail.attachments() {
+            let name = part.attachment_name().map(str::to_owned);
+            let ctype = part.content_type().map(|ct| {
+                format!(
+                    "{}/{}",
+                    ct.ctype().to_ascii_lowercase(),
+                    ct.subtype().unwrap_or_default().to_ascii_lowercase()
+                )
+            });
+            let Some(content_type) = image_type(ctype.as_deref(), name.as_deref()) else {
+                continue;
+            };
+            let n = snapshots.len() + 1;
+            let ext = if content_type == "image/png" {
+                "png"
+            } else {
+                "jpg"
+            };
+            let name = name.unwrap_or_else(|| format!("snapshot-{n}.{ext}"));
+            snapshots.push(Snapshot::new(
+                name,
+                content_type.to_owned(),
+                Bytes::copy_from_slice(part.contents()),
+            ));
+        }
+    }
+    if from.is_empty() {
+        from = message.mail_from.clone();
+    }
+
+    let (vendor, fields) = if let Some(f) = hikvision::read(&view) {
+        (Vendor::Hikvision, f)
+    } else if let Some(f) = reolink::read(&view) {
+        (Vendor::Reolink, f)
+    } else if let Some(f) = dahua::read(&view) {
+        (Vendor::Dahua, f)
+    } else {
+        (Vendor::Generic, generic::read(&view))
+    };
+
+    let kind = fields
+        .kind
+        .or_else(|| fields.kind_text.as_deref().and_then(EventKind::classify))
+        .or_else(|| EventKind::classify(&view.subject))
+        .unwrap_or_else(|| {
+            EventKind::Other(
+                fields
+                    .kind_text
+                    .clone()
+                    .or_else(|| non_empty(&view.subject))
+                    .unwrap_or_else(|| "mail".to_owned()),
+            )
+        });
+    let camera = fields.camera.or_else(|| {
+        message
+            .rcpt_to
+            .first()
+            .and_then(|r| r.split('@').next())
+            .and_then(non_empty)
+    });
+    CameraEvent {
+        phase: EventPhase::Start,
+        received_at,
+        vendor,
+        device: fields.device,
+        camera,
+        channel: fields.channel,
+        kind,
+        kind_text: fields.kind_text,
+        event_time: fields.event_time,
+        subject: view.subject,
+        from,
+        to: message.rcpt_to.clone(),
+        snapshots,
+        source: Source {
+            peer,
+            helo: message.helo.clone(),
+            auth_user: message.auth_user.clone(),
+            tls: message.tls,
+            mail_from: message.mail_from.clone(),
+        },
+    }
+}
+
+/// `image/jpeg` or `image/png` from the content type, else from the file name (cameras send
+/// `application/octet-stream` snapshots named `*.jpg`).
+fn image_type(ctype: Option<&str>, name: Option<&str>) -> Option<&'static str> {
+    match ctype {
+        Some("image/jpeg" | "image/jpg" | "image/pjpeg") => return Some("image/jpeg"),
+        Some("image/png") => return Some("image/png"),
+        _ => {}
+    }
+    let name = name?.to_ascii_lowercase();
+    if name.ends_with(".jpg") || name.ends_with(".jpeg") {
+        Some("image/jpeg")
+    } else if name.ends_with(".png") {
+        Some("image/png")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_time_formats() {
+        let cases = [
+            ("2015-05-22,14:52:18", None, Some("2015-05-22T14:52:18")),
+            (
+                "05/12/2019 09:10:11",
+                Some("D/M/Y H:M:S"),
+                Some("2019-12-05T09:10:11"),
+            ),
+            (
+                "05/12/2019 09:10:11",
+                Some("M/D/Y H:M:S"),
+                Some("2019-05-12T09:10:11"),
+            ),
+            (
+                "2020-03-21 12:34:56",
+                Some("Y-M-D H:M:S"),
+                Some("2020-03-21T12:34:56"),
+            ),
+            ("21/03/2020 12:34:56", None, Some("2020-03-21T12:34:56")),
+            ("03/21/2020 01:34:56 PM", None, Some("2020-03-21T13:34:56")),
+            ("05/06/2020 12:34:56", None, None),
+            ("yesterday", None, None),
+            ("2015-13-22,14:52:18", None, None),
+            ("99999999999-1-1 1:1:1", None, None),
+        ];
+        for (text, order, want) in cases {
+            assert_eq!(
+                parse_local_time(text, order).as_deref(),
+                want,
+                "{text} {order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_split_outside_parentheses() {
+        assert_eq!(
+            split_field("Alarm Start Time(D/M/Y H:M:S): 05/12/2019 09:10:11"),
+            Some(("Alarm Start Time(D/M/Y H:M:S)", "05/12/2019 09:10:11"))
+        );
+        assert_eq!(
+            split_field("EVENT TIME:    2015-05-22,14:52:18"),
+            Some(("EVENT TIME", "2015-05-22,14:52:18"))
+        );
+        assert_eq!(split_field("no field here"), None);
+        assert!(same_key("CAMERA  NAME(NUM)", "camera name(num)"));
+    }
+
+    fn event_of(mail: &'static [u8], rcpt: &str) -> CameraEvent {
+        let message = Message::new("sender@cams.example", vec![rcpt.to_owned()], mail);
+        extract(&message, None, WallTime::from_micros(1_700_000_000_000_000))
+    }
+
+    #[test]
+    fn hikvision_ipc() {
+        let e = event_of(
+            include_bytes!("../../testdata/hikvision_ipc.eml"),
+            "nvr@events.example",
+        );
+        assert_eq!(e.vendor, Vendor::Hikvision);
+        assert_eq!(e.kind, EventKind::Motion);
+        assert_eq!(e.kind_text.as_deref(), Some("Motion Detected"));
+        assert_eq!(e.device.as_deref(), Some("Front Door"));
+        assert_eq!(e.camera.as_deref(), Some("Front Door"));
+        assert_eq!(e.channel.as_deref(), Some("1"));
+        let t = e.event_time.unwrap();
+        assert_eq!(
+            (t.text.as_str(), t.local.as_deref()),
+            ("2015-05-22,14:52:18", Some("2015-05-22T14:52:18"))
+        );
+        assert_eq!(e.subject, "IPCamera: Motion Detected");
+        assert_eq!(e.from, "ipc@cams.example");
+        assert_eq!(e.snapshots.len(), 1);
+        assert_eq!(e.snapshots[0].name, "ch01_20150522145218.jpg");
+        assert_eq!(
+            &e.snapshots[0].data[..],
+            include_bytes!("../../testdata/snapshot.jpg")
+        );
+    }
+
+    #[test]
+    fn hikvision_nvr_names_the_channel_camera() {
+        let e = event_of(
+            include_bytes!("../../testdata/hikvision_nvr.eml"),
+            "alarms@events.example",
+        );
+        assert_eq!(e.vendor, Vendor::Hikvision);
+        assert_eq!(e.kind, EventKind::Motion);
+        assert_eq!(e.device.as_deref(), Some("Embedded Net DVR"));
+        assert_eq!(e.camera.as_deref(), Some("Garage"));
+        assert_eq!(e.channel.as_deref(), Some("A2"));
+        assert_eq!(
+            e.event_time.unwrap().local.as_deref(),
+            Some("2019-03-04T10:32:12")
+        );
+        assert_eq!(e.snapshots.len(), 1);
+    }
+
+    #[test]
+    fn hikvision_nvr_channel_from_subject_only() {
+        let mail = b"From: n@x\r\nSubject: NVR: Video Tampering Detected On Channel D3\r\nX-Mailer: HIKMailer\r\n\r\nEVENT TYPE: Video Tampering\r\n";
+        let e = event_of(mail, "shed@nvr");
+        assert_eq!(e.kind, EventKind::Tamper);
+        assert_eq!(e.channel.as_deref(), Some("D3"));
+        assert_eq!(
+            e.camera.as_deref(),
+            Some("shed"),
+            "falls back to the recipient"
+        );
+    }
+
+    #[test]
+    fn dahua_base64_gb2312_body() {
+        let e = event_of(
+            include_bytes!("../../testdata/dahua.eml"),
+            "backyard@events.example",
+        );
+        assert_eq!(e.vendor, Vendor::Dahua);
+        assert_eq!(e.kind, EventKind::Motion);
+        assert_eq!(e.kind_text.as_deref(), Some("Motion Detection"));
+        assert_eq!(e.channel.as_deref(), Some("2"));
+        assert_eq!(e.device.as_deref(), Some("后院摄像机"));
+        assert_eq!(e.camera.as_deref(), Some("backyard"));
+        let t = e.event_time.unwrap();
+        assert_eq!(t.text, "05/12/2019 09:10:11");
+        assert_eq!(t.local.as_deref(), Some("2019-12-05T09:10:11"));
+        assert_eq!(
+            e.snapshots.len(),
+            1,
+            "octet-stream named .jpg is a snapshot"
+        );
+        assert_eq!(e.snapshots[0].content_type, "image/jpeg");
+    }
+
+    #[test]
+    fn reolink() {
+        let e = event_of(
+            include_bytes!("../../testdata/reolink.eml"),
+            "nvr@events.example",
+        );
+        assert_eq!(e.vendor, Vendor::Reolink);
+        assert_eq!(e.kind, EventKind::Motion);
+        assert_eq!(e.camera.as_deref(), Some("Front Porch"));
+        assert_eq!(e.channel.as_deref(), Some("1"));
+        assert_eq!(
+            e.event_time.unwrap().local.as_deref(),
+            Some("2020-03-21T12:34:56")
+        );
+        assert_eq!(e.snapshots[0].name, "Front Porch_00_20200321123456.jpg");
+    }
+
+    #[test]
+    fn axis_is_generic_and_read_by_keywords() {
+        let e = event_of(
+            include_bytes!("../../testdata/axis.eml"),
+            "driveway@events.example",
+        );
+        assert_eq!(e.vendor, Vendor::Generic);
+        assert_eq!(e.kind, EventKind::LineCrossing);
+        assert_eq!(e.camera.as_deref(), Some("driveway"));
+        let t = e.event_time.unwrap();
+        assert_eq!(t.text, "Tue, 02 Jun 2020 08:00:01 +0200");
+        assert_eq!(t.local.as_deref(), Some("2020-06-02T08:00:01"));
+        assert_eq!(e.snapshots.len(), 1);
+    }
+
+    #[test]
+    fn unknown_and_broken_mail_still_make_events() {
+        let e = event_of(b"Subject: hello there\r\n\r\nwhat is this\r\n", "x@y");
+        assert_eq!(e.vendor, Vendor::Generic);
+        assert_eq!(e.kind, EventKind::Other("hello there".to_owned()));
+        let e = event_of(b"", "");
+        assert_eq!(e.kind, EventKind::Other("mail".to_owned()));
+        assert_eq!(e.from, "sender@cams.example");
+        assert_eq!(e.camera, None);
+        let e = event_of(b"\xff\xfe\x00garbage: \x80\r\n\r\n--\r\n", "cam@x");
+        assert_eq!(e.vendor, Vendor::Generic);
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let e = event_of(
+            include_bytes!("../../testdata/hikvision_nvr.eml"),
+            "alarms@events.example",
+        );
+        let json = e.to_json();
+        assert!(
+            json.starts_with(r#"{"v":1,"phase":"start","received_at":"2023-11-14T22:13:20Z""#),
+            "{json}"
+        );
+        let back = CameraEvent::from_json(&json).unwrap();
+        assert_eq!(back.to_json(), json);
+        assert_eq!(back.snapshots[0].size, e.snapshots[0].size);
+        let other = CameraEvent::from_json(&json.replace(r#""v":1"#, r#""v":2"#)).unwrap_err();
+        assert!(other.to_string().contains("schema version 2"), "{other}");
+        assert!(CameraEvent::from_json("{").is_err());
+    }
+
+    #[test]
+    fn image_types() {
+        assert_eq!(image_type(Some("image/jpeg"), None), Some("image/jpeg"));
+        assert_eq!(
+            image_type(Some("application/octet-stream"), Some("A.JPG")),
+            Some("image/jpeg")
+        );
+        assert_eq!(image_type(Some("text/plain"), Some("x.txt")), None);
+        assert_eq!(image_type(None, None), None);
+    }
+}
