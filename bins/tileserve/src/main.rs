@@ -1,0 +1,242 @@
+//! `tileserve`: MBTiles over HTTP. A thin shell over `nvrkit_mbtiles::http::router`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use nvrkit_mbtiles::http::{Config, Cors, MissingTile};
+use nvrkit_mbtiles::tilejson::template;
+use nvrkit_mbtiles::{Catalog, SchemeKind, catalog::log_changes};
+
+const EXAMPLES: &str = "\
+Examples:
+  tileserve world.mbtiles
+      serve one file at http://127.0.0.1:3000/world/{z}/{x}/{y}.png (XYZ),
+      /world/tms/…, /world/ocularis/{level}/{x}/{y}, /world/MapServer/tile/{z}/{y}/{x},
+      TileJSON at /world.json and a preview map at /world/preview
+  tileserve maps/ --listen 0.0.0.0:8080 --cors https://vms.example.com
+      every *.mbtiles in maps/ (files added, replaced or removed are picked up within --poll)
+  tileserve floor.mbtiles --ocularis-maxzoom floor=5 --missing 204 --cache-control 'public, max-age=600'";
+
+/// Serve MBTiles files over HTTP: XYZ, TMS, Ocularis and ArcGIS tile URLs, TileJSON 3.0, a JSON
+/// catalog at `/` and an HTML preview per tileset.
+#[derive(Debug, Parser)]
+#[command(version, after_help = EXAMPLES)]
+struct Args {
+    /// MBTiles files, or directories whose *.mbtiles files are served (the id is the file stem).
+    #[arg(required = true, value_name = "FILE|DIR")]
+    sources: Vec<PathBuf>,
+
+    /// Address to listen on (port 0: any free port; the URL printed at start shows which).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// Origin allowed to read tiles from a browser (repeatable); `*` for any, `none` for no CORS
+    /// headers.
+    #[arg(long, value_name = "ORIGIN", default_value = "*")]
+    cors: Vec<String>,
+
+    /// Cache-Control header of tiles and TileJSON; `none` for no header. The default makes
+    /// clients revalidate by ETag (a 304), so a replaced file shows at once.
+    #[arg(long, value_name = "VALUE", default_value = Config::DEFAULT_CACHE_CONTROL)]
+    cache_control: String,
+
+    /// Status for a valid tile address with no tile in the file: 404 or 204.
+    #[arg(long, value_name = "STATUS", default_value_t = 404)]
+    missing: u16,
+
+    /// Ocularis level 0 for tileset ID is this zoom (default: the highest zoom in its tiles).
+    /// Repeatable.
+    #[arg(long, value_name = "ID=ZOOM")]
+    ocularis_maxzoom: Vec<String>,
+
+    /// Seconds between looks at the files for changes (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    poll: f64,
+
+    /// Base URL written into TileJSON and the catalog (default: http:// and the request's Host).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("tileserve: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = Config::default();
+    config.cors = match args.cors.as_slice() {
+        [one] if one == "*" => Cors::Any,
+        [one] if one.eq_ignore_ascii_case("none") => Cors::None,
+        list => {
+            if list
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case("none"))
+            {
+                bail!("--cors: `*` and `none` cannot be combined with origins");
+            }
+            Cors::Origins(list.to_vec())
+        }
+    };
+    config.cache_control = match args.cache_control.as_str() {
+        "none" => None,
+        v => {
+            axum::http::HeaderValue::from_str(v)
+                .with_context(|| format!("--cache-control {v:?} is not a valid header value"))?;
+            Some(v.to_string())
+        }
+    };
+    config.missing = match args.missing {
+        404 => MissingTile::NotFound,
+        204 => MissingTile::NoContent,
+        other => bail!("--missing {other}: use 404 or 204"),
+    };
+    config.public_url = args.public_url.clone();
+    Ok(config)
+}
+
+fn overrides(args: &Args) -> anyhow::Result<HashMap<String, u8>> {
+    args.ocularis_maxzoom
+        .iter()
+        .map(|s| {
+            let (id, z) = s
+                .rsplit_once('=')
+                .with_context(|| format!("--ocularis-maxzoom {s:?}: expected ID=ZOOM"))?;
+            let z: u8 = z
+                .parse()
+                .ok()
+                .filter(|z| *z <= nvrkit_mbtiles::MAX_ZOOM)
+                .with_context(|| format!("--ocularis-maxzoom {s:?}: zoom must be 0..=30"))?;
+            Ok((id.to_string(), z))
+        })
+        .collect()
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let overrides = overrides(&args)?;
+    if !(args.poll >= 0.0 && args.poll.is_finite()) {
+        bail!("--poll {}: expected seconds >= 0", args.poll);
+    }
+    for s in &args.sources {
+        if !s.exists() {
+            bail!("{}: no such file or directory", s.display());
+        }
+    }
+    let catalog = Arc::new(Catalog::new(args.sources.clone(), overrides));
+    let changes = catalog.refresh().context("reading the tilesets")?;
+    log_changes(&changes);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        print_banner(&catalog, addr, &args, &config)?;
+        if args.poll > 0.0 {
+            catalog.watch(Duration::from_secs_f64(args.poll));
+        }
+        let app = nvrkit_mbtiles::http::router(catalog, config);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")
+    })
+}
+
+fn print_banner(
+    catalog: &Catalog,
+    addr: SocketAddr,
+    args: &Args,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let base = match &config.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{addr}"),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "tileserve listening on {base}/ (catalog: {base}/)")?;
+    writeln!(
+        out,
+        "  cors: {}; cache-control: {}; missing tile: {}; poll: {} s",
+        args.cors.join(" "),
+        config.cache_control.as_deref().unwrap_or("none"),
+        args.missing,
+        args.poll
+    )?;
+    let entries = catalog.entries();
+    if entries.is_empty() {
+        writeln!(
+            out,
+            "  no tilesets yet (directories are watched for *.mbtiles)"
+        )?;
+    }
+    for e in entries {
+        match &e.state {
+            Err(err) => writeln!(out, "  {} DISABLED: {err}", e.id)?,
+            Ok(t) => {
+                let fmt = t.tiles.format();
+                let zooms = t
+                    .tiles
+                    .zoom_range()
+                    .map_or("no tiles".to_string(), |(a, b)| format!("zoom {a}..={b}"));
+                writeln!(
+                    out,
+                    "  {} ({fmt}, {zooms}, ocularis level 0 = zoom {})",
+                    e.id, t.ocularis_maxzoom
+                )?;
+                for s in SchemeKind::ALL {
+                    writeln!(
+                        out,
+                        "    {:<9}{}",
+                        s.name(),
+                        template(&base, &e.id, s, fmt.extension())
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "    tilejson {base}/{}.json",
+                    nvrkit_mbtiles::route::encode(&e.id)
+                )?;
+                writeln!(
+                    out,
+                    "    preview  {base}/{}/preview",
+                    nvrkit_mbtiles::route::encode(&e.id)
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,640 @@
+//! The HTTP layer: an axum [`Router`] over a [`Catalog`]. A thin shell: the URL grammar is
+//! [`crate::route`], the coordinates are [`crate::scheme`], the bytes come from
+//! [`crate::MbTiles`]; this module adds caching headers, content negotiation and CORS.
+//!
+//! - Tiles are served as stored. A gzip'd vector tile goes out with `Content-Encoding: gzip` to a
+//!   client whose `Accept-Encoding` allows gzip, and decompressed for one that does not; it is
+//!   never recompressed. Such responses carry `Vary: Accept-Encoding` and a different strong
+//!   ETag per encoding ([RFC 9110 §8.8.3]): `"<hash>-gz"` for the gzip bytes, `"<hash>"` for the
+//!   decompressed ones, where `<hash>` is the XXH3-64 of the stored BLOB.
+//! - `If-None-Match` is compared with the weak comparison of [RFC 9110 §13.1.2]; a match gives
+//!   304 without reading past the BLOB.
+//! - Missing tile: 404 (or 204, [`MissingTile::NoContent`]); a coordinate outside the grid or a
+//!   malformed number: 400; a tileset disabled by a bad file, or a file locked by a writer past
+//!   the busy timeout: 503 with `Retry-After: 1`.
+//!
+//! [RFC 9110 §8.8.3]: https://www.rfc-editor.org/rfc/rfc9110#section-8.8.3
+//! [RFC 9110 §13.1.2]: https://www.rfc-editor.org/rfc/rfc9110#section-13.1.2
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::catalog::{Catalog, Entry, Tileset};
+use crate::format::TileFormat;
+use crate::route::{Route, RouteError, encode, parse};
+use crate::scheme::{SchemeKind, TileScheme, Xyz, ZxyCoord};
+use crate::tilejson::{template, tilejson};
+
+/// What to answer for a valid coordinate with no tile in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingTile {
+    /// 404 Not Found (the default).
+    #[default]
+    NotFound,
+    /// 204 No Content: some map clients log every 404.
+    NoContent,
+}
+
+/// Which origins may read tiles from a browser (CORS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cors {
+    /// No CORS headers: only same-origin pages can read the tiles.
+    None,
+    /// `Access-Control-Allow-Origin: *` (the default: tiles are public data).
+    #[default]
+    Any,
+    /// Only these origins (`https://vms.example.com`), echoed back with `Vary: Origin`.
+    Origins(Vec<String>),
+}
+
+/// Server options.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// CORS policy.
+    pub cors: Cors,
+    /// `Cache-Control` for tiles and TileJSON (`None`: no header).
+    pub cache_control: Option<String>,
+    /// Answer for a missing tile.
+    pub missing: MissingTile,
+    /// The base URL written into TileJSON and the catalog (`https://tiles.example.com`); by
+    /// default `http://` plus the request's `Host`.
+    pub public_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cors: Cors::Any,
+            cache_control: Some(Config::DEFAULT_CACHE_CONTROL.into()),
+            missing: MissingTile::NotFound,
+            public_url: None,
+        }
+    }
+}
+
+impl Config {
+    /// The default `Cache-Control`: clients may keep tiles but must revalidate (a cheap 304 by
+    /// ETag), so a replaced file shows up at once.
+    pub const DEFAULT_CACHE_CONTROL: &'static str = "no-cache";
+}
+
+/// Largest decompressed tile we produce for a client without gzip (a guard against gzip bombs):
+/// real vector tiles are under 1 MiB, the Mapbox guideline is 500 KB.
+const MAX_GUNZIPPED: u64 = 64 << 20;
+
+struct App {
+    catalog: Arc<Catalog>,
+    config: Config,
+    cache_control: Option<HeaderValue>,
+}
+
+/// The tile server's routes (see [`crate::route`] for the paths) over a catalog.
+///
+/// ```
+/// use std::sync::Arc;
+/// use nvrkit_mbtiles::{Catalog, http};
+/// let catalog = Arc::new(Catalog::new(vec!["maps/".into()], Default::default()));
+/// let app: axum::Router = http::router(catalog, http::Config::default());
+/// # let _ = app;
+/// ```
+pub fn router(catalog: Arc<Catalog>, config: Config) -> Router {
+    let cache_control = config
+        .cache_control
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok());
+    let app = Arc::new(App {
+        catalog,
+        config,
+        cache_control,
+    });
+    Router::new().fallback(handle).with_state(app)
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut resp = if method == Method::OPTIONS {
+        preflight(&headers)
+    } else if method != Method::GET && method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        r
+    } else {
+        match parse(uri.path()) {
+            Ok(route) => app.dispatch(route, &headers),
+            Err(RouteError::NotFound) => text(StatusCode::NOT_FOUND, "not found\n"),
+            Err(e @ RouteError::BadRequest(_)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        }
+    };
+    app.cors(&headers, resp.headers_mut());
+    resp
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn preflight(headers: &HeaderMap) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    if let Some(req) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, req.clone());
+    }
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}
+
+impl App {
+    fn cors(&self, req: &HeaderMap, h: &mut HeaderMap) {
+        let allow = match &self.config.cors {
+            Cors::None => return,
+            Cors::Any => HeaderValue::from_static("*"),
+            Cors::Origins(list) => {
+                append_vary(h, "Origin");
+                match req.get(header::ORIGIN) {
+                    Some(o) if list.iter().any(|a| a.as_bytes() == o.as_bytes()) => o.clone(),
+                    _ => return,
+                }
+            }
+        };
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("ETag"),
+        );
+    }
+
+    fn base(&self, headers: &HeaderMap) -> String {
+        if let Some(u) = &self.config.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        // Only a plausible host[:port] goes into the JSON; anything else falls back.
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 255
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<Tileset>, Response> {
+        let entry: Arc<Entry> = self
+            .catalog
+            .get(id)
+            .ok_or_else(|| text(StatusCode::NOT_FOUND, format!("no tileset {id:?}\n")))?;
+        match &entry.state {
+            Ok(t) => Ok(t.clone()),
+            Err(e) => {
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("tileset {id:?} is disabled: {e}\n"),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Err(r)
+            }
+        }
+    }
+
+    fn dispatch(&self, route: Route<'_>, headers: &HeaderMap) -> Response {
+        let res = match route {
+            Route::Catalog => Ok(self.catalog_page(headers)),
+            Route::TileJson { tileset } => self.entry(&tileset).map(|t| {
+                let mut r = json_response(&tilejson(&t, &self.base(headers)));
+                self.cache(r.headers_mut());
+                r
+            }),
+            Route::Preview { tileset } => self.entry(&tileset).map(|t| preview(&t)),
+            Route::Tile {
+                tileset,
+                scheme,
+                nums,
+                ext,
+            } => self
+                .entry(&tileset)
+                .and_then(|t| self.tile(&t, scheme, nums, ext, headers)),
+            Route::TileInfo { tileset, nums } => {
+                self.entry(&tileset).and_then(|t| self.info(&t, nums))
+            }
+        };
+        res.unwrap_or_else(|r| r)
+    }
+
+    fn cache(&self, h: &mut HeaderMap) {
+        if let Some(c) = &self.cache_control {
+            h.insert(header::CACHE_CONTROL, c.clone());
+        }
+    }
+
+    fn read(
+        &self,
+        t: &Tileset,
+        id: crate::TileId,
+    ) -> Result<Option<crate::reader::Tile>, Response> {
+        t.tiles.tile(id).map_err(|e| {
+            if e.is_busy() {
+                tracing::info!(tileset = %t.id, "{e}");
+                let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            } else {
+                tracing::warn!(tileset = %t.id, "{e}");
+                text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+            }
+        })
+    }
+
+    fn tile(
+        &self,
+        t: &Tileset,
+        scheme: SchemeKind,
+        [a, b, c]: [u32; 3],
+        ext: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Response, Response> {
+        let id = scheme
+            .to_tile(a, b, c, t.ocularis_maxzoom)
+            .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+        if let Some(ext) = ext
+            && !t.tiles.format().matches_extension(ext)
+        {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "tileset {:?} holds {} tiles, not {ext}\n",
+                    t.id,
+                    t.tiles.format()
+                ),
+            ));
+        }
+        let Some(tile) = self.read(t, id)? else {
+            let mut r = match self.config.missing {
+                MissingTile::NotFound => text(StatusCode::NOT_FOUND, "no tile here\n"),
+                MissingTile::NoContent => StatusCode::NO_CONTENT.into_response(),
+            };
+            self.cache(r.headers_mut());
+            return Ok(r);
+        };
+
+        let hash = xxhash_rust::xxh3::xxh3_64(&tile.data);
+        let gzip_out = tile.gzip && accepts_gzip(headers);
+        let etag = if gzip_out {
+            format!("\"{hash:016x}-gz\"")
+        } else {
+            format!("\"{hash:016x}\"")
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("hex digits and quotes are valid"),
+        );
+        self.cache(&mut h);
+        if tile.gzip {
+            append_vary(&mut h, "Accept-Encoding");
+        }
+        if let Some(inm) = headers.get(header::IF_NONE_MATCH)
+            && none_match_hits(inm.as_bytes(), etag.as_bytes())
+        {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            *r.headers_mut() = h;
+            return Ok(r);
+        }
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(tile.format.content_type()),
+        );
+        let body = if gzip_out {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            tile.data
+        } else if tile.gzip {
+            gunzip(&tile.data)
+                .map_err(|e| {
+                    let e = crate::Error::Gzip {
+                        path: t.tiles.path().to_path_buf(),
+                        z: id.z(),
+                        x: id.x(),
+                        y: id.y(),
+                        source: e,
+                    };
+                    tracing::warn!(tileset = %t.id, "{e}");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+                })?
+                .into()
+        } else {
+            tile.data
+        };
+        let mut r = Response::new(Body::from(body));
+        *r.headers_mut() = h;
+        Ok(r)
+    }
+
+    fn info(&self, t: &Tileset, [z, x, y]: [u32; 3]) -> Result<Response, Response> {
+        let id = Xyz
+            .to_tile(ZxyCoord { z, x, y })
+            .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+        let Some(tile) = self.read(t, id)? else {
+            return Err(text(StatusCode::NOT_FOUND, "no tile here\n"));
+        };
+        let raw = if tile.gzip {
+            gunzip(&tile.data).ok()
+        } else {
+            Some(tile.data.to_vec())
+        };
+        let layers = match (&raw, tile.format) {
+            (Some(raw), TileFormat::Pbf) => match crate::mvt::layers(raw) {
+                Ok(l) => json!(l),
+                Err(e) => json!({ "error": e.to_string() }),
+            },
+            _ => json!(null),
+        };
+        Ok(json_response(&json!({
+            "tile": { "z": id.z(), "x": id.x(), "y": id.y(), "scheme": "tms" },
+            "format": tile.format,
+            "gzip": tile.gzip,
+            "stored_bytes": tile.data.len(),
+            "bytes": raw.as_ref().map(Vec::len),
+            "layers": layers,
+        })))
+    }
+
+    fn catalog_page(&self, headers: &HeaderMap) -> Response {
+        let base = self.base(headers);
+        let list: Vec<serde_json::Value> = self
+            .catalog
+            .entries()
+            .iter()
+            .map(|e| entry_json(e, &base))
+            .collect();
+        let wants_html = headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        let mut r = if wants_html {
+            axum::response::Html(catalog_html(&list)).into_response()
+        } else {
+            json_response(&json!({ "tilesets": list }))
+        };
+        append_vary(r.headers_mut(), "Accept");
+        r
+    }
+}
+
+fn entry_json(e: &Entry, base: &str) -> serde_json::Value {
+    let id = encode(&e.id);
+    let mut v = json!({
+        "id": e.id,
+        "path": e.path.display().to_string(),
+    });
+    match &e.state {
+        Err(err) => {
+            v["state"] = json!("disabled");
+            v["error"] = json!(err);
+        }
+        Ok(t) => {
+            let m = t.tiles.metadata();
+            let ext = t.tiles.format().extension();
+            v["state"] = json!("ok");
+            v["name"] = json!(m.name);
+            v["format"] = json!(t.tiles.format());
+            v["layout"] = json!(t.tiles.layout());
+            v["minzoom"] = json!(m.minzoom);
+            v["maxzoom"] = json!(m.maxzoom);
+            v["zoom_range_in_tiles"] = json!(t.tiles.zoom_range());
+            v["ocularis_maxzoom"] = json!(t.ocularis_maxzoom);
+            v["ocularis_maxzoom_overridden"] = json!(t.ocularis_overridden);
+            v["derived"] = json!(m.derived);
+            v["tilejson"] = json!(format!("{base}/{id}.json"));
+            v["preview"] = json!(format!("{base}/{id}/preview"));
+            v["tiles"] = json!({
+                "xyz": template(base, &e.id, SchemeKind::Xyz, ext),
+                "tms": template(base, &e.id, SchemeKind::Tms, ext),
+                "ocularis": template(base, &e.id, SchemeKind::Ocularis, ext),
+                "arcgis": template(base, &e.id, SchemeKind::ArcGis, ext),
+            });
+        }
+    }
+    v
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn catalog_html(list: &[serde_json::Value]) -> String {
+    let mut rows = String::new();
+    for v in list {
+        let id = v["id"].as_str().unwrap_or_default();
+        let cell = |k: &str| html_escape(&v[k].to_string().replace('"', ""));
+        if v["state"] == "ok" {
+            rows.push_str(&format!(
+                "<tr><td><a href=\"/{}/preview\">{}</a></td><td>{}</td><td>{}–{}</td><td><a href=\"/{}.json\">TileJSON</a></td></tr>\n",
+                html_escape(&encode(id)),
+                html_escape(id),
+                cell("format"),
+                cell("minzoom"),
+                cell("maxzoom"),
+                html_escape(&encode(id)),
+            ));
+        } else {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td colspan=3>disabled: {}</td></tr>\n",
+                html_escape(id),
+                cell("error")
+            ));
+        }
+    }
+    format!(
+        "<!doctype html><meta charset=utf-8><title>tileserve</title>\
+         <style>body{{font:14px sans-serif;margin:2em}}td{{padding:2px 12px}}</style>\
+         <h1>Tilesets</h1><table>{rows}</table><p><a href=\"/\" type=application/json>JSON</a></p>"
+    )
+}
+
+fn preview(t: &Tileset) -> Response {
+    const PAGE: &str = include_str!("preview.html");
+    let m = t.tiles.metadata();
+    let config = json!({
+        "id": t.id,
+        "name": m.name.clone().unwrap_or_else(|| t.id.clone()),
+        "format": t.tiles.format(),
+        "vector": t.tiles.format() == TileFormat::Pbf,
+        "minzoom": m.minzoom.unwrap_or(0),
+        "maxzoom": m.maxzoom.unwrap_or(0),
+        "bounds": m.bounds,
+        "center": m.center,
+        "ocularis_maxzoom": t.ocularis_maxzoom,
+        "base": format!("/{}", encode(&t.id)),
+        "ext": t.tiles.format().extension(),
+    });
+    // `</` cannot appear in the JSON inside the script element (serde escapes no `/`).
+    let config = config.to_string().replace("</", "<\\/");
+    axum::response::Html(PAGE.replace("/*CONFIG*/{}", &config)).into_response()
+}
+
+fn append_vary(h: &mut HeaderMap, name: &'static str) {
+    h.append(header::VARY, HeaderValue::from_static(name));
+}
+
+/// Whether `Accept-Encoding` allows gzip ([RFC 9110 §12.5.3]): `gzip` (or `x-gzip`) with a
+/// non-zero q, or `*` with a non-zero q when gzip is not listed. No header: identity only, which
+/// is what the RFC allows a server to assume for "no preference" in practice (curl without
+/// `--compressed` sends none and cannot gunzip).
+///
+/// [RFC 9110 §12.5.3]: https://www.rfc-editor.org/rfc/rfc9110#section-12.5.3
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut star = None;
+    for v in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(v) = v.to_str() else { continue };
+        for item in v.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            let q = parts
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+                })
+                .next()
+                .map_or(1.0, |q| q.parse::<f32>().unwrap_or(0.0));
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                return q > 0.0;
+            }
+            if coding == "*" {
+                star = Some(q > 0.0);
+            }
+        }
+    }
+    star.unwrap_or(false)
+}
+
+/// Whether an `If-None-Match` value matches `etag` (weak comparison, RFC 9110 §13.1.2: `W/` is
+/// ignored on both sides).
+pub fn none_match_hits(if_none_match: &[u8], etag: &[u8]) -> bool {
+    let strip = |t: &[u8]| -> Vec<u8> {
+        let t = t.trim_ascii();
+        t.strip_prefix(b"W/").unwrap_or(t).to_vec()
+    };
+    let etag = strip(etag);
+    if if_none_match.trim_ascii() == b"*" {
+        return true;
+    }
+    if_none_match
+        .split(|&b| b == b',')
+        .any(|t| strip(t) == etag)
+}
+
+fn gunzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() * 4);
+    flate2::read::MultiGzDecoder::new(data)
+        .take(MAX_GUNZIPPED + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_GUNZIPPED {
+        return Err(std::io::Error::other(
+            "decompressed tile larger than 64 MiB",
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn accept_encoding_table() {
+        let cases = [
+            (vec![], false),
+            (vec![("accept-encoding", "gzip")], true),
+            (
+                vec![("accept-encoding", "deflate, gzip;q=1.0, *;q=0.5")],
+                true,
+            ),
+            (vec![("accept-encoding", "gzip;q=0")], false),
+            (vec![("accept-encoding", "br, *")], true),
+            (vec![("accept-encoding", "*;q=0")], false),
+            (vec![("accept-encoding", "identity")], false),
+            (vec![("accept-encoding", "GZIP ; q=0.001")], true),
+            (vec![("accept-encoding", "gzip;q=abc")], false),
+            (
+                vec![("accept-encoding", "br"), ("accept-encoding", "x-gzip")],
+                true,
+            ),
+        ];
+        for (hs, want) in cases {
+            assert_eq!(accepts_gzip(&h(&hs)), want, "{hs:?}");
+        }
+    }
+
+    #[test]
+    fn if_none_match_table() {
+        let tag = br#""abc-gz""#;
+        assert!(none_match_hits(br#""abc-gz""#, tag));
+        assert!(none_match_hits(br#"W/"abc-gz""#, tag));
+        assert!(none_match_hits(br#""x", "abc-gz""#, tag));
+        assert!(none_match_hits(b"*", tag));
+        assert!(!none_match_hits(br#""abc""#, tag));
+        assert!(!none_match_hits(b"", tag));
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..65 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        assert!(gunzip(&bomb).is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! The reader on each layout, metadata derivation and bad files.
+
+use nvrkit_mbtiles::{Error, Layout, MbTiles, TileFormat, TileId};
+
+use crate::fixtures::{self, png, pyramid};
+
+#[test]
+fn every_layout_reads_the_same_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = [("name", "t"), ("format", "png")];
+    let tiles = pyramid(3);
+    let flat = dir.path().join("flat.mbtiles");
+    let dedup = dir.path().join("dedup.mbtiles");
+    let hash = dir.path().join("hash.mbtiles");
+    fixtures::flat(&flat, &meta, &tiles, png);
+    fixtures::dedup(&dedup, &meta, &tiles);
+    fixtures::with_hash(&hash, &meta, &tiles);
+    for (path, layout) in [
+        (&flat, Layout::Flat),
+        (&dedup, Layout::Deduplicated),
+        (&hash, Layout::FlatWithHash),
+    ] {
+        let m = MbTiles::open(path).unwrap();
+        assert_eq!(m.layout(), layout);
+        assert_eq!(m.zoom_range(), Some((0, 3)));
+        assert_eq!(m.tile_ids().unwrap().len(), tiles.len());
+        for &(z, x, y) in &tiles {
+            let t = m.tile(TileId::new(z, x, y).unwrap()).unwrap().unwrap();
+            let want = if layout == Layout::Deduplicated && z == 2 {
+                png(2, 0, 0)
+            } else {
+                png(z, x, y)
+            };
+            assert_eq!(t.data, want, "{layout:?} {z}/{x}/{y}");
+            assert_eq!(t.format, TileFormat::Png);
+        }
+        assert!(m.tile(TileId::new(4, 0, 0).unwrap()).unwrap().is_none());
+    }
+}
+
+#[test]
+fn missing_metadata_is_derived_from_the_tiles() {
+    // Like GDAL: no center; here also no minzoom, maxzoom, bounds or format.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bare.mbtiles");
+    // Zoom 2 and 3, the north-east quarter only: XYZ x >= n/2, y < n/2.
+    let tiles: Vec<_> = (2..=3u32)
+        .flat_map(|z| {
+            let n = 1 << z;
+            (n / 2..n).flat_map(move |x| (n / 2..n).map(move |y| (z, x, y)))
+        })
+        .collect();
+    fixtures::flat(&path, &[("name", "bare")], &tiles, png);
+    let m = MbTiles::open(&path).unwrap();
+    let md = m.metadata();
+    assert_eq!((md.minzoom, md.maxzoom), (Some(2), Some(3)));
+    assert_eq!(m.format(), TileFormat::Png, "sniffed from the first tile");
+    let b = md.bounds.unwrap();
+    assert!(
+        (b[0] - 0.0).abs() < 1e-9 && (b[2] - 180.0).abs() < 1e-9,
+        "{b:?}"
+    );
+    assert!(
+        (b[1] - 0.0).abs() < 1e-9 && (b[3] - 85.0511287798).abs() < 1e-6,
+        "{b:?}"
+    );
+    let c = md.center.unwrap();
+    assert_eq!(c[2], 2.0);
+    assert_eq!(md.derived, vec!["minzoom", "maxzoom", "bounds", "center"]);
+}
+
+#[test]
+fn a_text_file_is_corrupt_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.mbtiles");
+    std::fs::write(
+        &path,
+        "this is not a database, it is a shopping list\n".repeat(100),
+    )
+    .unwrap();
+    assert!(matches!(MbTiles::open(&path), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn a_truncated_file_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.mbtiles");
+    fixtures::flat(&path, &[("format", "png")], &pyramid(5), png);
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.mbtiles");
+    for keep in [0, 50, 100, 1024, 4096, bytes.len() / 2] {
+        std::fs::write(&cut, &bytes[..keep]).unwrap();
+        // Opening may succeed (the first pages are intact); reading must then fail cleanly.
+        if let Ok(m) = MbTiles::open(&cut) {
+            for id in [(5, 31, 31), (5, 0, 0), (0, 0, 0)] {
+                let _ = m.tile(TileId::new(id.0, id.1, id.2).unwrap());
+            }
+        }
+    }
+}
+
+#[test]
+fn an_sqlite_file_without_tiles_is_a_schema_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.mbtiles");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE people (name TEXT);")
+        .unwrap();
+    assert!(matches!(MbTiles::open(&path), Err(Error::Schema { .. })));
+    // A `tiles` table with the wrong columns is caught at open, not per request.
+    let path = dir.path().join("wrong.mbtiles");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE tiles (z INTEGER, x INTEGER, y INTEGER, data BLOB);")
+        .unwrap();
+    assert!(
+        matches!(MbTiles::open(&path), Err(Error::Schema { .. })),
+        "{:?}",
+        MbTiles::open(&path)
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_open_error_and_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.mbtiles");
+    assert!(matches!(MbTiles::open(&path), Err(Error::Open { .. })));
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_writer_lock_is_busy_then_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.mbtiles");
+    fixtures::flat(&path, &[("format", "png")], &pyramid(1), png);
+    let m = MbTiles::open(&path).unwrap();
+    let id = TileId::new(1, 0, 0).unwrap();
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = m.tile(id).unwrap_err();
+    assert!(err.is_busy(), "{err}");
+    writer.execute_batch("COMMIT").unwrap();
+    assert!(m.tile(id).unwrap().is_some());
+}
