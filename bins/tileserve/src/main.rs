@@ -1,5 +1,8 @@
 //! `tileserve`: MBTiles over HTTP. A thin shell over `nvrkit_mbtiles::http::router`.
 
+// A CLI's output is its job: the URLs on stdout, a fatal error on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;

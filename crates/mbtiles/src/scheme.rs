@@ -3,7 +3,7 @@
 //! MBTiles stores tiles in the TMS layout ([MBTiles 1.3], "Content"): `zoom_level` 0 is the whole
 //! world in one tile, and `tile_row` 0 is the *southernmost* row (Y up). Web maps (Leaflet,
 //! OpenLayers, MapLibre) ask in the XYZ layout, Y down. Every scheme here is a type with two pure
-//! functions, [`TileScheme::to_tile`] (request → stored) and [`TileScheme::from_tile`] (stored →
+//! functions, [`TileScheme::to_tile`] (request → stored) and [`TileScheme::coord_of`] (stored →
 //! request), which are inverses of each other (property-tested below).
 //!
 //! | scheme | URL | zoom | row |
@@ -115,7 +115,7 @@ pub trait TileScheme {
     fn to_tile(&self, c: Self::Coord) -> Result<TileId, CoordError>;
     /// The request address of a stored tile, or an error where the scheme cannot name it (an
     /// Ocularis level below zero: a tile deeper than the scheme's `maxzoom`).
-    fn from_tile(&self, t: TileId) -> Result<Self::Coord, CoordError>;
+    fn coord_of(&self, t: TileId) -> Result<Self::Coord, CoordError>;
 }
 
 /// Tile address `z/x/y`, as written in a URL by XYZ and TMS clients.
@@ -142,7 +142,7 @@ impl TileScheme for Xyz {
             ..t
         })
     }
-    fn from_tile(&self, t: TileId) -> Result<ZxyCoord, CoordError> {
+    fn coord_of(&self, t: TileId) -> Result<ZxyCoord, CoordError> {
         Ok(ZxyCoord {
             z: t.z.into(),
             x: t.x,
@@ -160,7 +160,7 @@ impl TileScheme for Tms {
     fn to_tile(&self, c: ZxyCoord) -> Result<TileId, CoordError> {
         TileId::new(c.z, c.x, c.y)
     }
-    fn from_tile(&self, t: TileId) -> Result<ZxyCoord, CoordError> {
+    fn coord_of(&self, t: TileId) -> Result<ZxyCoord, CoordError> {
         Ok(ZxyCoord {
             z: t.z.into(),
             x: t.x,
@@ -201,7 +201,7 @@ impl TileScheme for Ocularis {
             y: c.y,
         })
     }
-    fn from_tile(&self, t: TileId) -> Result<OcularisCoord, CoordError> {
+    fn coord_of(&self, t: TileId) -> Result<OcularisCoord, CoordError> {
         let max = self.maxzoom.min(MAX_ZOOM);
         if t.z > max {
             return Err(CoordError::Zoom {
@@ -241,7 +241,7 @@ impl TileScheme for ArcGis {
             y: c.row,
         })
     }
-    fn from_tile(&self, t: TileId) -> Result<ArcGisCoord, CoordError> {
+    fn coord_of(&self, t: TileId) -> Result<ArcGisCoord, CoordError> {
         Ok(ArcGisCoord {
             level: t.z.into(),
             row: t.y_down(),
@@ -312,25 +312,25 @@ impl SchemeKind {
     }
 
     /// The three URL numbers (in URL order) that name a stored tile in this scheme.
-    pub fn from_tile(self, t: TileId, ocularis_maxzoom: u8) -> Result<[u32; 3], CoordError> {
+    pub fn coord_of(self, t: TileId, ocularis_maxzoom: u8) -> Result<[u32; 3], CoordError> {
         Ok(match self {
             SchemeKind::Xyz => {
-                let c = Xyz.from_tile(t)?;
+                let c = Xyz.coord_of(t)?;
                 [c.z, c.x, c.y]
             }
             SchemeKind::Tms => {
-                let c = Tms.from_tile(t)?;
+                let c = Tms.coord_of(t)?;
                 [c.z, c.x, c.y]
             }
             SchemeKind::Ocularis => {
                 let c = Ocularis {
                     maxzoom: ocularis_maxzoom,
                 }
-                .from_tile(t)?;
+                .coord_of(t)?;
                 [c.level, c.x, c.y]
             }
             SchemeKind::ArcGis => {
-                let c = ArcGis.from_tile(t)?;
+                let c = ArcGis.coord_of(t)?;
                 [c.level, c.row, c.col]
             }
         })
@@ -438,7 +438,7 @@ mod tests {
         fn every_scheme_round_trips(t in tile(), extra in 0u8..=4) {
             let maxzoom = (t.z() + extra).min(MAX_ZOOM);
             for kind in SchemeKind::ALL {
-                let [a, b, c] = kind.from_tile(t, maxzoom).unwrap();
+                let [a, b, c] = kind.coord_of(t, maxzoom).unwrap();
                 prop_assert_eq!(kind.to_tile(a, b, c, maxzoom), Ok(t), "{:?}", kind);
             }
         }
@@ -451,7 +451,7 @@ mod tests {
                         prop_assert!(t.z() <= MAX_ZOOM);
                         prop_assert!(u64::from(t.x()) < 1u64 << t.z());
                         prop_assert!(u64::from(t.y()) < 1u64 << t.z());
-                        prop_assert_eq!(kind.from_tile(t, maxzoom), Ok([z, x, y]));
+                        prop_assert_eq!(kind.coord_of(t, maxzoom), Ok([z, x, y]));
                     }
                     Err(_) => {
                         // A request is rejected exactly when one of its numbers is out of range.
@@ -472,8 +472,8 @@ mod tests {
 
         #[test]
         fn xyz_and_tms_differ_only_by_the_flip(t in tile()) {
-            let xyz = Xyz.from_tile(t).unwrap();
-            let tms = Tms.from_tile(t).unwrap();
+            let xyz = Xyz.coord_of(t).unwrap();
+            let tms = Tms.coord_of(t).unwrap();
             prop_assert_eq!(xyz.x, tms.x);
             prop_assert_eq!(u64::from(xyz.y) + u64::from(tms.y), (1u64 << t.z()) - 1);
         }

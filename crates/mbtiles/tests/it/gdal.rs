@@ -192,7 +192,7 @@ fn check_file(base: &str, id: &str, file: &Path, content_type: &str, gzip: bool)
             let Ok(t) = TileId::new(z as u32, x as u32, y as u32) else {
                 continue;
             };
-            let [a, b, c] = scheme.from_tile(t, maxzoom).unwrap();
+            let [a, b, c] = scheme.coord_of(t, maxzoom).unwrap();
             urls.push(match scheme {
                 SchemeKind::Xyz => format!("{base}/{id}/{a}/{b}/{c}"),
                 SchemeKind::Tms => format!("{base}/{id}/tms/{a}/{b}/{c}"),

@@ -69,7 +69,7 @@ async fn every_scheme_serves_the_stored_row() {
     for (z, x, y) in pyramid(3) {
         let t = TileId::new(z, x, y).unwrap();
         for scheme in SchemeKind::ALL {
-            let [a, b, c] = scheme.from_tile(t, 3).unwrap();
+            let [a, b, c] = scheme.coord_of(t, 3).unwrap();
             let p = match scheme {
                 SchemeKind::Xyz => format!("/world/{a}/{b}/{c}.png"),
                 SchemeKind::Tms => format!("/world/tms/{a}/{b}/{c}"),

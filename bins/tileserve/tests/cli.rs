@@ -1,0 +1,129 @@
+//! The `tileserve` binary end to end: start it on a free port, read the URLs it prints, fetch.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    // Hang guard only: a hung server fails the test instead of blocking it forever.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (
+        String::from_utf8_lossy(&buf[..split]).into_owned(),
+        buf[split + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn serves_a_file_and_prints_its_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floor plan.mbtiles");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE metadata (name TEXT, value TEXT);
+         CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);
+         INSERT INTO metadata VALUES ('format', 'png');
+         INSERT INTO tiles VALUES (1, 1, 0, x'89504E470D0A1A0A01');
+         INSERT INTO tiles VALUES (0, 0, 0, x'89504E470D0A1A0A00');",
+    )
+    .unwrap();
+    drop(db);
+    let broken = dir.path().join("broken.mbtiles");
+    std::fs::write(
+        &broken,
+        b"not sqlite at all, not even close to a database file",
+    )
+    .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tileserve"))
+        .arg(&path)
+        .arg(&broken)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--poll",
+            "0",
+            "--ocularis-maxzoom",
+            "floor plan=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map(Result::unwrap)
+        .take_while(|l| !l.contains("preview"))
+        .collect();
+    let first = &lines[0];
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_string();
+    let all = lines.join("\n");
+    assert!(
+        all.contains(&format!(
+            "http://{addr}/floor%20plan/ocularis/{{z}}/{{x}}/{{y}}.png"
+        )),
+        "{all}"
+    );
+    assert!(all.contains("broken DISABLED"), "{all}");
+
+    // XYZ 1/1/1 is the south-east tile: TMS row 0.
+    let (head, body) = http_get(&addr, "/floor%20plan/1/1/1.png");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"\x89PNG\r\n\x1a\n\x01");
+    // Ocularis level 0 is zoom 1 (the override); level 1 is the world tile.
+    let (_, body) = http_get(&addr, "/floor%20plan/ocularis/1/0/0");
+    assert_eq!(body, b"\x89PNG\r\n\x1a\n\x00");
+    let (head, _) = http_get(&addr, "/floor%20plan/ocularis/2/0/0");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+}
+
+#[test]
+fn help_has_examples_and_bad_flags_fail() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tileserve"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("Examples:") && help.contains("--ocularis-maxzoom"),
+        "{help}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tileserve"))
+        .args(["/nonexistent.mbtiles", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tileserve"))
+        .arg(dir.path())
+        .args(["--ocularis-maxzoom", "x=99"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
