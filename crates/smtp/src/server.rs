@@ -370,6 +370,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Outcome<S>> {
     let mut stop = shared.stop.clone();
     let mut buf = vec![0u8; COMMAND_BUFFER];
+    // Waiting for a command, the timer runs from the last complete line, not the last read, so
+    // a client trickling bytes (slowloris) is cut off too. Inside DATA it is an inactivity timer.
+    let mut deadline = Instant::now() + shared.cfg.command_timeout;
+    let mut progress = session.progress();
     loop {
         flush(&mut stream, session, shared.cfg.command_timeout).await?;
         let phase = session.phase();
@@ -391,7 +395,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 shared.cfg.command_timeout
             }
         };
-        let deadline = Instant::now() + limit;
+        if phase == Phase::Data || session.progress() != progress {
+            progress = session.progress();
+            deadline = Instant::now() + limit;
+        }
         let read = tokio::select! {
             read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
             () = stopped(&mut stop) => {

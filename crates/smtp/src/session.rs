@@ -172,6 +172,7 @@ pub struct Session {
     scan: DataScan,
     errors: u32,
     queued: u64,
+    progress: u64,
 }
 
 const LOGIN_USERNAME: &str = "334 VXNlcm5hbWU6"; // base64("Username:")
@@ -194,6 +195,7 @@ impl Session {
             scan: DataScan::default(),
             errors: 0,
             queued: 0,
+            progress: 0,
             cfg,
         };
         let greeting = format!(
@@ -226,6 +228,13 @@ impl Session {
     /// Whether the session is under TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// Counts complete command lines and message ends. The I/O layer restarts its command timer
+    /// only when this moves, so a client that trickles a command byte by byte (slowloris) still
+    /// times out.
+    pub fn progress(&self) -> u64 {
+        self.progress
     }
 
     /// How many messages this session accepted.
@@ -385,6 +394,7 @@ impl Session {
 
     /// One complete line (terminator included) in a line state.
     fn handle_line(&mut self, raw: &[u8]) -> Option<SessionEvent> {
+        self.progress += 1;
         let bare_lf = !raw.ends_with(b"\r\n");
         if bare_lf && self.cfg.line_endings == LineEndings::Strict {
             return self.error_reply("500 5.5.2 Bare LF line ending refused (RFC 5321 4.1.1.4)");
@@ -817,6 +827,7 @@ impl Session {
     }
 
     fn end_of_data(&mut self) -> Option<SessionEvent> {
+        self.progress += 1;
         self.state = State::Command;
         if self.scan.oversize {
             self.txn = None;
@@ -845,6 +856,7 @@ impl Session {
     }
 
     fn end_of_chunk(&mut self) -> Option<SessionEvent> {
+        self.progress += 1;
         let State::Bdat { last, reject, .. } = std::mem::replace(&mut self.state, State::Command)
         else {
             return None;
