@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use clap::Parser;
 use nvrkit_mbtiles::http::{Config, Cors, MissingTile};
 use nvrkit_mbtiles::tilejson::template;
@@ -66,6 +67,10 @@ struct Args {
     /// Base URL written into TileJSON and the catalog (default: http:// and the request's Host).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+
+    /// MiB of tiles kept in memory across all tilesets (0: read every tile from its file).
+    #[arg(long, value_name = "MIB", default_value_t = Config::DEFAULT_CACHE_BYTES >> 20)]
+    cache_mb: usize,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +125,10 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         other => bail!("--missing {other}: use 404 or 204"),
     };
     config.public_url = args.public_url.clone();
+    config.cache_bytes = args
+        .cache_mb
+        .checked_mul(1 << 20)
+        .context("--cache-mb is too large")?;
     Ok(config)
 }
 
@@ -169,6 +178,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             catalog.watch(Duration::from_secs_f64(args.poll));
         }
         let app = nvrkit_mbtiles::http::router(catalog, config);
+        // Responses are written whole; Nagle would only add delay to the next one.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -192,11 +205,12 @@ fn print_banner(
     writeln!(out, "tileserve listening on {base}/ (catalog: {base}/)")?;
     writeln!(
         out,
-        "  cors: {}; cache-control: {}; missing tile: {}; poll: {} s",
+        "  cors: {}; cache-control: {}; missing tile: {}; poll: {} s; tile cache: {} MiB",
         args.cors.join(" "),
         config.cache_control.as_deref().unwrap_or("none"),
         args.missing,
-        args.poll
+        args.poll,
+        args.cache_mb
     )?;
     let entries = catalog.entries();
     if entries.is_empty() {

@@ -29,7 +29,12 @@ pub struct Tileset {
     pub ocularis_maxzoom: u8,
     /// Whether `ocularis_maxzoom` was set by the operator rather than read from the tiles.
     pub ocularis_overridden: bool,
+    /// Unique per open of a file in this process: the tile cache's key, so a reloaded file
+    /// never serves its old tiles.
+    pub generation: u64,
 }
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A catalog entry: an open tileset, or why it is disabled.
 #[derive(Debug)]
@@ -237,6 +242,7 @@ impl Catalog {
                         tiles,
                         ocularis_maxzoom: maxzoom,
                         ocularis_overridden: overridden,
+                        generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     }))
                 }
                 Err(e) if e.is_busy() && prev.is_some() => {

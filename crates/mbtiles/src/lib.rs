@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod cache;
 pub mod catalog;
 pub mod error;
 pub mod format;

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# tileserve against martin in the same run: wrk, 2 threads, 64 keep-alive connections, random
+# existing tiles of one GDAL-made JPEG MBTiles file (zooms 0..5, 1,365 tiles), both servers on
+# 127.0.0.1 on this machine, one after the other, twice each (A B A B). Then the RSS of tileserve
+# idle with 10 tilesets.
+#
+# Needs: gdal-bin, sqlite3, wrk (Debian), and martin built outside the repo:
+#   cargo install martin --version 1.14.0 --locked --no-default-features --features mbtiles --root /tmp/martin
+# Usage: benches/compare/mbtiles.sh [SECONDS]   (default 15 s per run; MARTIN=path and
+#   TILESERVE=path use those binaries instead of /tmp/martin and a fresh release build)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-15}
+martin=${MARTIN:-/tmp/martin/bin/martin}
+[ -x "$martin" ] || { echo "martin not found at $martin (see the header of this script)"; exit 1; }
+if [ -z "${TILESERVE:-}" ]; then
+  cargo build --release -q -p tileserve
+fi
+tileserve=${TILESERVE:-$PWD/target/release/tileserve}
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+crates/mbtiles/testdata/make-gdal.sh "$tmp/gdal" 8192 >/dev/null
+mkdir -p "$tmp/one"
+cp "$tmp/gdal/raster-jpeg.mbtiles" "$tmp/one/world.mbtiles"
+file=$tmp/one/world.mbtiles
+sqlite3 "$file" "SELECT '/world/' || zoom_level || '/' || tile_column || '/' || ((1 << zoom_level) - 1 - tile_row) FROM tiles" >"$tmp/paths.txt"
+echo "file: $(stat -c %s "$file") bytes, $(wc -l <"$tmp/paths.txt") tiles, mean tile $(sqlite3 "$file" 'SELECT avg(length(tile_data)) FROM tiles' | cut -d. -f1) bytes"
+cat >"$tmp/random.lua" <<EOF
+local paths = {}
+for line in io.lines("$tmp/paths.txt") do paths[#paths + 1] = line end
+math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 1000)
+request = function() return wrk.format("GET", paths[math.random(#paths)]) end
+EOF
+
+wait_up() {
+  for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "server at $1 did not come up"; exit 1
+}
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+"$martin" --listen-addresses 127.0.0.1:3111 "$file" >"$tmp/martin.log" 2>&1 &
+pids+=($!); martin_pid=$!
+"$tileserve" "$file" --listen 127.0.0.1:3112 --poll 0 >"$tmp/tileserve.log" 2>&1 &
+pids+=($!); ts_pid=$!
+wait_up http://127.0.0.1:3111/world/0/0/0
+wait_up http://127.0.0.1:3112/world/0/0/0
+# Both answer the same bytes for the same path.
+cmp <(curl -s http://127.0.0.1:3111/world/3/2/1) <(curl -s http://127.0.0.1:3112/world/3/2/1)
+
+run() {
+  local name=$1 port=$2 pid=$3
+  wrk -t2 -c64 -d"${secs}s" --latency -s "$tmp/random.lua" "http://127.0.0.1:$port" >"$tmp/wrk.txt"
+  local rps p50 p99 errs
+  rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk.txt")
+  p50=$(awk '$1 == "50%" {print $2}' "$tmp/wrk.txt")
+  p99=$(awk '$1 == "99%" {print $2}' "$tmp/wrk.txt")
+  errs=$(grep -E 'Non-2xx|Socket errors' "$tmp/wrk.txt" | tr '\n' ' ' || true)
+  printf '%-10s %10s req/s  p50 %-8s p99 %-8s RSS %s kB %s\n' "$name" "$rps" "$p50" "$p99" "$(rss_kb "$pid")" "$errs"
+  echo "$name $rps" >>"$tmp/rps.txt"
+}
+for round in 1 2; do
+  run martin 3111 "$martin_pid"
+  run tileserve 3112 "$ts_pid"
+done
+awk '{s[$1] += $2; n[$1]++} END {m = s["martin"] / n["martin"]; t = s["tileserve"] / n["tileserve"];
+  printf "mean: martin %.0f req/s, tileserve %.0f req/s, tileserve / martin = %.2f\n", m, t, t / m}' "$tmp/rps.txt"
+kill "$martin_pid" "$ts_pid"
+
+# Idle RSS with 10 tilesets (copies of the same file under 10 names).
+mkdir -p "$tmp/ten"
+for i in $(seq 10); do cp "$file" "$tmp/ten/world$i.mbtiles"; done
+"$tileserve" "$tmp/ten" --listen 127.0.0.1:3113 >"$tmp/ten.log" 2>&1 &
+pids+=($!)
+wait_up http://127.0.0.1:3113/world1/0/0/0
+for i in $(seq 10); do curl -s -o /dev/null "http://127.0.0.1:3113/world$i/1/0/0"; done
+sleep 2
+echo "tileserve idle with 10 tilesets (each opened and read once): RSS $(rss_kb $!) kB"
