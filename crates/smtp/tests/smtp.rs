@@ -648,3 +648,31 @@ async fn curl_mail() {
     assert_eq!(event.source.auth_user.as_deref(), Some("a"));
     server.shutdown().await;
 }
+
+#[test]
+fn documented_schema_matches_the_code() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/event-schema.json")).unwrap();
+    let example = &schema["examples"][0];
+    let event = CameraEvent::from_json(&example.to_string()).unwrap();
+    let ours: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+    assert_eq!(
+        &ours, example,
+        "the documented sample is exactly what we write"
+    );
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut keys: Vec<&str> = ours
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    required.sort_unstable();
+    keys.sort_unstable();
+    assert_eq!(required, keys);
+}
