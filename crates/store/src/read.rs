@@ -149,7 +149,9 @@ impl Frames {
                     .filter(|(_, s)| s.keyframe && meta.wall_of(s.pts, ts) <= self.from_us)
                     .map(|(i, _)| i)
                     .next_back();
-                if let Some(k) = key {
+                // From the segment's first keyframe: from the start of the segment, with the
+                // other streams' frames that precede it (an AAC priming frame).
+                if let Some(k) = key.filter(|&k| k > 0) {
                     pos = order.iter().position(|&o| o == (anchor, k)).unwrap_or(0);
                 }
             }

@@ -48,7 +48,12 @@ pub struct Writer {
     sealed: u64,
     /// How long the last seal took (fdatasync + sidecar).
     last_seal: Option<std::time::Duration>,
+    /// Frames of other streams that arrived before the keyframe that starts a segment.
+    held: Vec<Frame>,
 }
+
+/// At most this many frames are held waiting for a keyframe (about 2 s of 48 kHz AAC).
+const MAX_HELD: usize = 96;
 
 #[derive(Debug)]
 struct OpenSegment {
@@ -96,6 +101,7 @@ impl Store {
             dropped: 0,
             sealed: 0,
             last_seal: None,
+            held: Vec::new(),
         })
     }
 }
@@ -182,6 +188,7 @@ impl Writer {
             self.seal()?;
             self.gap = true;
             self.clock = None;
+            self.held.clear();
             self.last_dts.iter_mut().for_each(|d| *d = None);
         }
         let starts_segment = if self.video {
@@ -190,7 +197,18 @@ impl Writer {
             s == self.anchor
         };
         if self.seg.is_none() && !starts_segment {
-            self.dropped += 1;
+            if s == self.anchor {
+                // Video that cannot be decoded without its keyframe; audio held so far
+                // would precede it.
+                self.dropped += 1 + self.held.len() as u64;
+                self.held.clear();
+            } else if self.held.len() < MAX_HELD {
+                // Audio before the first keyframe (an AAC priming frame): kept for the segment
+                // the keyframe starts.
+                self.held.push(frame);
+            } else {
+                self.dropped += 1;
+            }
             return Ok(());
         }
         if starts_segment {
@@ -216,8 +234,16 @@ impl Writer {
             }
             if self.seg.is_none() {
                 self.start_segment(&frame)?;
+                for held in std::mem::take(&mut self.held) {
+                    self.push_into_segment(held)?;
+                }
             }
         }
+        self.push_into_segment(frame)
+    }
+
+    fn push_into_segment(&mut self, frame: Frame) -> Result<()> {
+        let s = frame.stream;
         let seg = self.seg.as_mut().expect("a segment is open");
         let wall_pts = seg.meta.wall_of(frame.pts, frame.timescale);
         let end = seg
