@@ -38,15 +38,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Creates `dir` and any missing parents, syncing each parent whose listing changed.
 pub(crate) fn create_dirs(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
+    // A relative path's last parent is "": the current directory.
+    let parent = dir.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    if let Some(parent) = parent {
         create_dirs(parent)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {
-            if let Some(parent) = dir.parent() {
+            if let Some(parent) = parent {
                 sync_dir(parent)?;
             }
             Ok(())
@@ -72,8 +80,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| Error::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir)?,
+        _ => sync_dir(Path::new("."))?,
     }
     Ok(())
 }

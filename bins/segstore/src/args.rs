@@ -1,0 +1,189 @@
+//! Arguments shared by the subcommands: the store, times, durations, byte sizes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nvrkit_media::WallTime;
+
+/// `--store DIR`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArg {
+    /// The store directory.
+    #[arg(long, default_value = "./nvr-data", value_name = "DIR")]
+    pub store: PathBuf,
+}
+
+/// A time as given on the command line, resolved against "now" when used.
+#[derive(Debug, Clone)]
+pub enum TimeArg {
+    /// An absolute time.
+    At(WallTime),
+    /// Now plus this many µs (negative: in the past).
+    Relative(i64),
+}
+
+impl TimeArg {
+    /// The instant, with `now` for relative forms.
+    pub fn resolve(&self, now: WallTime) -> WallTime {
+        match self {
+            TimeArg::At(t) => *t,
+            TimeArg::Relative(us) => now.add_micros(*us),
+        }
+    }
+}
+
+/// Parses `now`, RFC 3339, the compact file-name form, or `-10m` / `+1h30m` relative to now.
+pub fn parse_time(s: &str) -> Result<TimeArg, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(TimeArg::Relative(0));
+    }
+    if let Some(rest) = s.strip_prefix('-') {
+        return Ok(TimeArg::Relative(
+            -(parse_duration(rest)?.as_micros() as i64),
+        ));
+    }
+    if let Some(rest) = s.strip_prefix('+') {
+        return Ok(TimeArg::Relative(parse_duration(rest)?.as_micros() as i64));
+    }
+    WallTime::parse_rfc3339(s)
+        .or_else(|_| WallTime::parse_compact(s))
+        .map(TimeArg::At)
+        .map_err(|_| {
+            format!("{s:?} is not a time: use RFC 3339 (2026-11-25T16:37:03Z), `now`, or -10m")
+        })
+}
+
+/// Parses `90`, `90s`, `10m`, `1h30m`, `7d`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("{s:?} is not a duration: use 90s, 10m, 1h30m, 7d");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(err());
+    }
+    if let Ok(secs) = rest.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" | "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            "w" => Duration::from_secs(7 * 86_400),
+            _ => return Err(err()),
+        };
+        total += unit * u32::try_from(n).map_err(|_| err())?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Parses `1000`, `500M`, `10G`, `2TiB`, `1.5T` (K, M, G, T are powers of 1024; `KB`, `MB`, `GB`,
+/// `TB` powers of 1000).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let err = || format!("{s:?} is not a size: use 500M, 10G, 2T");
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| err())?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KiB" | "k" => 1024.0,
+        "M" | "MiB" => 1024f64.powi(2),
+        "G" | "GiB" => 1024f64.powi(3),
+        "T" | "TiB" => 1024f64.powi(4),
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => return Err(err()),
+    };
+    let v = n * mult;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(err());
+    }
+    Ok(v as u64)
+}
+
+/// Human bytes: `12.3 MiB`.
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// Human duration from µs: `1h02m03s`, `4.52s`.
+pub fn human_duration(us: i64) -> String {
+    let s = us as f64 / 1e6;
+    if s < 60.0 {
+        return format!("{s:.2}s");
+    }
+    let total = us / 1_000_000;
+    let (h, m, sec) = (total / 3600, total % 3600 / 60, total % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{sec:02}s")
+    } else {
+        format!("{m}m{sec:02}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let now = WallTime::parse_rfc3339("2026-11-25T12:00:00Z").unwrap();
+        let at = |s: &str| parse_time(s).unwrap().resolve(now).to_rfc3339();
+        assert_eq!(at("now"), "2026-11-25T12:00:00Z");
+        assert_eq!(at("-10m"), "2026-11-25T11:50:00Z");
+        assert_eq!(at("-1h30m"), "2026-11-25T10:30:00Z");
+        assert_eq!(at("+2d"), "2026-11-27T12:00:00Z");
+        assert_eq!(
+            at("2026-11-25T16:37:03.5+01:00"),
+            "2026-11-25T15:37:03.500000Z"
+        );
+        assert_eq!(at("20261125T163703.000000Z"), "2026-11-25T16:37:03Z");
+        for bad in ["", "yesterday", "-10x", "-", "2026-13-01T00:00:00Z"] {
+            assert!(parse_time(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("1y").is_err() && parse_duration("m").is_err());
+        assert_eq!(parse_bytes("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_bytes("2TiB").unwrap(), 2 << 40);
+        assert_eq!(parse_bytes("10GB").unwrap(), 10_000_000_000);
+        assert_eq!(parse_bytes("1.5K").unwrap(), 1536);
+        assert!(parse_bytes("-1G").is_err() && parse_bytes("1X").is_err());
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_duration(3_723_000_000), "1h02m03s");
+    }
+}
