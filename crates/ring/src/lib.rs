@@ -170,7 +170,9 @@ mod sync;
 mod wait;
 mod writer;
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_wait;
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 pub use config::Config;

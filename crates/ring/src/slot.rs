@@ -125,19 +125,19 @@ impl Slot {
     }
 
     /// Test support: the pin count.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn pins(&self) -> u64 {
         self.state.load(Ordering::Relaxed) & PIN_MASK
     }
 
     /// Test support: holds a pin, as a reader stalled mid-clone would.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn pin_for_test(&self) {
         self.state.fetch_add(PIN, Ordering::Acquire);
     }
 
     /// Test support: releases [`Slot::pin_for_test`].
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn unpin_for_test(&self) {
         self.state.fetch_sub(PIN, Ordering::Release);
     }

@@ -176,19 +176,19 @@ impl WaitList {
     }
 
     /// Test support: takes the lock as a registering reader would.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn lock_for_test(&self) {
         self.lock();
     }
 
     /// Test support: releases [`WaitList::lock_for_test`].
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn unlock_for_test(&self, woken: &mut Vec<Waker>) {
         self.unlock(woken);
     }
 
     /// Test support: registered wakers.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn len(&self) -> usize {
         self.lock();
         // SAFETY: we hold the lock.
