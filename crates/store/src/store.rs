@@ -531,6 +531,17 @@ impl Store {
         problems
     }
 
+    /// Adds sidecars to the in-memory index only (no files): for benchmarks of queries over
+    /// more segments than a test can create on disk. Not part of the API.
+    #[doc(hidden)]
+    pub fn index_only_for_bench(&self, camera: &str, metas: impl IntoIterator<Item = SegmentMeta>) {
+        let mut st = self.state();
+        let cam = st.cameras.entry(camera.to_owned()).or_default();
+        for m in metas {
+            cam.insert(m);
+        }
+    }
+
     /// The paths of `camera`'s segment starting at `start`.
     pub fn paths(&self, camera: &str, start: WallTime) -> SegmentPaths {
         layout::segment_paths(&self.inner.root, camera, start)
