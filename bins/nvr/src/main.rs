@@ -1,6 +1,10 @@
 //! `nvr`: nvrkit's recorder. This version probes MP4 files (`nvr probe`); recording, the
 //! embedded demo camera and the SMTP alarm input come in a later version.
 
+// A command-line tool prints its results and errors: the library lint against printing does not
+// apply here.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

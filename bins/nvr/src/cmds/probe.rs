@@ -115,7 +115,12 @@ fn describe_track(o: &mut String, t: &TrackInfo, samples: &[SampleInfo]) {
                 t.frames,
                 seconds(t.duration, t.timescale),
             );
-            let _ = writeln!(o, "    codecs: {}, timescale {}", t.params.rfc6381(), t.timescale);
+            let _ = writeln!(
+                o,
+                "    codecs: {}, timescale {}",
+                t.params.rfc6381(),
+                t.timescale
+            );
             let _ = writeln!(o, "    GOPs: {}", gops(samples, t.timescale));
             let reordered = samples.windows(2).any(|w| w[1].pts < w[0].pts);
             let _ = writeln!(
@@ -140,7 +145,12 @@ fn describe_track(o: &mut String, t: &TrackInfo, samples: &[SampleInfo]) {
                 t.frames,
                 seconds(t.duration, t.timescale),
             );
-            let _ = writeln!(o, "    codecs: {}, timescale {}", t.params.rfc6381(), t.timescale);
+            let _ = writeln!(
+                o,
+                "    codecs: {}, timescale {}",
+                t.params.rfc6381(),
+                t.timescale
+            );
         }
         _ => {}
     }
@@ -213,7 +223,11 @@ fn frame_rate(samples: &[SampleInfo], timescale: u32) -> String {
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a.abs().max(1) } else { gcd(b, a % b) }
+    if b == 0 {
+        a.abs().max(1)
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// GOP lengths (frames from one keyframe to the next) as `25 frames (1.000 s) × 10`.
@@ -249,7 +263,11 @@ fn gops(samples: &[SampleInfo], timescale: u32) -> String {
         .iter()
         .take(6)
         .map(|&(n, d, k)| {
-            let times = if k > 1 { format!(" × {k}") } else { String::new() };
+            let times = if k > 1 {
+                format!(" × {k}")
+            } else {
+                String::new()
+            };
             format!("{n} frames ({}){times}", seconds(d, timescale))
         })
         .collect::<Vec<_>>()
@@ -281,10 +299,9 @@ fn loop_verdict(d: &Demuxer) -> String {
     for a in d.tracks().iter().filter(|t| !t.params.is_video()) {
         let a_us = nvrkit_media::time::rescale(a.duration, a.timescale, 1_000_000);
         let diff = a_us - v_us;
-        let frame_us = a
-            .params
-            .aac()
-            .map_or(0, |p| i64::from(p.frame_length) * 1_000_000 / i64::from(p.sample_rate));
+        let frame_us = a.params.aac().map_or(0, |p| {
+            i64::from(p.frame_length) * 1_000_000 / i64::from(p.sample_rate)
+        });
         if diff.abs() > frame_us {
             let (which, by) = if diff > 0 {
                 ("longer", diff)
@@ -316,7 +333,10 @@ mod tests {
     fn the_sample_is_described_and_loops_cleanly() {
         let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
         let r = describe(&d, 1, "sample");
-        assert!(r.contains("video h264 (avc1) Main@3.0, 640x360, 25 fps, 250 frames"), "{r}");
+        assert!(
+            r.contains("video h264 (avc1) Main@3.0, 640x360, 25 fps, 250 frames"),
+            "{r}"
+        );
         assert!(r.contains("GOPs: 25 frames (1.000 s) × 10"), "{r}");
         assert!(r.contains("B-frames: no"), "{r}");
         assert!(r.contains("48000 Hz, 2 channels"), "{r}");
@@ -332,13 +352,19 @@ mod tests {
         let d = Demuxer::open(path).unwrap();
         let r = describe(&d, 1, "x");
         assert!(r.contains("B-frames: yes"), "{r}");
-        assert!(r.contains("loop: not clean: audio stream 1 is 500 ms longer"), "{r}");
+        assert!(
+            r.contains("loop: not clean: audio stream 1 is 500 ms longer"),
+            "{r}"
+        );
         assert!(r.contains("1 discarded by the edit list"), "{r}");
     }
 
     #[test]
     fn ntsc_rate_is_an_exact_fraction() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/h264_ntsc_29.97.mp4");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/h264_ntsc_29.97.mp4"
+        );
         let d = Demuxer::open(path).unwrap();
         let r = describe(&d, 1, "x");
         assert!(r.contains("30000/1001 (29.970) fps"), "{r}");

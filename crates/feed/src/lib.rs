@@ -1,0 +1,61 @@
+//! # nvrkit-feed
+//!
+//! A virtual IP camera: MP4 clips served as endless, real-time RTSP streams whose timestamps run
+//! on seamlessly across the loop seam, so a VMS can add them as generic RTSP cameras.
+//!
+//! - [`loop_source`]: [`Clip`] (a demuxed file in memory) and [`LoopSource`] (its endless
+//!   frames on one continuous timeline; audio in whole AAC frames that never drift from video).
+//! - [`rtp`]: RTP packetizers for H.264 (RFC 6184), H.265 (RFC 7798) and AAC (RFC 3640), and
+//!   RTCP sender reports.
+//! - [`sdp`]: session descriptions.
+//! - [`rtsp`]: request framing, the sans-I/O RTSP dialogue, Basic/Digest auth.
+//! - [`server`]: the tokio layer. One [`LoopSource`] and one frame ring
+//!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
+//!   joiner gets the current GOP at once, a slow one is skipped to a keyframe.
+//!
+//! Non-goals: RTSP 2.0, multicast, RTSPS, recording (ANNOUNCE/RECORD).
+//!
+//! ## Serve the embedded sample
+//!
+//! ```no_run
+//! use nvrkit_feed::{Clip, server::{Config, Server}};
+//!
+//! # async fn run() -> Result<(), nvrkit_feed::Error> {
+//! let demux = nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())
+//!     .map_err(|source| nvrkit_feed::Error::Clip { name: "sample".into(), source })?;
+//! let clip = Clip::load("sample", &demux)?;
+//! let server = Server::start(Config::default(), vec![clip]).await?;
+//! println!("{}", server.urls("127.0.0.1")[0]); // rtsp://127.0.0.1:8554/sample
+//! # Ok(()) }
+//! ```
+//!
+//! ## Loop a clip without a server
+//!
+//! ```
+//! use nvrkit_feed::{Clip, LoopSource};
+//! use nvrkit_media::{Demuxer, WallTime};
+//!
+//! let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+//! let clip = Clip::load("sample", &demux)?;
+//! // 3 loops of 10 s: video PTS never repeat, and step by one frame across each seam.
+//! let video: Vec<i64> = LoopSource::new(clip, WallTime::now())
+//!     .filter(|f| f.stream == 0)
+//!     .take(750)
+//!     .map(|f| f.pts)
+//!     .collect();
+//! assert!(video.windows(2).all(|w| w[1] - w[0] == 512));
+//! # Ok::<(), nvrkit_feed::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod loop_source;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
+pub mod server;
+
+pub use error::{Error, Result};
+pub use loop_source::{Clip, LoopSource};

@@ -1,0 +1,437 @@
+//! [`LoopSource`]: an MP4 clip as an endless stream of frames on one continuous timeline.
+//!
+//! The loop period is the presented duration of the clip's first video stream (the master): its
+//! frames come back every period with timestamps advanced by exactly the period, so a timestamp
+//! never repeats or jumps and the step across the seam is a normal frame step (bikes.mp4: last
+//! DTS 126,464, first DTS of the next loop −1,024 + 128,000 = 126,976, a step of 512 like every
+//! other).
+//!
+//! Other streams (AAC) cannot be cut inside a frame, and a period is rarely a whole number of
+//! audio frames (bigbuckbunny.mp4: 5.28 s is 247.5 AAC frames at 48 kHz). So each follower keeps
+//! its own continuous timeline and, each loop, sends as many whole frames of the clip as keep its
+//! end within half a frame of where the master's loop ends. The target is computed from the loop
+//! number with exact integer math, not accumulated, so audio never drifts from video however many
+//! loops run; audio timestamps only increase. A follower shorter than the period leaves a gap
+//! (marked `discontinuity`) rather than repeating anything.
+
+use std::sync::Arc;
+
+use nvrkit_media::time::rescale;
+use nvrkit_media::{Demuxer, Frame, TrackInfo, WallTime};
+
+use crate::error::{Error, Result};
+
+/// A clip held in memory, ready to loop: its tracks and frames (discarded frames, such as AAC
+/// priming, are left out: a live stream has no place for them).
+#[derive(Debug)]
+pub struct Clip {
+    name: String,
+    tracks: Vec<TrackInfo>,
+    /// Per stream, in decode order.
+    frames: Vec<Vec<Frame>>,
+    master: usize,
+    /// Master period in master ticks.
+    period: i64,
+    /// Per stream: DTS of its first frame, in its own ticks.
+    first_dts: Vec<i64>,
+    /// Per stream: PTS of its first presented frame, in its own ticks.
+    first_pts: Vec<i64>,
+}
+
+impl Clip {
+    /// Reads every frame of a demuxed file. `name` is the stream's name (the URL path).
+    pub fn load(name: impl Into<String>, demux: &Demuxer) -> Result<Arc<Self>> {
+        let name = name.into();
+        let tracks = demux.tracks().to_vec();
+        let mut frames = vec![Vec::new(); tracks.len()];
+        for f in demux.frames() {
+            let f = f.map_err(|source| Error::Clip {
+                name: name.clone(),
+                source,
+            })?;
+            if !f.discard {
+                frames[f.stream].push(f);
+            }
+        }
+        let master = tracks.iter().position(|t| t.params.is_video()).unwrap_or(0);
+        if frames.iter().any(Vec::is_empty) {
+            return Err(Error::Unusable {
+                name,
+                what: "a track has no presented frames".into(),
+            });
+        }
+        if !frames[master][0].keyframe {
+            return Err(Error::Unusable {
+                name,
+                what: "the video does not start with a keyframe".into(),
+            });
+        }
+        let first_pts: Vec<i64> = frames
+            .iter()
+            .map(|v| v.iter().map(|f| f.pts).min().unwrap_or(0))
+            .collect();
+        let end = frames[master].iter().map(Frame::end_pts).max().unwrap_or(0);
+        let period = end - first_pts[master];
+        if period <= 0 {
+            return Err(Error::Unusable {
+                name,
+                what: "the clip has no duration".into(),
+            });
+        }
+        let first_dts = frames.iter().map(|v| v[0].dts).collect();
+        Ok(Arc::new(Clip {
+            name,
+            tracks,
+            frames,
+            master,
+            period,
+            first_dts,
+            first_pts,
+        }))
+    }
+
+    /// The stream name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The clip's streams.
+    pub fn tracks(&self) -> &[TrackInfo] {
+        &self.tracks
+    }
+
+    /// The stream whose duration is the loop period (the first video stream).
+    pub fn master(&self) -> usize {
+        self.master
+    }
+
+    /// The loop period in microseconds (rounded).
+    pub fn period_micros(&self) -> i64 {
+        rescale(self.period, self.tracks[self.master].timescale, 1_000_000)
+    }
+
+    /// Frames of one stream, decode order, one loop.
+    pub fn frames(&self, stream: usize) -> &[Frame] {
+        self.frames.get(stream).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Per-stream position in the endless timeline.
+#[derive(Debug, Clone)]
+struct Cursor {
+    /// Loop number of the next frame.
+    lap: i64,
+    /// Index of the next frame in the clip.
+    index: usize,
+    /// Followers: frames to send in this lap, and the next PTS on their own timeline.
+    limit: usize,
+    next_pts: i64,
+    gap_before_next: bool,
+}
+
+/// The endless stream of a [`Clip`], in decode order across streams.
+///
+/// Sans-I/O: it only computes frames and their deadlines; [`crate::pacer`] sleeps until each
+/// deadline and pushes the frame into the clip's ring.
+#[derive(Debug, Clone)]
+pub struct LoopSource {
+    clip: Arc<Clip>,
+    cursors: Vec<Cursor>,
+    start_wall: WallTime,
+    /// The earliest first DTS of any stream, in µs: deadlines count from there.
+    origin_micros: i64,
+}
+
+impl LoopSource {
+    /// Starts the loop; frames get wall-clock times from `start_wall` (the presentation start
+    /// of lap 0).
+    pub fn new(clip: Arc<Clip>, start_wall: WallTime) -> Self {
+        let origin_micros = (0..clip.tracks.len())
+            .map(|s| rescale(clip.first_dts[s], clip.tracks[s].timescale, 1_000_000))
+            .min()
+            .unwrap_or(0);
+        let mut src = LoopSource {
+            cursors: Vec::new(),
+            start_wall,
+            origin_micros,
+            clip,
+        };
+        src.cursors = (0..src.clip.tracks.len())
+            .map(|s| {
+                let mut c = Cursor {
+                    lap: 0,
+                    index: 0,
+                    limit: src.clip.frames[s].len(),
+                    next_pts: src.clip.first_pts[s],
+                    gap_before_next: false,
+                };
+                if s != src.clip.master {
+                    src.plan_follower_lap(s, &mut c);
+                }
+                c
+            })
+            .collect();
+        src
+    }
+
+    /// The clip.
+    pub fn clip(&self) -> &Arc<Clip> {
+        &self.clip
+    }
+
+    /// Where a follower's lap `lap` should start on its own timeline.
+    fn follower_lap_start(&self, stream: usize, lap: i64) -> i64 {
+        let c = &self.clip;
+        let master_ts = c.tracks[c.master].timescale;
+        let ts = c.tracks[stream].timescale;
+        // Exact: lap × period converted once, never accumulated.
+        c.first_pts[stream] + rescale(lap.saturating_mul(c.period), master_ts, ts)
+    }
+
+    /// Chooses how many whole frames a follower sends in `cursor.lap`.
+    fn plan_follower_lap(&self, stream: usize, cursor: &mut Cursor) {
+        let frames = &self.clip.frames[stream];
+        let target_end = self.follower_lap_start(stream, cursor.lap + 1);
+        let half = i64::from(frames[0].duration.max(1)) / 2;
+        let mut end = cursor.next_pts;
+        let mut n = 0;
+        while n < frames.len() && end + i64::from(frames[n].duration) <= target_end + half {
+            end += i64::from(frames[n].duration);
+            n += 1;
+        }
+        cursor.limit = n;
+    }
+
+    /// The next frame of `stream` without advancing.
+    fn peek(&self, stream: usize) -> Frame {
+        let c = &self.clip;
+        let cur = &self.cursors[stream];
+        let src = &c.frames[stream][cur.index];
+        let mut f = src.clone();
+        if stream == c.master {
+            let shift = cur.lap * c.period;
+            f.dts += shift;
+            f.pts += shift;
+        } else {
+            // Followers keep their own timeline: PTS = the running position; DTS moves with it.
+            let delta = cur.next_pts - src.pts;
+            f.pts += delta;
+            f.dts += delta;
+            f.discontinuity = cur.gap_before_next;
+        }
+        let master_ts = c.tracks[c.master].timescale;
+        let rel = rescale(f.pts, f.timescale, 1_000_000)
+            - rescale(c.first_pts[c.master], master_ts, 1_000_000);
+        f.wall = Some(self.start_wall.add_micros(rel));
+        f
+    }
+
+    fn advance(&mut self, stream: usize) {
+        let master = self.clip.master;
+        let len = self.clip.frames[stream].len();
+        let mut cur = self.cursors[stream].clone();
+        if stream != master {
+            cur.next_pts += i64::from(self.clip.frames[stream][cur.index].duration);
+            cur.gap_before_next = false;
+        }
+        cur.index += 1;
+        let lap_done = if stream == master {
+            cur.index == len
+        } else {
+            cur.index >= cur.limit
+        };
+        if lap_done {
+            cur.index = 0;
+            cur.lap += 1;
+            if stream != master {
+                let start = self.follower_lap_start(stream, cur.lap);
+                let half = i64::from(self.clip.frames[stream][0].duration.max(1)) / 2;
+                if cur.next_pts < start - half {
+                    // The follower is shorter than the period: leave a gap, never repeat.
+                    cur.next_pts = start;
+                    cur.gap_before_next = true;
+                }
+                self.plan_follower_lap(stream, &mut cur);
+                if cur.limit == 0 {
+                    cur.limit = 1; // a follower longer than one frame per lap always sends one
+                }
+            }
+        }
+        self.cursors[stream] = cur;
+    }
+
+    /// When the frame should be sent: microseconds after the loop started (its decode time).
+    pub fn deadline_micros(&self, frame: &Frame) -> i64 {
+        rescale(frame.dts, frame.timescale, 1_000_000) - self.origin_micros
+    }
+}
+
+impl Iterator for LoopSource {
+    type Item = Frame;
+
+    /// The next frame in decode order across streams (ties: the lower stream first). Never
+    /// `None`.
+    fn next(&mut self) -> Option<Frame> {
+        let mut best: Option<(usize, Frame)> = None;
+        for s in 0..self.cursors.len() {
+            let f = self.peek(s);
+            let earlier = match &best {
+                None => true,
+                Some((_, b)) => {
+                    i128::from(f.dts) * i128::from(b.timescale)
+                        < i128::from(b.dts) * i128::from(f.timescale)
+                }
+            };
+            if earlier {
+                best = Some((s, f));
+            }
+        }
+        let (s, f) = best?;
+        self.advance(s);
+        Some(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_clip() -> Arc<Clip> {
+        let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        Clip::load("sample", &d).unwrap()
+    }
+
+    fn clip_from(path: &str) -> Arc<Clip> {
+        let p = format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"));
+        let d = Demuxer::open(&p).unwrap();
+        Clip::load("c", &d).unwrap()
+    }
+
+    /// Runs `laps` loops and checks the invariants the issue asks for.
+    fn check(clip: Arc<Clip>, laps: i64) {
+        let master = clip.master();
+        let period_us = clip.period_micros();
+        let master_ts = clip.tracks()[master].timescale;
+        let period = rescale(period_us, 1_000_000, master_ts);
+        let src = LoopSource::new(clip.clone(), WallTime::EPOCH);
+        let mut last: Vec<Option<Frame>> = vec![None; clip.tracks().len()];
+        let mut master_pts: Vec<i64> = Vec::new();
+        let mut follower_laps = vec![0i64; clip.tracks().len()];
+        for f in src.take_while(|f| f.wall.unwrap().as_micros() < laps * period_us) {
+            if let Some(prev) = &last[f.stream] {
+                assert!(
+                    f.dts > prev.dts,
+                    "DTS strictly increase: {prev:?} then {f:?}"
+                );
+            }
+            if f.stream == master {
+                master_pts.push(f.pts);
+            } else {
+                if let Some(prev) = &last[f.stream] {
+                    // Followers are continuous unless a gap is announced.
+                    assert!(f.discontinuity || f.pts == prev.end_pts());
+                }
+                let expect = rescale(f.pts, f.timescale, 1_000_000);
+                assert_eq!(
+                    f.wall.unwrap().as_micros(),
+                    expect,
+                    "wall clock follows PTS"
+                );
+                if f.data.as_ptr() == clip.frames(f.stream)[0].data.as_ptr() {
+                    // Each lap of a follower starts within half a frame of the master's lap.
+                    let lap = follower_laps[f.stream];
+                    let want = rescale(lap * period, master_ts, f.timescale);
+                    let half = i64::from(f.duration) / 2;
+                    assert!(
+                        (f.pts - want).abs() <= half,
+                        "stream {} lap {lap} starts at {}, the video lap at {want}",
+                        f.stream,
+                        f.pts
+                    );
+                    follower_laps[f.stream] += 1;
+                }
+            }
+            let s = f.stream;
+            last[s] = Some(f);
+        }
+        // Presentation times of the master: unique and evenly spaced across every seam.
+        master_pts.sort_unstable();
+        let steps: std::collections::BTreeSet<i64> =
+            master_pts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(
+            steps.len(),
+            1,
+            "one frame step everywhere, seams included: {steps:?}"
+        );
+        for (s, n) in follower_laps.iter().enumerate() {
+            assert!(s == master || *n >= laps - 1, "stream {s} ran {n} laps");
+        }
+    }
+
+    #[test]
+    fn sample_loops_seamlessly() {
+        check(sample_clip(), 5);
+    }
+
+    #[test]
+    fn b_frames_and_long_audio_loop_seamlessly() {
+        check(clip_from("testdata/h264_high_bframes_longaudio.mp4"), 7);
+    }
+
+    #[test]
+    fn ntsc_rate_loops_without_drift_for_a_thousand_laps() {
+        // 30000/1001 fps: a period is not a whole number of AAC frames (nor of samples).
+        let clip = clip_from("testdata/h264_ntsc_29.97.mp4");
+        let master = clip.master();
+        let audio = 1 - master;
+        let first_audio = clip.frames(audio)[0].data.as_ptr();
+        let video_ts = clip.tracks()[master].timescale;
+        let period = rescale(clip.period_micros(), 1_000_000, video_ts);
+        let src = LoopSource::new(clip.clone(), WallTime::EPOCH);
+        let mut lap = 0i64;
+        let mut last_pts = i64::MIN;
+        for f in src.filter(|f| f.stream == audio) {
+            assert!(f.pts > last_pts, "audio only moves forward");
+            last_pts = f.pts;
+            if f.data.as_ptr() == first_audio {
+                // Lap `lap` of the audio starts within half an AAC frame of the video's lap.
+                let want = rescale(lap * period, video_ts, f.timescale);
+                assert!(
+                    (f.pts - want).abs() <= 512,
+                    "lap {lap}: audio starts at {} and video at {want}",
+                    f.pts
+                );
+                lap += 1;
+                if lap == 1000 {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn main_720p_loops() {
+        check(clip_from("testdata/h264_main_720p25_aac.mp4"), 5);
+    }
+
+    #[test]
+    fn hevc_loops() {
+        check(clip_from("testdata/h265_hvc1.mp4"), 4);
+    }
+
+    #[test]
+    fn deadlines_follow_decode_time() {
+        let clip = clip_from("testdata/h264_high_bframes_longaudio.mp4");
+        let src = LoopSource::new(clip, WallTime::EPOCH);
+        let mut prev = 0;
+        for f in src.clone().take(500) {
+            let d = src.deadline_micros(&f);
+            assert!(d >= 0);
+            assert!(
+                d >= prev,
+                "decode order is deadline order: {d} after {prev}"
+            );
+            prev = d;
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! RTP packetization (RFC 3550) of H.264 (RFC 6184), H.265 (RFC 7798) and AAC (RFC 3640,
+//! `mpeg4-generic` AAC-hbr), and RTCP sender reports, SDES and BYE.
+//!
+//! Packetizers are pure: a frame goes in, RTP payloads (zero-copy slices of the frame where the
+//! format allows) come out with their marker bit; the caller adds the 12-byte header with its own
+//! SSRC, sequence number and timestamp, so one payload split serves many clients.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use nvrkit_media::nal::{self, VideoCodec};
+use nvrkit_media::{CodecParams, Frame};
+
+/// Size of the fixed RTP header (no CSRC, no extension).
+pub const RTP_HEADER_LEN: usize = 12;
+
+/// One RTP payload: up to two small header pieces (FU/AU headers) and a body slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// Payload-format header bytes that precede `body` (FU indicator and header, AU header
+    /// section); at most 4 bytes.
+    pub head: [u8; 4],
+    /// How many bytes of `head` are used.
+    pub head_len: u8,
+    /// The rest of the payload: a slice of the frame, not a copy.
+    pub body: Bytes,
+    /// RTP marker bit: the last packet of an access unit (video) or of an AU (AAC).
+    pub marker: bool,
+}
+
+impl Payload {
+    fn new(head: &[u8], body: Bytes, marker: bool) -> Self {
+        let mut h = [0u8; 4];
+        h[..head.len()].copy_from_slice(head);
+        Payload {
+            head: h,
+            head_len: head.len() as u8,
+            body,
+            marker,
+        }
+    }
+
+    /// Total payload length in bytes.
+    pub fn len(&self) -> usize {
+        usize::from(self.head_len) + self.body.len()
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the payload after an RTP header built from the arguments.
+    pub fn write_packet(&self, out: &mut BytesMut, pt: u8, seq: u16, timestamp: u32, ssrc: u32) {
+        out.put_u8(0x80); // V=2, no padding, no extension, no CSRC
+        out.put_u8(if self.marker { 0x80 | pt } else { pt });
+        out.put_u16(seq);
+        out.put_u32(timestamp);
+        out.put_u32(ssrc);
+        out.put_slice(&self.head[..usize::from(self.head_len)]);
+        out.put_slice(&self.body);
+    }
+}
+
+/// Splits frames of one stream into RTP payloads no larger than `max_payload` bytes.
+#[derive(Debug, Clone)]
+pub struct Packetizer {
+    kind: Kind,
+    max_payload: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Video(VideoCodec),
+    Aac,
+}
+
+impl Packetizer {
+    /// A packetizer for a stream with these parameters, for packets of at most `mtu` bytes of
+    /// RTP (header included).
+    pub fn new(params: &CodecParams, mtu: usize) -> Self {
+        let kind = match params.video_codec() {
+            Some(v) => Kind::Video(v),
+            None => Kind::Aac,
+        };
+        Packetizer {
+            kind,
+            // Never less than room for an FU header and one byte, whatever the caller asks.
+            max_payload: mtu.saturating_sub(RTP_HEADER_LEN).max(16),
+        }
+    }
+
+    /// The payloads of one frame, in order. `extra_nals` (parameter sets to put before a
+    /// keyframe) are sent first as their own NAL units. A malformed video payload yields the
+    /// NAL units before the fault.
+    pub fn packetize(&self, frame: &Frame, extra_nals: &[Bytes], out: &mut Vec<Payload>) {
+        match self.kind {
+            Kind::Video(codec) => {
+                let mut nals: Vec<Bytes> = extra_nals.to_vec();
+                for n in nal::length_prefixed(&frame.data, 4) {
+                    match n {
+                        Ok(n) if !n.is_empty() => nals.push(frame.data.slice_ref(n)),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                let last = nals.len().saturating_sub(1);
+                for (i, n) in nals.iter().enumerate() {
+                    self.video_nal(codec, n, i == last, out);
+                }
+            }
+            Kind::Aac => self.aac(&frame.data, out),
+        }
+    }
+
+    /// RFC 6184 §5.6 single NAL unit / §5.8 FU-A; RFC 7798 §4.4.1 / §4.4.3 FU.
+    fn video_nal(&self, codec: VideoCodec, nal: &Bytes, last_of_au: bool, out: &mut Vec<Payload>) {
+        if nal.len() <= self.max_payload {
+            out.push(Payload::new(&[], nal.clone(), last_of_au));
+            return;
+        }
+        let (head, skip): (Vec<u8>, usize) = match codec {
+            VideoCodec::H264 => {
+                let indicator = (nal[0] & 0xe0) | 28;
+                (vec![indicator, nal[0] & 0x1f], 1)
+            }
+            VideoCodec::H265 => {
+                if nal.len() < 3 {
+                    return;
+                }
+                let t = (nal[0] >> 1) & 0x3f;
+                // PayloadHdr: F and LayerId/TID from the NAL header, type 49.
+                (vec![(nal[0] & 0x81) | (49 << 1), nal[1], t], 2)
+            }
+        };
+        let fu_header_at = head.len() - 1;
+        let chunk = self.max_payload - head.len();
+        let body = nal.slice(skip..);
+        let mut pos = 0;
+        while pos < body.len() {
+            let end = (pos + chunk).min(body.len());
+            let mut h = head.clone();
+            if pos == 0 {
+                h[fu_header_at] |= 0x80; // S
+            }
+            if end == body.len() {
+                h[fu_header_at] |= 0x40; // E
+            }
+            out.push(Payload::new(
+                &h,
+                body.slice(pos..end),
+                end == body.len() && last_of_au,
+            ));
+            pos = end;
+        }
+    }
+
+    /// RFC 3640 §3.3.6 AAC-hbr: one AU per packet, a 16-bit AU header (13-bit size, 3-bit
+    /// index); an AU larger than a packet is fragmented (§3.2.3), every fragment carrying the
+    /// AU header with the whole AU's size.
+    fn aac(&self, au: &Bytes, out: &mut Vec<Payload>) {
+        // 13 bits of AU-size: larger frames cannot be described (AAC frames are < 6144 bytes
+        // per channel element; 8191 is plenty).
+        let size = au.len().min(0x1fff) as u16;
+        let header = [0x00, 0x10, (size >> 5) as u8, ((size & 0x1f) << 3) as u8];
+        let chunk = self.max_payload - header.len();
+        if au.is_empty() {
+            return;
+        }
+        let mut pos = 0;
+        while pos < au.len() {
+            let end = (pos + chunk).min(au.len());
+            out.push(Payload::new(&header, au.slice(pos..end), end == au.len()));
+            pos = end;
+        }
+    }
+}
+
+/// The RTCP packets nvrkit sends (RFC 3550 §6).
+pub mod rtcp {
+    use bytes::{BufMut, BytesMut};
+
+    /// A sender report followed by an SDES with the CNAME: the compound packet RFC 3550 §6.1
+    /// requires.
+    #[allow(clippy::too_many_arguments)] // reason: one argument per field of the report
+    pub fn sender_report(
+        out: &mut BytesMut,
+        ssrc: u32,
+        ntp: u64,
+        rtp_timestamp: u32,
+        packets: u32,
+        octets: u32,
+        cname: &str,
+    ) {
+        // SR, §6.4.1: header, SSRC, NTP (64), RTP ts, packet count, octet count; no blocks.
+        out.put_u8(0x80);
+        out.put_u8(200);
+        out.put_u16(6); // length in 32-bit words minus one
+        out.put_u32(ssrc);
+        out.put_u64(ntp);
+        out.put_u32(rtp_timestamp);
+        out.put_u32(packets);
+        out.put_u32(octets);
+        sdes(out, ssrc, cname);
+    }
+
+    /// SDES with one CNAME item, §6.5.
+    pub fn sdes(out: &mut BytesMut, ssrc: u32, cname: &str) {
+        let name = &cname.as_bytes()[..cname.len().min(255)];
+        // SSRC (4) + type (1) + length (1) + text + at least one null, padded to 4.
+        let chunk = 4 + 2 + name.len() + 1;
+        let padded = chunk.div_ceil(4) * 4;
+        out.put_u8(0x81); // one chunk
+        out.put_u8(202);
+        out.put_u16((padded / 4) as u16);
+        out.put_u32(ssrc);
+        out.put_u8(1); // CNAME
+        out.put_u8(name.len() as u8);
+        out.put_slice(name);
+        out.put_bytes(0, padded - chunk + 1);
+    }
+
+    /// BYE for one source, §6.6.
+    pub fn bye(out: &mut BytesMut, ssrc: u32) {
+        out.put_u8(0x81);
+        out.put_u8(203);
+        out.put_u16(1);
+        out.put_u32(ssrc);
+    }
+
+    /// True if `packet` is an RTCP packet a receiver sends (RR, or a compound starting with
+    /// one; also SDES/BYE/APP/feedback): liveness from a client.
+    pub fn is_receiver_rtcp(packet: &[u8]) -> bool {
+        packet.len() >= 8 && packet[0] >> 6 == 2 && (201..=206).contains(&packet[1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(data: Bytes) -> Frame {
+        Frame {
+            stream: 0,
+            timescale: 90_000,
+            dts: 0,
+            pts: 0,
+            duration: 3000,
+            wall: None,
+            keyframe: true,
+            discard: false,
+            discontinuity: false,
+            data,
+        }
+    }
+
+    fn h264() -> CodecParams {
+        CodecParams::H264(nvrkit_media::VideoParams {
+            width: 16,
+            height: 16,
+            profile: 66,
+            level: 30,
+            vps: vec![],
+            sps: vec![],
+            pps: vec![],
+        })
+    }
+
+    /// Reassembles FU-A payloads the way a receiver does (RFC 6184 §5.8).
+    fn depacketize_h264(payloads: &[Payload]) -> Vec<Vec<u8>> {
+        let mut nals = Vec::new();
+        let mut cur: Vec<u8> = Vec::new();
+        for p in payloads {
+            let mut bytes = p.head[..p.head_len as usize].to_vec();
+            bytes.extend_from_slice(&p.body);
+            if bytes[0] & 0x1f == 28 {
+                let fu = bytes[1];
+                if fu & 0x80 != 0 {
+                    cur = vec![(bytes[0] & 0xe0) | (fu & 0x1f)];
+                }
+                cur.extend_from_slice(&bytes[2..]);
+                if fu & 0x40 != 0 {
+                    nals.push(std::mem::take(&mut cur));
+                }
+            } else {
+                nals.push(bytes);
+            }
+        }
+        nals
+    }
+
+    #[test]
+    fn h264_small_nals_go_whole_large_ones_in_fu_a() {
+        let big: Vec<u8> = std::iter::once(0x65)
+            .chain((0..3000).map(|i| i as u8))
+            .collect();
+        let small = vec![0x41u8, 1, 2, 3];
+        let data = nal::join([&small[..], &big[..]]);
+        let sps = Bytes::from_static(&[0x67, 0x42, 0, 30]);
+        let p = Packetizer::new(&h264(), 1400);
+        let mut out = Vec::new();
+        p.packetize(&frame(data), std::slice::from_ref(&sps), &mut out);
+        assert!(out.iter().all(|x| x.len() <= 1400 - RTP_HEADER_LEN));
+        assert_eq!(out.iter().filter(|x| x.marker).count(), 1);
+        assert!(
+            out.last().unwrap().marker,
+            "marker on the last packet of the AU"
+        );
+        // FU indicator keeps NRI, type 28; FU header S on the first fragment.
+        assert_eq!(out[2].head[..2], [0x60 | 28, 0x80 | 5]);
+        let nals = depacketize_h264(&out);
+        assert_eq!(nals, vec![sps.to_vec(), small, big]);
+    }
+
+    #[test]
+    fn h265_fu_headers_follow_rfc_7798() {
+        // IDR_W_RADL (19): header 0x26 0x01.
+        let big: Vec<u8> = [0x26, 0x01]
+            .into_iter()
+            .chain((0..2000).map(|i| i as u8))
+            .collect();
+        let params = CodecParams::H265(nvrkit_media::VideoParams {
+            width: 16,
+            height: 16,
+            profile: 1,
+            level: 93,
+            vps: vec![],
+            sps: vec![],
+            pps: vec![],
+        });
+        let mut out = Vec::new();
+        Packetizer::new(&params, 1000).packetize(&frame(nal::join([&big[..]])), &[], &mut out);
+        assert!(out.len() >= 3);
+        assert_eq!(out[0].head[..3], [49 << 1, 0x01, 0x80 | 19]);
+        assert_eq!(out.last().unwrap().head[2], 0x40 | 19);
+        let body: Vec<u8> = out.iter().flat_map(|p| p.body.to_vec()).collect();
+        assert_eq!(body, big[2..]);
+    }
+
+    #[test]
+    fn aac_hbr_au_header() {
+        let params = CodecParams::Aac(
+            nvrkit_media::AacParams::parse(Bytes::from_static(&[0x11, 0x90])).unwrap(),
+        );
+        let au = Bytes::from(vec![7u8; 300]);
+        let mut out = Vec::new();
+        Packetizer::new(&params, 1400).packetize(&frame(au), &[], &mut out);
+        assert_eq!(out.len(), 1);
+        // AU-headers-length = 16 bits; AU-size 300 << 3, index 0.
+        assert_eq!(
+            out[0].head,
+            [0x00, 0x10, (300 >> 5) as u8, ((300 & 0x1f) << 3) as u8]
+        );
+        assert!(out[0].marker);
+    }
+
+    #[test]
+    fn rtp_header_layout() {
+        let p = Payload::new(&[], Bytes::from_static(b"xy"), true);
+        let mut b = BytesMut::new();
+        p.write_packet(&mut b, 96, 0xfffe, 0xffff_ff00, 0x1234_5678);
+        assert_eq!(
+            &b[..],
+            [
+                0x80,
+                0x80 | 96,
+                0xff,
+                0xfe,
+                0xff,
+                0xff,
+                0xff,
+                0x00,
+                0x12,
+                0x34,
+                0x56,
+                0x78,
+                b'x',
+                b'y'
+            ]
+        );
+    }
+
+    #[test]
+    fn rtcp_compound_is_word_aligned() {
+        let mut b = BytesMut::new();
+        rtcp::sender_report(&mut b, 1, 2, 3, 4, 5, "loopcam@example");
+        assert_eq!(b.len() % 4, 0);
+        assert_eq!(b[1], 200);
+        let sdes_len = (u16::from_be_bytes([b[30], b[31]]) as usize + 1) * 4;
+        assert_eq!(28 + sdes_len, b.len());
+        assert!(rtcp::is_receiver_rtcp(&[0x80, 201, 0, 1, 0, 0, 0, 1]));
+        assert!(!rtcp::is_receiver_rtcp(&b));
+    }
+}

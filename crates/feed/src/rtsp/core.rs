@@ -1,0 +1,729 @@
+//! The RTSP 1.0 server dialogue (RFC 2326), sans-I/O: a request and the connection's state go
+//! in, a response and an action for the I/O layer come out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nvrkit_media::TrackInfo;
+use rtsp_types::{HeaderName, Method, Request, Response, StatusCode, Version, headers};
+
+use super::auth::Auth;
+use crate::sdp;
+
+/// What the server serves at one path.
+#[derive(Debug)]
+pub struct StreamInfo {
+    /// The path, without the leading slash.
+    pub name: String,
+    /// Its tracks.
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// Looks streams up by path.
+pub trait Catalog {
+    /// The stream at `name`, if any.
+    fn stream(&self, name: &str) -> Option<Arc<StreamInfo>>;
+}
+
+/// How one track's packets travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Interleaved in the RTSP connection (RFC 2326 §10.12).
+    Tcp {
+        /// Channel of RTP.
+        rtp: u8,
+        /// Channel of RTCP.
+        rtcp: u8,
+    },
+    /// UDP unicast to the client's ports.
+    Udp {
+        /// The client's RTP port.
+        rtp: u16,
+        /// The client's RTCP port.
+        rtcp: u16,
+    },
+}
+
+/// One set-up track of a session.
+#[derive(Debug, Clone)]
+pub struct TrackSetup {
+    /// Index of the track in the stream.
+    pub stream: usize,
+    /// How its packets travel.
+    pub transport: Transport,
+    /// Its SSRC, fixed for the session.
+    pub ssrc: u32,
+}
+
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Set up, not playing.
+    Ready,
+    /// Playing.
+    Playing,
+}
+
+/// An RTSP session (one per connection in this server).
+#[derive(Debug)]
+pub struct Session {
+    /// The session identifier.
+    pub id: String,
+    /// What it plays.
+    pub stream: Arc<StreamInfo>,
+    /// Its set-up tracks, in SETUP order.
+    pub tracks: Vec<TrackSetup>,
+    /// Ready or playing.
+    pub state: State,
+}
+
+/// What the I/O layer must do after sending (or before building) the response.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing beyond sending the response.
+    None,
+    /// Start (or resume) playing: build the response with [`Connection::play_response`] once the
+    /// first frame to send is known, so RTP-Info can say where the stream starts.
+    Play,
+    /// Stop sending; keep the session.
+    Pause,
+    /// Send RTCP BYE and forget the session.
+    Teardown,
+}
+
+/// Per-connection settings.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// Credentials, when authentication is on.
+    pub auth: Option<Arc<Auth>>,
+    /// Server RTP and RTCP UDP ports, when UDP is offered.
+    pub udp_ports: Option<(u16, u16)>,
+    /// Session timeout announced and enforced.
+    pub session_timeout: Duration,
+    /// The host (and port) clients reached us at, for URLs in responses.
+    pub host: String,
+    /// The server's own IP, for the SDP origin line.
+    pub server_ip: String,
+}
+
+/// One RTSP connection's state.
+#[derive(Debug)]
+pub struct Connection {
+    config: ConnConfig,
+    session: Option<Session>,
+    sdp_session_id: u64,
+}
+
+/// Methods we answer (the `Public` header).
+pub const PUBLIC: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+fn response(status: StatusCode, cseq: Option<&str>) -> rtsp_types::ResponseBuilder {
+    let mut b = Response::builder(Version::V1_0, status).header(headers::SERVER, "nvrkit-loopcam");
+    if let Some(c) = cseq {
+        b = b.header(headers::CSEQ, c);
+    }
+    b
+}
+
+/// A response with no body.
+fn plain(status: StatusCode, cseq: Option<&str>) -> Response<Vec<u8>> {
+    response(status, cseq).build(Vec::new())
+}
+
+/// Serializes a response. rtsp-types joins repeated headers with commas (RFC 7826 §5.2); a 401's
+/// two `WWW-Authenticate` challenges go on two lines instead, because clients (ffmpeg's
+/// `ff_http_auth_handle_header`, for one) read one challenge per line.
+pub fn serialize(r: &Response<Vec<u8>>) -> Vec<u8> {
+    let mut w = Vec::with_capacity(256 + r.body().len());
+    let fixed;
+    let r = if u16::from(r.status()) == 200 && r.reason_phrase() != "OK" {
+        // rtsp-types spells it "Ok"; RFC 2326 §7.1.1 says "OK".
+        let mut copy = r.clone();
+        copy.set_reason_phrase("OK");
+        fixed = copy;
+        &fixed
+    } else {
+        r
+    };
+    if r.write(&mut w).is_err() {
+        return Vec::new();
+    }
+    if u16::from(r.status()) != 401 {
+        return w;
+    }
+    let text = String::from_utf8_lossy(&w).into_owned();
+    let head_end = text.find("\r\n\r\n").map_or(text.len(), |i| i + 4);
+    let (head, body) = text.split_at(head_end);
+    let head = head.replace(", Basic realm=", "\r\nWWW-Authenticate: Basic realm=");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Splits a request URI path into (stream name, track index).
+pub fn split_path(path: &str) -> (String, Option<usize>) {
+    let p = path.trim_start_matches('/').trim_end_matches('/');
+    if let Some((name, last)) = p.rsplit_once('/')
+        && let Some(n) = last
+            .strip_prefix("trackID=")
+            .or_else(|| last.strip_prefix("track"))
+        && let Ok(i) = n.parse()
+    {
+        return (name.to_owned(), Some(i));
+    }
+    (p.to_owned(), None)
+}
+
+/// Parses a `Transport` header (RFC 2326 §12.39): the first spec we can serve.
+pub fn choose_transport(value: &str, track: usize, udp: bool) -> Option<Transport> {
+    for spec in value.split(',') {
+        let mut parts = spec.split(';').map(str::trim);
+        let proto = parts.next().unwrap_or("").to_ascii_uppercase();
+        let params: Vec<&str> = parts.collect();
+        let param = |name: &str| {
+            params.iter().find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+            })
+        };
+        let multicast = params.iter().any(|p| p.eq_ignore_ascii_case("multicast"));
+        let pair = |v: &str| -> Option<(u16, u16)> {
+            let (a, b) = match v.split_once('-') {
+                Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+                None => {
+                    let a: u16 = v.trim().parse().ok()?;
+                    (a, a.checked_add(1)?)
+                }
+            };
+            Some((a, b))
+        };
+        match proto.as_str() {
+            "RTP/AVP/TCP" => {
+                let (rtp, rtcp) = match param("interleaved") {
+                    Some(v) => {
+                        let (a, b) = pair(v)?;
+                        (u8::try_from(a).ok()?, u8::try_from(b).ok()?)
+                    }
+                    None => {
+                        let base = u8::try_from(track * 2).ok()?;
+                        (base, base.checked_add(1)?)
+                    }
+                };
+                return Some(Transport::Tcp { rtp, rtcp });
+            }
+            "RTP/AVP" | "RTP/AVP/UDP" if udp && !multicast => {
+                if let Some((rtp, rtcp)) = param("client_port").and_then(pair) {
+                    return Some(Transport::Udp { rtp, rtcp });
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Connection {
+    /// A new connection.
+    pub fn new(config: ConnConfig) -> Self {
+        Connection {
+            config,
+            session: None,
+            sdp_session_id: rand::random::<u32>().into(),
+        }
+    }
+
+    /// The session, once SETUP created one.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &ConnConfig {
+        &self.config
+    }
+
+    /// Handles one request.
+    pub fn handle(
+        &mut self,
+        req: &Request<Vec<u8>>,
+        catalog: &dyn Catalog,
+    ) -> (Response<Vec<u8>>, Action) {
+        let cseq = req.header(&headers::CSEQ).map(|v| v.as_str().to_owned());
+        let cseq = cseq.as_deref();
+        if cseq.is_none() {
+            return (plain(StatusCode::BadRequest, None), Action::None);
+        }
+        if req.version() != Version::V1_0 {
+            return (
+                plain(StatusCode::RTSPVersionNotSupported, cseq),
+                Action::None,
+            );
+        }
+        let path = req
+            .request_uri()
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        let method = req.method().clone();
+
+        if method == Method::Options {
+            return (
+                response(StatusCode::Ok, cseq)
+                    .header(headers::PUBLIC, PUBLIC)
+                    .build(Vec::new()),
+                Action::None,
+            );
+        }
+
+        if let Some(auth) = &self.config.auth {
+            let given = req.header(&headers::AUTHORIZATION).map(|v| v.as_str());
+            if !auth.check(<&str>::from(&method), given) {
+                let [digest, basic] = auth.challenges();
+                let mut r = response(StatusCode::Unauthorized, cseq)
+                    .header(headers::WWW_AUTHENTICATE, digest)
+                    .build(Vec::new());
+                r.append_header(headers::WWW_AUTHENTICATE, basic);
+                return (r, Action::None);
+            }
+        }
+
+        // A Session header naming another session than ours.
+        let given_session = req
+            .header(&headers::SESSION)
+            .map(|v| v.as_str().split(';').next().unwrap_or("").trim().to_owned());
+        if let (Some(given), Some(ours)) = (&given_session, &self.session)
+            && given != &ours.id
+        {
+            return (plain(StatusCode::SessionNotFound, cseq), Action::None);
+        }
+        if given_session.is_some() && self.session.is_none() && method != Method::Setup {
+            // GET_PARAMETER with a session after TEARDOWN is harmless; other methods are not.
+            if !matches!(method, Method::GetParameter | Method::SetParameter) {
+                return (plain(StatusCode::SessionNotFound, cseq), Action::None);
+            }
+        }
+
+        match method {
+            Method::Describe => self.describe(&path, catalog, cseq),
+            Method::Setup => self.setup(req, &path, catalog, cseq),
+            Method::Play => match &mut self.session {
+                None => (
+                    plain(StatusCode::MethodNotValidInThisState, cseq),
+                    Action::None,
+                ),
+                Some(s) => {
+                    let (name, _) = split_path(&path);
+                    if !name.is_empty() && name != s.stream.name {
+                        return (plain(StatusCode::NotFound, cseq), Action::None);
+                    }
+                    s.state = State::Playing;
+                    // The response is built by `play_response` once RTP-Info is known.
+                    (plain(StatusCode::Ok, cseq), Action::Play)
+                }
+            },
+            Method::Pause => match &mut self.session {
+                None => (
+                    plain(StatusCode::MethodNotValidInThisState, cseq),
+                    Action::None,
+                ),
+                Some(s) => {
+                    s.state = State::Ready;
+                    let id = s.id.clone();
+                    (
+                        self.with_session(response(StatusCode::Ok, cseq), &id),
+                        Action::Pause,
+                    )
+                }
+            },
+            Method::Teardown => match self.session.take() {
+                None => (plain(StatusCode::Ok, cseq), Action::None),
+                Some(s) => (
+                    self.with_session(response(StatusCode::Ok, cseq), &s.id),
+                    Action::Teardown,
+                ),
+            },
+            Method::GetParameter | Method::SetParameter => {
+                let b = response(StatusCode::Ok, cseq);
+                let r = match &self.session {
+                    Some(s) => self.with_session(b, &s.id.clone()),
+                    None => b.build(Vec::new()),
+                };
+                (r, Action::None)
+            }
+            Method::Announce | Method::Record => (
+                response(StatusCode::MethodNotAllowed, cseq)
+                    .header(headers::ALLOW, PUBLIC)
+                    .build(Vec::new()),
+                Action::None,
+            ),
+            _ => (plain(StatusCode::NotImplemented, cseq), Action::None),
+        }
+    }
+
+    fn with_session(&self, b: rtsp_types::ResponseBuilder, id: &str) -> Response<Vec<u8>> {
+        b.header(
+            headers::SESSION,
+            format!("{id};timeout={}", self.config.session_timeout.as_secs()),
+        )
+        .build(Vec::new())
+    }
+
+    /// The base URL of a stream, with a trailing slash (`Content-Base`).
+    pub fn base_url(&self, name: &str) -> String {
+        format!("rtsp://{}/{}/", self.config.host, name)
+    }
+
+    fn describe(
+        &self,
+        path: &str,
+        catalog: &dyn Catalog,
+        cseq: Option<&str>,
+    ) -> (Response<Vec<u8>>, Action) {
+        let (name, _) = split_path(path);
+        let Some(stream) = catalog.stream(&name) else {
+            return (plain(StatusCode::NotFound, cseq), Action::None);
+        };
+        let body = sdp::describe(
+            &stream.name,
+            &self.config.server_ip,
+            self.sdp_session_id,
+            &stream.tracks,
+        );
+        (
+            response(StatusCode::Ok, cseq)
+                .header(headers::CONTENT_TYPE, "application/sdp")
+                .header(headers::CONTENT_BASE, self.base_url(&stream.name))
+                .build(body.into_bytes()),
+            Action::None,
+        )
+    }
+
+    fn setup(
+        &mut self,
+        req: &Request<Vec<u8>>,
+        path: &str,
+        catalog: &dyn Catalog,
+        cseq: Option<&str>,
+    ) -> (Response<Vec<u8>>, Action) {
+        let (name, track) = split_path(path);
+        let Some(stream) = catalog.stream(&name) else {
+            return (plain(StatusCode::NotFound, cseq), Action::None);
+        };
+        // A SETUP of the aggregate URL of a one-track stream means that track.
+        let track = match track {
+            Some(t) => t,
+            None if stream.tracks.len() == 1 => 0,
+            None => {
+                return (
+                    plain(StatusCode::AggregateOperationNotAllowed, cseq),
+                    Action::None,
+                );
+            }
+        };
+        if track >= stream.tracks.len() {
+            return (plain(StatusCode::NotFound, cseq), Action::None);
+        }
+        if let Some(s) = &self.session {
+            if s.stream.name != stream.name {
+                return (
+                    plain(StatusCode::AggregateOperationNotAllowed, cseq),
+                    Action::None,
+                );
+            }
+            if s.state == State::Playing {
+                return (
+                    plain(StatusCode::MethodNotValidInThisState, cseq),
+                    Action::None,
+                );
+            }
+        }
+        let Some(value) = req
+            .header(&headers::TRANSPORT)
+            .map(|v| v.as_str().to_owned())
+        else {
+            return (plain(StatusCode::UnsupportedTransport, cseq), Action::None);
+        };
+        let Some(transport) = choose_transport(&value, track, self.config.udp_ports.is_some())
+        else {
+            return (plain(StatusCode::UnsupportedTransport, cseq), Action::None);
+        };
+        let session = self.session.get_or_insert_with(|| Session {
+            id: format!("{:016X}", rand::random::<u64>()),
+            stream: stream.clone(),
+            tracks: Vec::new(),
+            state: State::Ready,
+        });
+        let ssrc = match session.tracks.iter().find(|t| t.stream == track) {
+            Some(t) => t.ssrc,
+            None => rand::random(),
+        };
+        session.tracks.retain(|t| t.stream != track);
+        session.tracks.push(TrackSetup {
+            stream: track,
+            transport,
+            ssrc,
+        });
+        let reply = match transport {
+            Transport::Tcp { rtp, rtcp } => {
+                format!(
+                    "RTP/AVP/TCP;unicast;interleaved={rtp}-{rtcp};ssrc={ssrc:08X};mode=\"PLAY\""
+                )
+            }
+            Transport::Udp { rtp, rtcp } => {
+                let (srtp, srtcp) = self.config.udp_ports.unwrap_or((0, 0));
+                format!(
+                    "RTP/AVP;unicast;client_port={rtp}-{rtcp};server_port={srtp}-{srtcp};ssrc={ssrc:08X};mode=\"PLAY\""
+                )
+            }
+        };
+        let id = session.id.clone();
+        let b = response(StatusCode::Ok, cseq).header(headers::TRANSPORT, reply);
+        (self.with_session(b, &id), Action::None)
+    }
+
+    /// The PLAY response, once the I/O layer knows, per set-up track, the sequence number and
+    /// RTP timestamp of the first packet it will send.
+    pub fn play_response(&self, cseq: &str, rtp_info: &[(usize, u16, u32)]) -> Response<Vec<u8>> {
+        let Some(s) = &self.session else {
+            return plain(StatusCode::MethodNotValidInThisState, Some(cseq));
+        };
+        let base = self.base_url(&s.stream.name);
+        let info: Vec<String> = rtp_info
+            .iter()
+            .map(|(track, seq, ts)| {
+                format!("url={base}{};seq={seq};rtptime={ts}", sdp::control(*track))
+            })
+            .collect();
+        let b = response(StatusCode::Ok, Some(cseq))
+            .header(headers::RANGE, "npt=now-")
+            .header(
+                HeaderName::from_static_str("RTP-Info").expect("valid name"),
+                info.join(","),
+            );
+        self.with_session(b, &s.id)
+    }
+
+    /// Forgets the session (the I/O layer closed it, e.g. on timeout).
+    pub fn drop_session(&mut self) -> Option<Session> {
+        self.session.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nvrkit_media::Demuxer;
+
+    struct One(Arc<StreamInfo>);
+    impl Catalog for One {
+        fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
+            (name == self.0.name).then(|| self.0.clone())
+        }
+    }
+
+    fn catalog() -> One {
+        let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        One(Arc::new(StreamInfo {
+            name: "sample".into(),
+            tracks: d.tracks().to_vec(),
+        }))
+    }
+
+    fn conn(auth: Option<Auth>) -> Connection {
+        Connection::new(ConnConfig {
+            auth: auth.map(Arc::new),
+            udp_ports: Some((8000, 8001)),
+            session_timeout: Duration::from_secs(60),
+            host: "127.0.0.1:8554".into(),
+            server_ip: "127.0.0.1".into(),
+        })
+    }
+
+    fn req(text: &str) -> Request<Vec<u8>> {
+        match rtsp_types::Message::<Vec<u8>>::parse(text.as_bytes())
+            .unwrap()
+            .0
+        {
+            rtsp_types::Message::Request(r) => r,
+            _ => panic!("not a request"),
+        }
+    }
+
+    fn status(r: &Response<Vec<u8>>) -> u16 {
+        r.status().into()
+    }
+
+    fn header<'a>(r: &'a Response<Vec<u8>>, name: &HeaderName) -> Option<&'a str> {
+        r.header(name).map(|v| v.as_str())
+    }
+
+    #[test]
+    fn a_full_tcp_dialogue() {
+        let cat = catalog();
+        let mut c = conn(None);
+        let (r, _) = c.handle(
+            &req("OPTIONS rtsp://127.0.0.1:8554/sample RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+            &cat,
+        );
+        assert_eq!(status(&r), 200);
+        assert!(
+            header(&r, &headers::PUBLIC)
+                .unwrap()
+                .contains("GET_PARAMETER")
+        );
+
+        let (r, _) = c.handle(&req("DESCRIBE rtsp://127.0.0.1:8554/sample RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n"), &cat);
+        assert_eq!(status(&r), 200);
+        assert_eq!(
+            header(&r, &headers::CONTENT_BASE),
+            Some("rtsp://127.0.0.1:8554/sample/")
+        );
+        assert!(String::from_utf8_lossy(r.body()).contains("m=audio"));
+
+        let (r, _) = c.handle(&req("SETUP rtsp://127.0.0.1:8554/sample/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"), &cat);
+        assert_eq!(status(&r), 200);
+        let session = header(&r, &headers::SESSION).unwrap().to_owned();
+        assert!(session.ends_with(";timeout=60"));
+        let id = session.split(';').next().unwrap().to_owned();
+
+        let (r, _) = c.handle(&req(&format!("SETUP rtsp://127.0.0.1:8554/sample/trackID=1 RTSP/1.0\r\nCSeq: 4\r\nSession: {id}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n\r\n")), &cat);
+        assert_eq!(status(&r), 200);
+        assert!(
+            header(&r, &headers::TRANSPORT)
+                .unwrap()
+                .contains("interleaved=2-3")
+        );
+
+        let (_, a) = c.handle(&req(&format!("PLAY rtsp://127.0.0.1:8554/sample/ RTSP/1.0\r\nCSeq: 5\r\nSession: {id}\r\nRange: npt=0.000-\r\n\r\n")), &cat);
+        assert_eq!(a, Action::Play);
+        let r = c.play_response("5", &[(0, 100, 4_294_967_000), (1, 7, 12)]);
+        assert_eq!(
+            header(&r, &headers::RANGE),
+            Some("npt=now-"),
+            "a live loop never seeks"
+        );
+        let info = header(&r, &HeaderName::from_static_str("RTP-Info").unwrap()).unwrap();
+        assert_eq!(
+            info,
+            "url=rtsp://127.0.0.1:8554/sample/trackID=0;seq=100;rtptime=4294967000,url=rtsp://127.0.0.1:8554/sample/trackID=1;seq=7;rtptime=12"
+        );
+
+        let (r, _) = c.handle(&req("GET_PARAMETER rtsp://127.0.0.1:8554/sample RTSP/1.0\r\nCSeq: 6\r\nSession: WRONG\r\n\r\n"), &cat);
+        assert_eq!(status(&r), 454);
+        let (r, a) = c.handle(
+            &req(&format!(
+                "TEARDOWN rtsp://127.0.0.1:8554/sample RTSP/1.0\r\nCSeq: 7\r\nSession: {id}\r\n\r\n"
+            )),
+            &cat,
+        );
+        assert_eq!((status(&r), a), (200, Action::Teardown));
+    }
+
+    #[test]
+    fn error_answers() {
+        let cat = catalog();
+        let mut c = conn(None);
+        let cases = [
+            ("DESCRIBE rtsp://h/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n", 404),
+            (
+                "SETUP rtsp://h/sample/trackID=9 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n",
+                404,
+            ),
+            ("PLAY rtsp://h/sample RTSP/1.0\r\nCSeq: 3\r\n\r\n", 455),
+            (
+                "SETUP rtsp://h/sample/trackID=0 RTSP/1.0\r\nCSeq: 4\r\nTransport: RTP/AVP;multicast\r\n\r\n",
+                461,
+            ),
+            (
+                "SETUP rtsp://h/sample/trackID=0 RTSP/1.0\r\nCSeq: 5\r\n\r\n",
+                461,
+            ),
+            (
+                "SETUP rtsp://h/sample RTSP/1.0\r\nCSeq: 6\r\nTransport: RTP/AVP/TCP\r\n\r\n",
+                459,
+            ),
+            (
+                "PLAY rtsp://h/sample RTSP/1.0\r\nCSeq: 7\r\nSession: 1234\r\n\r\n",
+                454,
+            ),
+            ("RECORD rtsp://h/sample RTSP/1.0\r\nCSeq: 8\r\n\r\n", 405),
+            ("OPTIONS rtsp://h/sample RTSP/1.0\r\n\r\n", 400),
+        ];
+        for (text, want) in cases {
+            let (r, _) = c.handle(&req(text), &cat);
+            assert_eq!(status(&r), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn udp_setup_answers_server_ports() {
+        let cat = catalog();
+        let mut c = conn(None);
+        let (r, _) = c.handle(&req("SETUP rtsp://h/sample/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n"), &cat);
+        assert_eq!(status(&r), 200);
+        let t = header(&r, &headers::TRANSPORT).unwrap();
+        assert!(
+            t.contains("client_port=5000-5001;server_port=8000-8001"),
+            "{t}"
+        );
+        assert_eq!(
+            c.session().unwrap().tracks[0].transport,
+            Transport::Udp {
+                rtp: 5000,
+                rtcp: 5001
+            }
+        );
+    }
+
+    #[test]
+    fn auth_challenges_then_accepts() {
+        let cat = catalog();
+        let mut c = conn(Some(Auth::new("u", "p")));
+        let (r, _) = c.handle(
+            &req("DESCRIBE rtsp://h/sample RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+            &cat,
+        );
+        assert_eq!(status(&r), 401);
+        let wire = String::from_utf8(serialize(&r)).unwrap();
+        let challenges: Vec<&str> = wire
+            .lines()
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .collect();
+        assert_eq!(challenges.len(), 2, "Digest and Basic on two lines: {wire}");
+        assert!(challenges[0].starts_with("Digest realm=\"nvrkit loopcam\", nonce="));
+        assert_eq!(challenges[1], "Basic realm=\"nvrkit loopcam\"");
+        let (r, _) = c.handle(
+            &req(
+                "DESCRIBE rtsp://h/sample RTSP/1.0\r\nCSeq: 2\r\nAuthorization: Basic dTpw\r\n\r\n",
+            ),
+            &cat,
+        );
+        assert_eq!(status(&r), 200);
+    }
+
+    #[test]
+    fn paths_and_transports() {
+        assert_eq!(split_path("/sample/trackID=1"), ("sample".into(), Some(1)));
+        assert_eq!(split_path("/sample/"), ("sample".into(), None));
+        assert_eq!(split_path("/a/b"), ("a/b".into(), None));
+        assert_eq!(
+            choose_transport("RTP/AVP;multicast, RTP/AVP/TCP;unicast", 1, true),
+            Some(Transport::Tcp { rtp: 2, rtcp: 3 })
+        );
+        assert_eq!(
+            choose_transport("RTP/AVP;unicast;client_port=5000", 0, true),
+            Some(Transport::Udp {
+                rtp: 5000,
+                rtcp: 5001
+            })
+        );
+        assert_eq!(
+            choose_transport("RTP/AVP;unicast;client_port=5000-5001", 0, false),
+            None
+        );
+        assert_eq!(
+            choose_transport("RTP/AVP/TCP;interleaved=300-301", 0, true),
+            None
+        );
+    }
+}

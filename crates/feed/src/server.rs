@@ -1,0 +1,759 @@
+//! The tokio layer: a TCP listener for RTSP, one shared UDP pair for RTP/RTCP, one pacer task
+//! per clip feeding its ring, and one task per connection.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use nvrkit_media::nal::VideoCodec;
+use nvrkit_media::time::rescale;
+use nvrkit_media::{Frame, WallTime};
+use nvrkit_ring::{RecvError, Ring, Start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::loop_source::{Clip, LoopSource};
+use crate::rtp::{Packetizer, Payload, rtcp};
+use crate::rtsp::auth::Auth;
+use crate::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo, Transport};
+use crate::rtsp::framing::{Framer, Incoming};
+use crate::sdp;
+
+/// Server settings. `Default` is what `loopcam` uses with no flags, except the listen address.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where RTSP listens.
+    pub listen: SocketAddr,
+    /// Largest RTP packet, header included (default 1400).
+    pub mtu: usize,
+    /// Credentials required on every path (Basic and Digest), when set.
+    pub auth: Option<Auth>,
+    /// A new client waits for the next keyframe instead of getting the current GOP at once.
+    pub strict_start: bool,
+    /// Idle sessions end after this long (default 60 s).
+    pub session_timeout: Duration,
+    /// Offer RTP over UDP (default true).
+    pub udp: bool,
+    /// How much of each loop the ring keeps for late joiners (default 4 s, and always at least
+    /// the current GOP).
+    pub ring_duration: Duration,
+    /// Every session's first RTP timestamp (tests use one just below 2³² to check the wrap);
+    /// random when `None`.
+    pub initial_rtptime: Option<u32>,
+    /// Catch-up bursts over UDP are paced at most this many times real time (default 4).
+    pub udp_burst_speed: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8554)),
+            mtu: 1400,
+            auth: None,
+            strict_start: false,
+            session_timeout: Duration::from_secs(60),
+            udp: true,
+            ring_duration: Duration::from_secs(4),
+            initial_rtptime: None,
+            udp_burst_speed: 4,
+        }
+    }
+}
+
+/// One served clip: its description and the ring its pacer fills.
+#[derive(Debug)]
+struct Feed {
+    info: Arc<StreamInfo>,
+    ring: Ring,
+    clip: Arc<Clip>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    feeds: HashMap<String, Arc<Feed>>,
+    config: Config,
+    auth: Option<Arc<Auth>>,
+    udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
+    /// Last RTCP packet from each client address (UDP liveness).
+    udp_seen: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl Catalog for Shared {
+    fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
+        self.feeds.get(name).map(|f| f.info.clone())
+    }
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    udp_ports: Option<(u16, u16)>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the sockets and starts looping every clip. Clip names must be unique.
+    pub async fn start(config: Config, clips: Vec<Arc<Clip>>) -> Result<Server> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Io {
+                what: format!("cannot listen on {}", config.listen),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Io {
+            what: "local address".into(),
+            source,
+        })?;
+        let udp = if config.udp {
+            Some(bind_udp_pair(config.listen.ip()).await?)
+        } else {
+            None
+        };
+        let udp_ports = udp.as_ref().map(|(a, b)| {
+            (
+                a.local_addr().map(|x| x.port()).unwrap_or(0),
+                b.local_addr().map(|x| x.port()).unwrap_or(0),
+            )
+        });
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut feeds = HashMap::new();
+        let start_wall = WallTime::now();
+        for clip in clips {
+            let name = clip.name().to_owned();
+            if feeds.contains_key(&name) {
+                return Err(Error::DuplicateName(name));
+            }
+            let ring_config = nvrkit_ring::Config::new()
+                .max_duration(config.ring_duration)
+                .max_bytes(256 << 20)
+                .video_stream(clip.master());
+            let (writer, ring) = nvrkit_ring::ring(ring_config)?;
+            let source = LoopSource::new(clip.clone(), start_wall);
+            tasks.push(tokio::spawn(pace(source, writer, shutdown.subscribe())));
+            feeds.insert(
+                name.clone(),
+                Arc::new(Feed {
+                    info: Arc::new(StreamInfo {
+                        name,
+                        tracks: clip.tracks().to_vec(),
+                    }),
+                    ring,
+                    clip,
+                }),
+            );
+        }
+        let shared = Arc::new(Shared {
+            feeds,
+            auth: config.auth.clone().map(Arc::new),
+            config,
+            udp,
+            udp_seen: Mutex::new(HashMap::new()),
+        });
+        if let Some((_, rtcp_sock)) = &shared.udp {
+            tasks.push(tokio::spawn(receive_rtcp(
+                rtcp_sock.clone(),
+                shared.clone(),
+                shutdown.subscribe(),
+            )));
+        }
+        tasks.push(tokio::spawn(accept(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+        )));
+        Ok(Server {
+            local_addr,
+            udp_ports,
+            shared,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The RTSP address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's RTP and RTCP UDP ports, when UDP is on.
+    pub fn udp_ports(&self) -> Option<(u16, u16)> {
+        self.udp_ports
+    }
+
+    /// The stream names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.feeds.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The URL of every stream for a client that reaches this server at `host` (an IP or name,
+    /// without port).
+    pub fn urls(&self, host: &str) -> Vec<String> {
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        self.names()
+            .iter()
+            .map(|n| format!("rtsp://{host}:{}/{n}", self.local_addr.port()))
+            .collect()
+    }
+
+    /// The ring of a stream (to watch it, or to read it in-process).
+    pub fn ring(&self, name: &str) -> Option<Ring> {
+        self.shared.feeds.get(name).map(|f| f.ring.clone())
+    }
+
+    /// The loop period of a stream, in microseconds.
+    pub fn period_micros(&self, name: &str) -> Option<i64> {
+        self.shared.feeds.get(name).map(|f| f.clip.period_micros())
+    }
+
+    /// Stops: every session gets RTCP BYE, every task ends.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds an RTP socket on an even port and RTCP on the next one (RFC 3550 §11).
+async fn bind_udp_pair(ip: IpAddr) -> Result<(Arc<UdpSocket>, Arc<UdpSocket>)> {
+    let mut last_err = None;
+    for _ in 0..50 {
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
+            .await
+            .map_err(|source| Error::Io {
+                what: "cannot bind a UDP port for RTP".into(),
+                source,
+            })?;
+        let port = rtp.local_addr().map(|a| a.port()).unwrap_or(1);
+        if port % 2 == 1 || port == u16::MAX {
+            continue;
+        }
+        match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            Ok(rtcp) => return Ok((Arc::new(rtp), Arc::new(rtcp))),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(Error::Io {
+        what: "cannot bind an even/odd UDP port pair for RTP/RTCP".into(),
+        source: last_err.unwrap_or_else(|| std::io::Error::other("no even port")),
+    })
+}
+
+/// Pushes a clip's frames into its ring at their deadlines (start + DTS on the monotonic clock),
+/// so pacing never accumulates drift.
+async fn pace(
+    mut source: LoopSource,
+    mut writer: nvrkit_ring::Writer,
+    mut stop: watch::Receiver<bool>,
+) {
+    let start = Instant::now();
+    loop {
+        let Some(frame) = source.next() else { break };
+        let due = start + Duration::from_micros(source.deadline_micros(&frame).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = stop.changed() => break,
+        }
+        if let Err(e) = writer.push(frame) {
+            tracing::error!(clip = source.clip().name(), "ring push failed: {e}");
+            break;
+        }
+    }
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Sender<bool>) {
+    let mut stop = shutdown.subscribe();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    conns.spawn(serve(sock, peer, shared.clone(), shutdown.subscribe()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: log, back off a little, keep serving the others.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+async fn receive_rtcp(sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r
+                    && rtcp::is_receiver_rtcp(&buf[..n])
+                    && let Ok(mut seen) = shared.udp_seen.lock()
+                {
+                    seen.insert(from, Instant::now());
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// The per-track sending state of a playing session.
+#[derive(Debug)]
+struct TrackOut {
+    stream: usize,
+    transport: Transport,
+    ssrc: u32,
+    pt: u8,
+    clock: u32,
+    packetizer: Packetizer,
+    seq: u16,
+    ts_base: u32,
+    /// The PTS (track ticks) that maps to `ts_base`.
+    ref_pts: i64,
+    packets: u32,
+    octets: u32,
+    /// Wall-clock and RTP time of the last frame sent: the NTP ↔ RTP pair of the next SR.
+    last: Option<(WallTime, u32)>,
+    /// Parameter sets to put in front of a keyframe that lacks them.
+    params: Vec<Bytes>,
+    codec: Option<VideoCodec>,
+}
+
+impl TrackOut {
+    fn rtp_time(&self, f: &Frame) -> u32 {
+        // Wrapping on purpose: RTP timestamps are modulo 2³² (RFC 3550 §5.1).
+        self.ts_base
+            .wrapping_add(rescale(f.pts - self.ref_pts, f.timescale, self.clock) as u32)
+    }
+}
+
+struct Playback {
+    reader: nvrkit_ring::Reader,
+    tracks: Vec<TrackOut>,
+    playing: bool,
+    /// UDP catch-up: (instant the burst started, wall time of its first frame).
+    burst: Option<(Instant, WallTime)>,
+}
+
+struct ConnIo {
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    out: BytesMut,
+    payloads: Vec<Payload>,
+}
+
+impl ConnIo {
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let buf = self.out.split();
+            self.wr.write_all(&buf).await?;
+        }
+        Ok(())
+    }
+
+    fn queue_response(&mut self, r: &rtsp_types::Response<Vec<u8>>) {
+        self.out.put_slice(&crate::rtsp::core::serialize(r));
+    }
+
+    async fn send_rtcp(&mut self, t: &TrackOut, packet: &[u8]) -> std::io::Result<()> {
+        match t.transport {
+            Transport::Tcp { rtcp, .. } => {
+                self.out.put_u8(b'$');
+                self.out.put_u8(rtcp);
+                self.out.put_u16(packet.len() as u16);
+                self.out.put_slice(packet);
+                Ok(())
+            }
+            Transport::Udp { rtcp, .. } => {
+                if let Some((_, sock)) = &self.shared.udp {
+                    let _ = sock
+                        .send_to(packet, SocketAddr::new(self.peer.ip(), rtcp))
+                        .await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Packetizes and queues (TCP) or sends (UDP) one frame.
+    async fn send_frame(&mut self, t: &mut TrackOut, f: &Frame) {
+        self.payloads.clear();
+        let needs_params = f.keyframe
+            && t.codec.is_some_and(|c| {
+                !nvrkit_media::nal::length_prefixed(&f.data, 4)
+                    .filter_map(|n| n.ok())
+                    .any(|n| c.nal_type(n) == if c == VideoCodec::H264 { 7 } else { 33 })
+            });
+        let extra: &[Bytes] = if needs_params { &t.params } else { &[] };
+        let mut payloads = std::mem::take(&mut self.payloads);
+        t.packetizer.packetize(f, extra, &mut payloads);
+        let ts = t.rtp_time(f);
+        for p in &payloads {
+            match t.transport {
+                Transport::Tcp { rtp, .. } => {
+                    self.out.put_u8(b'$');
+                    self.out.put_u8(rtp);
+                    self.out
+                        .put_u16((crate::rtp::RTP_HEADER_LEN + p.len()) as u16);
+                    p.write_packet(&mut self.out, t.pt, t.seq, ts, t.ssrc);
+                }
+                Transport::Udp { rtp, .. } => {
+                    let mut b = BytesMut::with_capacity(crate::rtp::RTP_HEADER_LEN + p.len());
+                    p.write_packet(&mut b, t.pt, t.seq, ts, t.ssrc);
+                    if let Some((sock, _)) = &self.shared.udp {
+                        let _ = sock.send_to(&b, SocketAddr::new(self.peer.ip(), rtp)).await;
+                    }
+                }
+            }
+            t.seq = t.seq.wrapping_add(1);
+            t.packets = t.packets.wrapping_add(1);
+            t.octets = t.octets.wrapping_add(p.len() as u32);
+        }
+        self.payloads = payloads;
+        if let Some(w) = f.wall {
+            t.last = Some((w, ts));
+        }
+    }
+}
+
+/// Serves one RTSP connection until it closes, times out, or the server stops.
+async fn serve(
+    sock: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let local = sock.local_addr().unwrap_or(peer);
+    let (mut rd, wr) = sock.into_split();
+    let host = match local {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    let timeout = shared.config.session_timeout;
+    let mut conn = Connection::new(ConnConfig {
+        auth: shared.auth.clone(),
+        udp_ports: shared.udp.as_ref().map(|(a, b)| (port_of(a), port_of(b))),
+        session_timeout: timeout,
+        host,
+        server_ip: local.ip().to_string(),
+    });
+    let mut io = ConnIo {
+        wr,
+        peer,
+        shared: shared.clone(),
+        out: BytesMut::with_capacity(64 * 1024),
+        payloads: Vec::new(),
+    };
+    let mut framer = Framer::new();
+    let mut playback: Option<Playback> = None;
+    let mut rbuf = vec![0u8; 16 * 1024];
+    let mut last_activity = Instant::now();
+    let mut report = tokio::time::interval(Duration::from_secs(5));
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::debug!(%peer, "connection");
+
+    'conn: loop {
+        let playing = playback.as_ref().is_some_and(|p| p.playing);
+        tokio::select! {
+            r = rd.read(&mut rbuf) => {
+                let n = match r {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(n) => n,
+                };
+                last_activity = Instant::now();
+                framer.push(&rbuf[..n]);
+                while let Some(msg) = framer.next_message() {
+                    match msg {
+                        Incoming::Request(req) => {
+                            let (resp, action) = conn.handle(&req, shared.as_ref());
+                            match action {
+                                Action::Play => {
+                                    let cseq = req
+                                        .header(&rtsp_types::headers::CSEQ)
+                                        .map(|v| v.as_str().to_owned())
+                                        .unwrap_or_default();
+                                    match start_play(&conn, &shared, playback.take()).await {
+                                        Some((mut pb, first)) => {
+                                            let info: Vec<(usize, u16, u32)> = pb
+                                                .tracks
+                                                .iter()
+                                                .map(|t| (t.stream, t.seq, t.ts_base))
+                                                .collect();
+                                            io.queue_response(&conn.play_response(&cseq, &info));
+                                            if let Some(f) = first {
+                                                // An RTCP SR before the first RTP packet: clients
+                                                // (ffmpeg) can place the streams on one clock at
+                                                // once instead of guessing.
+                                                if let Some(w) = f.wall {
+                                                    for t in &mut pb.tracks {
+                                                        t.last.get_or_insert((w, t.ts_base));
+                                                    }
+                                                    sender_reports(&mut io, &pb).await;
+                                                }
+                                                send(&mut io, &mut pb, &f, &shared.config).await;
+                                            }
+                                            playback = Some(pb);
+                                        }
+                                        None => {
+                                            let r = rtsp_types::Response::builder(
+                                                rtsp_types::Version::V1_0,
+                                                rtsp_types::StatusCode::ServiceUnavailable,
+                                            )
+                                            .header(rtsp_types::headers::CSEQ, cseq)
+                                            .build(Vec::new());
+                                            io.queue_response(&r);
+                                        }
+                                    }
+                                }
+                                Action::Pause => {
+                                    io.queue_response(&resp);
+                                    if let Some(p) = playback.as_mut() {
+                                        p.playing = false;
+                                    }
+                                }
+                                Action::Teardown => {
+                                    io.queue_response(&resp);
+                                    if let Some(p) = playback.take() {
+                                        bye(&mut io, &p).await;
+                                    }
+                                }
+                                Action::None => io.queue_response(&resp),
+                            }
+                        }
+                        Incoming::Malformed(why) => {
+                            tracing::debug!(%peer, "malformed request: {why}");
+                            let r = rtsp_types::Response::builder(
+                                rtsp_types::Version::V1_0,
+                                rtsp_types::StatusCode::BadRequest,
+                            )
+                            .build(Vec::new());
+                            io.queue_response(&r);
+                        }
+                        Incoming::Data { .. } | Incoming::Response => {}
+                    }
+                }
+                if io.flush().await.is_err() {
+                    break 'conn;
+                }
+            }
+            r = async { playback.as_mut().expect("guarded").reader.recv_async().await }, if playing => {
+                let pb = playback.as_mut().expect("guarded");
+                match r {
+                    Ok(f) => {
+                        send(&mut io, pb, &f, &shared.config).await;
+                        if io.flush().await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    Err(RecvError::Lagged { skipped }) => {
+                        // A slow client: skipped forward to a keyframe, never stalling others.
+                        tracing::debug!(%peer, skipped, "client lagged; resuming at a keyframe");
+                        pb.burst = None;
+                    }
+                    Err(_) => break 'conn,
+                }
+            }
+            _ = report.tick() => {
+                if let Some(p) = playback.as_ref().filter(|p| p.playing) {
+                    sender_reports(&mut io, p).await;
+                    if io.flush().await.is_err() {
+                        break 'conn;
+                    }
+                }
+                // Liveness: RTSP traffic on this connection, or RTCP from the client over UDP.
+                let mut alive = last_activity;
+                if let (Some(p), Ok(seen)) = (playback.as_ref(), shared.udp_seen.lock()) {
+                    for t in &p.tracks {
+                        if let Transport::Udp { rtcp, .. } = t.transport
+                            && let Some(at) = seen.get(&SocketAddr::new(peer.ip(), rtcp))
+                        {
+                            alive = alive.max(*at);
+                        }
+                    }
+                }
+                if alive.elapsed() > timeout {
+                    tracing::info!(%peer, "session timed out");
+                    break 'conn;
+                }
+            }
+            _ = stop.changed() => break 'conn,
+        }
+    }
+    if let Some(p) = playback.take() {
+        bye(&mut io, &p).await;
+        let _ = io.flush().await;
+    }
+    if let (Some(s), Ok(mut seen)) = (conn.drop_session(), shared.udp_seen.lock()) {
+        for t in &s.tracks {
+            if let Transport::Udp { rtcp, .. } = t.transport {
+                seen.remove(&SocketAddr::new(peer.ip(), rtcp));
+            }
+        }
+    }
+    let _ = io.wr.shutdown().await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+fn port_of(s: &UdpSocket) -> u16 {
+    s.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+/// Creates (or resumes) playback at the newest keyframe and receives the first frame, so the
+/// PLAY response can say where the stream starts. `None` when no keyframe arrives in time.
+async fn start_play(
+    conn: &Connection,
+    shared: &Shared,
+    previous: Option<Playback>,
+) -> Option<(Playback, Option<Frame>)> {
+    let session = conn.session()?;
+    let feed = shared.feeds.get(&session.stream.name)?;
+    let master = feed.clip.master();
+    let mut reader = feed.ring.reader(Start::NewestKeyframe);
+    let joined = WallTime::now();
+    let first = loop {
+        let f = match tokio::time::timeout(Duration::from_secs(10), reader.recv_async()).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(RecvError::Lagged { .. })) => continue,
+            _ => return None,
+        };
+        let wanted = f.stream == master && f.keyframe;
+        let fresh = !shared.config.strict_start || f.wall.is_some_and(|w| w >= joined);
+        if wanted && fresh {
+            break f;
+        }
+    };
+    let tracks = match previous {
+        // PLAY after PAUSE: same SSRC, sequence and clock; RTP time continues with media time.
+        Some(p) => p.tracks,
+        None => session
+            .tracks
+            .iter()
+            .map(|s| {
+                let t = &feed.info.tracks[s.stream];
+                let clock = sdp::clock_rate(t);
+                let params = t
+                    .params
+                    .video()
+                    .map(|v| v.parameter_sets().cloned().collect())
+                    .unwrap_or_default();
+                TrackOut {
+                    stream: s.stream,
+                    transport: s.transport,
+                    ssrc: s.ssrc,
+                    pt: sdp::payload_type(s.stream),
+                    clock,
+                    packetizer: Packetizer::new(&t.params, shared.config.mtu),
+                    seq: rand::random(),
+                    ts_base: shared.config.initial_rtptime.unwrap_or_else(rand::random),
+                    ref_pts: rescale(first.pts, first.timescale, t.timescale),
+                    packets: 0,
+                    octets: 0,
+                    last: None,
+                    params,
+                    codec: t.params.video_codec(),
+                }
+            })
+            .collect(),
+    };
+    let mut pb = Playback {
+        reader,
+        tracks,
+        playing: true,
+        burst: None,
+    };
+    // RTP-Info announces the timestamp of the first frame sent, for every track.
+    for t in &mut pb.tracks {
+        let at = rescale(
+            first.pts,
+            first.timescale,
+            feed.info.tracks[t.stream].timescale,
+        );
+        let probe = Frame {
+            pts: at,
+            timescale: feed.info.tracks[t.stream].timescale,
+            ..first.clone()
+        };
+        t.ts_base = t.rtp_time(&probe);
+        t.ref_pts = at;
+    }
+    Some((pb, Some(first)))
+}
+
+/// Sends one frame to the tracks this session set up, pacing UDP catch-up bursts.
+async fn send(io: &mut ConnIo, pb: &mut Playback, f: &Frame, config: &Config) {
+    let Some(i) = pb.tracks.iter().position(|t| t.stream == f.stream) else {
+        return;
+    };
+    let udp = matches!(pb.tracks[i].transport, Transport::Udp { .. });
+    if udp && let Some(w) = f.wall {
+        let behind = WallTime::now().micros_since(w);
+        if behind > 100_000 {
+            // Catching up over UDP: a whole 720p GOP at once overflows Linux's default socket
+            // receive buffer (212,992 bytes), so send it at most `udp_burst_speed` × real time.
+            let (t0, w0) = *pb.burst.get_or_insert((Instant::now(), w));
+            let speed = u64::from(config.udp_burst_speed.max(1));
+            let due = t0 + Duration::from_micros((w.micros_since(w0).max(0) as u64) / speed);
+            tokio::time::sleep_until(due).await;
+        } else {
+            pb.burst = None;
+        }
+    }
+    io.send_frame(&mut pb.tracks[i], f).await;
+}
+
+async fn sender_reports(io: &mut ConnIo, pb: &Playback) {
+    for t in &pb.tracks {
+        let Some((wall, rtp)) = t.last else { continue };
+        let mut b = BytesMut::with_capacity(64);
+        rtcp::sender_report(
+            &mut b,
+            t.ssrc,
+            wall.to_ntp(),
+            rtp,
+            t.packets,
+            t.octets,
+            "loopcam@nvrkit",
+        );
+        let _ = io.send_rtcp(t, &b).await;
+    }
+}
+
+async fn bye(io: &mut ConnIo, pb: &Playback) {
+    for t in &pb.tracks {
+        let mut b = BytesMut::with_capacity(64);
+        if let Some((wall, rtp)) = t.last {
+            rtcp::sender_report(
+                &mut b,
+                t.ssrc,
+                wall.to_ntp(),
+                rtp,
+                t.packets,
+                t.octets,
+                "loopcam@nvrkit",
+            );
+        }
+        rtcp::bye(&mut b, t.ssrc);
+        let _ = io.send_rtcp(t, &b).await;
+    }
+}

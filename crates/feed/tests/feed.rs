@@ -1,0 +1,653 @@
+//! Integration tests of the loop feeder against real RTSP clients.
+//!
+//! Plain `cargo test` runs the short ones with retina (a Rust RTSP client, the one Moonfire NVR
+//! uses) and raw sockets. The `#[ignore]`d ones need ffmpeg/ffprobe and GStreamer; `.ci/run`
+//! installs those and runs them with `-- --ignored`, where a missing peer fails the test.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use nvrkit_feed::Clip;
+use nvrkit_feed::rtsp::auth::Auth;
+use nvrkit_feed::server::{Config, Server};
+use nvrkit_media::Demuxer;
+use retina::client::{
+    Credentials, InitialSequenceNumberPolicy, InitialTimestampPolicy, PlayOptions, SessionOptions,
+    SetupOptions, TcpTransportOptions, Transport, UdpTransportOptions,
+};
+use retina::codec::CodecItem;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn shared(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NVRKIT_SHARED_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/testdata"));
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing (set NVRKIT_SHARED_TESTDATA)",
+        p.display()
+    );
+    p
+}
+
+fn clip(path: &Path) -> Arc<Clip> {
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let demux = Demuxer::open(path).unwrap();
+    Clip::load(name, &demux).unwrap()
+}
+
+fn committed_clips() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("testdata"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn server(clips: Vec<Arc<Clip>>, config: Config) -> Server {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    Server::start(config, clips).await.expect("server starts")
+}
+
+fn url(s: &Server, name: &str) -> url::Url {
+    format!("rtsp://127.0.0.1:{}/{name}", s.local_addr().port())
+        .parse()
+        .unwrap()
+}
+
+/// What a retina session saw.
+#[derive(Debug, Default)]
+struct Seen {
+    video_pts: Vec<i64>,
+    video_clock: u32,
+    audio_pts: Vec<i64>,
+    audio_clock: u32,
+    keyframes: usize,
+    first_video_is_key: Option<bool>,
+    lost: u64,
+    rtcp: usize,
+}
+
+/// Plays `url` with retina for `secs` seconds of media and collects timestamps.
+async fn retina_play(url: url::Url, udp: bool, creds: Option<Credentials>, secs: f64) -> Seen {
+    let opts = SessionOptions::default().creds(creds);
+    let mut session = retina::client::Session::describe(url, opts)
+        .await
+        .expect("DESCRIBE");
+    let transport = if udp {
+        Transport::Udp(UdpTransportOptions::default())
+    } else {
+        Transport::Tcp(TcpTransportOptions::default())
+    };
+    let n = session.streams().len();
+    for i in 0..n {
+        session
+            .setup(i, SetupOptions::default().transport(transport.clone()))
+            .await
+            .expect("SETUP");
+    }
+    // Require RTP-Info's seq and rtptime to match the first packets of every stream.
+    let play = PlayOptions::default()
+        .initial_timestamp(InitialTimestampPolicy::Require)
+        .initial_seq(InitialSequenceNumberPolicy::Respect);
+    let mut demuxed = session
+        .play(play)
+        .await
+        .expect("PLAY")
+        .demuxed()
+        .expect("demuxed");
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(secs + 15.0);
+    loop {
+        let item = tokio::time::timeout_at(deadline, demuxed.next())
+            .await
+            .expect("hang guard: media kept coming")
+            .expect("stream ended early")
+            .expect("retina accepted every packet");
+        match item {
+            CodecItem::VideoFrame(f) => {
+                seen.first_video_is_key
+                    .get_or_insert(f.is_random_access_point());
+                seen.keyframes += usize::from(f.is_random_access_point());
+                seen.lost += u64::from(f.loss());
+                seen.video_clock = f.timestamp().clock_rate().get();
+                seen.video_pts.push(f.timestamp().elapsed());
+                // Half a second more than asked: with B-frames, frames arrive out of
+                // presentation order; `settled` keeps only the part where every frame is in.
+                if f.timestamp().elapsed_secs() >= secs + 0.5 {
+                    break;
+                }
+            }
+            CodecItem::AudioFrame(f) => {
+                seen.lost += u64::from(f.loss());
+                seen.audio_clock = f.timestamp().clock_rate().get();
+                seen.audio_pts.push(f.timestamp().elapsed());
+            }
+            CodecItem::Rtcp(_) => seen.rtcp += 1,
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// The PTS up to half a second before the last one, sorted: the span where every frame
+/// (including reordered B-frames) has arrived.
+fn settled(pts: &[i64], clock: u32) -> Vec<i64> {
+    let mut v = pts.to_vec();
+    v.sort_unstable();
+    let end = v.last().copied().unwrap_or(0) - i64::from(clock) / 2;
+    v.retain(|p| *p <= end);
+    v
+}
+
+/// Video PTS, sorted, are unique and evenly spaced (± 1 tick of rounding): no seam shows.
+fn assert_even(name: &str, pts: &[i64]) {
+    let v = pts.to_vec();
+    let steps: BTreeSet<i64> = v.windows(2).map(|w| w[1] - w[0]).collect();
+    let (lo, hi) = (*steps.first().unwrap(), *steps.last().unwrap());
+    assert!(lo > 0, "{name}: repeated video PTS");
+    let odd: Vec<(usize, i64, i64)> = v
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1] - w[0] > lo + 1)
+        .map(|(i, w)| (i, w[0], w[1]))
+        .take(5)
+        .collect();
+    assert!(
+        hi - lo <= 1,
+        "{name}: uneven video PTS steps {steps:?} at (index, pts, next) {odd:?} of {}",
+        v.len()
+    );
+}
+
+fn check_seen(name: &str, seen: &Seen, period_secs: f64, laps: f64) {
+    assert_eq!(
+        seen.first_video_is_key,
+        Some(true),
+        "{name}: first frame is a keyframe"
+    );
+    assert_eq!(seen.lost, 0, "{name}: contiguous sequence numbers");
+    assert_even(name, &settled(&seen.video_pts, seen.video_clock));
+    let span = (seen.video_pts.iter().max().unwrap() - seen.video_pts.iter().min().unwrap()) as f64
+        / f64::from(seen.video_clock);
+    assert!(
+        span >= period_secs * laps - 1.0,
+        "{name}: {span} s of video"
+    );
+    assert!(
+        seen.audio_pts.windows(2).all(|w| w[1] > w[0]),
+        "{name}: audio PTS increase"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retina_tcp_three_seams_of_a_short_clip() {
+    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
+    let s = server(vec![c], Config::default()).await;
+    let period = s.period_micros("h264_main_720p25_aac").unwrap() as f64 / 1e6;
+    let seen = retina_play(url(&s, "h264_main_720p25_aac"), false, None, period * 3.2).await;
+    check_seen("720p", &seen, period, 3.0);
+    assert!(!seen.audio_pts.is_empty());
+    assert!(seen.rtcp > 0, "sender reports arrive");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_timestamps_wrap_past_two_to_the_32() {
+    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
+    // 1 s of 90 kHz before the wrap.
+    let config = Config {
+        initial_rtptime: Some(u32::MAX - 90_000),
+        ..Config::default()
+    };
+    let s = server(vec![c], config).await;
+    let seen = retina_play(url(&s, "h264_main_720p25_aac"), false, None, 3.0).await;
+    // retina extends RTP time to 64 bits: a wrong wrap would show as a jump of 2³².
+    assert_even("wrap", &settled(&seen.video_pts, seen.video_clock));
+    assert!(seen.video_pts.iter().all(|p| *p >= 0 && *p < 10 * 90_000));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_and_basic_auth() {
+    let c = clip(&root().join("testdata/h265_hvc1.mp4"));
+    let config = Config {
+        auth: Auth::parse("admin:s3cret"),
+        ..Config::default()
+    };
+    let s = server(vec![c], config).await;
+    let creds = Credentials {
+        username: "admin".into(),
+        password: "s3cret".into(),
+    };
+    let seen = retina_play(url(&s, "h265_hvc1"), false, Some(creds), 1.0).await;
+    assert_eq!(seen.first_video_is_key, Some(true));
+    let wrong = Credentials {
+        username: "admin".into(),
+        password: "nope".into(),
+    };
+    let e = retina::client::Session::describe(
+        url(&s, "h265_hvc1"),
+        SessionOptions::default().creds(Some(wrong)),
+    )
+    .await
+    .err()
+    .expect("wrong password refused");
+    assert!(e.to_string().contains("401"), "{e}");
+    s.shutdown().await;
+}
+
+/// Sends raw bytes on a new connection and returns what came back within a moment.
+async fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    sock.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(500), sock.read(&mut buf)).await
+    {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_400_and_the_connection_keeps_serving() {
+    let c = clip(&root().join("testdata/h265_hvc1.mp4"));
+    let s = server(vec![c], Config::default()).await;
+    let port = s.local_addr().port();
+    let reply = raw_exchange(
+        port,
+        b"\x16\x03\x01\x02\x00garbage\r\n\r\nOPTIONS rtsp://x/h265_hvc1 RTSP/1.0\r\nCSeq: 9\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("RTSP/1.0 400"), "{reply}");
+    assert!(reply.contains("RTSP/1.0 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("CSeq: 9"), "{reply}");
+    // An endless header line is cut at the cap; the server stays up for others.
+    let mut big = b"DESCRIBE rtsp://x/h265_hvc1 RTSP/1.0\r\nX: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 200_000));
+    let reply = raw_exchange(port, &big).await;
+    assert!(reply.starts_with("RTSP/1.0 400"), "{reply}");
+    let reply = raw_exchange(port, b"DESCRIBE rtsp://x/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n").await;
+    assert!(reply.starts_with("RTSP/1.0 404"), "{reply}");
+    s.shutdown().await;
+}
+
+/// Reads interleaved RTP of channel 0 from a raw TCP session and returns the NAL types of the
+/// first `n` video packets (FU-A: the type in the FU header, marked with `fu` if a start).
+async fn first_video_nal_types(port: u16, name: &str, n: usize) -> Vec<String> {
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let base = format!("rtsp://127.0.0.1:{port}/{name}");
+    let reqs = [
+        format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+        format!(
+            "SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        ),
+    ];
+    let mut buf = Vec::new();
+    let mut session = String::new();
+    for r in reqs {
+        sock.write_all(r.as_bytes()).await.unwrap();
+        let text = read_response(&mut sock, &mut buf).await;
+        if let Some(l) = text.lines().find(|l| l.starts_with("Session: ")) {
+            session = l[9..].split(';').next().unwrap().to_owned();
+        }
+    }
+    sock.write_all(
+        format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let _ = read_response(&mut sock, &mut buf).await;
+    let mut types = Vec::new();
+    while types.len() < n {
+        while buf.len() < 4 || buf.len() < 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]])) {
+            let mut chunk = [0u8; 65536];
+            let k = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+                .await
+                .expect("hang guard")
+                .unwrap();
+            assert!(k > 0, "connection closed");
+            buf.extend_from_slice(&chunk[..k]);
+        }
+        assert_eq!(buf[0], b'$', "interleaved frame");
+        let channel = buf[1];
+        let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        let packet: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+        // Channel 0 carries RTP of track 0; RTCP goes on channel 1.
+        if channel == 0 && packet.len() > 12 {
+            let nal = packet[12];
+            let t = nal & 0x1f;
+            if t == 28 {
+                if packet[13] & 0x80 != 0 {
+                    types.push(format!("fu{}", packet[13] & 0x1f));
+                }
+            } else {
+                types.push(t.to_string());
+            }
+        }
+    }
+    types
+}
+
+async fn read_response(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            let body_len = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Content-Length: ")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+                .unwrap_or(0usize);
+            if buf.len() >= end + 4 + body_len {
+                buf.drain(..end + 4 + body_len);
+                return head;
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        let k = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+            .await
+            .expect("hang guard")
+            .unwrap();
+        assert!(k > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..k]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_starts_with_parameter_sets_and_a_keyframe() {
+    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
+    let s = server(vec![c], Config::default()).await;
+    // Join 1.5 s into a 1 s GOP clip: mid-GOP.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let types = first_video_nal_types(s.local_addr().port(), "h264_main_720p25_aac", 3).await;
+    assert_eq!(types[..2], ["7", "8"], "SPS and PPS first: {types:?}");
+    assert!(
+        types[2] == "5" || types[2] == "fu5",
+        "then an IDR slice: {types:?}"
+    );
+    s.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interop with ffmpeg, ffprobe and GStreamer: run by .ci/run.
+
+fn tool(name: &str) -> Command {
+    let probe = Command::new(name).arg("-version").output();
+    assert!(
+        probe.is_ok(),
+        "{name} is required for this interop test (.ci/run installs it)"
+    );
+    Command::new(name)
+}
+
+async fn run_blocking(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("runs"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: run by .ci/run"]
+async fn retina_tcp_and_udp_three_loops_of_every_clip() {
+    let mut paths = committed_clips();
+    paths.push(shared("bikes.mp4"));
+    let clips: Vec<Arc<Clip>> = paths.iter().map(|p| clip(p)).collect();
+    let names: Vec<String> = clips.iter().map(|c| c.name().to_owned()).collect();
+    let s = server(clips, Config::default()).await;
+    let mut tasks = Vec::new();
+    for name in &names {
+        let period = s.period_micros(name).unwrap() as f64 / 1e6;
+        for udp in [false, true] {
+            let (u, name) = (url(&s, name), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let seen = retina_play(u, udp, None, period * 3.1).await;
+                check_seen(&format!("{name} udp={udp}"), &seen, period, 3.0);
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("every session checks out");
+    }
+    s.shutdown().await;
+}
+
+/// Parses `ffprobe -show_entries packet=stream_index,pts -of csv=p=0`.
+fn probe_pts(text: &str) -> (Vec<i64>, Vec<i64>) {
+    let (mut v, mut a) = (Vec::new(), Vec::new());
+    for l in text.lines() {
+        let f: Vec<&str> = l.split(',').collect();
+        if f.len() < 2 {
+            continue;
+        }
+        let Ok(pts) = f[1].parse::<i64>() else {
+            continue;
+        };
+        if f[0] == "0" {
+            v.push(pts);
+        } else {
+            a.push(pts);
+        }
+    }
+    (v, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: run by .ci/run"]
+async fn ffprobe_sees_three_seamless_seams() {
+    let clips = vec![
+        clip(&shared("bigbuckbunny.mp4")),
+        clip(&shared("bikes.mp4")),
+    ];
+    let s = server(clips, Config::default()).await;
+    let mut jobs = Vec::new();
+    for name in ["bigbuckbunny", "bikes"] {
+        let period = s.period_micros(name).unwrap() as f64 / 1e6;
+        for transport in ["tcp", "udp"] {
+            let mut cmd = tool("ffprobe");
+            cmd.args([
+                "-v",
+                "error",
+                "-rtsp_transport",
+                transport,
+                "-read_intervals",
+            ])
+            .arg(format!("%+{}", (period * 3.3).ceil()))
+            .args(["-show_entries", "packet=stream_index,pts", "-of", "csv=p=0"])
+            .arg(url(&s, name).as_str());
+            jobs.push((name, transport, period, tokio::spawn(run_blocking(cmd))));
+        }
+    }
+    for (name, transport, period, job) in jobs {
+        let out = job.await.unwrap();
+        let what = format!("{name} over {transport}");
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (video, audio) = probe_pts(&String::from_utf8_lossy(&out.stdout));
+        assert_even(&what, &settled(&video, 90_000));
+        let span = (video.iter().max().unwrap() - video.iter().min().unwrap()) as f64 / 90_000.0;
+        assert!(
+            span > period * 3.0,
+            "{what}: only {span} s, fewer than 3 seams"
+        );
+        assert!(
+            audio.windows(2).all(|w| w[1] > w[0]),
+            "{what}: audio PTS increase"
+        );
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: run by .ci/run"]
+async fn ffmpeg_copies_20_s_without_timestamp_warnings_after_the_first_gop() {
+    let clips = vec![
+        clip(&shared("bigbuckbunny.mp4")),
+        clip(&shared("bikes.mp4")),
+        clip(&root().join("testdata/h265_hvc1.mp4")),
+    ];
+    let s = server(clips, Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut jobs = Vec::new();
+    for name in ["bigbuckbunny", "bikes", "h265_hvc1"] {
+        let out = dir.path().join(format!("{name}.mp4"));
+        let mut cmd = tool("ffmpeg");
+        cmd.args([
+            "-hide_banner",
+            "-v",
+            "warning",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+        ])
+        .arg(url(&s, name).as_str())
+        .args(["-c", "copy", "-t", "20", "-y"])
+        .arg(&out);
+        jobs.push((name, out, tokio::spawn(run_blocking(cmd))));
+    }
+    for (name, out, job) in jobs {
+        let o = job.await.unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let log = String::from_utf8_lossy(&o.stderr);
+        // ffmpeg warns about unset timestamps of the first frames before its RTP demuxer knows
+        // the B-frame delay (it does so against gst-rtsp-server too). Anything past the first
+        // GOP, or any other warning, fails.
+        for line in log.lines() {
+            let startup = line.contains("Timestamps are unset")
+                || line.contains("pts has no value")
+                || line.contains("Invalid DTS")
+                || line.contains("Non-monotonous DTS");
+            assert!(startup, "{name}: unexpected warning: {line}");
+            if let Some(cur) = line.split("current: ").nth(1) {
+                let dts: i64 = cur.split(';').next().unwrap().trim().parse().unwrap();
+                assert!(
+                    dts < 90_000,
+                    "{name}: DTS warning after the first second: {line}"
+                );
+            }
+        }
+        let decode = run_blocking({
+            let mut c = tool("ffmpeg");
+            c.args(["-v", "error", "-i"])
+                .arg(&out)
+                .args(["-f", "null", "-"]);
+            c
+        })
+        .await;
+        let errors = String::from_utf8_lossy(&decode.stderr);
+        assert!(
+            errors.trim().is_empty(),
+            "{name}: decoding the copy: {errors}"
+        );
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: run by .ci/run"]
+async fn gstreamer_rtspsrc_plays_15_s_over_tcp_and_udp() {
+    let clips = vec![clip(&shared("bigbuckbunny.mp4"))];
+    let s = server(clips, Config::default()).await;
+    let mut jobs = Vec::new();
+    for protocols in ["tcp", "udp"] {
+        let mut cmd = tool("gst-launch-1.0");
+        cmd.env("GST_DEBUG", "*:1")
+            .args(["-q", "rtspsrc"])
+            .arg(format!("location={}", url(&s, "bigbuckbunny")))
+            .arg(format!("protocols={protocols}"))
+            .args([
+                "!",
+                "rtph264depay",
+                "!",
+                "h264parse",
+                "!",
+                "avdec_h264",
+                "!",
+                "fakesink",
+            ]);
+        // gst-launch runs until EOS; give it 15 s, then stop it and read what it said.
+        jobs.push((
+            protocols,
+            tokio::task::spawn_blocking(move || {
+                let mut child = cmd
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("gst-launch-1.0 runs");
+                std::thread::sleep(Duration::from_secs(15));
+                let still_running = child.try_wait().unwrap().is_none();
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                (still_running, out)
+            }),
+        ));
+    }
+    for (protocols, job) in jobs {
+        let (running, out) = job.await.unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(running, "{protocols}: gst-launch exited early:\n{log}");
+        assert!(!log.contains("ERROR"), "{protocols}: {log}");
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: run by .ci/run"]
+async fn a_late_joiner_to_bigbuckbunny_decodes_its_first_frames() {
+    // One keyframe per 5.28 s loop: a client joining 2.5 s in has no keyframe until the next
+    // loop unless the server keeps the GOP.
+    let s = server(vec![clip(&shared("bigbuckbunny.mp4"))], Config::default()).await;
+    let keeper = tokio::spawn(retina_play(url(&s, "bigbuckbunny"), false, None, 6.0));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let types = first_video_nal_types(s.local_addr().port(), "bigbuckbunny", 3).await;
+    assert_eq!(types[..2], ["7", "8"], "{types:?}");
+    assert!(types[2] == "5" || types[2] == "fu5", "{types:?}");
+    let mut cmd = tool("ffmpeg");
+    cmd.args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
+        .arg(url(&s, "bigbuckbunny").as_str())
+        .args(["-frames:v", "10", "-f", "null", "-"]);
+    let out = run_blocking(cmd).await;
+    assert!(out.status.success());
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        errors.trim().is_empty(),
+        "decoding the first 10 frames: {errors}"
+    );
+    keeper.await.unwrap();
+    s.shutdown().await;
+}
