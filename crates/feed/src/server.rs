@@ -72,6 +72,60 @@ struct Feed {
     info: Arc<StreamInfo>,
     ring: Ring,
     clip: Arc<Clip>,
+    pacing: Arc<Mutex<Lateness>>,
+}
+
+/// How late the pacer pushed frames, against their deadlines: a histogram in 100 µs buckets
+/// (the last bucket holds everything from 100 ms on).
+#[derive(Debug, Clone)]
+struct Lateness {
+    buckets: Vec<u64>,
+    max_us: u64,
+}
+
+impl Lateness {
+    const BUCKET_US: u64 = 100;
+
+    fn new() -> Self {
+        Lateness {
+            buckets: vec![0; 1001],
+            max_us: 0,
+        }
+    }
+
+    fn record(&mut self, late: Duration) {
+        let us = late.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = ((us / Self::BUCKET_US) as usize).min(self.buckets.len() - 1);
+        self.buckets[i] += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    fn quantile_us(&self, q: f64) -> u64 {
+        let total: u64 = self.buckets.iter().sum();
+        let want = (total as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want.max(1) {
+                return (i as u64 + 1) * Self::BUCKET_US;
+            }
+        }
+        self.max_us
+    }
+}
+
+/// How punctually a stream's frames were released to its ring: lateness of each push after
+/// its deadline (start + DTS on the monotonic clock). Quantiles are upper bounds to 100 µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacingStats {
+    /// Frames pushed.
+    pub frames: u64,
+    /// Median lateness, µs.
+    pub p50_us: u64,
+    /// 99th percentile lateness, µs.
+    pub p99_us: u64,
+    /// Largest lateness, µs.
+    pub max_us: u64,
 }
 
 #[derive(Debug)]
@@ -139,7 +193,13 @@ impl Server {
                 .video_stream(clip.master());
             let (writer, ring) = nvrkit_ring::ring(ring_config)?;
             let source = LoopSource::new(clip.clone(), start_wall);
-            tasks.push(tokio::spawn(pace(source, writer, shutdown.subscribe())));
+            let pacing = Arc::new(Mutex::new(Lateness::new()));
+            tasks.push(tokio::spawn(pace(
+                source,
+                writer,
+                pacing.clone(),
+                shutdown.subscribe(),
+            )));
             feeds.insert(
                 name.clone(),
                 Arc::new(Feed {
@@ -149,6 +209,7 @@ impl Server {
                     }),
                     ring,
                     clip,
+                    pacing,
                 }),
             );
         }
@@ -221,6 +282,18 @@ impl Server {
         self.shared.feeds.get(name).map(|f| f.clip.period_micros())
     }
 
+    /// Pacing punctuality of a stream so far.
+    pub fn pacing(&self, name: &str) -> Option<PacingStats> {
+        let feed = self.shared.feeds.get(name)?;
+        let l = feed.pacing.lock().ok()?.clone();
+        Some(PacingStats {
+            frames: l.buckets.iter().sum(),
+            p50_us: l.quantile_us(0.5),
+            p99_us: l.quantile_us(0.99),
+            max_us: l.max_us,
+        })
+    }
+
     /// Stops: every session gets RTCP BYE, every task ends.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -260,6 +333,7 @@ async fn bind_udp_pair(ip: IpAddr) -> Result<(Arc<UdpSocket>, Arc<UdpSocket>)> {
 async fn pace(
     mut source: LoopSource,
     mut writer: nvrkit_ring::Writer,
+    pacing: Arc<Mutex<Lateness>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
@@ -269,6 +343,9 @@ async fn pace(
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
             _ = stop.changed() => break,
+        }
+        if let Ok(mut p) = pacing.lock() {
+            p.record(Instant::now().saturating_duration_since(due));
         }
         if let Err(e) = writer.push(frame) {
             tracing::error!(clip = source.clip().name(), "ring push failed: {e}");
