@@ -23,7 +23,12 @@ fuzz_target!(|data: &[u8]| {
 
     let layout = nvrkit_store::fragments::scan(data);
     assert!(layout.complete_len <= data.len() as u64);
-    assert!(layout.fragments.iter().all(|f| f.start < f.end && f.end <= layout.complete_len));
+    assert!(
+        layout
+            .fragments
+            .iter()
+            .all(|f| f.start < f.end && f.end <= layout.complete_len)
+    );
     if !layout.fragments.is_empty() {
         let prefix = bytes::Bytes::copy_from_slice(&data[..layout.complete_len as usize]);
         if let Ok(d) = Demuxer::from_bytes("fuzz", prefix) {

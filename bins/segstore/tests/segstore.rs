@@ -2,6 +2,9 @@
 //! writer, readers beside a writer, and (with ffmpeg/ffprobe, run by `.ci/run`) the round trip of
 //! third-party clips through `import` and `export`.
 
+// The kill test prints its seed (to reproduce a failure) and what the kills hit.
+#![allow(clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
