@@ -65,7 +65,7 @@ bench() {
   local cmd=("${@//PORT/$port}")
   "${cmd[@]}" >/dev/null 2>"$WORK/server.err" &
   local pid=$!
-  wait_port "$port" || { echo "$name: server did not start"; cat "$WORK/server.err"; kill "$pid"; return 1; }
+  wait_port "$port" || { echo "$name: server did not start"; cat "$WORK/server.err"; return 0; }
   local t0 c0 t1 c1
   c0=$(cpu_ticks "$pid")
   t0=$(date +%s.%N)
@@ -81,16 +81,56 @@ bench() {
     'BEGIN { el = b - a; cpu = c / hz; printf "%-28s %3d sess %6d msgs %7.2f s %9.0f msg/s  cpu %6.2f s (%6.0f msg/cpu-s)  peak RSS %6.1f MB\n", n, s, m, el, m / el, cpu, (cpu > 0 ? m / cpu : 0), h / 1024 }'
 }
 
+# idle NAME COMMAND...: RSS growth per idle session (1,000 sessions that got their greeting).
+idle() {
+  local name=$1
+  shift
+  port=$((port + 1))
+  local cmd=("${@//PORT/$port}")
+  "${cmd[@]}" >/dev/null 2>"$WORK/server.err" &
+  local pid=$!
+  wait_port "$port"
+  sleep 0.5
+  local before after
+  before=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  python3 - "$port" "$WORK/idle.ready" <<'PY' &
+import socket, sys, time
+port, ready = int(sys.argv[1]), sys.argv[2]
+conns = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.recv(512)
+    conns.append(s)
+open(ready, "w").close()
+time.sleep(5)
+PY
+  local client=$!
+  while [ ! -e "$WORK/idle.ready" ]; do sleep 0.1; done
+  sleep 0.5
+  after=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  rm -f "$WORK/idle.ready"
+  wait "$client"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  echo "$name: RSS ${before} kB idle, ${after} kB with 1,000 idle sessions: $(((after - before) / 1000)) kB per session"
+}
+
+if [ -z "${SKIP_IDLE:-}" ]; then
+echo "=== idle sessions"
+idle "camevents" "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls --max-sessions 2000 --max-sessions-per-ip 2000
+idle "simplesmtp 0.3 (node)" env NODE_PATH="$PEERS/node_modules" node "$WORK/simplesmtp.js" PORT
+fi
+
 for round in $(seq "$ROUNDS"); do
   echo "=== round $round: 4 KiB mails, one connection per mail"
-  bench "smtp-sink (ceiling)" 50 20000 "-l 4096" -- "$SINK" 127.0.0.1:PORT 256
+  bench "smtp-sink (ceiling)" 50 20000 "-l 4096" -- "$SINK" -u nobody 127.0.0.1:PORT 256
   bench "camevents" 50 20000 "-l 4096" -- "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls --max-sessions-per-ip 512
   bench "simplesmtp 0.3 (node)" 50 20000 "-l 4096" -- env NODE_PATH="$PEERS/node_modules" node "$WORK/simplesmtp.js" PORT
   bench "camevents" 20 5000 "-l 4096" -- "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls
   bench "smtp-server (node)" 20 1000 "-l 4096" -- env NODE_PATH="$PEERS/node_modules" node "$WORK/smtp-server.js" PORT
   bench "aiosmtpd Sink (python)" 20 5000 "-l 4096" -- "$PEERS/venv/bin/python" -m aiosmtpd -n -l 127.0.0.1:PORT -c aiosmtpd.handlers.Sink
   echo "=== round $round: 100 KiB mails"
-  bench "smtp-sink (ceiling)" 20 5000 "-l 102400" -- "$SINK" 127.0.0.1:PORT 256
+  bench "smtp-sink (ceiling)" 20 5000 "-l 102400" -- "$SINK" -u nobody 127.0.0.1:PORT 256
   bench "camevents" 20 5000 "-l 102400" -- "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls
   bench "simplesmtp 0.3 (node)" 20 5000 "-l 102400" -- env NODE_PATH="$PEERS/node_modules" node "$WORK/simplesmtp.js" PORT
   echo "=== round $round: camera mails, 3 x 100 KB JPEG ($(wc -c <"$WORK/camera.eml") bytes)"
