@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tileserve against martin in the same run: wrk, 2 threads, 64 keep-alive connections, random
-# existing tiles of one GDAL-made JPEG MBTiles file (zooms 0..5, 1,365 tiles), both servers on
-# 127.0.0.1 on this machine, one after the other, twice each (A B A B). Then the RSS of tileserve
-# idle with 10 tilesets.
+# existing tiles of one GDAL-made JPEG MBTiles file (zooms 0..5, 1,365 tiles), every server on
+# 127.0.0.1 on this machine, one after the other, twice each, with their tile caches on (both
+# default to one) and off. Besides wrk's figures it prints each server's CPU time per request
+# (utime + stime from /proc over the run), which is steadier than req/s on a shared machine.
+# Then the RSS of tileserve idle with 10 tilesets.
 #
 # Needs: gdal-bin, sqlite3, wrk (Debian), and martin built outside the repo:
 #   cargo install martin --version 1.14.0 --locked --no-default-features --features mbtiles --root /tmp/martin
@@ -44,33 +46,47 @@ wait_up() {
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
+# Each server with its tile cache on (the default of both) and off (every request reads SQLite).
 "$martin" --listen-addresses 127.0.0.1:3111 "$file" >"$tmp/martin.log" 2>&1 &
 pids+=($!); martin_pid=$!
 "$tileserve" "$file" --listen 127.0.0.1:3112 --poll 0 >"$tmp/tileserve.log" 2>&1 &
 pids+=($!); ts_pid=$!
-wait_up http://127.0.0.1:3111/world/0/0/0
-wait_up http://127.0.0.1:3112/world/0/0/0
+"$martin" --cache-size 0 --listen-addresses 127.0.0.1:3113 "$file" >"$tmp/martin0.log" 2>&1 &
+pids+=($!); martin0_pid=$!
+"$tileserve" "$file" --cache-mb 0 --listen 127.0.0.1:3114 --poll 0 >"$tmp/tileserve0.log" 2>&1 &
+pids+=($!); ts0_pid=$!
+for port in 3111 3112 3113 3114; do wait_up "http://127.0.0.1:$port/world/0/0/0"; done
 # Both answer the same bytes for the same path.
 cmp <(curl -s http://127.0.0.1:3111/world/3/2/1) <(curl -s http://127.0.0.1:3112/world/3/2/1)
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() {
   local name=$1 port=$2 pid=$3
+  local t0 t1 n rps p50 p99 errs
+  t0=$(cpu_ticks "$pid")
   wrk -t2 -c64 -d"${secs}s" --latency -s "$tmp/random.lua" "http://127.0.0.1:$port" >"$tmp/wrk.txt"
-  local rps p50 p99 errs
+  t1=$(cpu_ticks "$pid")
+  n=$(awk '/requests in/ {print $1}' "$tmp/wrk.txt")
   rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk.txt")
   p50=$(awk '$1 == "50%" {print $2}' "$tmp/wrk.txt")
   p99=$(awk '$1 == "99%" {print $2}' "$tmp/wrk.txt")
   errs=$(grep -E 'Non-2xx|Socket errors' "$tmp/wrk.txt" | tr '\n' ' ' || true)
-  printf '%-10s %10s req/s  p50 %-8s p99 %-8s RSS %s kB %s\n' "$name" "$rps" "$p50" "$p99" "$(rss_kb "$pid")" "$errs"
+  printf '%-11s %10s req/s  p50 %-8s p99 %-8s server CPU %3d µs/request  RSS %s kB %s\n' \
+    "$name" "$rps" "$p50" "$p99" $(((t1 - t0) * 1000000 / $(getconf CLK_TCK) / n)) "$(rss_kb "$pid")" "$errs"
   echo "$name $rps" >>"$tmp/rps.txt"
 }
 for round in 1 2; do
   run martin 3111 "$martin_pid"
   run tileserve 3112 "$ts_pid"
+  run martin-C0 3113 "$martin0_pid"
+  run tileserve-0 3114 "$ts0_pid"
 done
-awk '{s[$1] += $2; n[$1]++} END {m = s["martin"] / n["martin"]; t = s["tileserve"] / n["tileserve"];
-  printf "mean: martin %.0f req/s, tileserve %.0f req/s, tileserve / martin = %.2f\n", m, t, t / m}' "$tmp/rps.txt"
-kill "$martin_pid" "$ts_pid"
+awk '{s[$1] += $2; n[$1]++} END {
+  printf "mean, caches on:  martin %.0f req/s, tileserve %.0f req/s, tileserve / martin = %.2f\n",
+    s["martin"] / 2, s["tileserve"] / 2, s["tileserve"] / s["martin"];
+  printf "mean, caches off: martin %.0f req/s, tileserve %.0f req/s, tileserve / martin = %.2f\n",
+    s["martin-C0"] / 2, s["tileserve-0"] / 2, s["tileserve-0"] / s["martin-C0"] }' "$tmp/rps.txt"
+kill "$martin_pid" "$ts_pid" "$martin0_pid" "$ts0_pid"
 
 # Idle RSS with 10 tilesets (copies of the same file under 10 names).
 mkdir -p "$tmp/ten"

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt;
 use clap::Parser;
 use nvrkit_mbtiles::http::{Config, Cors, MissingTile};
 use nvrkit_mbtiles::tilejson::template;
@@ -67,6 +66,10 @@ struct Args {
     /// Base URL written into TileJSON and the catalog (default: http:// and the request's Host).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+
+    /// Server threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 
     /// MiB of tiles kept in memory across all tilesets (0: read every tile from its file).
     #[arg(long, value_name = "MIB", default_value_t = Config::DEFAULT_CACHE_BYTES >> 20)]
@@ -164,31 +167,103 @@ fn run(args: Args) -> anyhow::Result<()> {
     let changes = catalog.refresh().context("reading the tilesets")?;
     log_changes(&changes);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        print_banner(&catalog, addr, &args, &config)?;
-        if args.poll > 0.0 {
-            catalog.watch(Duration::from_secs_f64(args.poll));
+    // One single-threaded runtime per thread, fed connections round-robin by an acceptor thread
+    // (actix's layout). Against one multi-threaded runtime on the 2 shared cores: the same CPU
+    // per request, fewer cross-thread wake-ups per request (benches/compare/mbtiles.sh). The
+    // router, and so the tile cache, is shared by all threads.
+    let threads = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+        .max(1);
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    print_banner(&catalog, addr, &args, &config)?;
+    let app = nvrkit_mbtiles::http::router(catalog.clone(), config);
+    let mut queues = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        queues.push(tx);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a runtime")?;
+        let app = app.clone();
+        let watch = (i == 0 && args.poll > 0.0).then(|| catalog.clone());
+        let poll = args.poll;
+        let worker = Worker { rx, local: addr };
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        if let Some(c) = watch {
+                            c.watch(Duration::from_secs_f64(poll));
+                        }
+                        axum::serve(worker, app).await
+                    })
+                })?,
+        );
+    }
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                match conn {
+                    Ok(tcp) => {
+                        let _ = tcp.set_nonblocking(true);
+                        let peer = tcp.peer_addr().unwrap_or(addr);
+                        let _ = queues[n % queues.len()].send((tcp, peer));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: say so, back off, go on.
+                        tracing::warn!("accept: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        })?;
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("a server thread panicked"))?
+            .context("serving")?;
+    }
+    Ok(())
+}
+
+/// A server thread's share of the connections, as an axum listener.
+struct Worker {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for Worker {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some((tcp, peer)) = self.rx.recv().await else {
+                // The acceptor is gone: no more connections, ever.
+                return std::future::pending().await;
+            };
+            match tokio::net::TcpStream::from_std(tcp) {
+                Ok(tcp) => {
+                    // Responses are written whole; Nagle would only delay the next one.
+                    let _ = tcp.set_nodelay(true);
+                    return (tcp, peer);
+                }
+                Err(e) => tracing::warn!("{peer}: {e}"),
+            }
         }
-        let app = nvrkit_mbtiles::http::router(catalog, config);
-        // Responses are written whole; Nagle would only add delay to the next one.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving")
-    })
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
 }
 
 fn print_banner(
