@@ -519,7 +519,9 @@ fn preview(t: &Tileset) -> Response {
         "bounds": m.bounds,
         "center": m.center,
         "ocularis_maxzoom": t.ocularis_maxzoom,
-        "base": format!("/{}", encode(&t.id)),
+        // Relative, so the page works under any prefix the router is mounted at.
+        "base": ".",
+        "tilejson": format!("../{}.json", encode(&t.id)),
         "ext": t.tiles.format().extension(),
     });
     // `</` cannot appear in the JSON inside the script element (serde escapes no `/`).

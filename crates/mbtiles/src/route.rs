@@ -97,7 +97,7 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     }
     let tileset = || decode(first);
     match segs.as_slice() {
-        ["preview"] | ["preview", ""] => Ok(Route::Preview {
+        ["preview"] => Ok(Route::Preview {
             tileset: tileset()?,
         }),
         [z, x, y] => tile(tileset()?, SchemeKind::Xyz, [z, x, y]),

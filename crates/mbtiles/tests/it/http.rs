@@ -463,3 +463,14 @@ async fn a_file_edited_in_place_and_new_files_are_picked_up() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn works_mounted_under_a_prefix() {
+    let (_dir, path) = raster_dir();
+    let (_c, router) = app(&[&path], Config::default());
+    let outer = axum::Router::new().nest_service("/tiles", router);
+    let got = get(&outer, "/tiles/world/1/0/0.png", &[]).await;
+    assert_eq!(got.body, png(1, 0, 1));
+    let page = String::from_utf8(get(&outer, "/tiles/world/preview", &[]).await.body).unwrap();
+    assert!(page.contains(r#""base":".""#) && page.contains(r#""tilejson":"../world.json""#));
+}
