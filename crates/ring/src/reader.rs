@@ -13,7 +13,7 @@ use nvrkit_media::Frame;
 use crate::error::RecvTimeoutError;
 use crate::error::{RecvError, TryRecvError};
 use crate::shared::{CLOSED, Ring, Shared, TAIL_SHIFT, WAITERS};
-use crate::sync::{Arc, Ordering, thread};
+use crate::sync::{Arc, Backoff, Ordering, thread};
 use crate::wait::Registration;
 
 /// The consumer side of a ring: reads every frame from its start on, in push order.
@@ -115,12 +115,16 @@ impl Reader {
     pub fn recv(&mut self) -> Result<Frame, RecvError> {
         let mut reg = None;
         let mut waker = None;
+        let mut backoff = Backoff::default();
         let result = loop {
             match self.try_recv() {
                 Ok(frame) => break Ok(frame),
                 Err(TryRecvError::Lagged { skipped }) => break Err(RecvError::Lagged { skipped }),
                 Err(TryRecvError::Closed) => break Err(RecvError::Closed),
                 Err(TryRecvError::Empty) => {}
+            }
+            if backoff.snooze() {
+                continue;
             }
             let waker = waker.get_or_insert_with(thread_waker);
             if !self.prepare_park(waker, &mut reg) {
@@ -143,6 +147,7 @@ impl Reader {
         let deadline = Instant::now().checked_add(timeout);
         let mut reg = None;
         let mut waker = None;
+        let mut backoff = Backoff::default();
         let result = loop {
             match self.try_recv() {
                 Ok(frame) => break Ok(frame),
@@ -151,6 +156,9 @@ impl Reader {
                 }
                 Err(TryRecvError::Closed) => break Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {}
+            }
+            if backoff.snooze() {
+                continue;
             }
             let now = Instant::now();
             let left = match deadline {
