@@ -159,6 +159,8 @@ struct Candidate {
     end_us: i64,
     bytes: u64,
     class: Class,
+    /// Not yet replicated: only the free-space guard may delete it.
+    pending: bool,
 }
 
 impl Store {
@@ -172,6 +174,12 @@ impl Store {
     pub fn retain_at(&self, policy: &RetentionPolicy, now: WallTime) -> Result<RetentionReport> {
         self.check_writable()?;
         let mut report = RetentionReport::default();
+        // Footage a replication target still lacks (see `queue`): kept unless space runs out.
+        let journal = crate::queue::Journal::open(self.root());
+        let pending = match &journal {
+            Some(j) => j.state()?.pending_keys(),
+            None => Default::default(),
+        };
         // Snapshot: candidates by camera, in deletion order, and each camera's bytes.
         let (mut by_camera, mut totals) = {
             let st = self.state();
@@ -198,9 +206,11 @@ impl Store {
                         end_us: m.end_us,
                         bytes: m.bytes,
                         class,
+                        pending: pending.contains(&(name.clone(), m.start_us)),
                     });
                 }
-                list.sort_by_key(|c| (c.class, c.start_us));
+                // Replicated footage before footage still waiting for its backup.
+                list.sort_by_key(|c| (c.pending, c.class, c.start_us));
             }
             (by_camera, totals)
         };
@@ -227,19 +237,21 @@ impl Store {
                 let old = limits.age_of(c.class).is_some_and(|age| {
                     c.end_us < now.as_micros().saturating_sub(age.as_micros() as i64)
                 });
-                if old {
+                if old && !c.pending {
                     take(list, i, Reason::Age, &mut totals, &mut doomed);
                 } else {
                     i += 1;
                 }
             }
             if let Some(max) = limits.max_bytes {
-                while totals.get(name).copied().unwrap_or(0) > max && !list.is_empty() {
+                while totals.get(name).copied().unwrap_or(0) > max
+                    && list.first().is_some_and(|c| !c.pending)
+                {
                     take(list, 0, Reason::CameraBytes, &mut totals, &mut doomed);
                 }
                 if totals.get(name).copied().unwrap_or(0) > max {
                     report.unmet.push(format!(
-                        "camera {name}: {} bytes of pinned or open footage over {max}",
+                        "camera {name}: {} bytes of pinned, open or not yet replicated footage over {max}",
                         totals[name]
                     ));
                 }
@@ -264,12 +276,16 @@ impl Store {
             };
             let next = by_camera
                 .iter()
-                .filter_map(|(n, l)| l.first().map(|c| (c.class, c.start_us, n.clone())))
+                .filter_map(|(n, l)| {
+                    l.first()
+                        .filter(|c| !c.pending || reason == Reason::FreeSpace)
+                        .map(|c| (c.pending, c.class, c.start_us, n.clone()))
+                })
                 .min();
-            let Some((_, _, name)) = next else {
+            let Some((_, _, _, name)) = next else {
                 report.unmet.push(match reason {
                     Reason::FreeSpace => format!("{free_needed} more bytes of free space wanted, but only pinned or open footage is left"),
-                    _ => format!("store: {total} bytes of pinned or open footage over the budget"),
+                    _ => format!("store: {total} bytes of pinned, open or not yet replicated footage over the budget"),
                 });
                 break;
             };
@@ -284,8 +300,16 @@ impl Store {
         // Delete: the segment first, then its sidecar (an orphan sidecar is removed at the
         // next open; an orphan segment would be resurrected by recovery).
         let mut touched_days: BTreeMap<(String, String), WallTime> = BTreeMap::new();
+        let mut lost = Vec::new();
         for (c, reason) in doomed {
             let start = WallTime::from_micros(c.start_us);
+            if c.pending {
+                tracing::warn!(camera = c.camera, start = %start, "lost before replication: the free-space guard deleted a segment no backup has yet");
+                lost.push(crate::queue::Record::Lost {
+                    camera: c.camera.clone(),
+                    start_us: c.start_us,
+                });
+            }
             let p = layout::segment_paths(self.root(), &c.camera, start);
             sio::remove_file(&p.segment)?;
             sio::remove_file(&p.sidecar)?;
@@ -304,6 +328,9 @@ impl Store {
                 reason,
                 path: p.segment,
             });
+        }
+        if let Some(j) = &journal {
+            j.append(&lost)?;
         }
         for ((camera, _), t) in touched_days {
             let p = layout::segment_paths(self.root(), &camera, t);

@@ -18,6 +18,7 @@ use crate::meta::{
     DaySummary, FORMAT_VERSION, SegmentMeta, Tag, TagOp, TagRange, TagRecord, apply_tag_log,
     parse_tag_log,
 };
+use crate::queue;
 use crate::retention::RetentionPolicy;
 use crate::segment;
 
@@ -474,8 +475,19 @@ impl Store {
                 note: t.note,
             });
         }
+        let queued = (op == TagOp::Add).then(|| queue::Record::Tag {
+            camera: camera.to_owned(),
+            tag,
+            from_us: rec.from_us,
+            to_us: rec.to_us,
+        });
         records.push(rec);
         cam.tags = apply_tag_log(&records);
+        drop(st);
+        // The replication queue, in the same step: footage already queued gets the tag.
+        if let Some(r) = queued {
+            queue::hook(&self.inner.root, &[r]);
+        }
         Ok(())
     }
 
@@ -832,6 +844,14 @@ fn load_day(
     Ok(())
 }
 
+/// The store root of a segment's paths (`ROOT/CAMERA/DAY/`).
+fn root_of(p: &SegmentPaths) -> &Path {
+    p.dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+}
+
 /// What a reader can tell of a segment being written: its complete fragments.
 fn describe_open(path: &Path, t: i64) -> Result<SegmentMeta> {
     let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -895,6 +915,12 @@ fn recover_segment(
     m.bytes = bytes;
     m.recovered = true;
     sio::write_atomic(&p.sidecar, &m.to_json())?;
+    // The replication queue: recovery seals like a writer does (tags are added by the queue's
+    // own tag records, which it already has).
+    queue::hook(
+        root_of(p),
+        &[queue::seal_record(camera, &m, &Default::default())],
+    );
     rec.sealed.push((camera.to_owned(), path.clone()));
     Ok(Some(m))
 }

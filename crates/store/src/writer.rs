@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::io::{self as sio, WriteBackState};
 use crate::layout::{self, SegmentPaths};
 use crate::meta::{FORMAT_VERSION, SegmentMeta};
+use crate::queue;
 use crate::segment;
 use crate::store::{OpenInfo, Store};
 
@@ -293,6 +294,7 @@ impl Writer {
         let t0 = Instant::now();
         let result = seal_segment(&mut seg);
         let camera = self.camera.clone();
+        let mut queued = None;
         {
             let mut st = self.store.state();
             let cam = st.cameras.entry(camera.clone()).or_default();
@@ -301,7 +303,16 @@ impl Writer {
                 cam.max_len_us = cam.max_len_us.max(m.duration_us());
                 cam.bytes += m.bytes;
                 cam.segments.insert(m.start_us, m.clone());
+                queued = Some(queue::seal_record(
+                    &camera,
+                    m,
+                    &cam.tags_of(m.start_us, m.end_us),
+                ));
             }
+        }
+        // The replication queue, in the same step (when replication is set up).
+        if let Some(r) = queued {
+            queue::hook(self.store.root(), &[r]);
         }
         let meta = result?;
         self.last_seal = Some(t0.elapsed());

@@ -621,3 +621,70 @@ fn the_store_wants_its_marker_and_names() {
     assert!(matches!(again, Err(Error::Exists { .. })), "{again:?}");
     assert!(store.verify(None, |_| {}).is_empty());
 }
+
+#[test]
+fn the_replication_queue_is_written_at_seal_and_tag_and_guards_retention() {
+    use nvrkit_store::queue::{Journal, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts(2)).unwrap();
+    let sec = |s: i64| t0().add_micros(s * 1_000_000);
+    // No journal yet: sealing writes none.
+    import(&store, "a", &sample(), t0());
+    assert!(Journal::open(dir.path()).is_none());
+    let (j, created) = Journal::create(dir.path()).unwrap();
+    assert!(created);
+    let target = "/backup".to_string();
+    j.append(&[Record::Target {
+        target: target.clone(),
+    }])
+    .unwrap();
+    // Now every seal and every tag is queued in the same step.
+    import(&store, "b", &sample(), t0());
+    store
+        .tag("b", sec(2).add_micros(500_000), sec(3), Tag::Event, None)
+        .unwrap();
+    let state = j.state().unwrap();
+    let b: Vec<_> = state.entries.values().filter(|e| e.camera == "b").collect();
+    assert_eq!(b.len(), 5);
+    assert!(state.entries.values().all(|e| e.camera == "b"));
+    for e in &b {
+        let segs = store.segments("b", e.start(), e.start().add_micros(1));
+        let seg = segs.iter().find(|s| s.start == e.start()).unwrap();
+        assert_eq!((e.bytes, &e.blake3), (seg.bytes, &seg.meta.blake3));
+    }
+    let events: Vec<i64> = b
+        .iter()
+        .filter(|e| e.tags.contains(&Tag::Event))
+        .map(|e| e.start_us)
+        .collect();
+    assert_eq!(events, vec![sec(2).as_micros()]);
+    // Two of b's segments are replicated.
+    for e in &b[..2] {
+        j.append(&[Record::Done {
+            target: target.clone(),
+            camera: "b".into(),
+            start_us: e.start_us,
+        }])
+        .unwrap();
+    }
+    // Age retention deletes only what is replicated (and a's footage, never queued): b's first
+    // segment (the second is event footage, kept by age).
+    let r = store
+        .retain_at(
+            &RetentionPolicy::default().overall(Limits::default().max_age(Duration::from_secs(1))),
+            sec(30),
+        )
+        .unwrap();
+    let gone_b = r.deleted.iter().filter(|d| d.camera == "b").count();
+    assert_eq!((gone_b, r.deleted.len()), (1, 6), "{r:#?}");
+    // The free-space guard still deletes pending footage (after the replicated event), and logs
+    // it as lost.
+    let r = store
+        .retain(&RetentionPolicy::default().min_free_bytes(u64::MAX))
+        .unwrap();
+    let order: Vec<i64> = r.deleted.iter().map(|d| d.start.as_micros()).collect();
+    assert_eq!(order, b[1..].iter().map(|e| e.start_us).collect::<Vec<_>>());
+    let state = j.state().unwrap();
+    assert_eq!(state.lost, 3);
+    assert!(state.pending_keys().is_empty());
+}
