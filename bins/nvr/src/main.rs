@@ -1,29 +1,42 @@
-//! `nvr`: nvrkit's recorder. This version probes MP4 files (`nvr probe`); recording, the
-//! embedded demo camera and the SMTP alarm input come in a later version.
+//! `nvr`: nvrkit's recorder. RTSP cameras into RAM rings; camera alarm e-mails (SMTP) or HTTP
+//! events turn the footage from before the alarm to after it into clips in the store; an HTTP
+//! API and page list events and play their clips. With no camera it records a built-in demo
+//! camera. `nvr probe FILE` describes an MP4 file.
 
 // A command-line tool prints its results and errors: the library lint against printing does not
 // apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod cmds;
+mod events;
+mod http;
+mod ingest;
+mod recorder;
 
 const EXAMPLES: &str = "\
 Examples:
-  nvr                          describe the embedded sample clip
-  nvr probe clip.mp4           tracks, codecs, GOPs, B-frames, and whether the clip loops cleanly
-  RUST_LOG=debug nvr probe x.mp4   the same, with the demuxer's debug log on stderr";
+  nvr                                          record a built-in demo camera; prints what to send
+  nvr --demo-event-every 30s                   ... and let the demo camera e-mail its own alarms
+  nvr --camera garage=rtsp://admin:pw@10.0.0.5/stream1 --camera yard=rtsp://10.0.0.6/h264
+  nvr --camera garage=rtsp://… --map 'channel=2:garage' --pre 5s --post 30s --record all
+  nvr --http 0.0.0.0:8080 --http-auth admin:secret   serve the API beyond loopback
+  nvr probe clip.mp4                           tracks, codecs, GOPs, B-frames, loop cleanliness
 
-/// nvrkit's network video recorder.
+Events map to a camera by --map rule, then the recipient's local part (garage@anything), then the
+camera or channel name in the mail, then the sender.";
+
+/// nvrkit's network video recorder: RTSP cameras, e-mail alarms, pre/post-event clips.
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = EXAMPLES)]
+#[command(version, about, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: cmds::run::Args,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,22 +49,20 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mp4_atom=error")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,mp4_atom=error,retina=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Probe(args)) => cmds::probe::run(&args),
-        None => cmds::probe::run(&cmds::probe::Args::default()).map(|()| {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(
-                out,
-                "\nRecording (RTSP ingest, RAM pre-event ring, SMTP alarms, segment store) comes in a \
-                 later version of nvr.\nTry `nvr probe FILE.mp4` on a clip of your own."
-            );
-        }),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cmds::run::run(cli.run))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,401 @@
+//! `nvr` (no subcommand): the recorder. RTSP in, a RAM ring per camera, SMTP (and HTTP) alarms,
+//! pre/post-event footage into the store, an HTTP API and page.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nvrkit_feed::Clip;
+use nvrkit_media::Demuxer;
+use nvrkit_smtp::client::{AlarmMail, Client, ClientOptions};
+use nvrkit_smtp::{CameraEvent, ServerConfig};
+use nvrkit_store::{Options, Store};
+use tokio::sync::watch;
+
+use crate::events::{self, EventLog, MapRule};
+use crate::http::{self, App, CameraEntry};
+use crate::ingest::{self, CameraSource, CameraState};
+use crate::recorder::{self, Command, Mode, RecorderStats, Settings};
+
+/// Arguments of the recorder.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A camera as NAME=rtsp://user:pass@host/path (repeatable). None: a built-in demo camera
+    /// (the loop feeder on the embedded sample, over loopback RTSP).
+    #[arg(long = "camera", value_name = "NAME=URL")]
+    pub cameras: Vec<String>,
+    /// RTP over TCP (interleaved, the default) or UDP.
+    #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
+    pub transport: String,
+    /// SMTP listener for camera alarm mails.
+    #[arg(long, default_value = "0.0.0.0:2525")]
+    pub smtp: SocketAddr,
+    /// Map events to cameras: FIELD=VALUE:CAMERA with FIELD in channel, from, to, device, camera
+    /// (repeatable; tried before the recipient, camera name and sender).
+    #[arg(long = "map", value_name = "RULE")]
+    pub maps: Vec<MapRule>,
+    /// What an event no camera matches does: `log` (listed, records nothing) or `all` (triggers
+    /// every camera).
+    #[arg(long, default_value = "log", value_parser = ["log", "all"])]
+    pub unmapped: String,
+    /// Footage kept before an event (the RAM ring holds this plus a margin).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub pre: Duration,
+    /// Footage kept after an event (extended by later events).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub post: Duration,
+    /// `events`: only around events; `all`: continuously, events tagged.
+    #[arg(long, value_enum, default_value = "events")]
+    pub record: Mode,
+    /// Where the store lives.
+    #[arg(long, default_value = "nvr-data")]
+    pub data: PathBuf,
+    /// Segment length in the store.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub segment: Duration,
+    /// HTTP API and web page.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Require these credentials (Basic) on the HTTP API.
+    #[arg(long, value_name = "USER:PASS")]
+    pub http_auth: Option<String>,
+    /// Serve HTTP beyond loopback without credentials (say it explicitly).
+    #[arg(long)]
+    pub http_no_auth: bool,
+    /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
+    #[arg(long, value_parser = parse_duration)]
+    pub demo_event_every: Option<Duration>,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit in {s:?} (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn printable(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port()).to_string()
+}
+
+struct Running {
+    camera: CameraEntry,
+    commands: std::sync::mpsc::Sender<Command>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Runs the recorder until Ctrl-C.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.http.ip().is_loopback() && args.http_auth.is_none() && !args.http_no_auth {
+        bail!(
+            "--http {} listens beyond loopback: give --http-auth USER:PASS, or --http-no-auth to serve without credentials",
+            args.http
+        );
+    }
+    let (stop_tx, stop) = watch::channel(false);
+
+    // The demo camera: the loop feeder on the embedded sample, over real loopback RTSP.
+    let mut demo_server = None;
+    let mut sources = Vec::new();
+    if args.cameras.is_empty() {
+        let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
+        let clip = Clip::load("sample", &demux)?;
+        let config = nvrkit_feed::server::Config {
+            listen: "127.0.0.1:0".parse()?,
+            ..Default::default()
+        };
+        let server = nvrkit_feed::server::Server::start(config, vec![clip]).await?;
+        let url = server.urls("127.0.0.1")[0].clone();
+        sources.push(CameraSource {
+            name: "demo".into(),
+            url: url.parse()?,
+            udp: args.transport == "udp",
+        });
+        demo_server = Some(server);
+    }
+    for spec in &args.cameras {
+        let Some((name, url)) = spec.split_once('=') else {
+            bail!("--camera wants NAME=rtsp://…, got {spec:?}");
+        };
+        let url: url::Url = url
+            .parse()
+            .with_context(|| format!("camera {name}: bad URL"))?;
+        if url.scheme() != "rtsp" {
+            bail!("camera {name}: only rtsp:// URLs are supported");
+        }
+        if sources.iter().any(|s: &CameraSource| s.name == name) {
+            bail!("two cameras are named {name}");
+        }
+        sources.push(CameraSource {
+            name: name.to_owned(),
+            url,
+            udp: args.transport == "udp",
+        });
+    }
+
+    let data = args.data.clone();
+    let segment = args.segment;
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(&data, Options::default().segment_duration(segment))
+    })
+    .await??;
+    let recovery = store.recovery();
+    if !recovery.sealed.is_empty() {
+        tracing::warn!(
+            "store: sealed {} segments left open by a crash ({} bytes cut)",
+            recovery.sealed.len(),
+            recovery.cut_bytes
+        );
+    }
+    let store = Arc::new(store);
+
+    let settings = Settings {
+        pre: args.pre,
+        post: args.post,
+        mode: args.record,
+    };
+    let mut running = Vec::new();
+    for source in sources {
+        // The ring holds `pre` plus a margin (a GOP of a camera with long GOPs, and the delay of
+        // the GOP buffer in ingest).
+        let ring_config = nvrkit_ring::Config::new()
+            .max_duration(args.pre + Duration::from_secs(10))
+            .max_bytes(512 << 20)
+            .video_stream(0);
+        let (writer, ring) = nvrkit_ring::ring(ring_config)?;
+        let state = Arc::new(CameraState::default());
+        tokio::spawn(ingest::run(
+            source.clone(),
+            writer,
+            state.clone(),
+            stop.clone(),
+        ));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(RecorderStats::default());
+        let thread = {
+            let (name, ring, state, store, stats) = (
+                source.name.clone(),
+                ring.clone(),
+                state.clone(),
+                store.clone(),
+                stats.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("rec-{}", source.name))
+                .spawn(move || recorder::run(name, ring, state, store, settings, rx, stats))?
+        };
+        running.push(Running {
+            camera: CameraEntry {
+                name: source.name.clone(),
+                url: source.display_url(),
+                state,
+                ring,
+                recorder: stats,
+            },
+            commands: tx,
+            thread,
+        });
+    }
+    let names: Vec<String> = running.iter().map(|r| r.camera.name.clone()).collect();
+
+    // Events: SMTP and HTTP both feed one dispatcher.
+    let smtp_config = ServerConfig {
+        listen: Some(args.smtp),
+        ..ServerConfig::default()
+    };
+    let (smtp, mut smtp_events) = nvrkit_smtp::Server::start(smtp_config)
+        .await
+        .with_context(|| format!("SMTP on {}", args.smtp))?;
+    let smtp_addr = smtp.info().listen.context("SMTP listener")?;
+    let (dispatch_tx, mut dispatch_rx) = tokio::sync::mpsc::channel::<CameraEvent>(256);
+    {
+        let tx = dispatch_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = smtp_events.recv().await {
+                if tx.send(e).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let log = Arc::new(EventLog::default());
+    let commands: Vec<(String, std::sync::mpsc::Sender<Command>)> = running
+        .iter()
+        .map(|r| (r.camera.name.clone(), r.commands.clone()))
+        .collect();
+    {
+        let (log, maps, unmapped_all) = (log.clone(), args.maps.clone(), args.unmapped == "all");
+        let names = names.clone();
+        tokio::spawn(async move {
+            while let Some(event) = dispatch_rx.recv().await {
+                if event.phase != nvrkit_smtp::EventPhase::Start {
+                    continue;
+                }
+                let arrived = Instant::now();
+                let (targets, reason) = match events::map(&event, &maps, &names) {
+                    Some((cam, why)) => (vec![cam], why),
+                    None if unmapped_all => (
+                        names.clone(),
+                        "unmapped: triggers every camera (--unmapped all)".into(),
+                    ),
+                    None => (
+                        Vec::new(),
+                        format!(
+                            "unmapped: no --map rule, recipient, camera name ({:?}), channel ({:?}) or sender ({}) names a camera",
+                            event.camera, event.channel, event.from
+                        ),
+                    ),
+                };
+                if targets.is_empty() {
+                    tracing::warn!(from = event.from, "{reason}");
+                } else {
+                    tracing::info!(cameras = ?targets, kind = event.kind.as_str(), "event: {reason}");
+                }
+                let json: serde_json::Value =
+                    serde_json::from_str(&event.to_json()).unwrap_or(serde_json::Value::Null);
+                for t in &targets {
+                    if let Some((_, tx)) = commands.iter().find(|(n, _)| n == t) {
+                        let _ = tx.send(Command::Event {
+                            at: event.received_at,
+                            arrived,
+                            json: json.clone(),
+                        });
+                    }
+                }
+                log.push(&event, targets, reason);
+            }
+        });
+    }
+
+    let app = Arc::new(App {
+        cameras: running.iter().map(|r| r.camera.clone()).collect(),
+        events: log.clone(),
+        store: store.clone(),
+        dispatch: dispatch_tx.clone(),
+        pre_us: args.pre.as_micros() as i64,
+        post_us: args.post.as_micros() as i64,
+        auth: args.http_auth.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("HTTP on {}", args.http))?;
+    let http_addr = listener.local_addr()?;
+    {
+        let router = http::router(app);
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        });
+    }
+
+    // Say what to do next.
+    let smtp_host = printable(smtp_addr);
+    let http_host = printable(http_addr);
+    let first = names.first().cloned().unwrap_or_default();
+    {
+        let mut out = std::io::stdout().lock();
+        for r in &running {
+            writeln!(out, "camera {}: {}", r.camera.name, r.camera.url)?;
+        }
+        writeln!(out, "smtp: {smtp_host}")?;
+        writeln!(out, "web: http://{http_host}/")?;
+        writeln!(out, "store: {}", args.data.display())?;
+        writeln!(out, "trigger an event by e-mail:")?;
+        writeln!(
+            out,
+            "  swaks --server {smtp_host} --from cam@{first} --to {first}@nvr --header 'Subject: Motion Detected' --body 'EVENT TYPE: Motion Detected'"
+        )?;
+        writeln!(out, "or over HTTP:")?;
+        writeln!(
+            out,
+            "  curl -X POST http://{http_host}/api/events -d '{{\"v\":1,\"phase\":\"start\",\"received_at\":\"2026-01-01T00:00:00Z\",\"vendor\":\"generic\",\"camera\":\"{first}\",\"kind\":\"motion\",\"subject\":\"curl\",\"from\":\"curl@nvr\",\"to\":[\"{first}@nvr\"],\"snapshots\":[],\"source\":{{\"peer\":null,\"helo\":\"curl\",\"auth_user\":null,\"tls\":false,\"mail_from\":\"curl@nvr\"}}}}'"
+        )?;
+        writeln!(
+            out,
+            "then watch http://{http_host}/ (clips appear {} s after the event)",
+            args.post.as_secs()
+        )?;
+        out.flush()?;
+    }
+
+    // The demo camera e-mails its own alarms.
+    if let (Some(every), true) = (args.demo_event_every, demo_server.is_some()) {
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let mail = AlarmMail::new(
+                    "demo@loopcam",
+                    "demo@nvr",
+                    "IPC: Motion Detected",
+                    "EVENT TYPE: Motion Detected\nIPC NAME: demo\n",
+                )
+                .header("X-Mailer", "HIKMailer");
+                let sent = async {
+                    let mut c =
+                        Client::connect(smtp_addr_for_client(smtp_addr), &ClientOptions::default())
+                            .await?;
+                    c.send("demo@loopcam", &["demo@nvr"], &mail.to_bytes())
+                        .await?;
+                    c.quit().await
+                };
+                if let Err(e) = sent.await {
+                    tracing::warn!("demo camera could not e-mail its alarm: {e}");
+                }
+            }
+        });
+    }
+
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    tracing::info!("shutting down: flushing open event ranges");
+    let _ = stop_tx.send(true);
+    for r in &running {
+        let _ = r.commands.send(Command::Shutdown);
+    }
+    for r in running {
+        let _ = tokio::task::spawn_blocking(move || r.thread.join()).await;
+    }
+    smtp.shutdown().await;
+    if let Some(s) = demo_server {
+        s.shutdown().await;
+    }
+    Ok(())
+}
+
+fn smtp_addr_for_client(addr: SocketAddr) -> SocketAddr {
+    printable(addr).parse().unwrap_or(addr)
+}

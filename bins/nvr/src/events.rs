@@ -1,0 +1,240 @@
+//! Which camera an event is for, and the list of events the NVR has seen.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use anyhow::bail;
+use nvrkit_media::WallTime;
+use nvrkit_smtp::{CameraEvent, Snapshot};
+
+/// One field of an event a `--map` rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The channel as the device numbers it.
+    Channel,
+    /// The sender address.
+    From,
+    /// A recipient address.
+    To,
+    /// The device's own name.
+    Device,
+    /// The camera name in the event.
+    Camera,
+}
+
+/// `--map 'channel=2:garage'`: events whose channel is 2 belong to camera `garage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapRule {
+    /// What to look at.
+    pub field: Field,
+    /// The value it must have (case-insensitive).
+    pub value: String,
+    /// The camera it maps to.
+    pub camera: String,
+}
+
+impl std::str::FromStr for MapRule {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let Some((cond, camera)) = s.rsplit_once(':') else {
+            bail!("a map rule is FIELD=VALUE:CAMERA, e.g. channel=2:garage or from=nvr1@site:yard");
+        };
+        let Some((field, value)) = cond.split_once('=') else {
+            bail!("a map rule is FIELD=VALUE:CAMERA; {cond:?} has no '='");
+        };
+        let field = match field.trim().to_ascii_lowercase().as_str() {
+            "channel" => Field::Channel,
+            "from" => Field::From,
+            "to" => Field::To,
+            "device" => Field::Device,
+            "camera" => Field::Camera,
+            other => bail!("unknown map field {other:?} (channel, from, to, device, camera)"),
+        };
+        if camera.trim().is_empty() {
+            bail!("the map rule {s:?} names no camera");
+        }
+        Ok(MapRule {
+            field,
+            value: value.trim().to_owned(),
+            camera: camera.trim().to_owned(),
+        })
+    }
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+fn local_part(addr: &str) -> &str {
+    addr.trim_matches(['<', '>'])
+        .split('@')
+        .next()
+        .unwrap_or("")
+}
+
+/// The cameras an event is for, and why. In order: `--map` rules, a recipient's local part,
+/// the camera or channel name in the event, the sender's local part.
+pub fn map(event: &CameraEvent, rules: &[MapRule], cameras: &[String]) -> Option<(String, String)> {
+    let find = |name: &str| cameras.iter().find(|c| eq(c, name)).cloned();
+    for r in rules {
+        let hit = match r.field {
+            Field::Channel => event.channel.as_deref().is_some_and(|c| eq(c, &r.value)),
+            Field::From => eq(&event.from, &r.value) || eq(local_part(&event.from), &r.value),
+            Field::To => event
+                .to
+                .iter()
+                .any(|t| eq(t, &r.value) || eq(local_part(t), &r.value)),
+            Field::Device => event.device.as_deref().is_some_and(|d| eq(d, &r.value)),
+            Field::Camera => event.camera.as_deref().is_some_and(|d| eq(d, &r.value)),
+        };
+        if hit && let Some(c) = find(&r.camera) {
+            return Some((c, format!("map rule {:?}={}", r.field, r.value)));
+        }
+    }
+    for t in &event.to {
+        if let Some(c) = find(local_part(t)) {
+            return Some((c, format!("recipient {t}")));
+        }
+    }
+    if let Some(c) = event.camera.as_deref().and_then(find) {
+        return Some((c, "camera name in the event".into()));
+    }
+    if let Some(c) = event.channel.as_deref().and_then(find) {
+        return Some((c, "channel name in the event".into()));
+    }
+    if let Some(c) = find(local_part(&event.from)) {
+        return Some((c, format!("sender {}", event.from)));
+    }
+    None
+}
+
+/// An event as the API lists it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Sequence number (1, 2, …).
+    pub id: u64,
+    /// When the NVR received it (its own clock: the recording window is placed by this).
+    pub received_at: WallTime,
+    /// The cameras it triggered (empty when unmapped).
+    pub cameras: Vec<String>,
+    /// How it was mapped, or why not.
+    pub reason: String,
+    /// The event in nvrkit-smtp's JSON schema.
+    pub json: serde_json::Value,
+    /// Its first snapshot, if it had one.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// The most recent events (newest last), bounded.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    inner: Mutex<(u64, VecDeque<EventRecord>)>,
+}
+
+impl EventLog {
+    const KEEP: usize = 1000;
+
+    /// Records an event; returns its id.
+    pub fn push(&self, event: &CameraEvent, cameras: Vec<String>, reason: String) -> u64 {
+        let json = serde_json::from_str(&event.to_json()).unwrap_or(serde_json::Value::Null);
+        let Ok(mut g) = self.inner.lock() else {
+            return 0;
+        };
+        g.0 += 1;
+        let id = g.0;
+        g.1.push_back(EventRecord {
+            id,
+            received_at: event.received_at,
+            cameras,
+            reason,
+            json,
+            snapshot: event.snapshots.first().cloned(),
+        });
+        while g.1.len() > Self::KEEP {
+            g.1.pop_front();
+        }
+        id
+    }
+
+    /// All kept events, newest first.
+    pub fn list(&self) -> Vec<EventRecord> {
+        self.inner
+            .lock()
+            .map(|g| g.1.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// One event.
+    pub fn get(&self, id: u64) -> Option<EventRecord> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|g| g.1.iter().find(|e| e.id == id).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(to: &str, from: &str, camera: Option<&str>, channel: Option<&str>) -> CameraEvent {
+        let mut e = CameraEvent::from_json(
+            r#"{"v":1,"phase":"start","received_at":"2026-11-25T12:00:00Z","vendor":"generic","kind":"motion","subject":"x","from":"a@b","to":[],"snapshots":[],"source":{"peer":"127.0.0.1:1","helo":"test","auth_user":null,"tls":false,"mail_from":"a@b"}}"#,
+        )
+        .expect("a minimal event parses");
+        e.to = vec![to.to_owned()];
+        e.from = from.to_owned();
+        e.camera = camera.map(str::to_owned);
+        e.channel = channel.map(str::to_owned);
+        e
+    }
+
+    #[test]
+    fn mapping_order() {
+        let cams = vec!["garage".to_owned(), "yard".to_owned(), "door".to_owned()];
+        let rules: Vec<MapRule> = vec![
+            "channel=2:garage".parse().unwrap(),
+            "from=nvr1@site:yard".parse().unwrap(),
+        ];
+        // A rule wins over everything.
+        let e = event("door@nvr", "x@y", Some("door"), Some("2"));
+        assert_eq!(map(&e, &rules, &cams).unwrap().0, "garage");
+        let e = event("door@nvr", "nvr1@site", None, None);
+        assert_eq!(map(&e, &rules, &cams).unwrap().0, "yard");
+        // Then the recipient's local part, then the camera name, then the sender.
+        assert_eq!(
+            map(&event("Door@nvr", "x@y", Some("yard"), None), &[], &cams)
+                .unwrap()
+                .0,
+            "door"
+        );
+        assert_eq!(
+            map(&event("nvr@x", "x@y", Some("Yard"), None), &[], &cams)
+                .unwrap()
+                .0,
+            "yard"
+        );
+        assert_eq!(
+            map(&event("nvr@x", "garage@cams", None, None), &[], &cams)
+                .unwrap()
+                .0,
+            "garage"
+        );
+        assert!(
+            map(
+                &event("nvr@x", "x@y", Some("attic"), Some("9")),
+                &rules,
+                &cams
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        for bad in ["garage", "channel:garage", "color=red:garage", "channel=2:"] {
+            assert!(bad.parse::<MapRule>().is_err(), "{bad}");
+        }
+    }
+}

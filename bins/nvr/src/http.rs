@@ -1,0 +1,412 @@
+//! The NVR's HTTP API and its one web page.
+//!
+//! - `GET /` — the page: events with their snapshot and clip.
+//! - `GET /api/cameras`, `GET /api/events`, `GET /api/events/{id}/snapshot`
+//! - `POST /api/events` — an event in nvrkit-smtp's JSON schema (`docs/event-schema.json`).
+//! - `GET /api/recordings?camera&from&to` — what the store holds (RFC 3339 times).
+//! - `GET /api/export.mp4?camera&from&to` — one MP4 of the range, with `Range` support so a
+//!   `<video>` element can seek.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use nvrkit_media::{CodecParams, WallTime};
+use nvrkit_ring::Ring;
+use nvrkit_smtp::CameraEvent;
+use nvrkit_store::{ExportFormat, Store};
+use serde_json::json;
+
+use crate::events::EventLog;
+use crate::ingest::CameraState;
+use crate::recorder::RecorderStats;
+
+/// One camera as the API sees it.
+#[derive(Debug, Clone)]
+pub struct CameraEntry {
+    /// Its name.
+    pub name: String,
+    /// Its URL without credentials.
+    pub url: String,
+    /// Ingest state.
+    pub state: Arc<CameraState>,
+    /// Its RAM ring.
+    pub ring: Ring,
+    /// Its recorder's figures.
+    pub recorder: Arc<RecorderStats>,
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug)]
+pub struct App {
+    /// The cameras.
+    pub cameras: Vec<CameraEntry>,
+    /// Events seen.
+    pub events: Arc<EventLog>,
+    /// The store.
+    pub store: Arc<Store>,
+    /// Where POSTed events go (the same dispatcher as SMTP events).
+    pub dispatch: tokio::sync::mpsc::Sender<CameraEvent>,
+    /// Pre-event footage, µs.
+    pub pre_us: i64,
+    /// Post-event footage, µs.
+    pub post_us: i64,
+    /// `user:pass` required with Basic auth, if set.
+    pub auth: Option<String>,
+}
+
+/// The router.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/cameras", get(cameras))
+        .route("/api/events", get(list_events).post(post_event))
+        .route("/api/events/{id}/snapshot", get(snapshot))
+        .route("/api/recordings", get(recordings))
+        .route("/api/export.mp4", get(export))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            basic_auth,
+        ))
+        .with_state(app)
+}
+
+async fn basic_auth(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(creds) = &app.auth {
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        );
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == want);
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"nvr\"")],
+                "authentication required\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn bad(status: StatusCode, what: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": what.into() }))).into_response()
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+fn video_codec(state: &CameraState) -> Option<&'static str> {
+    let tracks = state.tracks.lock().ok()?.clone()?;
+    tracks.iter().find_map(|t| match t.params {
+        CodecParams::H264(_) => Some("h264"),
+        CodecParams::H265(_) => Some("hevc"),
+        _ => None,
+    })
+}
+
+async fn cameras(State(app): State<Arc<App>>) -> Response {
+    let list: Vec<serde_json::Value> = app
+        .cameras
+        .iter()
+        .map(|c| {
+            let ring = c.ring.stats();
+            let open = c.recorder.open.lock().ok().and_then(|o| *o);
+            json!({
+                "name": c.name,
+                "url": c.url,
+                "connected": c.state.connected.load(Ordering::Relaxed),
+                "codec": video_codec(&c.state),
+                "frames": c.state.frames.load(Ordering::Relaxed),
+                "sessions": c.state.sessions.load(Ordering::Relaxed),
+                "last_error": c.state.last_error.lock().ok().and_then(|e| e.clone()),
+                "ring": {
+                    "frames": ring.frames,
+                    "bytes": ring.bytes,
+                    "oldest": ring.oldest.map(|t| t.to_rfc3339()),
+                    "newest": ring.newest.map(|t| t.to_rfc3339()),
+                },
+                "recorder": {
+                    "clips": c.recorder.clips.load(Ordering::Relaxed),
+                    "frames": c.recorder.frames.load(Ordering::Relaxed),
+                    "errors": c.recorder.errors.load(Ordering::Relaxed),
+                    "last_latency_ms": c.recorder.last_latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                    "recording": open.map(|(from, until)| json!({
+                        "from": from.to_rfc3339(),
+                        "until": until.map(|u| u.to_rfc3339()),
+                    })),
+                },
+            })
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+async fn list_events(State(app): State<Arc<App>>) -> Response {
+    let list: Vec<serde_json::Value> = app
+        .events
+        .list()
+        .into_iter()
+        .map(|e| {
+            let from = e.received_at.add_micros(-app.pre_us);
+            let to = e.received_at.add_micros(app.post_us);
+            let clips: Vec<serde_json::Value> = e
+                .cameras
+                .iter()
+                .map(|c| {
+                    let codec = app
+                        .cameras
+                        .iter()
+                        .find(|x| &x.name == c)
+                        .and_then(|x| video_codec(&x.state));
+                    json!({
+                        "camera": c,
+                        "from": from.to_rfc3339(),
+                        "to": to.to_rfc3339(),
+                        "codec": codec,
+                        "url": format!(
+                            "/api/export.mp4?camera={}&from={}&to={}",
+                            urlencode(c), urlencode(&from.to_rfc3339()), urlencode(&to.to_rfc3339())
+                        ),
+                    })
+                })
+                .collect();
+            json!({
+                "id": e.id,
+                "received_at": e.received_at.to_rfc3339(),
+                "cameras": e.cameras,
+                "reason": e.reason,
+                "kind": e.json.get("kind"),
+                "event": e.json,
+                "snapshot": e.snapshot.as_ref().filter(|s| !s.data.is_empty())
+                    .map(|_| format!("/api/events/{}/snapshot", e.id)),
+                "clips": clips,
+            })
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn snapshot(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response {
+    match app.events.get(id).and_then(|e| e.snapshot) {
+        Some(s) if !s.data.is_empty() => (
+            [(header::CONTENT_TYPE, s.content_type.clone())],
+            s.data.clone(),
+        )
+            .into_response(),
+        _ => bad(StatusCode::NOT_FOUND, "no snapshot"),
+    }
+}
+
+async fn post_event(State(app): State<Arc<App>>, body: String) -> Response {
+    let mut event = match CameraEvent::from_json(&body) {
+        Ok(e) => e,
+        Err(e) => return bad(StatusCode::BAD_REQUEST, format!("{e}")),
+    };
+    // The recording window is placed by the NVR's clock, never the sender's.
+    event.received_at = WallTime::now();
+    match app.dispatch.send(event).await {
+        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"accepted": true}))).into_response(),
+        Err(_) => bad(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
+/// `camera`, `from` and `to` of a query, or why not (answered with 400).
+fn range_params(q: &HashMap<String, String>) -> Result<(String, WallTime, WallTime), String> {
+    let camera = q.get("camera").cloned().ok_or("camera= is required")?;
+    let time = |k: &str| -> Result<WallTime, String> {
+        let v = q.get(k).ok_or(format!("{k}= is required (RFC 3339)"))?;
+        WallTime::parse_rfc3339(v).map_err(|e| format!("{k}: {e}"))
+    };
+    let (from, to) = (time("from")?, time("to")?);
+    if to <= from {
+        return Err("to must be after from".into());
+    }
+    Ok((camera, from, to))
+}
+
+async fn recordings(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (camera, from, to) = match range_params(&q) {
+        Ok(x) => x,
+        Err(why) => return bad(StatusCode::BAD_REQUEST, why),
+    };
+    let list: Vec<serde_json::Value> = app
+        .store
+        .recordings(&camera, from, to)
+        .into_iter()
+        .map(|r| {
+            json!({
+                "start": r.start.to_rfc3339(),
+                "end": r.end.to_rfc3339(),
+                "segments": r.segments,
+                "bytes": r.bytes,
+                "tags": r.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let tags: Vec<serde_json::Value> = app
+        .store
+        .tags(&camera, from, to)
+        .into_iter()
+        .map(|t| {
+            json!({
+                "tag": t.tag.as_str(),
+                "from": WallTime::from_micros(t.from_us).to_rfc3339(),
+                "to": WallTime::from_micros(t.to_us).to_rfc3339(),
+                "note": t.note,
+            })
+        })
+        .collect();
+    axum::Json(json!({ "camera": camera, "recordings": list, "tags": tags })).into_response()
+}
+
+async fn export(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (camera, from, to) = match range_params(&q) {
+        Ok(x) => x,
+        Err(why) => return bad(StatusCode::BAD_REQUEST, why),
+    };
+    let store = app.store.clone();
+    let cam = camera.clone();
+    let started = Instant::now();
+    let built = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, nvrkit_store::Error> {
+        let mut out = Vec::new();
+        store
+            .export(&cam, from, to, ExportFormat::Mp4)?
+            .write_to(&mut out, |_| {})?;
+        Ok(out)
+    })
+    .await;
+    let body = match built {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
+    };
+    tracing::debug!(
+        camera,
+        bytes = body.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "export"
+    );
+    let name = format!(
+        "{}-{}.mp4",
+        camera.replace(['/', '"', '\\'], "_"),
+        from.to_compact()
+    );
+    let total = body.len();
+    let mut resp_headers = HeaderMap::new();
+    resp_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
+        resp_headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    // RFC 9110 §14: one byte range (what players ask for); anything else gets the whole body.
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_range(v, total));
+    match range {
+        Some(Ok((start, end))) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                resp_headers.insert(header::CONTENT_RANGE, v);
+            }
+            let slice = body[start..=end].to_vec();
+            (StatusCode::PARTIAL_CONTENT, resp_headers, Body::from(slice)).into_response()
+        }
+        Some(Err(())) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                resp_headers.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::RANGE_NOT_SATISFIABLE, resp_headers).into_response()
+        }
+        None => (StatusCode::OK, resp_headers, Body::from(body)).into_response(),
+    }
+}
+
+/// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n`. `None`: not a single byte range (serve all);
+/// `Some(Err)`: unsatisfiable.
+fn parse_range(v: &str, total: usize) -> Option<Result<(usize, usize), ()>> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if total == 0 {
+        return Some(Err(()));
+    }
+    let r = match (a.is_empty(), b.is_empty()) {
+        (true, false) => {
+            let n: usize = b.parse().ok()?;
+            if n == 0 {
+                return Some(Err(()));
+            }
+            (total.saturating_sub(n), total - 1)
+        }
+        (false, _) => {
+            let start: usize = a.parse().ok()?;
+            let end = if b.is_empty() {
+                total - 1
+            } else {
+                b.parse::<usize>().ok()?.min(total - 1)
+            };
+            if start >= total || end < start {
+                return Some(Err(()));
+            }
+            (start, end)
+        }
+        (true, true) => return None,
+    };
+    Some(Ok(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Some(Ok((0, 99))));
+        assert_eq!(parse_range("bytes=900-", 1000), Some(Ok((900, 999))));
+        assert_eq!(parse_range("bytes=-100", 1000), Some(Ok((900, 999))));
+        assert_eq!(parse_range("bytes=0-5000", 1000), Some(Ok((0, 999))));
+        assert_eq!(parse_range("bytes=1000-", 1000), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-9", 1000), None);
+        assert_eq!(parse_range("items=0-1", 1000), None);
+    }
+}

@@ -1,0 +1,466 @@
+//! Camera ingest: an RTSP client (retina) per camera, feeding frames into the camera's ring.
+//!
+//! Each frame gets a wall-clock time on the NVR's clock: anchored at the receive time of the
+//! session's first frame, then advanced by RTP time (smooth, no network jitter), and, once the
+//! camera sends RTCP sender reports, by the camera's NTP ↔ RTP mapping per stream (which keeps
+//! audio and video on one clock and follows the camera's crystal), shifted onto the NVR's clock.
+//!
+//! RTP carries presentation times only. For a camera that sends B-frames the decode times are
+//! rebuilt per GOP: frames are held until the next keyframe, then DTS are the sorted PTS shifted by
+//! the reorder depth (constant, learned, never decreasing), so decode times increase and never
+//! exceed presentation times. Audio and video leave the GOP buffer together, in decode order.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use nvrkit_media::time::rescale;
+use nvrkit_media::{AacParams, CodecParams, Frame, TrackInfo, VideoParams, WallTime};
+use retina::client::{
+    PlayOptions, SessionOptions, SetupOptions, TcpTransportOptions, Transport, UdpTransportOptions,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
+use tokio::sync::watch;
+
+/// What the rest of the NVR can see of a camera.
+#[derive(Debug, Default)]
+pub struct CameraState {
+    /// Tracks of the current session (video first), once known.
+    pub tracks: Mutex<Option<Vec<TrackInfo>>>,
+    /// Bumped when the tracks change (a new session, new parameters).
+    pub tracks_generation: AtomicU64,
+    /// A session is playing.
+    pub connected: AtomicBool,
+    /// Frames pushed into the ring.
+    pub frames: AtomicU64,
+    /// Sessions started (1 = never reconnected).
+    pub sessions: AtomicU64,
+    /// The last error, for the API.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// How to reach a camera.
+#[derive(Debug, Clone)]
+pub struct CameraSource {
+    /// The camera's name.
+    pub name: String,
+    /// Its RTSP URL (credentials included).
+    pub url: url::Url,
+    /// RTP over UDP instead of TCP.
+    pub udp: bool,
+}
+
+impl CameraSource {
+    /// The URL without credentials, for logs and the API.
+    pub fn display_url(&self) -> String {
+        let mut u = self.url.clone();
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.to_string()
+    }
+}
+
+/// Runs a camera until `stop`: connect, play, push frames; on any failure, log, wait (1 s,
+/// doubling to 30 s; reset after a session that ran a minute) and reconnect.
+pub async fn run(
+    source: CameraSource,
+    mut writer: nvrkit_ring::Writer,
+    state: Arc<CameraState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let mut timeline = Timeline::default();
+    loop {
+        state.sessions.fetch_add(1, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        let result = tokio::select! {
+            r = session(&source, &mut writer, &state, &mut timeline) => r,
+            _ = stop.changed() => return,
+        };
+        state.connected.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => tracing::warn!(camera = source.name, "stream ended; reconnecting"),
+            Err(e) => {
+                tracing::warn!(camera = source.name, "{e:#}; reconnecting in {backoff:?}");
+                if let Ok(mut l) = state.last_error.lock() {
+                    *l = Some(format!("{e:#}"));
+                }
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        timeline.reconnected();
+    }
+}
+
+/// Output timestamps that run on across reconnects (a gap, flagged, never papered over).
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Wall-clock time of tick 0 of every stream.
+    epoch: Option<WallTime>,
+    /// A reconnect happened: flag the next frame of each stream.
+    gap: [bool; 2],
+    last_dts: [Option<i64>; 2],
+    /// Reorder depth of the video, in ticks.
+    reorder: i64,
+}
+
+impl Timeline {
+    fn reconnected(&mut self) {
+        self.gap = [true, true];
+    }
+}
+
+/// Per-session clock mapping.
+#[derive(Debug, Default)]
+struct Clock {
+    /// (wall at anchor, elapsed seconds at anchor), from the first frame's receive time.
+    anchor: Option<(WallTime, f64)>,
+    /// Per stream: the latest SR as (camera NTP wall, elapsed seconds).
+    sr: [Option<(WallTime, f64)>; 2],
+    /// Camera clock → NVR clock, fixed at the first SR.
+    offset_micros: Option<i64>,
+}
+
+impl Clock {
+    fn wall(&mut self, stream: usize, elapsed: f64, received: WallTime) -> WallTime {
+        let (w0, e0) = *self.anchor.get_or_insert((received, elapsed));
+        let anchored = w0.add_micros(((elapsed - e0) * 1e6).round() as i64);
+        match (self.sr[stream], self.offset_micros) {
+            (Some((ntp, e)), Some(off)) => {
+                ntp.add_micros(((elapsed - e) * 1e6).round() as i64 + off)
+            }
+            _ => anchored,
+        }
+    }
+
+    fn sender_report(&mut self, stream: usize, ntp: WallTime, elapsed: f64) {
+        if let Some((w0, e0)) = self.anchor
+            && self.offset_micros.is_none()
+        {
+            let anchored = w0.add_micros(((elapsed - e0) * 1e6).round() as i64);
+            self.offset_micros = Some(anchored.micros_since(ntp));
+        }
+        self.sr[stream] = Some((ntp, elapsed));
+    }
+}
+
+/// Frames of the current GOP, held until the next video keyframe fixes their decode times.
+#[derive(Debug, Default)]
+struct GopBuffer {
+    frames: Vec<Frame>,
+}
+
+async fn session(
+    source: &CameraSource,
+    writer: &mut nvrkit_ring::Writer,
+    state: &CameraState,
+    timeline: &mut Timeline,
+) -> anyhow::Result<()> {
+    let mut session = retina::client::Session::describe(
+        source.url.clone(),
+        SessionOptions::default().user_agent("nvrkit nvr".into()),
+    )
+    .await
+    .context("DESCRIBE")?;
+    // Our stream 0 is the first H.264/H.265 video, stream 1 the first AAC audio.
+    let mut map: Vec<Option<usize>> = vec![None; session.streams().len()];
+    let (mut have_video, mut have_audio) = (false, false);
+    for (i, s) in session.streams().iter().enumerate() {
+        let enc = s.encoding_name();
+        match (s.media(), enc) {
+            ("video", "h264" | "h265") if !have_video => {
+                map[i] = Some(0);
+                have_video = true;
+            }
+            ("audio", "mpeg4-generic") if !have_audio => {
+                map[i] = Some(1);
+                have_audio = true;
+            }
+            (media, enc) => tracing::info!(
+                camera = source.name,
+                "track {i} ({media}/{enc}) is not recorded (H.264, H.265 and AAC are)"
+            ),
+        }
+    }
+    if !have_video {
+        bail!("the camera offers no H.264 or H.265 video");
+    }
+    let transport = if source.udp {
+        Transport::Udp(UdpTransportOptions::default())
+    } else {
+        Transport::Tcp(TcpTransportOptions::default())
+    };
+    for (i, m) in map.iter().enumerate() {
+        if m.is_some() {
+            session
+                .setup(
+                    i,
+                    SetupOptions::default()
+                        .transport(transport.clone())
+                        .frame_format(FrameFormat::MP4),
+                )
+                .await
+                .with_context(|| format!("SETUP of track {i}"))?;
+        }
+    }
+    let playing = session.play(PlayOptions::default()).await.context("PLAY")?;
+    let mut demuxed = playing.demuxed().context("depacketizer")?;
+    state.connected.store(true, Ordering::Relaxed);
+    tracing::info!(camera = source.name, url = source.display_url(), "playing");
+
+    let mut clock = Clock::default();
+    let mut gop = GopBuffer::default();
+    let mut tracks: Vec<Option<TrackInfo>> = vec![None, None];
+    let mut published: Vec<TrackInfo> = Vec::new();
+    let mut waiting_for_key = true;
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(20), demuxed.next())
+            .await
+            .context("no media for 20 s")?;
+        let item = match item {
+            None => return Ok(()),
+            Some(r) => r.context("RTSP stream")?,
+        };
+        match item {
+            CodecItem::VideoFrame(f) => {
+                let Some(Some(s)) = map.get(f.stream_id()) else {
+                    continue;
+                };
+                if f.has_new_parameters() || tracks[*s].is_none() {
+                    let params = demuxed.streams()[f.stream_id()].parameters();
+                    if let Some(p) = params.and_then(|p| video_params(p).ok()) {
+                        tracks[*s] = Some(track(*s, 90_000, p));
+                    }
+                }
+                if tracks[*s].is_none() {
+                    continue; // no parameter sets yet
+                }
+                if waiting_for_key {
+                    if !f.is_random_access_point() {
+                        continue;
+                    }
+                    waiting_for_key = false;
+                }
+                let ts = f.timestamp();
+                let elapsed = ts.elapsed_secs();
+                let received = WallTime::from_system(f.start_ctx().received_wall().into());
+                let wall = clock.wall(*s, elapsed, received);
+                let keyframe = f.is_random_access_point();
+                if keyframe && !gop.frames.is_empty() {
+                    flush(&mut gop, writer, state, timeline)?;
+                }
+                let pts = out_ticks(timeline, wall, elapsed, ts.elapsed(), 90_000, &mut clock);
+                gop.frames.push(Frame {
+                    stream: *s,
+                    timescale: 90_000,
+                    dts: pts,
+                    pts,
+                    duration: 0,
+                    wall: Some(wall),
+                    keyframe,
+                    discard: false,
+                    discontinuity: false,
+                    data: f.into_data().into(),
+                });
+            }
+            CodecItem::AudioFrame(f) => {
+                let Some(Some(s)) = map.get(f.stream_id()) else {
+                    continue;
+                };
+                if tracks[*s].is_none() {
+                    if let Some(ParametersRef::Audio(a)) =
+                        demuxed.streams()[f.stream_id()].parameters()
+                        && let Ok(p) =
+                            AacParams::parse(bytes::Bytes::copy_from_slice(a.extra_data()))
+                    {
+                        let rate = a.clock_rate();
+                        tracks[*s] = Some(track(*s, rate, CodecParams::Aac(p)));
+                    } else {
+                        continue;
+                    }
+                }
+                if waiting_for_key {
+                    continue; // audio before the first keyframe has nothing to hang on
+                }
+                let ts = f.timestamp();
+                let clock_rate = ts.clock_rate().get();
+                let received = WallTime::from_system(f.ctx().received_wall().into());
+                let wall = clock.wall(*s, ts.elapsed_secs(), received);
+                let pts = out_ticks(
+                    timeline,
+                    wall,
+                    ts.elapsed_secs(),
+                    ts.elapsed(),
+                    clock_rate,
+                    &mut clock,
+                );
+                gop.frames.push(Frame {
+                    stream: *s,
+                    timescale: clock_rate,
+                    dts: pts,
+                    pts,
+                    duration: f.frame_length().get(),
+                    wall: Some(wall),
+                    keyframe: true,
+                    discard: false,
+                    discontinuity: false,
+                    data: bytes::Bytes::copy_from_slice(f.data()),
+                });
+            }
+            CodecItem::Rtcp(rtcp) => {
+                let Some(Some(s)) = map.get(rtcp.stream_id()) else {
+                    continue;
+                };
+                let Some(ts) = rtcp.rtp_timestamp() else {
+                    continue;
+                };
+                if let Some(Ok(Some(sr))) = rtcp.pkts().next().map(|p| p.as_sender_report()) {
+                    let ntp = WallTime::from_ntp(sr.ntp_timestamp().0);
+                    clock.sender_report(*s, ntp, ts.elapsed_secs());
+                }
+            }
+            _ => {}
+        }
+        let known: Vec<TrackInfo> = tracks.iter().flatten().cloned().collect();
+        if !waiting_for_key && known != published {
+            publish(state, &known);
+            published = known;
+        }
+        if gop.frames.len() > 4_000 {
+            // A GOP longer than ~2 minutes at 30 fps: do not hold it all; pass it on as is.
+            flush(&mut gop, writer, state, timeline)?;
+        }
+    }
+}
+
+fn track(stream: usize, timescale: u32, params: CodecParams) -> TrackInfo {
+    let sample_entry = match &params {
+        CodecParams::H264(_) => "avc1",
+        CodecParams::H265(_) => "hvc1",
+        _ => "mp4a",
+    };
+    TrackInfo {
+        stream,
+        track_id: stream as u32 + 1,
+        timescale,
+        params,
+        sample_entry: sample_entry.into(),
+        frames: 0,
+        duration: 0,
+        language: None,
+    }
+}
+
+fn video_params(p: ParametersRef<'_>) -> anyhow::Result<CodecParams> {
+    let ParametersRef::Video(v) = p else {
+        bail!("not video parameters")
+    };
+    Ok(match v.codec_params() {
+        VideoParametersCodec::H264 { sps, pps } => {
+            CodecParams::H264(VideoParams::h264(vec![sps.clone()], vec![pps.clone()])?)
+        }
+        VideoParametersCodec::H265 { vps, sps, pps } => CodecParams::H265(VideoParams::h265(
+            vec![vps.clone()],
+            vec![sps.clone()],
+            vec![pps.clone()],
+        )?),
+        _ => bail!("unsupported video codec"),
+    })
+}
+
+fn publish(state: &CameraState, tracks: &[TrackInfo]) {
+    if let Ok(mut t) = state.tracks.lock() {
+        *t = Some(tracks.to_vec());
+    }
+    state.tracks_generation.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Ticks of a frame on the output timeline. The first frame of the session anchors the stream's
+/// base on the wall clock; later frames follow RTP time exactly.
+fn out_ticks(
+    timeline: &mut Timeline,
+    wall: WallTime,
+    _elapsed_secs: f64,
+    elapsed_ticks: i64,
+    rate: u32,
+    clock: &mut Clock,
+) -> i64 {
+    let epoch = *timeline.epoch.get_or_insert(wall);
+    let (w0, e0) = clock.anchor.unwrap_or((wall, 0.0));
+    // Base: the anchor's wall time on the output timeline, minus its RTP progress.
+    let anchor_ticks = rescale(w0.micros_since(epoch), 1_000_000, rate);
+    let e0_ticks = (e0 * f64::from(rate)).round() as i64;
+    anchor_ticks + elapsed_ticks - e0_ticks
+}
+
+/// Fixes the decode times of the held GOP and pushes it, audio and video in decode order.
+fn flush(
+    gop: &mut GopBuffer,
+    writer: &mut nvrkit_ring::Writer,
+    state: &CameraState,
+    timeline: &mut Timeline,
+) -> anyhow::Result<()> {
+    let mut frames = std::mem::take(&mut gop.frames);
+    // Video: DTS = the sorted PTS, shifted by the reorder depth.
+    let video: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames[i].stream == 0)
+        .collect();
+    let mut sorted: Vec<i64> = video.iter().map(|&i| frames[i].pts).collect();
+    sorted.sort_unstable();
+    for (j, &i) in video.iter().enumerate() {
+        timeline.reorder = timeline.reorder.max(sorted[j] - frames[i].pts);
+    }
+    for (j, &i) in video.iter().enumerate() {
+        frames[i].dts = sorted[j] - timeline.reorder;
+    }
+    // Durations: to the next frame of the stream in this GOP (the last keeps its guess).
+    for s in 0..2 {
+        let idx: Vec<usize> = (0..frames.len())
+            .filter(|&i| frames[i].stream == s)
+            .collect();
+        for w in idx.windows(2) {
+            let d = frames[w[1]].dts - frames[w[0]].dts;
+            if d > 0 && s == 0 {
+                frames[w[0]].duration = d.min(i64::from(u32::MAX)) as u32;
+            }
+        }
+        if let (Some(&last), Some(&prev)) = (idx.last(), idx.iter().rev().nth(1))
+            && s == 0
+        {
+            frames[last].duration = frames[prev].duration;
+        }
+    }
+    frames.sort_by(|a, b| {
+        let ka = i128::from(a.dts) * i128::from(b.timescale);
+        let kb = i128::from(b.dts) * i128::from(a.timescale);
+        ka.cmp(&kb).then(a.stream.cmp(&b.stream))
+    });
+    for mut f in frames {
+        let s = f.stream.min(1);
+        if let Some(last) = timeline.last_dts[s]
+            && f.dts <= last
+        {
+            // Never go backwards (a camera clock step, a reorder depth that grew): nudge.
+            let shift = last + 1 - f.dts;
+            f.dts += shift;
+            f.pts = f.pts.max(f.dts);
+        }
+        if timeline.gap[s] {
+            f.discontinuity = true;
+            timeline.gap[s] = false;
+        }
+        timeline.last_dts[s] = Some(f.dts);
+        writer.push(f).context("ring")?;
+        state.frames.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Per camera: turns events into footage in the store.
+//!
+//! `--record events`: an event at NVR time `t` starts a ring reader at the keyframe at or before
+//! `t − pre` (the ring then follows live with no gap and no duplicate) and writes until `t + post`;
+//! an event during a recording extends it, so overlapping events make one range. When the range
+//! ends, each of its events is tagged `event` with its JSON. `--record all` writes continuously
+//! and only tags.
+//!
+//! Store writes are blocking file I/O, so each camera's recorder is its own thread.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nvrkit_media::{Frame, WallTime};
+use nvrkit_ring::{Ring, Start};
+use nvrkit_store::{Store, Tag};
+
+use crate::ingest::CameraState;
+
+/// What to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Only around events (pre + post).
+    Events,
+    /// Everything; events are tagged.
+    All,
+}
+
+/// A command to a recorder thread.
+#[derive(Debug)]
+pub enum Command {
+    /// An event for this camera, received at `at` (NVR clock).
+    Event {
+        /// Receive time.
+        at: WallTime,
+        /// When it arrived, on the monotonic clock (for the latency figure).
+        arrived: Instant,
+        /// The event JSON to keep with the tag.
+        json: serde_json::Value,
+    },
+    /// Finish what is open and stop.
+    Shutdown,
+}
+
+/// Figures the API shows.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    /// Event ranges written and tagged.
+    pub clips: AtomicU64,
+    /// Frames written.
+    pub frames: AtomicU64,
+    /// Write errors (a full disk, …).
+    pub errors: AtomicU64,
+    /// Latency from an event's arrival to its first frame handed to the store, µs (last event).
+    pub last_latency_us: AtomicU64,
+    /// The range being written now, if any: (from, until).
+    pub open: Mutex<Option<(WallTime, Option<WallTime>)>>,
+}
+
+/// Settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Footage kept before an event.
+    pub pre: Duration,
+    /// Footage kept after an event.
+    pub post: Duration,
+    /// Events only, or everything.
+    pub mode: Mode,
+}
+
+struct Active {
+    reader: nvrkit_ring::Reader,
+    writer: Option<nvrkit_store::Writer>,
+    generation: u64,
+    /// Stop after the first frame past this (None: never, `--record all`).
+    until: Option<WallTime>,
+    first: Option<WallTime>,
+    last_end: Option<WallTime>,
+    /// Events of this range not tagged yet: (t, json, arrival) — arrival is taken at the first
+    /// frame written, for the latency figure.
+    events: Vec<(WallTime, serde_json::Value)>,
+    pending_latency: Option<Instant>,
+}
+
+/// Runs a recorder until `Shutdown` (or the channel closes).
+pub fn run(
+    camera: String,
+    ring: Ring,
+    state: Arc<CameraState>,
+    store: Arc<Store>,
+    settings: Settings,
+    commands: Receiver<Command>,
+    stats: Arc<RecorderStats>,
+) {
+    let pre = settings.pre.as_micros() as i64;
+    let post = settings.post.as_micros() as i64;
+    let mut active: Option<Active> = None;
+    let start = |from: Start, until: Option<WallTime>| Active {
+        reader: ring.reader(from),
+        writer: None,
+        generation: u64::MAX,
+        until,
+        first: None,
+        last_end: None,
+        events: Vec::new(),
+        pending_latency: None,
+    };
+    if settings.mode == Mode::All {
+        active = Some(start(Start::NewestKeyframe, None));
+    }
+    loop {
+        let cmd = if active.is_some() {
+            match commands.try_recv() {
+                Ok(c) => Some(c),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => Some(Command::Shutdown),
+            }
+        } else {
+            match commands.recv_timeout(Duration::from_millis(500)) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Command::Shutdown),
+            }
+        };
+        match cmd {
+            Some(Command::Shutdown) => {
+                if let Some(a) = active.take() {
+                    finish(&camera, &store, a, settings, &stats, true);
+                }
+                return;
+            }
+            Some(Command::Event { at, arrived, json }) => {
+                let a = active.get_or_insert_with(|| {
+                    tracing::info!(camera, "event: recording from {}", at.add_micros(-pre));
+                    start(
+                        Start::AtOrBefore(at.add_micros(-pre)),
+                        Some(at.add_micros(post)),
+                    )
+                });
+                if let Some(u) = a.until.as_mut() {
+                    *u = (*u).max(at.add_micros(post));
+                }
+                a.events.push((at, json));
+                a.pending_latency.get_or_insert(arrived);
+            }
+            None => {}
+        }
+        let Some(a) = active.as_mut() else { continue };
+        if let Ok(mut o) = stats.open.lock() {
+            *o = Some((a.first.unwrap_or(WallTime::now()), a.until));
+        }
+        match a.reader.recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => {
+                let past_end = match (a.until, frame.wall) {
+                    (Some(u), Some(w)) => w > u,
+                    _ => false,
+                };
+                if past_end {
+                    if let Some(a) = active.take() {
+                        finish(&camera, &store, a, settings, &stats, false);
+                    }
+                    continue;
+                }
+                write(&camera, &store, &state, a, frame, &stats);
+            }
+            Err(nvrkit_ring::RecvTimeoutError::Timeout) => {
+                // The camera stopped sending: end the range when its time is up.
+                let overdue = a
+                    .until
+                    .is_some_and(|u| WallTime::now().micros_since(u) > 5_000_000);
+                if overdue && let Some(a) = active.take() {
+                    finish(&camera, &store, a, settings, &stats, false);
+                }
+            }
+            Err(nvrkit_ring::RecvTimeoutError::Lagged { skipped }) => {
+                tracing::warn!(
+                    camera,
+                    skipped,
+                    "recorder fell behind the ring; footage lost"
+                );
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                if let Some(a) = active.take() {
+                    finish(&camera, &store, a, settings, &stats, true);
+                }
+                return;
+            }
+        }
+        // --record all: tag events whose window has been written.
+        if settings.mode == Mode::All
+            && let Some(a) = active.as_mut()
+            && let Some(end) = a.last_end
+        {
+            let due: Vec<(WallTime, serde_json::Value)> = a
+                .events
+                .extract_if(.., |(t, _)| t.add_micros(post) <= end)
+                .collect();
+            for (t, json) in due {
+                tag(
+                    &camera,
+                    &store,
+                    t.add_micros(-pre),
+                    t.add_micros(post),
+                    json,
+                    &stats,
+                );
+            }
+        }
+    }
+}
+
+fn write(
+    camera: &str,
+    store: &Store,
+    state: &CameraState,
+    a: &mut Active,
+    frame: Frame,
+    stats: &RecorderStats,
+) {
+    let generation = state.tracks_generation.load(Ordering::Relaxed);
+    if a.generation != generation {
+        let tracks = state.tracks.lock().ok().and_then(|t| t.clone());
+        let Some(tracks) = tracks else { return };
+        let result = match a.writer.as_mut() {
+            Some(w) => w.set_tracks(&tracks),
+            None => store.writer(camera, &tracks).map(|w| {
+                a.writer = Some(w);
+            }),
+        };
+        if let Err(e) = result {
+            tracing::error!(camera, "cannot write to the store: {e}");
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        a.generation = generation;
+    }
+    let Some(w) = a.writer.as_mut() else { return };
+    let wall = frame.wall;
+    let end = wall.map(|t| t.add_ticks(i64::from(frame.duration), frame.timescale));
+    match w.push(frame) {
+        Ok(()) => {
+            stats.frames.fetch_add(1, Ordering::Relaxed);
+            if a.first.is_none() {
+                a.first = wall;
+            }
+            a.last_end = end.or(a.last_end);
+            if let Some(t0) = a.pending_latency.take() {
+                stats
+                    .last_latency_us
+                    .store(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+        }
+        Err(e) => {
+            // A full disk, a frame the muxer refuses: logged, counted, never a crash. The
+            // store's own retention runs on its schedule; this footage is lost.
+            tracing::error!(camera, "store refused a frame: {e}");
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn finish(
+    camera: &str,
+    store: &Store,
+    a: Active,
+    s: Settings,
+    stats: &RecorderStats,
+    shutdown: bool,
+) {
+    if let Some(w) = a.writer
+        && let Err(e) = w.finish()
+    {
+        tracing::error!(camera, "closing the recording: {e}");
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Ok(mut o) = stats.open.lock() {
+        *o = None;
+    }
+    let (Some(first), Some(last)) = (a.first, a.last_end) else {
+        if !a.events.is_empty() {
+            tracing::warn!(
+                camera,
+                "event range ended with no footage (is the camera down?)"
+            );
+        }
+        return;
+    };
+    let pre = s.pre.as_micros() as i64;
+    let post = s.post.as_micros() as i64;
+    for (t, json) in a.events {
+        let from = t.add_micros(-pre).max(first);
+        let to = t.add_micros(post).min(last);
+        if to > from {
+            tag(camera, store, from, to, json, stats);
+        }
+    }
+    tracing::info!(
+        camera,
+        "recorded {} .. {}{}",
+        first,
+        last,
+        if shutdown {
+            " (flushed at shutdown)"
+        } else {
+            ""
+        }
+    );
+}
+
+fn tag(
+    camera: &str,
+    store: &Store,
+    from: WallTime,
+    to: WallTime,
+    json: serde_json::Value,
+    stats: &RecorderStats,
+) {
+    match store.tag(camera, from, to, Tag::Event, Some(json)) {
+        Ok(()) => {
+            stats.clips.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::error!(camera, "tagging {from} .. {to}: {e}");
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
