@@ -669,7 +669,14 @@ async fn serve(
                         }
                     }
                 }
-                if alive.elapsed() > timeout {
+                // Over TCP the open connection carrying the media is itself the liveness signal
+                // (gst-rtsp-server and mediamtx do the same): clients that send no keepalive
+                // keep playing. An idle connection, or a UDP session whose client went quiet,
+                // times out.
+                let tcp_playing = playback.as_ref().is_some_and(|p| {
+                    p.playing && p.tracks.iter().all(|t| matches!(t.transport, Transport::Tcp { .. }))
+                });
+                if !tcp_playing && alive.elapsed() > timeout {
                     tracing::info!(%peer, "session timed out");
                     break 'conn;
                 }
