@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use nvrkit_feed::Clip;
+use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, RtmpUrl};
 use nvrkit_feed::rtsp::auth::Auth;
-use nvrkit_feed::server::{Config, Server};
+use nvrkit_feed::server::{Config, Looper, Server};
 use nvrkit_media::Demuxer;
 
 const EXAMPLES: &str = "\
@@ -25,6 +26,12 @@ Examples:
   loopcam --auth admin:secret cam.mp4      require Basic or Digest credentials
   loopcam --listen 127.0.0.1:0 clip.mp4    any free port; the URL printed on stdout says which
   ffplay -rtsp_transport tcp rtsp://127.0.0.1:8554/sample
+  loopcam push rtmp://127.0.0.1/live/cam clip.mp4
+                                           publish the loop to an RTMP server (nginx-rtmp, Wowza…)
+  loopcam push rtmp://a/live/cam clip.mp4 --push rtmps://b/live/cam?key=K
+                                           the same loop to two servers at once
+  loopcam a.mp4 b.mp4 --push 'rtmp://127.0.0.1/live/{name}'
+                                           serve RTSP and publish every clip over RTMP as well
 
 Each stream's URL is printed alone on a line on stdout (logs go to stderr), so scripts can read them.";
 
@@ -52,19 +59,56 @@ struct Cli {
     /// Idle sessions end after this many seconds.
     #[arg(long, default_value_t = 60)]
     session_timeout: u64,
+    #[command(flatten)]
+    push: PushArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Publish the loop over RTMP (planned: not in this version).
+    /// Publish the loop over RTMP (and RTMPS) to a server, without serving RTSP.
     Push {
-        /// rtmp://server/app/stream
+        /// rtmp[s]://server[:port]/app/stream[?key=…]
         url: String,
         /// The clip; the embedded sample when left out.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        push: PushArgs,
     },
+}
+
+/// RTMP publishing options, for `loopcam push` and beside RTSP.
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// Also publish to this RTMP URL (repeatable). Beside RTSP with several clips, put `{name}`
+    /// in the URL: one push per clip.
+    #[arg(long = "push", value_name = "URL")]
+    urls: Vec<String>,
+    /// Send H.265 as Enhanced RTMP (`hvc1`) even when the server does not announce it
+    /// (node-media-server 4, SRS 6, mediamtx take it without announcing).
+    #[arg(long)]
+    enhanced_rtmp: bool,
+    /// Trust the certificates in this PEM file for rtmps:// (besides the Mozilla roots).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// RTMP time in ms of the first frame (tests of the 32-bit wrap).
+    #[arg(long, default_value_t = 0, hide = true)]
+    rtmp_start_ms: u32,
+}
+
+impl PushArgs {
+    fn config(&self, url: &str) -> anyhow::Result<PushConfig> {
+        let mut c = PushConfig::new(RtmpUrl::parse(url)?);
+        if self.enhanced_rtmp {
+            c.enhanced_rtmp = EnhancedRtmp::Always;
+        }
+        if let Some(ca) = &self.ca_file {
+            c.extra_roots = nvrkit_feed::rtmp::load_pem_certificates(ca)?;
+        }
+        c.initial_timestamp = self.rtmp_start_ms;
+        Ok(c)
+    }
 }
 
 fn main() -> ExitCode {
@@ -185,9 +229,100 @@ fn primary_ip() -> Option<IpAddr> {
         .filter(|ip| !ip.is_loopback())
 }
 
+/// `loopcam push URL [FILE]`: the loop to one or more RTMP servers, no RTSP.
+async fn push_only(url: &str, file: Option<&Path>, args: &PushArgs) -> anyhow::Result<()> {
+    let clip = match file {
+        Some(path) => load_one(path, &stem(path))?,
+        None => load_clips(&[])?.remove(0),
+    };
+    let mut configs = vec![args.config(url)?];
+    for u in &args.urls {
+        configs.push(args.config(u)?);
+    }
+    let looper = Looper::start(clip.clone(), Duration::from_secs(4))?;
+    let pushes: Vec<Push> = configs
+        .into_iter()
+        .map(|c| {
+            tracing::info!("pushing {} to {}", clip.name(), c.url);
+            Push::start(clip.clone(), looper.ring(), c)
+        })
+        .collect();
+    let result = supervise(pushes).await;
+    looper.stop().await;
+    result
+}
+
+/// Runs until Ctrl-C, or until every push has given up (then fails with the first reason).
+async fn supervise(pushes: Vec<Push>) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let all_done = loop {
+        tokio::select! {
+            r = &mut ctrl_c => {
+                r.context("waiting for Ctrl-C")?;
+                break false;
+            }
+            _ = tick.tick() => {
+                if !pushes.is_empty() && pushes.iter().all(Push::is_finished) {
+                    break true;
+                }
+            }
+        }
+    };
+    let mut first_err = None;
+    for p in pushes {
+        let url = p.url().to_string();
+        let s = p.stats();
+        let r = p.stop().await;
+        tracing::info!(
+            "{url}: {} frames, {} bytes, {} connections ({} went live), {} skips to a keyframe",
+            s.frames,
+            s.bytes,
+            s.connects,
+            s.lives,
+            s.lagged
+        );
+        if let Err(e) = r {
+            first_err.get_or_insert(anyhow::anyhow!("{url}: {e}"));
+        }
+    }
+    match first_err {
+        Some(e) if all_done => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// `--push` beside RTSP: each URL for the one clip, or for every clip with `{name}`.
+fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> {
+    let names = server.names();
+    let mut pushes = Vec::new();
+    for url in &args.urls {
+        let targets: Vec<(String, String)> = if url.contains("{name}") {
+            names
+                .iter()
+                .map(|n| (n.clone(), url.replace("{name}", n)))
+                .collect()
+        } else if names.len() == 1 {
+            vec![(names[0].clone(), url.clone())]
+        } else {
+            bail!("--push {url}: with several clips, put {{name}} in the URL (one push per clip)");
+        };
+        for (name, u) in targets {
+            let config = args.config(&u)?;
+            let (Some(clip), Some(ring)) = (server.clip(&name), server.ring(&name)) else {
+                continue;
+            };
+            tracing::info!("pushing {name} to {}", config.url);
+            pushes.push(Push::start(clip, ring, config));
+        }
+    }
+    Ok(pushes)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::Push { url, .. }) = &cli.command {
-        bail!("`loopcam push {url}`: RTMP publishing is planned for a later version of loopcam");
+    if let Some(Command::Push { url, file, push }) = &cli.command {
+        return push_only(url, file.as_deref(), push).await;
     }
     let auth = match &cli.auth {
         Some(spec) => Some(Auth::parse(spec).context("--auth wants USER:PASS")?),
@@ -227,9 +362,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server.local_addr()
         );
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    let pushes = pushes_beside(&server, &cli.push)?;
+    if pushes.is_empty() {
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+    } else {
+        // RTSP keeps serving even if every push gives up; only Ctrl-C ends it.
+        let r = supervise(pushes).await;
+        if let Err(e) = &r {
+            tracing::error!("{e:#}");
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+        }
+    }
     tracing::info!("shutting down: sending RTCP BYE to every session");
     server.shutdown().await;
     Ok(())

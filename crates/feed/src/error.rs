@@ -40,6 +40,10 @@ pub enum Error {
     /// The frame ring rejected its configuration.
     #[error("frame ring: {0}")]
     Ring(#[from] nvrkit_ring::ConfigError),
+
+    /// An RTMP push could not be set up or was refused for good.
+    #[error("RTMP push: {0}")]
+    Push(#[from] crate::rtmp::PushError),
 }
 
 /// `Result` with this crate's [`Error`].

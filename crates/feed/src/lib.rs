@@ -9,11 +9,14 @@
 //!   RTCP sender reports.
 //! - [`sdp`]: session descriptions.
 //! - [`rtsp`]: request framing, the sans-I/O RTSP dialogue, Basic/Digest auth.
+//! - [`rtmp`]: the RTMP publisher (`loopcam push`): the same loop pushed to an RTMP server,
+//!   FLV tags built here over `rml_rtmp`'s handshake and chunk stream, reconnecting with
+//!   backoff, `rtmps://` through rustls.
 //! - [`server`]: the tokio layer. One [`LoopSource`] and one frame ring
 //!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe.
 //!
-//! Non-goals: RTSP 2.0, multicast, RTSPS, recording (ANNOUNCE/RECORD).
+//! Non-goals: RTSP 2.0, multicast, RTSPS, recording (ANNOUNCE/RECORD), playing RTMP.
 //!
 //! ## Serve the embedded sample
 //!
@@ -52,6 +55,7 @@
 
 pub mod error;
 pub mod loop_source;
+pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;

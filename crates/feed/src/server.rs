@@ -277,6 +277,11 @@ impl Server {
         self.shared.feeds.get(name).map(|f| f.ring.clone())
     }
 
+    /// The clip served as a stream (to publish the same loop over RTMP).
+    pub fn clip(&self, name: &str) -> Option<Arc<Clip>> {
+        self.shared.feeds.get(name).map(|f| f.clip.clone())
+    }
+
     /// The loop period of a stream, in microseconds.
     pub fn period_micros(&self, name: &str) -> Option<i64> {
         self.shared.feeds.get(name).map(|f| f.clip.period_micros())
@@ -300,6 +305,43 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// A clip looping into a ring of its own, paced exactly as the server's streams are: the source
+/// of an RTMP push that runs without an RTSP server (`loopcam push`).
+#[derive(Debug)]
+pub struct Looper {
+    ring: Ring,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Looper {
+    /// Starts looping `clip` into a new ring that keeps `ring_duration` (and always the current
+    /// GOP). Needs a tokio runtime.
+    pub fn start(clip: Arc<Clip>, ring_duration: Duration) -> Result<Looper> {
+        let ring_config = nvrkit_ring::Config::new()
+            .max_duration(ring_duration.max(Duration::from_secs(1)))
+            .max_bytes(256 << 20)
+            .video_stream(clip.master());
+        let (writer, ring) = nvrkit_ring::ring(ring_config)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let source = LoopSource::new(clip, WallTime::now());
+        let pacing = Arc::new(Mutex::new(Lateness::new()));
+        let task = tokio::spawn(pace(source, writer, pacing, stop_rx));
+        Ok(Looper { ring, stop, task })
+    }
+
+    /// The ring the loop fills.
+    pub fn ring(&self) -> Ring {
+        self.ring.clone()
+    }
+
+    /// Stops the pacer; readers of the ring see it close.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
     }
 }
 
