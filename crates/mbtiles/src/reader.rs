@@ -120,7 +120,9 @@ const MAX_IDLE: usize = 16;
 impl MbTiles {
     /// How long a read waits for a writer's lock before it gives up with [`Error::Busy`]. SQLite
     /// sleeps and retries inside this window (`sqlite3_busy_timeout`); a writer that holds its
-    /// lock longer than this gets a 503 from the server instead of a request that hangs.
+    /// lock longer than this gets a 503 from the server instead of a request that hangs (a
+    /// file being updated made tileserver-gl fail with `SQLITE_BUSY` at once:
+    /// maptiler/tileserver-gl#283).
     pub const BUSY_TIMEOUT: Duration = Duration::from_millis(200);
 
     /// Opens a file read-only and reads its schema and metadata.

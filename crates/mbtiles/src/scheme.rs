@@ -4,7 +4,9 @@
 //! world in one tile, and `tile_row` 0 is the *southernmost* row (Y up). Web maps (Leaflet,
 //! OpenLayers, MapLibre) ask in the XYZ layout, Y down. Every scheme here is a type with two pure
 //! functions, [`TileScheme::to_tile`] (request → stored) and [`TileScheme::coord_of`] (stored →
-//! request), which are inverses of each other (property-tested below).
+//! request), which are inverses of each other (property-tested below). Getting this flip wrong
+//! is the classic MBTiles bug (mapbox/node-mbtiles#1, simonw/datasette-tiles#15): tiles show,
+//! but upside down by rows, so the types here make the flip impossible to forget.
 //!
 //! | scheme | URL | zoom | row |
 //! | --- | --- | --- | --- |

@@ -49,7 +49,8 @@ fn gdal_files() -> &'static Path {
         ] {
             need(tool);
         }
-        let dir = std::env::temp_dir().join(format!("nvrkit-mbtiles-gdal-{}", std::process::id()));
+        // Under target/tmp: remade on every run, never left in /tmp.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mbtiles-gdal");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-gdal.sh");
         run(Command::new("bash").arg(script).arg(&dir));
         dir

@@ -143,3 +143,39 @@ fn a_writer_lock_is_busy_then_released() {
     writer.execute_batch("COMMIT").unwrap();
     assert!(m.tile(id).unwrap().is_some());
 }
+
+/// GDAL 3.6's vector writer stores edge-buffer tiles outside the grid (tile_row -1, tile_column
+/// 2^z), found by the interop test: they must not break the zoom range, the derived bounds or
+/// the tile list.
+#[test]
+fn gdal_out_of_grid_rows_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gdal.mbtiles");
+    fixtures::flat(
+        &path,
+        &[("format", "png")],
+        &[(0, 0, 0), (1, 0, 0), (1, 1, 1)],
+        png,
+    );
+    let db = rusqlite::Connection::open(&path).unwrap();
+    for (z, x, y) in [
+        (0i64, 0i64, -1i64),
+        (0, 1, -1),
+        (0, 1, 0),
+        (1, 2, -1),
+        (1, 2, 1),
+    ] {
+        db.execute(
+            "INSERT INTO tiles VALUES (?1, ?2, ?3, x'89504E47')",
+            (z, x, y),
+        )
+        .unwrap();
+    }
+    drop(db);
+    let m = MbTiles::open(&path).unwrap();
+    assert_eq!(m.zoom_range(), Some((0, 1)));
+    assert_eq!(m.tile_ids().unwrap().len(), 3);
+    let b = m.metadata().bounds.unwrap();
+    assert_eq!((b[0], b[2]), (-180.0, 180.0), "clamped to the world: {b:?}");
+    assert!(b[1] >= -85.06 && b[3] <= 85.06, "{b:?}");
+}
