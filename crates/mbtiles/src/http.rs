@@ -524,8 +524,9 @@ fn preview(t: &Tileset) -> Response {
         "tilejson": format!("../{}.json", encode(&t.id)),
         "ext": t.tiles.format().extension(),
     });
-    // `</` cannot appear in the JSON inside the script element (serde escapes no `/`).
-    let config = config.to_string().replace("</", "<\\/");
+    // Inside a script element neither `</script` nor `<!--` may appear: `<` occurs in JSON only
+    // inside strings, where `\u003c` means the same.
+    let config = config.to_string().replace('<', "\\u003c");
     axum::response::Html(PAGE.replace("/*CONFIG*/{}", &config)).into_response()
 }
 

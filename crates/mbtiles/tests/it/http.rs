@@ -474,3 +474,21 @@ async fn works_mounted_under_a_prefix() {
     let page = String::from_utf8(get(&outer, "/tiles/world/preview", &[]).await.body).unwrap();
     assert!(page.contains(r#""base":".""#) && page.contains(r#""tilejson":"../world.json""#));
 }
+
+#[tokio::test]
+async fn metadata_cannot_inject_script_into_the_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evil.mbtiles");
+    let name = "</script><script>alert(1)</script><!--";
+    fixtures::flat(
+        &path,
+        &[("format", "png"), ("name", name)],
+        &pyramid(0),
+        png,
+    );
+    let (_c, router) = app(&[&path], Config::default());
+    let page = String::from_utf8(get(&router, "/evil/preview", &[]).await.body).unwrap();
+    assert_eq!(page.matches("</script>").count(), 1, "only the page's own");
+    assert!(!page.contains("<!--"));
+    assert!(page.contains(r"\u003c/script>\u003cscript>alert(1)"));
+}
