@@ -377,6 +377,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("waiting for Ctrl-C")?;
         }
     }
+    for name in server.names() {
+        if let Some(p) = server.pacing(&name) {
+            tracing::info!(
+                "/{name}: {} frames paced, lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                p.frames,
+                p.p50_us as f64 / 1000.0,
+                p.p99_us as f64 / 1000.0,
+                p.max_us as f64 / 1000.0
+            );
+        }
+    }
     tracing::info!("shutting down: sending RTCP BYE to every session");
     server.shutdown().await;
     Ok(())
