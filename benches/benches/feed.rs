@@ -23,7 +23,8 @@ impl Catalog for One {
 }
 
 fn bench(c: &mut Criterion) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/h264_main_720p25_aac.mp4");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/h264_main_720p25_aac.mp4");
     let demux = Demuxer::open(&path).unwrap();
     let frames: Vec<Frame> = demux.frames().collect::<Result<_, _>>().unwrap();
     let video: Vec<&Frame> = frames.iter().filter(|f| f.stream == 0).collect();
@@ -100,25 +101,28 @@ GET_PARAMETER rtsp://127.0.0.1:8554/clip RTSP/1.0\r\nCSeq: 6\r\n\r\n\
 TEARDOWN rtsp://127.0.0.1:8554/clip RTSP/1.0\r\nCSeq: 7\r\n\r\n";
     let mut g = c.benchmark_group("rtsp session core");
     g.throughput(Throughput::Elements(7));
-    g.bench_function("frame + answer a whole session, 7 requests (requests/s)", |b| {
-        b.iter(|| {
-            let mut conn = Connection::new(ConnConfig {
-                auth: None,
-                udp_ports: None,
-                session_timeout: Duration::from_secs(60),
-                host: "127.0.0.1:8554".into(),
-                server_ip: "127.0.0.1".into(),
-            });
-            let mut framer = Framer::new();
-            framer.push(black_box(dialogue));
-            let mut n = 0;
-            while let Some(Incoming::Request(req)) = framer.next_message() {
-                let (resp, _) = conn.handle(&req, &cat);
-                n += nvrkit_feed::rtsp::core::serialize(&resp).len();
-            }
-            n
-        })
-    });
+    g.bench_function(
+        "frame + answer a whole session, 7 requests (requests/s)",
+        |b| {
+            b.iter(|| {
+                let mut conn = Connection::new(ConnConfig {
+                    auth: None,
+                    udp_ports: None,
+                    session_timeout: Duration::from_secs(60),
+                    host: "127.0.0.1:8554".into(),
+                    server_ip: "127.0.0.1".into(),
+                });
+                let mut framer = Framer::new();
+                framer.push(black_box(dialogue));
+                let mut n = 0;
+                while let Some(Incoming::Request(req)) = framer.next_message() {
+                    let (resp, _) = conn.handle(&req, &cat);
+                    n += nvrkit_feed::rtsp::core::serialize(&resp).len();
+                }
+                n
+            })
+        },
+    );
     g.finish();
 }
 
