@@ -31,9 +31,9 @@ declare -A url=([loopcam]="rtsp://127.0.0.1:18554/$name" [gst-rtsp-server]="rtsp
 
 # Each measurement gets a fresh server: gst_loop_server.py aborts when its shared media is
 # prepared again after the last client left, so both servers are restarted alike.
-start_server() { # name → pid on stdout
+start_server() { # name [extra loopcam flags] → pid on stdout
   case $1 in
-    loopcam) "$loopcam" --listen 127.0.0.1:18554 --no-udp "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
+    loopcam) "$loopcam" --listen 127.0.0.1:18554 --no-udp "${@:2}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
     gst-rtsp-server) /usr/bin/python3 "$peers/gst_loop_server.py" "$clip" --port 18555 >>"$tmp/gst.log" 2>&1 & ;;
   esac
   echo $!
@@ -94,7 +94,9 @@ for c in "${clients[@]}"; do wait "$c"; done
 printf "16 clips × 4 readers loopcam: %s\n" "$(cat "$tmp/cpu16.json")"
 
 if [ "$pacing_secs" -gt 0 ]; then
-  spid=$(start_server loopcam)
+  # --strict-start: the session starts at the next keyframe, with no catch-up burst, so media
+  # time and wall time are compared from the first packet on.
+  spid=$(start_server loopcam --strict-start)
   pids+=("$spid")
   sleep 2
   python3 "$peers/rtsp_light_client.py" "${url[loopcam]}" 1 "$pacing_secs" --json "$tmp/pacing.json" >/dev/null
