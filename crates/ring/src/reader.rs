@@ -14,7 +14,7 @@ use crate::error::RecvTimeoutError;
 use crate::error::{RecvError, TryRecvError};
 use crate::shared::{CLOSED, Ring, Shared, TAIL_SHIFT, WAITERS};
 use crate::sync::{Arc, Backoff, Ordering, thread};
-use crate::wait::Registration;
+use crate::wait::WaitNode;
 
 /// The consumer side of a ring: reads every frame from its start on, in push order.
 ///
@@ -28,6 +28,8 @@ pub struct Reader {
     next: u64,
     /// The last tail seen, so that a reader behind the writer does not load it per frame.
     tail: u64,
+    /// This reader's entry in the wait list, made the first time it parks.
+    node: Option<Arc<WaitNode>>,
 }
 
 impl fmt::Debug for Reader {
@@ -44,6 +46,7 @@ impl Reader {
             shared,
             next,
             tail: 0,
+            node: None,
         }
     }
 
@@ -96,8 +99,9 @@ impl Reader {
 
     /// Registers `waker`, then announces it in the tail word. Returns true if a frame (or the
     /// close) arrived meanwhile, so the caller must try again rather than sleep.
-    fn prepare_park(&mut self, waker: &Waker, reg: &mut Option<Registration>) -> bool {
-        *reg = Some(self.shared.waits.register(waker, *reg));
+    fn prepare_park(&mut self, waker: &Waker) -> bool {
+        let node = self.node.get_or_insert_with(|| Arc::new(WaitNode::new()));
+        self.shared.waits.register(node, waker);
         // The same word the writer swaps when it publishes: whichever comes second sees the
         // other (the writer sees WAITERS and wakes us, or we see its frame here).
         let word = self.shared.tail.fetch_or(WAITERS, Ordering::AcqRel);
@@ -113,9 +117,8 @@ impl Reader {
     /// returns the oldest retained keyframe); [`RecvError::Closed`] once the writer is gone and
     /// every frame read.
     pub fn recv(&mut self) -> Result<Frame, RecvError> {
-        let mut reg = None;
         let mut waker = None;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new();
         let result = loop {
             match self.try_recv() {
                 Ok(frame) => break Ok(frame),
@@ -127,14 +130,21 @@ impl Reader {
                 continue;
             }
             let waker = waker.get_or_insert_with(thread_waker);
-            if !self.prepare_park(waker, &mut reg) {
+            if !self.prepare_park(waker) {
                 thread::park();
             }
         };
-        if let Some(reg) = reg {
-            self.shared.waits.cancel(reg);
+        if waker.is_some() {
+            self.cancel_wait();
         }
         result
+    }
+
+    /// Withdraws a registered waker, so that a later push does not wake it for nothing.
+    fn cancel_wait(&self) {
+        if let Some(node) = &self.node {
+            node.cancel();
+        }
     }
 
     /// As [`Reader::recv`], giving up after `timeout`.
@@ -145,9 +155,8 @@ impl Reader {
     #[cfg(not(loom))]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
-        let mut reg = None;
         let mut waker = None;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new();
         let result = loop {
             match self.try_recv() {
                 Ok(frame) => break Ok(frame),
@@ -167,15 +176,15 @@ impl Reader {
                 None => None,
             };
             let waker = waker.get_or_insert_with(thread_waker);
-            if !self.prepare_park(waker, &mut reg) {
+            if !self.prepare_park(waker) {
                 match left {
                     Some(left) => thread::park_timeout(left),
                     None => thread::park(),
                 }
             }
         };
-        if let Some(reg) = reg {
-            self.shared.waits.cancel(reg);
+        if waker.is_some() {
+            self.cancel_wait();
         }
         result
     }
@@ -188,7 +197,7 @@ impl Reader {
     pub fn recv_async(&mut self) -> Recv<'_> {
         Recv {
             reader: self,
-            reg: None,
+            registered: false,
         }
     }
 
@@ -211,7 +220,7 @@ impl Reader {
 #[must_use = "futures do nothing unless polled"]
 pub struct Recv<'a> {
     reader: &'a mut Reader,
-    reg: Option<Registration>,
+    registered: bool,
 }
 
 impl fmt::Debug for Recv<'_> {
@@ -236,7 +245,8 @@ impl Future for Recv<'_> {
                 Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
                 Err(TryRecvError::Empty) => {}
             }
-            if !this.reader.prepare_park(cx.waker(), &mut this.reg) {
+            this.registered = true;
+            if !this.reader.prepare_park(cx.waker()) {
                 return Poll::Pending;
             }
         }
@@ -245,8 +255,8 @@ impl Future for Recv<'_> {
 
 impl Drop for Recv<'_> {
     fn drop(&mut self) {
-        if let Some(reg) = self.reg {
-            self.reader.shared.waits.cancel(reg);
+        if self.registered {
+            self.reader.cancel_wait();
         }
     }
 }

@@ -8,7 +8,7 @@
 mod imp {
     pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{
-        AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering, fence,
+        AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering, fence,
     };
 
     pub(crate) mod thread {
@@ -41,10 +41,14 @@ mod imp {
     /// crossbeam's `Backoff` does. A reader that parks costs the writer a wake (a syscall) on
     /// its next push; one that finds the frame while snoozing costs it nothing. In the flooded
     /// benchmark with 16 readers this halved the time per frame (docs/benchmarks.md).
-    #[derive(Debug, Default)]
+    #[derive(Debug)]
     pub(crate) struct Backoff(u32);
 
     impl Backoff {
+        pub(crate) fn new() -> Self {
+            Backoff(0)
+        }
+
         /// Waits a little; false once it is time to park instead.
         #[inline]
         pub(crate) fn snooze(&mut self) -> bool {
@@ -63,16 +67,6 @@ mod imp {
             true
         }
     }
-
-    /// What a spinning thread does between attempts.
-    #[inline(always)]
-    pub(crate) fn spin(attempt: u32) {
-        if attempt < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
 }
 
 #[cfg(loom)]
@@ -80,7 +74,7 @@ mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::atomic::{
-        AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering, fence,
+        AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering, fence,
     };
 
     pub(crate) mod thread {
@@ -89,18 +83,17 @@ mod imp {
 
     /// Under loom a reader parks at once: snoozing only repeats `try_recv`, which the models
     /// already cover, and every retry would multiply their size.
-    #[derive(Debug, Default)]
+    #[derive(Debug)]
     pub(crate) struct Backoff;
 
     impl Backoff {
+        pub(crate) fn new() -> Self {
+            Backoff
+        }
+
         pub(crate) fn snooze(&mut self) -> bool {
             false
         }
-    }
-
-    /// Under loom a spin loop must yield, or the model never lets the other thread run.
-    pub(crate) fn spin(_attempt: u32) {
-        loom::thread::yield_now();
     }
 }
 

@@ -1,207 +1,265 @@
-//! Parking: the list of wakers of readers waiting for a frame, which the writer wakes without
-//! ever waiting for it.
+//! Parking: how a reader with nothing to read waits, and how the writer wakes it without ever
+//! waiting itself.
 //!
-//! A reader that finds nothing new registers a [`Waker`] here, then sets the `WAITERS` bit in the
-//! ring's tail word with a `fetch_or` and checks the tail it gets back. The writer publishes a
-//! frame by swapping the tail word (clearing the bit) and wakes the list only if the bit was set.
-//! Both sides act on one atomic word, so one of them sees the other: either the reader sees the
-//! new frame, or the writer sees the bit (and then finds the waker, registered before the bit was
-//! set). With no reader parked, a push costs no lock and no syscall.
+//! A reader that finds nothing new stores its [`Waker`] in its own [`WaitNode`], pushes the node
+//! onto the ring's [`WaitList`] (a lock-free stack) unless it is there already, then sets the
+//! `WAITERS` bit in the ring's tail word with a `fetch_or` and checks the tail it gets back. The
+//! writer publishes a frame by swapping the tail word (clearing the bit) and, only if the bit was
+//! set, takes the whole stack with one `swap` and wakes every node on it. Both sides act on one
+//! atomic word, so one of them sees the other: either the reader sees the new frame, or the writer
+//! sees the bit and then the node, pushed before the bit was set. With no reader parked, a push
+//! costs no syscall and touches no wait state beyond the tail word.
 //!
-//! The list itself is guarded by a one-word lock whose holder also serves wake requests: the
-//! writer sets `NOTIFY | LOCKED` in one `fetch_or`; if the lock was free it now holds it, else the
-//! holder finds `NOTIFY` when it unlocks and wakes the list itself. So the writer never spins on
-//! a lock a reader holds (the readers spin briefly on each other; they hold it for a `Vec` push).
+//! Nobody holds a lock: readers push with a CAS, the writer takes all with a swap (so the stack
+//! has no ABA problem: nodes are only ever removed all at once), and a node's waker is an
+//! [`AtomicWaker`], the algorithm of `futures`' `AtomicWaker`, in which a wake racing a
+//! registration is handed to the registering side instead of waiting for it. (An earlier version
+//! guarded a `Vec<Waker>` with a spin lock whose holder served the writer's wake; on a loaded
+//! machine a preempted holder delayed wakes by tens of milliseconds.)
 
 use std::fmt;
+use std::ptr;
 use std::task::Waker;
 
-use crate::sync::{AtomicU8, AtomicU64, Ordering, UnsafeCell, spin};
+use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU8, Ordering, UnsafeCell};
 
-const LOCKED: u8 = 1;
-const NOTIFY: u8 = 2;
+const WAITING: u8 = 0;
+const REGISTERING: u8 = 0b01;
+const WAKING: u8 = 0b10;
 
-/// Where a reader's waker sits in the list: valid while the list's generation is `generation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Registration {
-    generation: u64,
-    index: usize,
-}
-
-pub(crate) struct WaitList {
+/// A waker slot that one registrant and any number of wakers share without a lock.
+pub(crate) struct AtomicWaker {
     state: AtomicU8,
-    /// Bumped (under the lock) each time the list is drained; readable without the lock.
-    generation: AtomicU64,
-    wakers: UnsafeCell<Vec<Waker>>,
+    waker: UnsafeCell<Option<Waker>>,
 }
 
-// SAFETY: `wakers` is only accessed by the holder of the `LOCKED` bit of `state`, acquired with
-// Acquire and released with Release, so accesses are serialised. `Waker` is Send + Sync.
-unsafe impl Sync for WaitList {}
-// SAFETY: as above; nothing in the list is tied to a thread.
-unsafe impl Send for WaitList {}
+// SAFETY: `waker` is only accessed by the thread that moved `state` from WAITING to REGISTERING
+// (the registrant) or set WAKING while it was WAITING (a waker); the state machine excludes the
+// two from each other, with Acquire on entry and Release on exit. `Waker` is Send + Sync.
+unsafe impl Sync for AtomicWaker {}
+// SAFETY: as above.
+unsafe impl Send for AtomicWaker {}
+
+impl fmt::Debug for AtomicWaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicWaker")
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AtomicWaker {
+    pub(crate) fn new() -> Self {
+        AtomicWaker {
+            state: AtomicU8::new(WAITING),
+            waker: UnsafeCell::new(None),
+        }
+    }
+
+    /// Stores `waker` (cloning it only if it would not wake the same task). One registrant at a
+    /// time: the reader that owns the node, through `&mut Reader`.
+    pub(crate) fn register(&self, waker: &Waker) {
+        match self
+            .state
+            .compare_exchange(WAITING, REGISTERING, Ordering::Acquire, Ordering::Acquire)
+            .unwrap_or_else(|s| s)
+        {
+            WAITING => {
+                // SAFETY: we moved the state to REGISTERING, which excludes `take`'s access.
+                self.waker.with_mut(|p| {
+                    let slot = unsafe { &mut *p };
+                    if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                        *slot = Some(waker.clone());
+                    }
+                });
+                if self
+                    .state
+                    .compare_exchange(REGISTERING, WAITING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    // A wake came while we were storing: it left the waker to us.
+                    // SAFETY: the state is REGISTERING | WAKING, so `take` stays out until we
+                    // reset it below.
+                    let w = self.waker.with_mut(|p| unsafe { (*p).take() });
+                    self.state.swap(WAITING, Ordering::AcqRel);
+                    if let Some(w) = w {
+                        w.wake();
+                    }
+                }
+            }
+            WAKING => {
+                // A wake is running on the old waker: wake the new one ourselves.
+                waker.wake_by_ref();
+            }
+            _ => {
+                // REGISTERING: a second registrant, which the reader's `&mut self` rules out.
+                debug_assert!(false, "concurrent registration of one AtomicWaker");
+            }
+        }
+    }
+
+    /// Test support: the first half of [`AtomicWaker::register`], as a registrant preempted
+    /// there leaves it.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn begin_register_for_test(&self) {
+        assert_eq!(self.state.swap(REGISTERING, Ordering::Acquire), WAITING);
+    }
+
+    /// Test support: the second half of [`AtomicWaker::register`].
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn finish_register_for_test(&self, waker: &Waker) {
+        // SAFETY: the state is REGISTERING (with WAKING perhaps): `take` stays out.
+        self.waker.with_mut(|p| unsafe { *p = Some(waker.clone()) });
+        if self
+            .state
+            .compare_exchange(REGISTERING, WAITING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: as above.
+            let w = self.waker.with_mut(|p| unsafe { (*p).take() });
+            self.state.swap(WAITING, Ordering::AcqRel);
+            if let Some(w) = w {
+                w.wake();
+            }
+        }
+    }
+
+    /// Takes the waker out, unless a registration is in progress (that registrant then wakes
+    /// its waker itself) or another take is.
+    pub(crate) fn take(&self) -> Option<Waker> {
+        match self.state.fetch_or(WAKING, Ordering::AcqRel) {
+            WAITING => {
+                // SAFETY: we moved the state from WAITING to WAKING, which excludes `register`'s
+                // access and every other `take`.
+                let w = self.waker.with_mut(|p| unsafe { (*p).take() });
+                self.state.fetch_and(!WAKING, Ordering::Release);
+                w
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One reader's entry in the wait list; the reader keeps it across parks.
+pub(crate) struct WaitNode {
+    waker: AtomicWaker,
+    /// True while the node is on the stack (or about to be pushed by its reader).
+    queued: AtomicBool,
+    /// The next node down the stack; written by the pushing reader before the push, read by the
+    /// writer after it has taken the stack.
+    next: UnsafeCell<*mut WaitNode>,
+}
+
+// SAFETY: `next` is written only by the node's reader while the node is off the stack (`queued`
+// went false → true under its own swap) and read only by the writer after taking the stack; the
+// push (Release CAS) and take (Acquire swap) order the two. The rest is atomic.
+unsafe impl Sync for WaitNode {}
+// SAFETY: as above; the raw pointer is only a stack link.
+unsafe impl Send for WaitNode {}
+
+impl fmt::Debug for WaitNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitNode")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaitNode {
+    pub(crate) fn new() -> Self {
+        WaitNode {
+            waker: AtomicWaker::new(),
+            queued: AtomicBool::new(false),
+            next: UnsafeCell::new(ptr::null_mut()),
+        }
+    }
+
+    /// Reader: withdraws its waker (a dropped future), so a later wake finds nothing to wake.
+    pub(crate) fn cancel(&self) {
+        drop(self.waker.take());
+    }
+
+    /// Test support: true if no waker is stored.
+    #[cfg(all(test, loom))]
+    pub(crate) fn waker_is_empty_for_test(&self) -> bool {
+        self.waker.take().is_none()
+    }
+}
+
+/// The readers waiting for a frame: a stack of [`WaitNode`]s, each holding one `Arc` reference.
+pub(crate) struct WaitList {
+    head: AtomicPtr<WaitNode>,
+}
 
 impl fmt::Debug for WaitList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WaitList")
-            .field("generation", &self.generation.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+            .field("empty", &self.head.load(Ordering::Relaxed).is_null())
+            .finish()
     }
 }
 
 impl WaitList {
     pub(crate) fn new() -> Self {
         WaitList {
-            state: AtomicU8::new(0),
-            generation: AtomicU64::new(0),
-            wakers: UnsafeCell::new(Vec::new()),
+            head: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// Reader: adds `waker` to the list, or replaces the one `reg` points at if it is still
-    /// there. Returns the registration to pass next time.
-    pub(crate) fn register(&self, waker: &Waker, reg: Option<Registration>) -> Registration {
-        self.lock();
-        let generation = self.generation.load(Ordering::Relaxed);
-        // SAFETY: we hold the lock (see the `Sync` impl).
-        let reg = self.wakers.with_mut(|p| {
-            let wakers = unsafe { &mut *p };
-            match reg {
-                Some(r) if r.generation == generation && r.index < wakers.len() => {
-                    if !wakers[r.index].will_wake(waker) {
-                        wakers[r.index] = waker.clone();
-                    }
-                    r
-                }
-                _ => {
-                    wakers.push(waker.clone());
-                    Registration {
-                        generation,
-                        index: wakers.len() - 1,
-                    }
-                }
-            }
-        });
-        let mut woken = Vec::new();
-        self.unlock(&mut woken);
-        wake_all(&mut woken);
-        reg
-    }
-
-    /// Reader: withdraws a registration (a dropped future), so its waker is not kept alive.
-    pub(crate) fn cancel(&self, reg: Registration) {
-        // Cheap check first: a drained registration needs no lock.
-        if self.generation.load(Ordering::Acquire) != reg.generation {
-            return;
+    /// Reader: stores `waker` in `node` and puts the node on the list if it is not there.
+    pub(crate) fn register(&self, node: &Arc<WaitNode>, waker: &Waker) {
+        node.waker.register(waker);
+        // AcqRel: Release so that a writer whose `swap(false)` reads this `true` also sees the
+        // waker stored above; Acquire to read the writer's `false`.
+        if node.queued.swap(true, Ordering::AcqRel) {
+            return; // Still on the list: the writer will find the new waker there.
         }
-        self.lock();
-        if self.generation.load(Ordering::Relaxed) == reg.generation {
-            // SAFETY: we hold the lock.
-            self.wakers.with_mut(|p| {
-                if let Some(w) = unsafe { &mut *p }.get_mut(reg.index) {
-                    *w = Waker::noop().clone();
-                }
-            });
-        }
-        let mut woken = Vec::new();
-        self.unlock(&mut woken);
-        wake_all(&mut woken);
-    }
-
-    /// Writer: wakes every registered waker, now or (if a reader holds the lock) when that
-    /// reader unlocks. Never blocks. `buf` is an empty vector the caller keeps to avoid an
-    /// allocation per wake.
-    pub(crate) fn notify(&self, buf: &mut Vec<Waker>) {
-        let prev = self.state.fetch_or(LOCKED | NOTIFY, Ordering::AcqRel);
-        if prev & LOCKED == 0 {
-            // The lock was free: we hold it now, and `unlock` serves the NOTIFY we set.
-            self.unlock(buf);
-            wake_all(buf);
-        }
-    }
-
-    fn lock(&self) {
-        let mut attempt = 0u32;
-        let mut s = self.state.load(Ordering::Relaxed);
+        let raw = Arc::into_raw(node.clone()).cast_mut();
+        let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            if s & LOCKED == 0 {
-                match self.state.compare_exchange_weak(
-                    s,
-                    s | LOCKED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return,
-                    Err(actual) => s = actual,
-                }
-            } else {
-                spin(attempt);
-                attempt = attempt.saturating_add(1);
-                s = self.state.load(Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Releases the lock, first serving any NOTIFY: the drained wakers are moved into `woken`
-    /// for the caller to wake after the lock is released.
-    fn unlock(&self, woken: &mut Vec<Waker>) {
-        let mut s = self.state.load(Ordering::Acquire);
-        loop {
-            if s & NOTIFY != 0 {
-                // Clear NOTIFY but keep the lock, then drain.
-                self.state.fetch_and(!NOTIFY, Ordering::AcqRel);
-                // SAFETY: we hold the lock.
-                self.wakers.with_mut(|p| {
-                    let wakers = unsafe { &mut *p };
-                    if woken.is_empty() {
-                        std::mem::swap(woken, wakers);
-                    } else {
-                        woken.append(wakers);
-                    }
-                });
-                let g = self.generation.load(Ordering::Relaxed);
-                self.generation.store(g.wrapping_add(1), Ordering::Release);
-                s = self.state.load(Ordering::Acquire);
-                continue;
-            }
-            // Only LOCKED is set (NOTIFY can only have been added by the writer, with LOCKED).
+            // SAFETY: the node is off the list (`queued` was false and we set it), so nobody
+            // else reads or writes its link until the CAS below publishes it.
+            node.next.with_mut(|p| unsafe { *p = head });
             match self
-                .state
-                .compare_exchange(s, 0, Ordering::Release, Ordering::Acquire)
+                .head
+                .compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => return,
-                Err(actual) => s = actual,
+                Err(actual) => head = actual,
             }
         }
     }
 
-    /// Test support: takes the lock as a registering reader would.
-    #[cfg(all(test, not(loom)))]
-    pub(crate) fn lock_for_test(&self) {
-        self.lock();
-    }
-
-    /// Test support: releases [`WaitList::lock_for_test`].
-    #[cfg(all(test, not(loom)))]
-    pub(crate) fn unlock_for_test(&self, woken: &mut Vec<Waker>) {
-        self.unlock(woken);
-    }
-
-    /// Test support: registered wakers.
-    #[cfg(all(test, not(loom)))]
-    pub(crate) fn len(&self) -> usize {
-        self.lock();
-        // SAFETY: we hold the lock.
-        let n = self.wakers.with(|p| unsafe { &*p }.len());
-        let mut woken = Vec::new();
-        self.unlock(&mut woken);
-        wake_all(&mut woken);
-        n
+    /// Writer: wakes every node on the list and empties it. Never blocks, never spins.
+    pub(crate) fn notify(&self) {
+        // Acquire: pairs with the pushes' Release, so the links and wakers are visible.
+        let mut p = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: `p` came from `Arc::into_raw` in `register`, and taking the whole list
+            // made that reference ours.
+            let node = unsafe { Arc::from_raw(p.cast_const()) };
+            // SAFETY: the node is off the list and its reader does not touch the link until it
+            // has seen `queued` false, which we store below.
+            p = node.next.with(|n| unsafe { *n });
+            // A swap, not a store: reading the reader's last `true` orders the waker it stored
+            // before that before our `take`.
+            node.queued.swap(false, Ordering::AcqRel);
+            if let Some(w) = node.waker.take() {
+                w.wake();
+            }
+        }
     }
 }
 
-fn wake_all(wakers: &mut Vec<Waker>) {
-    for w in wakers.drain(..) {
-        w.wake();
+impl Drop for WaitList {
+    fn drop(&mut self) {
+        let mut p = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: as in `notify`: each node on the list holds one reference from
+            // `Arc::into_raw`; nothing else can reach the list any more.
+            let node = unsafe { Arc::from_raw(p.cast_const()) };
+            // SAFETY: the node is off the list; no reader can be pushing it (we are dropped).
+            p = node.next.with(|n| unsafe { *n });
+        }
     }
 }

@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::task::Waker;
 
 use nvrkit_media::Frame;
 
@@ -60,8 +59,6 @@ pub struct Writer {
     dropped: u64,
     evicted: u64,
     max_duration_us: i64,
-    /// Kept between wakes so that waking parked readers does not allocate.
-    wake_buf: Vec<Waker>,
 }
 
 impl fmt::Debug for Writer {
@@ -98,7 +95,6 @@ impl Writer {
             dropped: 0,
             evicted: 0,
             max_duration_us,
-            wake_buf: Vec::new(),
         }
     }
 
@@ -194,11 +190,11 @@ impl Writer {
                 .store(self.next_key, Ordering::Release);
         }
         self.tail = seq + 1;
-        // AcqRel: Release publishes the frame; Acquire, when WAITERS was set, makes the waker
-        // the reader registered before setting it visible to `notify`.
+        // AcqRel: Release publishes the frame; Acquire, when WAITERS was set, makes the node
+        // the reader pushed before setting it visible to `notify`.
         let prev = shared.tail.swap(self.tail << TAIL_SHIFT, Ordering::AcqRel);
         if prev & WAITERS != 0 {
-            shared.waits.notify(&mut self.wake_buf);
+            shared.waits.notify();
         }
         self.publish_counters();
         Ok(Pushed::Retained { seq })
@@ -310,7 +306,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         let prev = self.shared.tail.fetch_or(CLOSED, Ordering::AcqRel);
         if prev & WAITERS != 0 {
-            self.shared.waits.notify(&mut self.wake_buf);
+            self.shared.waits.notify();
         }
     }
 }
