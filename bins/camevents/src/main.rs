@@ -275,12 +275,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                let json = event.to_json();
-                // One line per event, flushed at once: consumers read line by line.
-                let mut lock = stdout.lock();
-                writeln!(lock, "{json}").and_then(|()| lock.flush()).context("writing to stdout")?;
-                drop(lock);
-                sinks.dispatch(&event, json);
+                // One line per event. Events already waiting go out in the same write; the flush
+                // comes when none is left, so a consumer never waits for a line.
+                // (Stdout is line-buffered: a BufWriter on top makes the batch one write.)
+                let mut lock = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+                let mut next = Some(event);
+                while let Some(event) = next {
+                    let json = event.to_json();
+                    writeln!(lock, "{json}").context("writing to stdout")?;
+                    sinks.dispatch(&event, json);
+                    next = events.try_recv().ok();
+                }
+                lock.flush().context("writing to stdout")?;
             }
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("camevents: interrupted, stopping");

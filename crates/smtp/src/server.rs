@@ -374,6 +374,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     // a client trickling bytes (slowloris) is cut off too. Inside DATA it is an inactivity timer.
     let mut deadline = Instant::now() + shared.cfg.command_timeout;
     let mut progress = session.progress();
+    let mut last_read = 0;
     loop {
         flush(&mut stream, session, shared.cfg.command_timeout).await?;
         let phase = session.phase();
@@ -383,7 +384,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ok(Outcome::Closed);
             }
             Phase::Data => {
-                if buf.len() < DATA_BUFFER {
+                // Grow only when a read filled the buffer: a small mail never needs 64 KiB.
+                if last_read == buf.len() && buf.len() < DATA_BUFFER {
                     buf.resize(DATA_BUFFER, 0);
                 }
                 shared.cfg.data_timeout
@@ -417,6 +419,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(Error::io(format!("reading from {peer}"), e)),
         };
+        last_read = n;
         let mut pos = 0;
         while pos < n {
             let fed = session.feed(&buf[pos..n]);
