@@ -24,6 +24,12 @@ Examples:
   nvr --camera garage=rtsp://admin:pw@10.0.0.5/stream1 --camera yard=rtsp://10.0.0.6/h264
   nvr --camera garage=rtsp://… --map 'channel=2:garage' --pre 5s --post 30s --record all
   nvr --http 0.0.0.0:8080 --http-auth admin:secret   serve the API beyond loopback
+  nvr --config nvr.toml                        cameras and map rules from a file:
+                                                 map = [\"channel=2:garage\"]
+                                                 [[camera]]
+                                                 name = \"garage\"
+                                                 url = \"rtsp://admin:pw@10.0.0.5/stream1\"
+                                                 transport = \"udp\"   # optional
   nvr probe clip.mp4                           tracks, codecs, GOPs, B-frames, loop cleanliness
 
 Events map to a camera by --map rule, then the recipient's local part (garage@anything), then the

@@ -27,6 +27,10 @@ pub struct Args {
     /// (the loop feeder on the embedded sample, over loopback RTSP).
     #[arg(long = "camera", value_name = "NAME=URL")]
     pub cameras: Vec<String>,
+    /// A TOML file with `[[camera]]` tables (`name`, `url`, optional `transport`) and a `map`
+    /// list of rules, added to the flags' cameras and rules (see `nvr --help`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// RTP over TCP (interleaved, the default) or UDP.
     #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
     pub transport: String,
@@ -68,6 +72,56 @@ pub struct Args {
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Cameras.
+    #[serde(default)]
+    pub camera: Vec<CameraConfig>,
+    /// Mapping rules, as `--map` takes them.
+    #[serde(default)]
+    pub map: Vec<String>,
+}
+
+/// One `[[camera]]` of the config file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Its name (the URL path of its clips, the recipient that maps mails to it).
+    pub name: String,
+    /// Its RTSP URL, credentials included.
+    pub url: String,
+    /// `tcp` or `udp` (default: `--transport`).
+    pub transport: Option<String>,
+}
+
+impl ConfigFile {
+    /// Reads and checks a config file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let c: ConfigFile = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        for cam in &c.camera {
+            if let Some(t) = &cam.transport
+                && t != "tcp"
+                && t != "udp"
+            {
+                bail!(
+                    "{}: camera {}: transport is tcp or udp, not {t:?}",
+                    path.display(),
+                    cam.name
+                );
+            }
+        }
+        for rule in &c.map {
+            rule.parse::<MapRule>()
+                .with_context(|| format!("{}: map rule {rule:?}", path.display()))?;
+        }
+        Ok(c)
+    }
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, or plain seconds.
@@ -117,10 +171,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let (stop_tx, stop) = watch::channel(false);
 
+    let file = match &args.config {
+        Some(p) => ConfigFile::load(p)?,
+        None => ConfigFile::default(),
+    };
+    let mut maps = args.maps.clone();
+    for rule in &file.map {
+        maps.push(rule.parse()?);
+    }
+    let mut specs: Vec<(String, String, bool)> = Vec::new();
+    for spec in &args.cameras {
+        let Some((name, url)) = spec.split_once('=') else {
+            bail!("--camera wants NAME=rtsp://…, got {spec:?}");
+        };
+        specs.push((name.to_owned(), url.to_owned(), args.transport == "udp"));
+    }
+    for c in &file.camera {
+        let udp = c.transport.as_deref().unwrap_or(&args.transport) == "udp";
+        specs.push((c.name.clone(), c.url.clone(), udp));
+    }
+
     // The demo camera: the loop feeder on the embedded sample, over real loopback RTSP.
     let mut demo_server = None;
     let mut sources = Vec::new();
-    if args.cameras.is_empty() {
+    if specs.is_empty() {
         let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
         let clip = Clip::load("sample", &demux)?;
         let config = nvrkit_feed::server::Config {
@@ -247,7 +321,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map(|r| (r.camera.name.clone(), r.commands.clone()))
         .collect();
     {
-        let (log, maps, unmapped_all) = (log.clone(), args.maps.clone(), args.unmapped == "all");
+        let (log, unmapped_all) = (log.clone(), args.unmapped == "all");
         let names = names.clone();
         tokio::spawn(async move {
             while let Some(event) = dispatch_rx.recv().await {
@@ -398,4 +472,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 fn smtp_addr_for_client(addr: SocketAddr) -> SocketAddr {
     printable(addr).parse().unwrap_or(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nvr.toml");
+        std::fs::write(
+            &p,
+            "map = [\"channel=2:garage\"]\n[[camera]]\nname = \"garage\"\nurl = \"rtsp://a:b@10.0.0.5/s1\"\ntransport = \"udp\"\n",
+        )
+        .unwrap();
+        let c = ConfigFile::load(&p).unwrap();
+        assert_eq!(c.camera[0].name, "garage");
+        assert_eq!(c.map, ["channel=2:garage"]);
+        std::fs::write(
+            &p,
+            "[[camera]]\nname = \"x\"\nurl = \"rtsp://h/\"\ntransport = \"sctp\"\n",
+        )
+        .unwrap();
+        assert!(ConfigFile::load(&p).is_err());
+        std::fs::write(&p, "map = [\"colour=red:x\"]\n").unwrap();
+        assert!(ConfigFile::load(&p).is_err());
+        std::fs::write(&p, "cameras = 3\n").unwrap();
+        assert!(ConfigFile::load(&p).is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1 fortnight").is_err());
+    }
 }
