@@ -173,10 +173,8 @@ fn export(nvr: &Nvr, clip: &serde_json::Value) -> Vec<u8> {
     body
 }
 
-#[test]
-fn an_http_event_on_the_demo_camera_becomes_a_clip() {
-    let nvr = start_nvr(&["--pre", "2s", "--post", "2s"]);
-    wait_for_ring(&nvr, "demo", 3);
+/// Posts a motion event for the demo camera through the HTTP API.
+fn post_demo_event(nvr: &Nvr) {
     let event = r#"{"v":1,"phase":"start","received_at":"2000-01-01T00:00:00Z","vendor":"generic","camera":"demo","kind":"motion","subject":"test","from":"t@x","to":["demo@nvr"],"snapshots":[],"source":{"peer":"127.0.0.1:1","helo":"test","auth_user":null,"tls":false,"mail_from":"t@x"}}"#;
     let out = Command::new("curl")
         .args([
@@ -194,6 +192,13 @@ fn an_http_event_on_the_demo_camera_becomes_a_clip() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "202");
+}
+
+#[test]
+fn an_http_event_on_the_demo_camera_becomes_a_clip() {
+    let nvr = start_nvr(&["--pre", "2s", "--post", "2s"]);
+    wait_for_ring(&nvr, "demo", 3);
+    post_demo_event(&nvr);
     let events = wait_for_clips(&nvr, 1, 2);
     let e = &events[0];
     assert_eq!(e["cameras"][0], "demo");
@@ -396,4 +401,30 @@ fn the_demo_mails_its_own_alarms_and_they_become_playable_clips() {
             "events 20 s apart: {times:?}"
         );
     }
+}
+
+#[test]
+#[ignore = "interop: needs Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
+fn the_web_page_plays_an_event_clip_in_headless_chromium() {
+    let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
+        "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
+    );
+    let nvr = start_nvr(&["--pre", "2s", "--post", "2s"]);
+    wait_for_ring(&nvr, "demo", 3);
+    post_demo_event(&nvr);
+    wait_for_clips(&nvr, 1, 2);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("{}/", nvr.web))
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("node is required");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the clip did not play: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("\"ok\":true"), "{report}");
 }
