@@ -179,3 +179,31 @@ fn gdal_out_of_grid_rows_are_skipped() {
     assert_eq!((b[0], b[2]), (-180.0, 180.0), "clamped to the world: {b:?}");
     assert!(b[1] >= -85.06 && b[3] <= 85.06, "{b:?}");
 }
+
+/// tippecanoe and martin-cp can leave files in WAL mode; a read-only handle must still read
+/// them, including rows still in the `-wal` file of a writer that is open.
+#[test]
+fn a_wal_mode_file_is_read_with_its_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.mbtiles");
+    fixtures::flat(&path, &[("format", "png")], &pyramid(1), png);
+    let w = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = w
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    w.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
+    w.execute("INSERT INTO tiles VALUES (2, 0, 0, ?1)", [png(2, 0, 0)])
+        .unwrap();
+    assert!(dir.path().join("wal.mbtiles-wal").exists());
+    let m = MbTiles::open(&path).unwrap();
+    assert_eq!(m.zoom_range(), Some((0, 2)));
+    let t = m.tile(TileId::new(2, 0, 0).unwrap()).unwrap().unwrap();
+    assert_eq!(t.data, png(2, 0, 0));
+    // A writer in the middle of a transaction does not block WAL readers.
+    w.execute_batch("BEGIN IMMEDIATE; INSERT INTO tiles VALUES (2, 1, 0, x'00');")
+        .unwrap();
+    assert!(m.tile(TileId::new(2, 1, 0).unwrap()).unwrap().is_none());
+    w.execute_batch("COMMIT").unwrap();
+    assert!(m.tile(TileId::new(2, 1, 0).unwrap()).unwrap().is_some());
+}
