@@ -20,6 +20,12 @@ pub enum ConfigError {
         /// The most slots a ring can have.
         limit: usize,
     },
+    /// The memory for the ring's slots and indexes could not be allocated.
+    #[error("cannot allocate {bytes} bytes for the ring's slots and indexes")]
+    OutOfMemory {
+        /// How much was asked for.
+        bytes: usize,
+    },
 }
 
 /// Why [`Writer::push`](crate::Writer::push) refused a frame. The ring is unchanged.

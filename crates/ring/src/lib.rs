@@ -160,6 +160,8 @@
 //! ```
 
 #![deny(missing_docs)]
+// Every `unsafe` block says why it is sound; clippy checks that the comment is there.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod config;
 mod error;
@@ -187,6 +189,6 @@ pub use writer::{Pushed, Writer};
 /// [`ConfigError`] if `config` asks for no frames or for more slots than a ring can address.
 pub fn ring(config: Config) -> Result<(Writer, Ring), ConfigError> {
     let slots = config.slots()?;
-    let shared = sync::Arc::new(shared::Shared::new(config, slots));
+    let shared = sync::Arc::new(shared::Shared::new(config, slots)?);
     Ok((Writer::new(shared.clone()), Ring { shared }))
 }

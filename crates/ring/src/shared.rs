@@ -7,6 +7,7 @@ use std::ops::Deref;
 use nvrkit_media::{Frame, WallTime};
 
 use crate::config::Config;
+use crate::error::ConfigError;
 use crate::reader::Reader;
 use crate::slot::{KeyEntry, Slot};
 use crate::sync::{Arc, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -119,16 +120,29 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// A boxed slice of `n` values of `make`, or `None` if the memory cannot be had.
+fn try_collect<T>(n: usize, make: impl Fn() -> T) -> Option<Box<[T]>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.extend((0..n).map(|_| make()));
+    Some(v.into_boxed_slice())
+}
+
 /// No wall-clock time yet, in [`Counters`].
 pub(crate) const NO_WALL: i64 = i64::MIN;
 
 impl Shared {
-    /// `slots` was checked by [`Config::slots`]: at most 2^30.
-    pub(crate) fn new(config: Config, slots: usize) -> Self {
+    /// `slots` was checked by [`Config::slots`]: at most 2^30. Allocation failure is an error,
+    /// not an abort, since `max_frames` comes from the caller's configuration (where the system
+    /// refuses the allocation: with memory overcommit it may not, and the pages fail later).
+    pub(crate) fn new(config: Config, slots: usize) -> Result<Self, ConfigError> {
         // The index must hold every retained sequence number without wrapping onto another:
         // at most `max_frames` are retained, so a power of two above it does.
         let index_len = (config.max_frames + 1).next_power_of_two();
-        Shared {
+        let bytes = slots * size_of::<Slot>()
+            + index_len * (size_of::<AtomicU32>() + size_of::<KeyEntry>());
+        let oom = || ConfigError::OutOfMemory { bytes };
+        Ok(Shared {
             tail: Padded(AtomicU64::new(0)),
             bounds: Padded(Bounds {
                 head: AtomicU64::new(0),
@@ -145,13 +159,14 @@ impl Shared {
                 oldest: AtomicI64::new(NO_WALL),
                 newest: AtomicI64::new(NO_WALL),
             }),
-            index: (0..index_len).map(|_| AtomicU32::new(0)).collect(),
-            keys: (0..index_len).map(|_| KeyEntry::new()).collect(),
+            // The slots first: the largest allocation fails before the others are touched.
+            slots: try_collect(slots, Slot::new).ok_or_else(oom)?,
+            index: try_collect(index_len, || AtomicU32::new(0)).ok_or_else(oom)?,
+            keys: try_collect(index_len, KeyEntry::new).ok_or_else(oom)?,
             mask: index_len as u64 - 1,
-            slots: (0..slots).map(|_| Slot::new()).collect(),
             waits: WaitList::new(),
             config,
-        }
+        })
     }
 
     /// Clones frame `seq` if it is still retained (the caller saw it published).

@@ -112,6 +112,7 @@ fn config_errors() {
         ring(Config::new().max_frames(1 << 30)).err(),
         Some(ConfigError::TooManySlots { .. })
     ));
+
     assert_eq!(
         Config::new().to_string(),
         "64 MiB, 30 s, 4096 frames, GOPs from stream 0"

@@ -67,6 +67,7 @@ impl AtomicWaker {
             WAITING => {
                 // SAFETY: we moved the state to REGISTERING, which excludes `take`'s access.
                 self.waker.with_mut(|p| {
+                    // SAFETY: as just said: no `take` touches the slot while we hold REGISTERING.
                     let slot = unsafe { &mut *p };
                     if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
                         *slot = Some(waker.clone());
