@@ -127,3 +127,83 @@ fn help_has_examples_and_bad_flags_fail() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+fn write_one_tile(path: &std::path::Path, tile: &[u8]) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE metadata (name TEXT, value TEXT);
+         CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);
+         INSERT INTO metadata VALUES ('format', 'png');",
+    )
+    .unwrap();
+    db.execute("INSERT INTO tiles VALUES (0, 0, 0, ?1)", [tile])
+        .unwrap();
+}
+
+fn start(args: &[&std::ffi::OsStr]) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tileserve"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    // Keep reading: a closed pipe would make the server's next banner line fail (EPIPE).
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_string();
+    (Server(child), addr)
+}
+
+/// The binary's watcher: a file replaced by rename is served within a few polls, and every
+/// request in between succeeds.
+#[test]
+fn a_renamed_file_is_picked_up_by_the_running_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("map.mbtiles");
+    write_one_tile(&path, b"\x89PNG\r\n\x1a\nold");
+    let (_server, addr) = start(&[
+        dir.path().as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--poll".as_ref(),
+        "0.1".as_ref(),
+        "--cache-mb".as_ref(),
+        "1".as_ref(),
+    ]);
+    let (_, body) = http_get(&addr, "/map/0/0/0");
+    assert_eq!(body, b"\x89PNG\r\n\x1a\nold");
+    let tmp = dir.path().join("map.tmp");
+    write_one_tile(&tmp, b"\x89PNG\r\n\x1a\nnew");
+    std::fs::rename(&tmp, &path).unwrap();
+    // Hang guard only: 600 tries, about 60 s; the poll is every 0.1 s.
+    let mut seen_new = false;
+    for _ in 0..600 {
+        let (head, body) = http_get(&addr, "/map/0/0/0");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        if body == b"\x89PNG\r\n\x1a\nnew" {
+            seen_new = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen_new, "the replaced file was never served");
+    // A new file in the directory appears too.
+    write_one_tile(&dir.path().join("second.mbtiles"), b"\x89PNG\r\n\x1a\n2");
+    let mut found = false;
+    for _ in 0..600 {
+        let (head, _) = http_get(&addr, "/second/0/0/0");
+        if head.starts_with("HTTP/1.1 200") {
+            found = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(found, "a new file was never served");
+}
