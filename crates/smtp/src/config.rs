@@ -159,8 +159,9 @@ pub struct ServerConfig {
     pub snapshots: SnapshotStore,
     /// When set, a camera that sends no mail for this long gets an "ended" event.
     pub end_after: Option<Duration>,
-    /// Capacity of the event channel. When it is full, sessions wait before answering `250`, so a
-    /// slow consumer slows the cameras down instead of losing events.
+    /// Capacity of the event channel (default 128). When it is full, sessions wait before
+    /// answering `250`, so a slow consumer slows the cameras down instead of losing events, and
+    /// memory stays bounded (events hold their snapshots).
     pub channel_capacity: usize,
 }
 
@@ -177,7 +178,7 @@ impl Default for ServerConfig {
             data_timeout: Duration::from_secs(180),
             snapshots: SnapshotStore::default(),
             end_after: None,
-            channel_capacity: 1024,
+            channel_capacity: 128,
         }
     }
 }

@@ -31,12 +31,36 @@ pub(crate) struct MailView {
     pub boundary: Option<String>,
     /// The `Date:` header as sent.
     pub date: Option<String>,
+    /// `KEY: value` lines of the body's first [`FIELD_LINES`] lines, as byte ranges of `text`
+    /// (key, value); made once by [`MailView::index_fields`], read by every profile.
+    fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
+/// Camera alarm texts put their fields in the first dozen lines; a long body (a forwarded mail,
+/// a load test) is not searched past this.
+const FIELD_LINES: usize = 100;
+
 impl MailView {
+    /// Finds the `KEY: value` lines once.
+    pub fn index_fields(&mut self) {
+        let base = self.text.as_ptr() as usize;
+        self.fields = self
+            .text
+            .lines()
+            .take(FIELD_LINES)
+            .filter_map(split_field)
+            .map(|(k, v)| {
+                let (k0, v0) = (k.as_ptr() as usize - base, v.as_ptr() as usize - base);
+                (k0..k0 + k.len(), v0..v0 + v.len())
+            })
+            .collect();
+    }
+
     /// `KEY: value` lines of the body, keys as written, values trimmed.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.text.lines().filter_map(split_field)
+        self.fields
+            .iter()
+            .map(|(k, v)| (&self.text[k.clone()], &self.text[v.clone()]))
     }
 
     /// The value of the first field whose key matches (ASCII case-insensitive, blanks collapsed).
@@ -73,11 +97,12 @@ pub(crate) struct Fields {
 /// `Alarm Start Time(D/M/Y H:M:S): 05/12/2019 09:10:11`).
 fn split_field(line: &str) -> Option<(&str, &str)> {
     let mut depth = 0u32;
-    for (i, c) in line.char_indices() {
+    // Keys are short: a colon past 64 bytes is not a field separator.
+    for (i, &c) in line.as_bytes().iter().enumerate().take(66) {
         match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            ':' if depth == 0 => {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 => {
                 let key = line[..i].trim();
                 if key.is_empty() || key.len() > 64 {
                     return None;
@@ -211,6 +236,7 @@ pub fn extract(message: &Message, peer: Option<SocketAddr>, received_at: WallTim
             .body_text(0)
             .map(|t| t.into_owned())
             .unwrap_or_default();
+        view.index_fields();
         view.boundary = mail
             .content_type()
             .and_then(|ct| ct.attribute("boundary"))
