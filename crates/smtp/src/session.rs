@@ -1264,6 +1264,17 @@ mod tests {
     }
 
     #[test]
+    fn smtputf8_addresses_and_8bit_content() {
+        let mut s = session();
+        let input = "EHLO cam\r\nMAIL FROM:<josé@exämple.com> SMTPUTF8 BODY=8BITMIME\r\nRCPT TO:<后院@nvr>\r\nDATA\r\nSubject: 移动侦测\r\n\r\n\u{e9}t\u{e9}\r\n.\r\n";
+        let (out, events) = run(&mut s, input.as_bytes());
+        assert_eq!(codes(&out), ["250", "250", "250", "354", "250"], "{out}");
+        let m = messages(&events);
+        assert_eq!(m[0].mail_from, "josé@exämple.com");
+        assert_eq!(m[0].rcpt_to, ["后院@nvr"]);
+    }
+
+    #[test]
     fn too_many_recipients_get_452() {
         let mut s = session_with(SessionConfig {
             max_recipients: 1,
