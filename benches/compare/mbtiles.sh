@@ -9,10 +9,12 @@
 # Needs: gdal-bin, sqlite3, wrk (Debian), and martin built outside the repo:
 #   cargo install martin --version 1.14.0 --locked --no-default-features --features mbtiles --root /tmp/martin
 # Usage: benches/compare/mbtiles.sh [SECONDS]   (default 15 s per run; MARTIN=path and
-#   TILESERVE=path use those binaries instead of /tmp/martin and a fresh release build)
+#   TILESERVE=path use those binaries instead of /tmp/martin and a fresh release build; ROUNDS=n
+#   runs each server n times, interleaved, default 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-15}
+rounds=${ROUNDS:-2}
 martin=${MARTIN:-/tmp/martin/bin/martin}
 [ -x "$martin" ] || { echo "martin not found at $martin (see the header of this script)"; exit 1; }
 if [ -z "${TILESERVE:-}" ]; then
@@ -75,7 +77,7 @@ run() {
     "$name" "$rps" "$p50" "$p99" $(((t1 - t0) * 1000000 / $(getconf CLK_TCK) / n)) "$(rss_kb "$pid")" "$errs"
   echo "$name $rps" >>"$tmp/rps.txt"
 }
-for round in 1 2; do
+for round in $(seq "$rounds"); do
   run martin 3111 "$martin_pid"
   run tileserve 3112 "$ts_pid"
   run martin-C0 3113 "$martin0_pid"
@@ -83,9 +85,9 @@ for round in 1 2; do
 done
 awk '{s[$1] += $2; n[$1]++} END {
   printf "mean, caches on:  martin %.0f req/s, tileserve %.0f req/s, tileserve / martin = %.2f\n",
-    s["martin"] / 2, s["tileserve"] / 2, s["tileserve"] / s["martin"];
+    s["martin"] / n["martin"], s["tileserve"] / n["tileserve"], s["tileserve"] / s["martin"];
   printf "mean, caches off: martin %.0f req/s, tileserve %.0f req/s, tileserve / martin = %.2f\n",
-    s["martin-C0"] / 2, s["tileserve-0"] / 2, s["tileserve-0"] / s["martin-C0"] }' "$tmp/rps.txt"
+    s["martin-C0"] / n["martin-C0"], s["tileserve-0"] / n["tileserve-0"], s["tileserve-0"] / s["martin-C0"] }' "$tmp/rps.txt"
 kill "$martin_pid" "$ts_pid" "$martin0_pid" "$ts0_pid"
 
 # Idle RSS with 10 tilesets (copies of the same file under 10 names).
