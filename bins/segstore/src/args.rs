@@ -13,6 +13,39 @@ pub struct StoreArg {
     pub store: PathBuf,
 }
 
+/// Where S3 is, when not (only) from the `AWS_*` environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Args {
+    /// S3 endpoint URL (MinIO, Garage, R2 …; default: AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Allow a plain-http endpoint (default: AWS_ALLOW_HTTP).
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+impl S3Args {
+    /// The target URL with these settings applied.
+    pub fn target(&self, url: &str) -> anyhow::Result<nvrkit_replicate::TargetSpec> {
+        let mut spec = nvrkit_replicate::TargetSpec::parse(url)?;
+        if let nvrkit_replicate::TargetSpec::S3 {
+            endpoint,
+            region,
+            allow_http,
+            ..
+        } = &mut spec
+        {
+            endpoint.clone_from(&self.endpoint);
+            region.clone_from(&self.region);
+            *allow_http = self.allow_http;
+        }
+        Ok(spec)
+    }
+}
+
 /// A time as given on the command line, resolved against "now" when used.
 #[derive(Debug, Clone)]
 pub enum TimeArg {

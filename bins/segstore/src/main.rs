@@ -17,9 +17,14 @@ Examples:
   segstore tag --camera yard --from -2m --to now --tag event
   segstore verify                                    check every segment's length, hash and structure
   segstore retain --max-bytes 500G --max-age 30d --min-free 10G
+  segstore replicate --to s3://bucket/site --upstream 2Mbit     events first, resumable
+  segstore replicate --to /mnt/nas/cams --skip-no-motion --follow
+  segstore verify --remote s3://bucket/site                     spot-check the copies
 
 Every subcommand takes --store DIR (default ./nvr-data, the store `nvr` writes). Times are RFC 3339
-(2026-11-25T16:37:03Z), `now`, or relative to now (-10m, -1h30m, -2d).";
+(2026-11-25T16:37:03Z), `now`, or relative to now (-10m, -1h30m, -2d). S3 credentials, region and
+endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL,
+AWS_ALLOW_HTTP unless given as flags.";
 
 /// Lists, exports, verifies, imports and prunes footage in an nvrkit segment store.
 #[derive(Debug, Parser)]
@@ -44,6 +49,9 @@ enum Command {
     /// Delete footage by bytes, age and free space: untagged first, then motion, then events;
     /// never pinned footage.
     Retain(cmds::retain::Args),
+    /// Copy the store to a directory or S3-compatible bucket: event footage first, then motion,
+    /// then continuous; under an upstream cap; resumable after a crash.
+    Replicate(cmds::replicate::Args),
 }
 
 // The binary's one line to stderr: the error, with its causes.
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         Command::Tag(a) => cmds::tag::run(&a),
         Command::Verify(a) => cmds::verify::run(&a),
         Command::Retain(a) => cmds::retain::run(&a),
+        Command::Replicate(a) => cmds::replicate::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -127,7 +127,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         }
     };
     let v = n * bits / 8.0;
-    if !v.is_finite() || v < 1.0 || v > 1e15 {
+    if !v.is_finite() || !(1.0..=1e15).contains(&v) {
         return Err(err());
     }
     Ok(v.round() as u64)

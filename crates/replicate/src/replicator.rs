@@ -107,6 +107,11 @@ impl Handle {
         self.counters.snapshot()
     }
 
+    /// The segments replicated since the last call, in the order they completed.
+    pub fn take_completed(&self) -> Vec<crate::stats::Completed> {
+        self.counters.take_completed()
+    }
+
     /// Asks the replicator to stop (a part in flight is abandoned; the queue keeps every part
     /// the target confirmed).
     pub fn stop(&self) {
@@ -385,7 +390,7 @@ impl Ctx {
                 Ok(Outcome::Done) => {
                     backoff = Duration::ZERO;
                     let p = Priority::of(&entry.tags);
-                    self.counters.add_done(p, entry.bytes);
+                    self.counters.add_done(p, key.clone(), entry.bytes);
                     tracing::debug!(key, priority = %p, "replicated");
                     let day = day_prefix(&entry.camera, entry.start_us);
                     days.entry(day)

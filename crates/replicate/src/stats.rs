@@ -28,6 +28,7 @@ pub struct Counters {
 
 #[derive(Debug, Default)]
 struct Text {
+    completed: Vec<Completed>,
     pending: [(u64, u64); 3],
     current: Option<String>,
     last_error: Option<String>,
@@ -74,9 +75,24 @@ impl Counters {
         lock(&self.text).last_error = Some(error);
     }
 
-    pub(crate) fn add_done(&self, p: Priority, bytes: u64) {
+    pub(crate) fn add_done(&self, p: Priority, key: String, bytes: u64) {
         self.done[p as usize].fetch_add(1, Relaxed);
         self.done_bytes[p as usize].fetch_add(bytes, Relaxed);
+        let mut t = lock(&self.text);
+        // Kept until taken, but bounded: a caller that never takes them loses the oldest.
+        if t.completed.len() >= 10_000 {
+            t.completed.remove(0);
+        }
+        t.completed.push(Completed {
+            priority: p,
+            key,
+            bytes,
+        });
+    }
+
+    /// The segments completed since the last call, in order.
+    pub fn take_completed(&self) -> Vec<Completed> {
+        std::mem::take(&mut lock(&self.text).completed)
     }
 
     pub(crate) fn add_skipped(&self, n: u64) {
@@ -144,6 +160,18 @@ impl Counters {
             events_safe: *lock(&self.events_safe),
         }
     }
+}
+
+/// A segment the target now holds (verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Completed {
+    /// Its priority.
+    pub priority: Priority,
+    /// Its object key (under the target's prefix).
+    pub key: String,
+    /// Its bytes.
+    pub bytes: u64,
 }
 
 /// A snapshot of a replicator's progress. Arrays are indexed by [`Priority`] (P0, P1, P2).

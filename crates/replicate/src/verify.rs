@@ -108,7 +108,7 @@ pub fn verify_remote(
         report.objects = segments.len() as u64;
         let total = report.objects.div_ceil(every);
         for (i, (key, size)) in segments.iter().enumerate() {
-            if i as u64 % every != 0 {
+            if !(i as u64).is_multiple_of(every) {
                 continue;
             }
             report.checked += 1;

@@ -3,6 +3,7 @@
 pub mod export;
 pub mod import;
 pub mod ls;
+pub mod replicate;
 pub mod retain;
 pub mod tag;
 pub mod verify;
