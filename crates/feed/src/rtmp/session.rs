@@ -212,6 +212,30 @@ impl Session {
                 amf::MAX_DEPTH
             )));
         }
+        if payload.type_id == TYPE_AMF0_COMMAND {
+            // Parsed here, not by `rml_rtmp`: its command decoder slices the first three values
+            // unchecked and panics on a shorter command, and ffmpeg 5.1's `-listen 1` server
+            // sends one (found by the interop test against it).
+            let mut values =
+                rml_rtmp::rml_amf0::deserialize(&mut std::io::Cursor::new(&payload.data))
+                    .map_err(|e| protocol("AMF0")(e.to_string()))?
+                    .into_iter();
+            let name = match values.next() {
+                Some(Amf0Value::Utf8String(n)) => n,
+                other => {
+                    return Err(protocol("command")(format!(
+                        "a command without a name: {other:?}"
+                    )));
+                }
+            };
+            let tx = match values.next() {
+                Some(Amf0Value::Number(n)) => n,
+                _ => 0.0,
+            };
+            let object = values.next().unwrap_or(Amf0Value::Null);
+            tracing::trace!(command = name, tx, "from the server");
+            return self.command(&name, tx, object, values.collect(), events);
+        }
         let message = payload
             .to_rtmp_message()
             .map_err(|e| protocol("message")(e.to_string()))?;
@@ -250,18 +274,6 @@ impl Session {
                     0,
                 )?;
             }
-            RtmpMessage::Amf0Command {
-                command_name,
-                transaction_id,
-                command_object,
-                additional_arguments,
-            } => self.command(
-                &command_name,
-                transaction_id,
-                command_object,
-                additional_arguments,
-                events,
-            )?,
             _ => {}
         }
         Ok(())
@@ -705,6 +717,38 @@ mod tests {
                 && e.to_string().contains("Already publishing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn short_commands_are_not_a_panic() {
+        // Regression: `rml_rtmp` panics on a command of fewer than 3 values (ffmpeg -listen).
+        let mut s = Session::new(config()).unwrap();
+        let mut peer = Peer::new();
+        go_live(&mut s, &mut peer);
+        let mut bytes = Vec::new();
+        let mut ser = ChunkSerializer::new();
+        bytes.extend(
+            ser.set_max_chunk_size(4096, RtmpTimestamp::new(0))
+                .unwrap()
+                .bytes,
+        );
+        for values in [
+            vec![Amf0Value::Utf8String("onBWDone".into())],
+            vec![
+                Amf0Value::Utf8String("onFCPublish".into()),
+                Amf0Value::Number(0.0),
+            ],
+        ] {
+            let payload = MessagePayload {
+                timestamp: RtmpTimestamp::new(0),
+                type_id: TYPE_AMF0_COMMAND,
+                message_stream_id: 0,
+                data: Bytes::from(rml_rtmp::rml_amf0::serialize(&values).unwrap()),
+            };
+            bytes.extend(ser.serialize(&payload, true, false).unwrap().bytes);
+        }
+        assert_eq!(s.receive(&bytes).unwrap(), vec![]);
+        assert_eq!(s.phase(), Phase::Live);
     }
 
     #[test]
