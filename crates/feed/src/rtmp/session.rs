@@ -31,6 +31,11 @@ pub const CHUNK_SIZE: u32 = 4096;
 const WINDOW_ACK: u32 = 2_500_000;
 /// AMF0 command messages the server sends (type 20) and data messages (type 18).
 const TYPE_AMF0_COMMAND: u8 = 20;
+/// Protocol control messages (RTMP spec §5.4) and user control (§6.2).
+const TYPE_SET_CHUNK_SIZE: u8 = 1;
+const TYPE_USER_CONTROL: u8 = 4;
+const TYPE_WINDOW_ACK: u8 = 5;
+const TYPE_SET_PEER_BANDWIDTH: u8 = 6;
 const TYPE_AMF0_DATA: u8 = 18;
 
 const TX_CONNECT: f64 = 1.0;
@@ -213,7 +218,7 @@ impl Session {
             )));
         }
         if payload.type_id == TYPE_AMF0_COMMAND {
-            // Parsed here, not by `rml_rtmp`: its command decoder slices the first three values
+            // Parsed here, not by `rml_rtmp`'s message layer: its command decoder slices the first three values
             // unchecked and panics on a shorter command, and ffmpeg 5.1's `-listen 1` server
             // sends one (found by the interop test against it).
             let mut values =
@@ -236,20 +241,32 @@ impl Session {
             tracing::trace!(command = name, tx, "from the server");
             return self.command(&name, tx, object, values.collect(), events);
         }
-        let message = payload
-            .to_rtmp_message()
-            .map_err(|e| protocol("message")(e.to_string()))?;
-        match message {
-            RtmpMessage::SetChunkSize { size } => {
-                if size == 0 || size > 0x7FFF_FFFF {
-                    return Err(protocol("message")(format!("chunk size {size}")));
+        // Control messages are decoded here too (RTMP spec §5.4, §7.1.7): four fixed layouts,
+        // so nothing of `rml_rtmp`'s message decoders runs on the server's bytes.
+        let d = &payload.data;
+        let be32 = |at: usize| {
+            d.get(at..at + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| {
+                    protocol("message")(format!(
+                        "message type {} of {} bytes is too short",
+                        payload.type_id,
+                        d.len()
+                    ))
+                })
+        };
+        match payload.type_id {
+            TYPE_SET_CHUNK_SIZE => {
+                let size = be32(0)? & 0x7FFF_FFFF;
+                if size == 0 {
+                    return Err(protocol("message")("chunk size 0".into()));
                 }
                 self.deserializer
                     .set_max_chunk_size(size as usize)
                     .map_err(|e| protocol("message")(e.to_string()))?;
             }
-            RtmpMessage::WindowAcknowledgement { size } => self.ack_window = Some(size),
-            RtmpMessage::SetPeerBandwidth { .. } if !self.answered_bandwidth => {
+            TYPE_WINDOW_ACK => self.ack_window = Some(be32(0)?),
+            TYPE_SET_PEER_BANDWIDTH if !self.answered_bandwidth => {
                 // As ffmpeg does: answer the server's bandwidth with our window.
                 self.answered_bandwidth = true;
                 self.send(
@@ -258,17 +275,15 @@ impl Session {
                     0,
                 )?;
             }
-            RtmpMessage::UserControl {
-                event_type: UserControlEventType::PingRequest,
-                timestamp,
-                ..
-            } => {
+            TYPE_USER_CONTROL if d.len() >= 6 && d[..2] == [0, 6] => {
+                // PingRequest: echo its timestamp in a PingResponse.
+                let timestamp = be32(2)?;
                 self.send(
                     RtmpMessage::UserControl {
                         event_type: UserControlEventType::PingResponse,
                         stream_id: None,
                         buffer_length: None,
-                        timestamp: Some(timestamp.unwrap_or(RtmpTimestamp::new(0))),
+                        timestamp: Some(RtmpTimestamp::new(timestamp)),
                     },
                     0,
                     0,
