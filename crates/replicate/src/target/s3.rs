@@ -121,19 +121,28 @@ impl S3Target {
     fn err(&self, op: &'static str, key: &str, e: object_store::Error) -> Error {
         let what = e.to_string();
         let has = |s: &str| what.contains(s);
-        let refused = matches!(
-            e,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-                | object_store::Error::NotSupported { .. }
-                | object_store::Error::NotImplemented { .. }
-        ) || has("NoSuchBucket")
-            || has("AccessDenied")
+        // s3s-fs 0.14.1 forgets multipart uploads when it restarts and then answers
+        // `AccessDenied` (not `NoSuchUpload`) to their parts and completion: for those two
+        // operations it means "start the upload anew". A real refusal shows again at the new
+        // upload's creation, which stops the replicator.
+        let part_op = matches!(op, "part" | "complete");
+        let forgot = part_op
+            && (matches!(e, object_store::Error::PermissionDenied { .. }) || has("AccessDenied"));
+        let refused = !forgot
+            && matches!(
+                e,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::NotImplemented { .. }
+            )
+            || has("NoSuchBucket")
+            || (has("AccessDenied") && !forgot)
             || has("InvalidAccessKeyId")
             || has("SignatureDoesNotMatch")
             || has("EntityTooSmall");
-        let upload_gone = (matches!(e, object_store::Error::NotFound { .. })
-            && matches!(op, "part" | "complete"))
+        let upload_gone = forgot
+            || (matches!(e, object_store::Error::NotFound { .. }) && part_op)
             || has("NoSuchUpload")
             || has("InvalidPart");
         Error::Target {
