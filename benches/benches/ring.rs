@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -548,9 +548,14 @@ fn paced(frames: u64, make: MakePaced) -> Vec<u32> {
         .unwrap();
     let base = Instant::now();
     let pushed_at: Arc<Vec<AtomicU64>> = Arc::new((0..frames).map(|_| AtomicU64::new(0)).collect());
-    let (mut push, tasks) = make(pushed_at.clone(), base, &rt);
-    // Let every reader park before the first frame.
-    thread::sleep(Duration::from_millis(100));
+    let started = Arc::new(AtomicUsize::new(0));
+    let (mut push, tasks) = make(pushed_at.clone(), base, started.clone(), &rt);
+    // Let every reader start and park before the first frame (the first `WARMUP` frames are
+    // not counted either: on a loaded machine a task may first run late).
+    while started.load(Ordering::Acquire) < 16 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(20));
     let payload = payload();
     let writer = thread::spawn(move || {
         let start = Instant::now();
@@ -580,12 +585,18 @@ type Paced = (
     Box<dyn FnMut(Frame) + Send>,
     Vec<tokio::task::JoinHandle<Vec<u32>>>,
 );
-/// Makes a [`Paced`] given the push instants (ns since `base`) and the runtime.
-type MakePaced = fn(Arc<Vec<AtomicU64>>, Instant, &tokio::runtime::Runtime) -> Paced;
+/// Makes a [`Paced`] given the push instants (ns since `base`), a count each reader task bumps
+/// when it starts, and the runtime.
+type MakePaced =
+    fn(Arc<Vec<AtomicU64>>, Instant, Arc<AtomicUsize>, &tokio::runtime::Runtime) -> Paced;
+
+/// Frames not counted at the start of a paced run.
+const WARMUP: u64 = 100;
 
 fn paced_ring(
     pushed_at: Arc<Vec<AtomicU64>>,
     base: Instant,
+    started: Arc<AtomicUsize>,
     rt: &tokio::runtime::Runtime,
 ) -> Paced {
     let (mut w, ring) = nvrkit_ring::ring(Config::new()).unwrap();
@@ -593,14 +604,18 @@ fn paced_ring(
         .map(|_| {
             let mut r = ring.reader(Start::OldestKeyframe);
             let pushed_at = pushed_at.clone();
+            let started = started.clone();
             rt.spawn(async move {
+                started.fetch_add(1, Ordering::Release);
                 let mut lat = Vec::new();
                 loop {
                     match r.recv_async().await {
                         Ok(f) => {
                             let now = base.elapsed().as_nanos() as u64;
                             let t = pushed_at[f.dts as usize].load(Ordering::Acquire);
-                            lat.push(now.saturating_sub(t) as u32);
+                            if f.dts as u64 >= WARMUP {
+                                lat.push(now.saturating_sub(t) as u32);
+                            }
                         }
                         Err(RecvError::Lagged { .. }) => {}
                         Err(_) => return lat,
@@ -620,6 +635,7 @@ fn paced_ring(
 fn paced_tokio(
     pushed_at: Arc<Vec<AtomicU64>>,
     base: Instant,
+    started: Arc<AtomicUsize>,
     rt: &tokio::runtime::Runtime,
 ) -> Paced {
     let (tx, _) = tokio::sync::broadcast::channel::<Frame>(CAPACITY);
@@ -627,15 +643,19 @@ fn paced_tokio(
         .map(|_| {
             let mut rx = tx.subscribe();
             let pushed_at = pushed_at.clone();
+            let started = started.clone();
             rt.spawn(async move {
                 use tokio::sync::broadcast::error::RecvError as E;
+                started.fetch_add(1, Ordering::Release);
                 let mut lat = Vec::new();
                 loop {
                     match rx.recv().await {
                         Ok(f) => {
                             let now = base.elapsed().as_nanos() as u64;
                             let t = pushed_at[f.dts as usize].load(Ordering::Acquire);
-                            lat.push(now.saturating_sub(t) as u32);
+                            if f.dts as u64 >= WARMUP {
+                                lat.push(now.saturating_sub(t) as u32);
+                            }
                         }
                         Err(E::Lagged(_)) => {}
                         Err(E::Closed) => return lat,
@@ -653,28 +673,44 @@ fn paced_tokio(
 }
 
 fn print_paced() {
-    const FRAMES: u64 = 3_000;
+    const FRAMES: u64 = 2_100;
+    const ROUNDS: usize = 5;
     println!(
-        "\npaced delivery latency, 1,000 frames/s for 3 s, 16 parked async readers (tokio, 2 workers):"
+        "\npaced delivery latency, 1,000 frames/s, 16 parked async readers (tokio, 2 workers),"
     );
     println!(
-        "{:<22} {:>8} {:>8} {:>8} {:>9}",
-        "peer", "frames", "p50 µs", "p99 µs", "p99.9 µs"
+        "{ROUNDS} rounds of 2 s per peer, alternating; each round's p50/p99/p99.9 in µs, then the medians:"
     );
-    for (name, make) in [
+    let peers = [
         ("nvrkit-ring", paced_ring as MakePaced),
         ("tokio-broadcast", paced_tokio as MakePaced),
-    ] {
-        let mut lat = paced(FRAMES, make);
-        lat.sort_unstable();
-        let us = |p| f64::from(percentile(&lat, p)) / 1000.0;
+    ];
+    let mut rounds: Vec<Vec<[f64; 3]>> = vec![Vec::new(); peers.len()];
+    for _ in 0..ROUNDS {
+        for (k, (_, make)) in peers.iter().enumerate() {
+            let mut lat = paced(FRAMES, *make);
+            lat.sort_unstable();
+            let us = |p| f64::from(percentile(&lat, p)) / 1000.0;
+            rounds[k].push([us(0.5), us(0.99), us(0.999)]);
+        }
+    }
+    for (k, (name, _)) in peers.iter().enumerate() {
+        let cells: Vec<String> = rounds[k]
+            .iter()
+            .map(|r| format!("{:.0}/{:.0}/{:.0}", r[0], r[1], r[2]))
+            .collect();
+        let median = |i: usize| {
+            let mut v: Vec<f64> = rounds[k].iter().map(|r| r[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
         println!(
-            "{:<22} {:>8} {:>8.1} {:>8.1} {:>9.1}",
+            "{:<16} {}  median p50 {:.1} p99 {:.1} p99.9 {:.1}",
             name,
-            lat.len(),
-            us(0.5),
-            us(0.99),
-            us(0.999)
+            cells.join(" "),
+            median(0),
+            median(1),
+            median(2)
         );
     }
 }
