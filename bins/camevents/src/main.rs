@@ -288,8 +288,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 }
                 lock.flush().context("writing to stdout")?;
             }
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("camevents: interrupted, stopping");
+            () = stop_signal() => {
+                eprintln!("camevents: stopping");
                 break;
             }
         }
@@ -298,6 +298,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
     server.shutdown().await;
     sinks.finish().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (systemd, docker stop).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]
