@@ -8,6 +8,7 @@
 //!   32-bit millisecond clock.
 //! - [`session`]: the publish dialogue, sans I/O, over `rml_rtmp`'s handshake and chunk stream.
 //! - [`amf`]: the nesting bound checked before parsing a server's AMF0.
+//! - [`chunks`]: the reader of the server's chunk stream, bounded.
 //! - [`push`]: the tokio task of one push (TCP or TLS, reconnect with backoff).
 //!
 //! Timestamps come from the same [`crate::LoopSource`] as RTSP, through the clip's ring: every
@@ -37,6 +38,7 @@
 //! ```
 
 pub mod amf;
+pub mod chunks;
 pub mod error;
 pub mod flv;
 pub mod push;

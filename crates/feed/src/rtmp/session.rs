@@ -2,8 +2,8 @@
 //! the server out, and events.
 //!
 //! `rml_rtmp` does the handshake (with the Flash Player 9 digest, which some servers require)
-//! and the chunk stream in both directions (chunk size, header compression, extended
-//! timestamps); this module drives the publish dialogue on top of it, as ffmpeg and OBS do
+//! and our outgoing chunk stream (chunk size, header compression, extended timestamps);
+//! [`crate::rtmp::chunks`] reads the server's; this module drives the publish dialogue on top of it, as ffmpeg and OBS do
 //! (RTMP spec 1.0 §7.2): `connect` (with `tcUrl`, `type: nonprivate`, and `fourCcList` when
 //! the clip needs Enhanced RTMP), `releaseStream` + `FCPublish` (Wowza and some CDNs want them;
 //! nginx-rtmp ignores them), `createStream`, `publish(name, "live")` on the new message stream,
@@ -14,13 +14,14 @@
 //! `rml_rtmp`'s own `ClientSession` is not used: it cannot add `type`, `fourCcList` or
 //! `FCPublish` to the dialogue, and does not show us the connect result's properties.
 
-use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
+use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::{MessagePayload, RtmpMessage, UserControlEventType};
+use rml_rtmp::messages::{RtmpMessage, UserControlEventType};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
 use crate::rtmp::amf;
+use crate::rtmp::chunks::{ChunkReader, Message};
 use crate::rtmp::error::PushError;
 use crate::rtmp::flv::{Tag, TagKind};
 use crate::rtmp::url::RtmpUrl;
@@ -87,7 +88,7 @@ pub struct Session {
     phase: Phase,
     handshake: Handshake,
     serializer: ChunkSerializer,
-    deserializer: ChunkDeserializer,
+    reader: ChunkReader,
     out: Vec<u8>,
     stream_id: u32,
     received: u64,
@@ -122,7 +123,7 @@ impl Session {
             phase: Phase::Handshake,
             handshake,
             serializer: ChunkSerializer::new(),
-            deserializer: ChunkDeserializer::new(),
+            reader: ChunkReader::new(),
             out: c0c1,
             stream_id: 0,
             received: 0,
@@ -178,14 +179,13 @@ impl Session {
 
     fn chunks(&mut self, data: &[u8], events: &mut Vec<Event>) -> Result<(), PushError> {
         self.received += data.len() as u64;
-        let mut input = data;
-        while let Some(payload) = self
-            .deserializer
-            .get_next_message(input)
-            .map_err(|e| protocol("chunk stream")(e.to_string()))?
+        self.reader.push(data);
+        while let Some(message) = self
+            .reader
+            .next_message()
+            .map_err(protocol("chunk stream"))?
         {
-            input = &[];
-            self.message(payload, events)?;
+            self.message(message, events)?;
         }
         if let Some(window) = self.ack_window
             && window > 0
@@ -204,11 +204,7 @@ impl Session {
         Ok(())
     }
 
-    fn message(
-        &mut self,
-        payload: MessagePayload,
-        events: &mut Vec<Event>,
-    ) -> Result<(), PushError> {
+    fn message(&mut self, payload: Message, events: &mut Vec<Event>) -> Result<(), PushError> {
         if matches!(payload.type_id, TYPE_AMF0_COMMAND | TYPE_AMF0_DATA)
             && amf::nesting_depth(&payload.data) > amf::MAX_DEPTH
         {
@@ -261,9 +257,9 @@ impl Session {
                 if size == 0 {
                     return Err(protocol("message")("chunk size 0".into()));
                 }
-                self.deserializer
-                    .set_max_chunk_size(size as usize)
-                    .map_err(|e| protocol("message")(e.to_string()))?;
+                self.reader
+                    .set_chunk_size(size)
+                    .map_err(protocol("message"))?;
             }
             TYPE_WINDOW_ACK => self.ack_window = Some(be32(0)?),
             TYPE_SET_PEER_BANDWIDTH if !self.answered_bandwidth => {
@@ -525,6 +521,7 @@ fn announced_fourcc(v: &Amf0Value) -> Vec<String> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use rml_rtmp::messages::MessagePayload;
     use rml_rtmp::sessions::{
         ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
     };
