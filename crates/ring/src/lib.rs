@@ -8,7 +8,8 @@
 //!
 //! # Semantics
 //! - **One [`Writer`].** [`Writer::push`] never blocks, never waits for a reader, and makes no
-//!   syscall unless some reader is parked waiting (then it wakes them). The writer alone evicts.
+//!   syscall unless some reader is parked waiting (then it wakes them), apart from what the
+//!   allocator does when an evicted payload is freed. The writer alone evicts.
 //! - **GOPs.** A GOP starts at a keyframe of the [video stream](Config::video_stream); frames of
 //!   other streams (audio) are kept between, in push order. The writer evicts the oldest whole
 //!   GOP, so the oldest retained frame is always a video keyframe. Frames pushed before the first
