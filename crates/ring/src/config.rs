@@ -82,6 +82,9 @@ impl Config {
 
     /// The stream whose keyframes start a GOP (default 0). Keyframes of other streams (every
     /// AAC frame is one) do not: their frames are kept, in push order, within the video GOPs.
+    /// So a ring holds one video stream; the others should be ones whose every frame decodes on
+    /// its own (audio). A second video stream's frames would reach a reader that joined at the
+    /// first one's keyframe without their own: give each video stream its own ring.
     pub fn video_stream(mut self, stream: usize) -> Self {
         self.video_stream = stream;
         self
