@@ -134,6 +134,9 @@ pub struct EventLog {
 
 impl EventLog {
     const KEEP: usize = 1000;
+    /// Snapshot bytes kept in memory at most: an SMTP message may be 25 MB, so 1000 events'
+    /// snapshots could otherwise hold 25 GB. The oldest snapshots are dropped first.
+    const SNAPSHOT_BYTES: usize = 64 << 20;
 
     /// Records an event; returns its id.
     pub fn push(&self, event: &CameraEvent, cameras: Vec<String>, reason: String) -> u64 {
@@ -153,6 +156,19 @@ impl EventLog {
         });
         while g.1.len() > Self::KEEP {
             g.1.pop_front();
+        }
+        let mut total: usize =
+            g.1.iter()
+                .filter_map(|e| e.snapshot.as_ref())
+                .map(|s| s.data.len())
+                .sum();
+        for e in g.1.iter_mut() {
+            if total <= Self::SNAPSHOT_BYTES {
+                break;
+            }
+            if let Some(s) = e.snapshot.take() {
+                total -= s.data.len();
+            }
         }
         id
     }

@@ -61,7 +61,18 @@ pub struct App {
     pub post_us: i64,
     /// `user:pass` required with Basic auth, if set.
     pub auth: Option<String>,
+    /// The replicator, with `--replicate-to`.
+    pub replication: Option<Arc<nvrkit_replicate::Handle>>,
+    /// The last export, kept so a player's `Range` requests for the same clip are slices of one
+    /// build: ((camera, from, to), file).
+    pub last_export: tokio::sync::Mutex<Option<CachedExport>>,
 }
+
+/// An export kept for `Range` requests: ((camera, from, to), the MP4 file).
+pub type CachedExport = ((String, WallTime, WallTime), bytes::Bytes);
+
+/// The longest range one export may cover: the faststart MP4 is built in memory.
+const MAX_EXPORT_US: i64 = 3600 * 1_000_000;
 
 /// The router.
 pub fn router(app: Arc<App>) -> Router {
@@ -72,6 +83,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/events/{id}/snapshot", get(snapshot))
         .route("/api/recordings", get(recordings))
         .route("/api/export.mp4", get(export))
+        .route("/api/replication", get(replication))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             basic_auth,
@@ -158,6 +170,35 @@ async fn cameras(State(app): State<Arc<App>>) -> Response {
         })
         .collect();
     axum::Json(list).into_response()
+}
+
+async fn replication(State(app): State<Arc<App>>) -> Response {
+    let Some(r) = &app.replication else {
+        return axum::Json(json!({ "target": null })).into_response();
+    };
+    let s = r.stats();
+    let names = ["event", "motion", "continuous"];
+    let by = |v: [u64; 3]| -> serde_json::Value {
+        names
+            .iter()
+            .zip(v)
+            .map(|(n, x)| ((*n).to_owned(), json!(x)))
+            .collect()
+    };
+    axum::Json(json!({
+        "target": r.target(),
+        "running": !r.is_finished(),
+        "elapsed_s": s.elapsed.as_secs_f64(),
+        "bytes_sent": s.bytes_sent,
+        "done": by(s.done),
+        "done_bytes": by(s.done_bytes),
+        "pending": by(s.pending),
+        "pending_bytes": by(s.pending_bytes),
+        "skipped": s.skipped,
+        "lost": s.lost,
+        "failed": s.failed,
+    }))
+    .into_response()
 }
 
 async fn list_events(State(app): State<Arc<App>>) -> Response {
@@ -301,22 +342,41 @@ async fn export(
         Ok(x) => x,
         Err(why) => return bad(StatusCode::BAD_REQUEST, why),
     };
-    let store = app.store.clone();
-    let cam = camera.clone();
+    if to.micros_since(from) > MAX_EXPORT_US {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "an export covers at most one hour (use segstore export for more)",
+        );
+    }
+    let key = (camera.clone(), from, to);
+    // One build per clip: a <video> element asks for many ranges of the same file. The lock is
+    // held while building, so concurrent requests for the same clip wait for one build.
+    let mut cache = app.last_export.lock().await;
     let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, nvrkit_store::Error> {
-        let mut out = Vec::new();
-        store
-            .export(&cam, from, to, ExportFormat::Mp4)?
-            .write_to(&mut out, |_| {})?;
-        Ok(out)
-    })
-    .await;
-    let body = match built {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
-        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
+    let body = match cache.as_ref() {
+        Some((k, b)) if *k == key => b.clone(),
+        _ => {
+            let store = app.store.clone();
+            let cam = camera.clone();
+            let built =
+                tokio::task::spawn_blocking(move || -> Result<Vec<u8>, nvrkit_store::Error> {
+                    let mut out = Vec::new();
+                    store
+                        .export(&cam, from, to, ExportFormat::Mp4)?
+                        .write_to(&mut out, |_| {})?;
+                    Ok(out)
+                })
+                .await;
+            let b = match built {
+                Ok(Ok(b)) => bytes::Bytes::from(b),
+                Ok(Err(e)) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+                Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
+            };
+            *cache = Some((key, b.clone()));
+            b
+        }
     };
+    drop(cache);
     tracing::debug!(
         camera,
         bytes = body.len(),
@@ -345,7 +405,7 @@ async fn export(
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
                 resp_headers.insert(header::CONTENT_RANGE, v);
             }
-            let slice = body[start..=end].to_vec();
+            let slice = body.slice(start..=end);
             (StatusCode::PARTIAL_CONTENT, resp_headers, Body::from(slice)).into_response()
         }
         Some(Err(())) => {
@@ -383,9 +443,14 @@ fn parse_range(v: &str, total: usize) -> Option<Result<(usize, usize), ()>> {
             let end = if b.is_empty() {
                 total - 1
             } else {
-                b.parse::<usize>().ok()?.min(total - 1)
+                // An invalid range (last before first) is ignored (RFC 9110 §14.1.1).
+                let last: usize = b.parse().ok()?;
+                if last < start {
+                    return None;
+                }
+                last.min(total - 1)
             };
-            if start >= total || end < start {
+            if start >= total {
                 return Some(Err(()));
             }
             (start, end)
@@ -406,6 +471,11 @@ mod tests {
         assert_eq!(parse_range("bytes=-100", 1000), Some(Ok((900, 999))));
         assert_eq!(parse_range("bytes=0-5000", 1000), Some(Ok((0, 999))));
         assert_eq!(parse_range("bytes=1000-", 1000), Some(Err(())));
+        assert_eq!(
+            parse_range("bytes=5-3", 1000),
+            None,
+            "an invalid range is ignored"
+        );
         assert_eq!(parse_range("bytes=0-1,5-9", 1000), None);
         assert_eq!(parse_range("items=0-1", 1000), None);
     }

@@ -212,7 +212,11 @@ async fn session(
                 .with_context(|| format!("SETUP of track {i}"))?;
         }
     }
-    let playing = session.play(PlayOptions::default()).await.context("PLAY")?;
+    // Permissive: many cameras leave `rtptime` out of RTP-Info; refusing them would only loop
+    // on reconnects. Their streams are aligned by the RTCP sender reports (`Clock`).
+    let play = PlayOptions::default()
+        .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive);
+    let playing = session.play(play).await.context("PLAY")?;
     let mut demuxed = playing.demuxed().context("depacketizer")?;
     state.connected.store(true, Ordering::Relaxed);
     tracing::info!(camera = source.name, url = source.display_url(), "playing");

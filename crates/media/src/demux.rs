@@ -324,7 +324,7 @@ impl Demuxer {
             let presented = s.iter().filter(|x| !x.discard);
             let start = presented.clone().map(|x| x.pts).min().unwrap_or(0);
             let end = presented
-                .map(|x| x.pts + i64::from(x.duration))
+                .map(|x| x.pts.saturating_add(i64::from(x.duration)))
                 .max()
                 .unwrap_or(0);
             tracks.push(TrackInfo {
@@ -334,7 +334,7 @@ impl Demuxer {
                 params,
                 sample_entry: b.sample_entry,
                 frames: s.len(),
-                duration: end - start,
+                duration: end.saturating_sub(start),
                 language: b.language,
             });
             length_size.push(b.length_size);
@@ -648,19 +648,23 @@ fn track_builder(
             .entries
             .iter()
             .map(|e| {
+                // Bounded so that sums of edits and timestamps cannot overflow: no real edit
+                // is longer than 2^60 ticks (36,000 years at 1 MHz).
+                const LONGEST: i64 = 1 << 60;
                 let duration = if e.segment_duration == 0 && fragmented {
-                    i64::MAX / 4 // "until the end of the media" in a fragmented file
+                    LONGEST // "until the end of the media" in a fragmented file
                 } else {
                     crate::time::rescale(
-                        i64::try_from(e.segment_duration).unwrap_or(i64::MAX / 4),
+                        i64::try_from(e.segment_duration).unwrap_or(LONGEST),
                         movie_timescale,
                         timescale,
                     )
+                    .clamp(0, LONGEST)
                 };
                 Edit {
                     media_time: e
                         .media_time
-                        .map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX / 4)),
+                        .map_or(-1, |t| i64::try_from(t).unwrap_or(LONGEST).min(LONGEST)),
                     duration,
                 }
             })
@@ -865,7 +869,7 @@ fn progressive_samples(
             duration: durations[i],
             keyframe: keyframe[i],
         });
-        dts += i64::from(durations[i]);
+        dts = dts.saturating_add(i64::from(durations[i]));
     }
     Ok(out)
 }
@@ -922,7 +926,12 @@ fn add_fragment(
                     .flags
                     .or(tfhd.default_sample_flags)
                     .unwrap_or(trex.default_sample_flags);
-                let cts = entry.cts.unwrap_or(0);
+                // As for ctts: offsets above i32::MAX come from version-0 boxes whose writer
+                // meant them as signed (ffmpeg reads them so).
+                let cts = match entry.cts.unwrap_or(0) {
+                    c if c > i64::from(i32::MAX) => i64::from(c as u32 as i32),
+                    c => c,
+                };
                 // ISO/IEC 14496-12 §8.8.3.1: bit 16 is sample_is_non_sync_sample.
                 let keyframe = b.is_audio || flags & 0x0001_0000 == 0;
                 b.raw.push(RawSample {
@@ -968,7 +977,7 @@ fn apply_edits(b: &TrackBuilder) -> Vec<SampleInfo> {
         };
         for k in 0..out.len() {
             let next = out.get(k + 1).map_or(end, |n| n.dts);
-            let d = next - out[k].dts;
+            let d = next.saturating_sub(out[k].dts);
             if d > 0 && d <= i64::from(u32::MAX) {
                 out[k].duration = d as u32;
             }
@@ -982,7 +991,7 @@ fn apply_edit_list(b: &TrackBuilder, shift: i64, ts: &[i64]) -> Vec<SampleInfo> 
         offset: s.offset,
         size: s.size,
         dts: t,
-        pts: t + shift + s.cts,
+        pts: t.saturating_add(shift).saturating_add(s.cts),
         duration: s.duration,
         keyframe: s.keyframe,
         discard: false,
@@ -1024,21 +1033,21 @@ fn apply_edit_list(b: &TrackBuilder, shift: i64, ts: &[i64]) -> Vec<SampleInfo> 
         while index < n {
             let s = &b.raw[index];
             let frame_duration = if index + 1 < n {
-                ts[index + 1] - ts[index]
+                ts[index + 1].saturating_sub(ts[index])
             } else {
                 edit.duration
             };
-            let curr_cts = ts[index] + shift + s.cts;
+            let curr_cts = ts[index].saturating_add(shift).saturating_add(s.cts);
             let mut discard = false;
             if curr_cts < media_time || curr_cts >= edit_end {
                 if b.is_audio
                     && curr_cts < media_time
-                    && curr_cts + frame_duration > media_time
+                    && curr_cts.saturating_add(frame_duration) > media_time
                     && is_first_audio_edit
                 {
                     // A frame straddling the edit start: kept, and shifted so the edit start
                     // lands at the counter (ffmpeg adds skip_samples for the decoder).
-                    counter -= media_time - curr_cts;
+                    counter = counter.saturating_sub(media_time.saturating_sub(curr_cts));
                     if !start_encountered {
                         start_encountered = true;
                         rewrite_discarded(&mut out, counter, &discarded_begin);
@@ -1050,7 +1059,7 @@ fn apply_edit_list(b: &TrackBuilder, shift: i64, ts: &[i64]) -> Vec<SampleInfo> 
                     }
                 }
             } else {
-                let corrected = counter + s.cts + shift;
+                let corrected = counter.saturating_add(s.cts).saturating_add(shift);
                 min_corrected_pts = Some(min_corrected_pts.map_or(corrected, |m| m.min(corrected)));
                 if !start_encountered {
                     start_encountered = true;
@@ -1071,10 +1080,10 @@ fn apply_edit_list(b: &TrackBuilder, shift: i64, ts: &[i64]) -> Vec<SampleInfo> 
                 last.pts = cts; // temporarily the composition offset
             }
             if start_encountered {
-                counter += frame_duration;
+                counter = counter.saturating_add(frame_duration);
             }
             index += 1;
-            if curr_cts + frame_duration >= edit_end && (s.keyframe || b.is_audio) {
+            if curr_cts.saturating_add(frame_duration) >= edit_end && (s.keyframe || b.is_audio) {
                 if has_ctts && !b.is_audio && !found_keyframe_after {
                     // There may be trailing B-frames after this keyframe that belong to the edit.
                     found_keyframe_after = true;
@@ -1090,8 +1099,8 @@ fn apply_edit_list(b: &TrackBuilder, shift: i64, ts: &[i64]) -> Vec<SampleInfo> 
     }
     for s in &mut out {
         let cts = s.pts;
-        s.dts -= min_pts;
-        s.pts = s.dts + shift + cts;
+        s.dts = s.dts.saturating_sub(min_pts);
+        s.pts = s.dts.saturating_add(shift).saturating_add(cts);
     }
     out
 }
@@ -1140,17 +1149,21 @@ fn apply_edits_fragmented(b: &TrackBuilder) -> Vec<SampleInfo> {
             break;
         }
     }
-    let offset = media_time - empty;
+    let offset = media_time.saturating_sub(empty);
     b.raw
         .iter()
         .map(|s| SampleInfo {
             offset: s.offset,
             size: s.size,
-            dts: s.dts - offset,
-            pts: s.dts + s.cts - offset,
+            dts: s.dts.saturating_sub(offset),
+            pts: s.dts.saturating_add(s.cts).saturating_sub(offset),
             duration: s.duration,
             keyframe: s.keyframe,
-            discard: !b.edits.is_empty() && s.dts + s.cts + i64::from(s.duration) <= media_time,
+            discard: !b.edits.is_empty()
+                && s.dts
+                    .saturating_add(s.cts)
+                    .saturating_add(i64::from(s.duration))
+                    <= media_time,
         })
         .collect()
 }

@@ -189,7 +189,8 @@ impl H264Sps {
                         for _ in 0..size {
                             if next != 0 {
                                 let delta = r.se()?;
-                                next = (last + delta).rem_euclid(256);
+                                // In i64: a hostile delta_scale near i32::MAX must not overflow.
+                                next = (i64::from(last) + i64::from(delta)).rem_euclid(256) as i32;
                             }
                             if next != 0 {
                                 last = next;
@@ -367,6 +368,51 @@ mod tests {
             rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]),
             vec![0, 0, 1, 0, 0, 0, 3]
         );
+    }
+
+    /// Writes bits MSB first, with Exp-Golomb codes.
+    struct Bits(Vec<bool>);
+    impl Bits {
+        fn u(&mut self, n: u32, v: u64) -> &mut Self {
+            for i in (0..n).rev() {
+                self.0.push(v >> i & 1 == 1);
+            }
+            self
+        }
+        fn ue(&mut self, v: u64) -> &mut Self {
+            let n = 64 - (v + 1).leading_zeros();
+            self.u(n - 1, 0).u(n, v + 1)
+        }
+        fn se(&mut self, v: i64) -> &mut Self {
+            self.ue(if v > 0 {
+                (2 * v - 1) as u64
+            } else {
+                (-2 * v) as u64
+            })
+        }
+        fn bytes(&self) -> Vec<u8> {
+            self.0
+                .chunks(8)
+                .map(|c| {
+                    c.iter()
+                        .enumerate()
+                        .fold(0u8, |a, (i, b)| a | (u8::from(*b) << (7 - i)))
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_hostile_scaling_list_does_not_overflow() {
+        // Regression: delta_scale near i32::MAX overflowed `last + delta`.
+        let mut b = Bits(Vec::new());
+        b.u(8, 100).u(8, 0).u(8, 40).ue(0); // High profile, level 4.0, sps id 0
+        b.ue(1).ue(0).ue(0).u(1, 0); // 4:2:0, 8-bit, no transform bypass
+        b.u(1, 1).u(1, 1).se(i64::from(i32::MAX)); // scaling matrix present, list 0 present
+        b.u(64, 0);
+        let mut nal = vec![0x67];
+        nal.extend(b.bytes());
+        let _ = H264Sps::parse(&nal);
     }
 
     #[test]

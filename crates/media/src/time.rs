@@ -163,7 +163,8 @@ impl WallTime {
             reason,
         };
         let b = input.as_bytes();
-        if b.len() != 23 || b[8] != b'T' || b[15] != b'.' || b[22] != b'Z' {
+        // ASCII first: the fields below are sliced by byte offset (file names reach here).
+        if !input.is_ascii() || b.len() != 23 || b[8] != b'T' || b[15] != b'.' || b[22] != b'Z' {
             return Err(err("expected YYYYMMDDTHHMMSS.ffffffZ"));
         }
         let num = |r: std::ops::Range<usize>| -> Result<i64, ParseTimeError> {
@@ -407,6 +408,13 @@ mod tests {
         ] {
             assert!(bad.parse::<WallTime>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn compact_form_rejects_non_ascii_without_panicking() {
+        // Regression: a stray file named like a segment with a multi-byte character panicked.
+        assert!(WallTime::parse_compact("202é112T163703.123456Z").is_err());
+        assert!(WallTime::parse_compact("2026112５T163703.12345Z").is_err());
     }
 
     #[test]

@@ -477,3 +477,47 @@ fn priming_and_b_frames_come_out_as_ffprobe_shows_them() {
     );
     assert_eq!((a[1].pts, a[1].discard), (0, false));
 }
+
+#[test]
+fn a_huge_edit_list_is_an_error_or_clamped_never_an_overflow() {
+    // Regression: a v1 `elst` with a segment_duration near 2^62 overflowed the edit-list
+    // arithmetic (a panic in debug builds, nonsense timestamps in release).
+    use mp4_atom::{Decode, Edts, Elst, ElstEntry, Encode, Moov};
+    let sample = nvrkit_media::sample();
+    let mut pos = 0usize;
+    let mut out = Vec::new();
+    while pos + 8 <= sample.len() {
+        let size = u32::from_be_bytes(sample[pos..pos + 4].try_into().unwrap()) as usize;
+        let kind = &sample[pos + 4..pos + 8];
+        let body = &sample[pos..pos + size];
+        if kind == b"moov" {
+            let mut moov = Moov::decode(&mut &body[..]).unwrap();
+            for trak in &mut moov.trak {
+                let entry = ElstEntry {
+                    segment_duration: 1 << 62,
+                    media_time: Some(0),
+                    media_rate: 1i16.into(),
+                };
+                trak.edts = Some(Edts {
+                    elst: Some(Elst {
+                        entries: vec![entry.clone(), entry],
+                    }),
+                });
+            }
+            moov.encode(&mut out).unwrap();
+        } else {
+            out.extend_from_slice(body);
+        }
+        pos += size;
+    }
+    // The moov grew, so chunk offsets now point a little early: reads may fail, but nothing may
+    // panic or overflow.
+    if let Ok(d) = Demuxer::from_bytes("huge-elst", Bytes::from(out)) {
+        for t in d.tracks() {
+            assert!(t.duration >= 0);
+        }
+        for f in d.frames() {
+            let _ = f;
+        }
+    }
+}

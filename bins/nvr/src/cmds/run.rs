@@ -69,6 +69,17 @@ pub struct Args {
     /// Serve HTTP beyond loopback without credentials (say it explicitly).
     #[arg(long)]
     pub http_no_auth: bool,
+    /// Replicate the store to a backup: a directory, or `s3://bucket/prefix` (credentials and
+    /// endpoint from the usual AWS environment variables). Events first, then motion, then
+    /// continuous footage.
+    #[arg(long, value_name = "TARGET")]
+    pub replicate_to: Option<String>,
+    /// Upstream cap for replication, e.g. 2Mbit, 500kbit, 1MB/s (default: uncapped).
+    #[arg(long, value_parser = nvrkit_replicate::parse_rate, requires = "replicate_to")]
+    pub upstream: Option<u64>,
+    /// Do not replicate continuous footage without motion or events.
+    #[arg(long, requires = "replicate_to")]
+    pub skip_no_motion: bool,
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
@@ -140,10 +151,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("unknown unit in {s:?} (ms, s, m, h)")),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration"))
 }
 
 fn printable(addr: SocketAddr) -> String {
@@ -210,24 +218,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         });
         demo_server = Some(server);
     }
-    for spec in &args.cameras {
-        let Some((name, url)) = spec.split_once('=') else {
-            bail!("--camera wants NAME=rtsp://…, got {spec:?}");
-        };
+    for (name, url, udp) in specs {
         let url: url::Url = url
             .parse()
             .with_context(|| format!("camera {name}: bad URL"))?;
         if url.scheme() != "rtsp" {
             bail!("camera {name}: only rtsp:// URLs are supported");
         }
+        nvrkit_store::layout::check_camera(&name)
+            .map_err(|e| anyhow::anyhow!("camera name {name:?}: {e}"))?;
         if sources.iter().any(|s: &CameraSource| s.name == name) {
             bail!("two cameras are named {name}");
         }
-        sources.push(CameraSource {
-            name: name.to_owned(),
-            url,
-            udp: args.transport == "udp",
-        });
+        sources.push(CameraSource { name, url, udp });
     }
 
     let data = args.data.clone();
@@ -245,6 +248,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let store = Arc::new(store);
+    let replication = match &args.replicate_to {
+        Some(url) => {
+            let spec = nvrkit_replicate::target::TargetSpec::parse(url)
+                .with_context(|| format!("--replicate-to {url}"))?;
+            let mut options = nvrkit_replicate::Options::default()
+                .follow(true)
+                .skip_no_motion(args.skip_no_motion);
+            if let Some(rate) = args.upstream {
+                options = options.upstream(rate);
+            }
+            let store = store.clone();
+            let handle = tokio::task::spawn_blocking(move || {
+                nvrkit_replicate::start(&store, &spec, options)
+            })
+            .await?
+            .with_context(|| format!("replication to {url}"))?;
+            tracing::info!("replicating to {url}");
+            Some(Arc::new(handle))
+        }
+        None => None,
+    };
 
     let settings = Settings {
         pre: args.pre,
@@ -372,6 +396,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         pre_us: args.pre.as_micros() as i64,
         post_us: args.post.as_micros() as i64,
         auth: args.http_auth.clone(),
+        replication: replication.clone(),
+        last_export: tokio::sync::Mutex::new(None),
     });
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
@@ -464,6 +490,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = tokio::task::spawn_blocking(move || r.thread.join()).await;
     }
     smtp.shutdown().await;
+    if let Some(r) = replication {
+        r.stop();
+    }
     if let Some(s) = demo_server {
         s.shutdown().await;
     }
@@ -510,5 +539,13 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1 fortnight").is_err());
+        assert!(
+            parse_duration("99999999999999999999h").is_err(),
+            "no panic on overflow"
+        );
+        assert!(
+            parse_duration("99999999999999999999h").is_err(),
+            "no panic on overflow"
+        );
     }
 }
