@@ -1,7 +1,7 @@
 //! Arguments shared by the subcommands: the store, times, durations, byte sizes.
 
+pub use nvrkit_store::units::{parse_bytes, parse_duration};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use nvrkit_media::WallTime;
 
@@ -87,71 +87,6 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
         })
 }
 
-/// Parses `90`, `90s`, `10m`, `1h30m`, `7d`, `250ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("{s:?} is not a duration: use 90s, 10m, 1h30m, 7d");
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(err());
-    }
-    if let Ok(secs) = rest.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        if digits == 0 {
-            return Err(err());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" | "min" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            "w" => Duration::from_secs(7 * 86_400),
-            _ => return Err(err()),
-        };
-        total += unit * u32::try_from(n).map_err(|_| err())?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
-}
-
-/// Parses `1000`, `500M`, `10G`, `2TiB`, `1.5T` (K, M, G, T are powers of 1024; `KB`, `MB`, `GB`,
-/// `TB` powers of 1000).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let err = || format!("{s:?} is not a size: use 500M, 10G, 2T");
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| err())?;
-    let mult: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "K" | "KiB" | "k" => 1024.0,
-        "M" | "MiB" => 1024f64.powi(2),
-        "G" | "GiB" => 1024f64.powi(3),
-        "T" | "TiB" => 1024f64.powi(4),
-        "KB" | "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "TB" => 1e12,
-        _ => return Err(err()),
-    };
-    let v = n * mult;
-    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
-        return Err(err());
-    }
-    Ok(v as u64)
-}
-
 /// Human bytes: `12.3 MiB`.
 pub fn human_bytes(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -185,6 +120,8 @@ pub fn human_duration(us: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -85,6 +85,7 @@ mod read;
 mod retention;
 mod segment;
 mod store;
+pub mod units;
 mod writer;
 
 pub use error::{Error, Result};

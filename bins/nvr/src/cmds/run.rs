@@ -12,7 +12,8 @@ use nvrkit_feed::Clip;
 use nvrkit_media::Demuxer;
 use nvrkit_smtp::client::{AlarmMail, Client, ClientOptions};
 use nvrkit_smtp::{CameraEvent, ServerConfig};
-use nvrkit_store::{Options, Store};
+use nvrkit_store::units::{parse_bytes, parse_duration};
+use nvrkit_store::{Limits, Options, RetentionPolicy, Store};
 use tokio::sync::watch;
 
 use crate::events::{self, EventLog, MapRule};
@@ -60,6 +61,19 @@ pub struct Args {
     /// Segment length in the store.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub segment: Duration,
+    /// Keep at most this many bytes of footage (500G, 2T); the oldest untagged footage goes
+    /// first, then motion, then events.
+    #[arg(long, value_parser = parse_bytes)]
+    pub max_bytes: Option<u64>,
+    /// Delete untagged footage older than this (30d).
+    #[arg(long, value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+    /// Delete event footage older than this (default: only when space is needed).
+    #[arg(long, value_parser = parse_duration)]
+    pub max_age_event: Option<Duration>,
+    /// Delete footage while the disk has less free space than this, so it never fills.
+    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    pub min_free: u64,
     /// HTTP API and web page.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
@@ -133,25 +147,6 @@ impl ConfigFile {
         }
         Ok(c)
     }
-}
-
-/// Parses `10s`, `500ms`, `2m`, `1h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, ""), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (10s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit in {s:?} (ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration"))
 }
 
 fn printable(addr: SocketAddr) -> String {
@@ -235,8 +230,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let data = args.data.clone();
     let segment = args.segment;
+    let mut limits = Limits::default();
+    limits.max_bytes = args.max_bytes;
+    limits.max_age = args.max_age;
+    limits.max_age_event = args.max_age_event;
+    let mut policy = RetentionPolicy::default().overall(limits);
+    policy.min_free_bytes = Some(args.min_free);
     let store = tokio::task::spawn_blocking(move || {
-        Store::open(&data, Options::default().segment_duration(segment))
+        Store::open(
+            &data,
+            Options::default()
+                .segment_duration(segment)
+                .retention(policy),
+        )
     })
     .await??;
     let recovery = store.recovery();
@@ -529,23 +535,5 @@ mod tests {
         assert!(ConfigFile::load(&p).is_err());
         std::fs::write(&p, "cameras = 3\n").unwrap();
         assert!(ConfigFile::load(&p).is_err(), "unknown keys are refused");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("1 fortnight").is_err());
-        assert!(
-            parse_duration("99999999999999999999h").is_err(),
-            "no panic on overflow"
-        );
-        assert!(
-            parse_duration("99999999999999999999h").is_err(),
-            "no panic on overflow"
-        );
     }
 }
