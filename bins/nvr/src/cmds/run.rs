@@ -72,7 +72,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     pub max_age_event: Option<Duration>,
     /// Delete footage while the disk has less free space than this, so it never fills.
-    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    #[arg(long, default_value = "256M", value_parser = parse_bytes)]
     pub min_free: u64,
     /// HTTP API and web page.
     #[arg(long, default_value = "127.0.0.1:8080")]
