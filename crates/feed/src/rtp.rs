@@ -158,9 +158,13 @@ impl Packetizer {
     /// index); an AU larger than a packet is fragmented (§3.2.3), every fragment carrying the
     /// AU header with the whole AU's size.
     fn aac(&self, au: &Bytes, out: &mut Vec<Payload>) {
-        // 13 bits of AU-size: larger frames cannot be described (AAC frames are < 6144 bytes
-        // per channel element; 8191 is plenty).
-        let size = au.len().min(0x1fff) as u16;
+        // 13 bits of AU-size (RFC 3640 AAC-hbr): a larger AU cannot be described, so it is not
+        // sent at all rather than sent with a wrong size (AAC frames are < 6144 bytes per
+        // channel element; only a damaged file has one this large).
+        if au.len() > 0x1fff {
+            return;
+        }
+        let size = au.len() as u16;
         let header = [0x00, 0x10, (size >> 5) as u8, ((size & 0x1f) << 3) as u8];
         let chunk = self.max_payload - header.len();
         if au.is_empty() {
@@ -351,6 +355,16 @@ mod tests {
             [0x00, 0x10, (300 >> 5) as u8, ((300 & 0x1f) << 3) as u8]
         );
         assert!(out[0].marker);
+        out.clear();
+        Packetizer::new(&params, 1400).packetize(
+            &frame(Bytes::from(vec![0u8; 9000])),
+            &[],
+            &mut out,
+        );
+        assert!(
+            out.is_empty(),
+            "an AU too large for 13 bits is not sent with a wrong size"
+        );
     }
 
     #[test]

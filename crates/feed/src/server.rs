@@ -424,11 +424,14 @@ async fn receive_rtcp(sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop: watch
     loop {
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
+                // Only addresses a session registered at PLAY count: a spoofed packet from
+                // anywhere else must not grow the map.
                 if let Ok((n, from)) = r
                     && rtcp::is_receiver_rtcp(&buf[..n])
                     && let Ok(mut seen) = shared.udp_seen.lock()
+                    && let Some(at) = seen.get_mut(&from)
                 {
-                    seen.insert(from, Instant::now());
+                    *at = Instant::now();
                 }
             }
             _ = stop.changed() => break,
@@ -482,11 +485,20 @@ struct ConnIo {
     payloads: Vec<Payload>,
 }
 
+/// How long one write to a client may block. A client that keeps its TCP window shut this long
+/// is dropped: it must not hold its task (and the server's shutdown) forever. The ring already
+/// skips slow readers forward, so a client that merely lags is not affected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl ConnIo {
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
             let buf = self.out.split();
-            self.wr.write_all(&buf).await?;
+            tokio::time::timeout(WRITE_TIMEOUT, self.wr.write_all(&buf))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+                })??;
         }
         Ok(())
     }
@@ -620,6 +632,13 @@ async fn serve(
                                                 .map(|t| (t.stream, t.seq, t.ts_base))
                                                 .collect();
                                             io.queue_response(&conn.play_response(&cseq, &info));
+                                            if let Ok(mut seen) = shared.udp_seen.lock() {
+                                                for t in &pb.tracks {
+                                                    if let Transport::Udp { rtcp, .. } = t.transport {
+                                                        seen.insert(SocketAddr::new(peer.ip(), rtcp), Instant::now());
+                                                    }
+                                                }
+                                            }
                                             if let Some(f) = first {
                                                 // An RTCP SR before the first RTP packet: clients
                                                 // (ffmpeg) can place the streams on one clock at
@@ -635,6 +654,9 @@ async fn serve(
                                             playback = Some(pb);
                                         }
                                         None => {
+                                            // No keyframe in time: the session is Ready again,
+                                            // so the client may retry PLAY.
+                                            conn.play_failed();
                                             let r = rtsp_types::Response::builder(
                                                 rtsp_types::Version::V1_0,
                                                 rtsp_types::StatusCode::ServiceUnavailable,

@@ -503,6 +503,13 @@ impl Connection {
         self.with_session(b, &s.id)
     }
 
+    /// PLAY could not start (no keyframe arrived in time): the session is set up, not playing.
+    pub fn play_failed(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            s.state = State::Ready;
+        }
+    }
+
     /// Forgets the session (the I/O layer closed it, e.g. on timeout).
     pub fn drop_session(&mut self) -> Option<Session> {
         self.session.take()

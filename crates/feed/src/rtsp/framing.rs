@@ -92,6 +92,17 @@ impl Framer {
             let payload = self.buf.split_to(len).freeze();
             return Some(Incoming::Data { channel, payload });
         }
+        // A request head ends at a blank line: until one is buffered there is nothing to parse
+        // (and a client trickling bytes costs one scan per read, not a parse).
+        if find_blank_line(&self.buf).is_none() {
+            if self.buf.len() > MAX_MESSAGE {
+                self.skipping = true;
+                return Some(Incoming::Malformed(format!(
+                    "request larger than {MAX_MESSAGE} bytes"
+                )));
+            }
+            return None;
+        }
         let parsed = Message::<Vec<u8>>::parse(&self.buf[..]);
         match parsed {
             Ok((msg, consumed)) => {
@@ -117,7 +128,7 @@ impl Framer {
                     // A complete head that still does not parse with its body: a body
                     // longer than allowed is caught above, so wait for the body.
                     let declared = content_length(&self.buf[..end]);
-                    if declared.is_some_and(|l| end + l > MAX_MESSAGE) {
+                    if declared.is_some_and(|l| l > MAX_MESSAGE.saturating_sub(end)) {
                         self.skipping = true;
                         return Some(Incoming::Malformed(format!(
                             "request body larger than {MAX_MESSAGE} bytes"
@@ -184,6 +195,16 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].starts_with("bad"));
         assert_eq!(got[1], "req OPTIONS");
+    }
+
+    #[test]
+    fn a_huge_content_length_is_refused_not_overflowed() {
+        // Regression: end + Content-Length overflowed usize.
+        let mut f = Framer::new();
+        f.push(b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        let got = drain(&mut f);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("bad"), "{got:?}");
     }
 
     #[test]
