@@ -247,14 +247,7 @@ async fn list_events(State(app): State<Arc<App>>) -> Response {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 async fn snapshot(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response {

@@ -444,9 +444,8 @@ fn flush(
         }
     }
     frames.sort_by(|a, b| {
-        let ka = i128::from(a.dts) * i128::from(b.timescale);
-        let kb = i128::from(b.dts) * i128::from(a.timescale);
-        ka.cmp(&kb).then(a.stream.cmp(&b.stream))
+        nvrkit_media::time::cmp_ticks(a.dts, a.timescale, b.dts, b.timescale)
+            .then(a.stream.cmp(&b.stream))
     });
     for mut f in frames {
         let s = f.stream.min(1);

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use nvrkit_media::time::rescale;
+use nvrkit_media::time::{cmp_ticks, rescale};
 use nvrkit_media::{Demuxer, Frame, TrackInfo, WallTime};
 
 use crate::error::{Error, Result};
@@ -277,10 +277,7 @@ impl Iterator for LoopSource {
             let f = self.peek(s);
             let earlier = match &best {
                 None => true,
-                Some((_, b)) => {
-                    i128::from(f.dts) * i128::from(b.timescale)
-                        < i128::from(b.dts) * i128::from(f.timescale)
-                }
+                Some((_, b)) => cmp_ticks(f.dts, f.timescale, b.dts, b.timescale).is_lt(),
             };
             if earlier {
                 best = Some((s, f));

@@ -1212,13 +1212,15 @@ fn decode_order(tracks: &[TrackInfo], samples: &[Vec<SampleInfo>]) -> Vec<(u32, 
         .enumerate()
         .flat_map(|(s, v)| (0..v.len()).map(move |i| (s as u32, i as u32)))
         .collect();
-    // Compare dts_a / ts_a with dts_b / ts_b exactly, by cross-multiplying in i128.
     order.sort_by(|&(sa, ia), &(sb, ib)| {
-        let a = i128::from(samples[sa as usize][ia as usize].dts)
-            * i128::from(tracks[sb as usize].timescale);
-        let b = i128::from(samples[sb as usize][ib as usize].dts)
-            * i128::from(tracks[sa as usize].timescale);
-        a.cmp(&b).then(sa.cmp(&sb)).then(ia.cmp(&ib))
+        crate::time::cmp_ticks(
+            samples[sa as usize][ia as usize].dts,
+            tracks[sa as usize].timescale,
+            samples[sb as usize][ib as usize].dts,
+            tracks[sb as usize].timescale,
+        )
+        .then(sa.cmp(&sb))
+        .then(ia.cmp(&ib))
     });
     order
 }

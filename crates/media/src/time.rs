@@ -57,6 +57,20 @@ pub fn rescale_floor(value: i64, from: u32, to: u32) -> i64 {
         .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
+/// Compares two instants given in different timescales exactly (`a` ticks at `a_rate` Hz
+/// against `b` ticks at `b_rate` Hz), by cross-multiplying in `i128`: no rounding, so frames of
+/// different streams sort the same way every time.
+///
+/// ```
+/// use std::cmp::Ordering;
+/// use nvrkit_media::time::cmp_ticks;
+/// assert_eq!(cmp_ticks(512, 12_800, 1920, 48_000), Ordering::Equal); // both 40 ms
+/// assert_eq!(cmp_ticks(1, 90_000, 1, 48_000), Ordering::Less);
+/// ```
+pub fn cmp_ticks(a: i64, a_rate: u32, b: i64, b_rate: u32) -> std::cmp::Ordering {
+    (i128::from(a) * i128::from(b_rate)).cmp(&(i128::from(b) * i128::from(a_rate)))
+}
+
 /// A wall-clock instant: microseconds since 1970-01-01T00:00:00Z (UTC, leap seconds not counted,
 /// like Unix time). This is the one wall-clock type of nvrkit; it prints as RFC 3339.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
