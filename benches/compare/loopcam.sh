@@ -38,9 +38,11 @@ start_server() { # name [extra loopcam flags] → pid on stdout
   esac
   echo $!
 }
-stop_server() {
+stop_server() { # SIGINT (loopcam logs its pacing), then SIGKILL: the next server needs the port
   kill -INT "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
 }
 
 summarize() { # json → "cpu rss first_key_p50 first_key_p95 ok/n frames_min"

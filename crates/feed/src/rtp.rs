@@ -51,13 +51,19 @@ impl Payload {
 
     /// Writes the payload after an RTP header built from the arguments.
     pub fn write_packet(&self, out: &mut BytesMut, pt: u8, seq: u16, timestamp: u32, ssrc: u32) {
+        self.write_header(out, pt, seq, timestamp, ssrc);
+        out.put_slice(&self.body);
+    }
+
+    /// Writes the RTP header and the payload-format header, not the body: a sender that can
+    /// write the body from its own buffer (a vectored write of [`Payload::body`]) copies nothing.
+    pub fn write_header(&self, out: &mut BytesMut, pt: u8, seq: u16, timestamp: u32, ssrc: u32) {
         out.put_u8(0x80); // V=2, no padding, no extension, no CSRC
         out.put_u8(if self.marker { 0x80 | pt } else { pt });
         out.put_u16(seq);
         out.put_u32(timestamp);
         out.put_u32(ssrc);
         out.put_slice(&self.head[..usize::from(self.head_len)]);
-        out.put_slice(&self.body);
     }
 }
 
