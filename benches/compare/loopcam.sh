@@ -34,7 +34,8 @@ declare -A url=([loopcam]="rtsp://127.0.0.1:18554/$name" [gst-rtsp-server]="rtsp
 start_server() { # name [extra loopcam flags] → pid on stdout
   case $1 in
     loopcam) "$loopcam" --listen 127.0.0.1:18554 --no-udp "${@:2}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
-    gst-rtsp-server) /usr/bin/python3 "$peers/gst_loop_server.py" "$clip" --port 18555 >>"$tmp/gst.log" 2>&1 & ;;
+    # --audio: the AAC track too, as loopcam serves it (the light client sets up video only).
+    gst-rtsp-server) /usr/bin/python3 "$peers/gst_loop_server.py" "$clip" --port 18555 ${GST_AUDIO---audio} >>"$tmp/gst.log" 2>&1 & ;;
   esac
   echo $!
 }
