@@ -75,10 +75,17 @@ pub async fn run(
     loop {
         state.sessions.fetch_add(1, Ordering::Relaxed);
         let started = tokio::time::Instant::now();
+        let mut session_stop = stop.clone();
+        // Biased: at shutdown the session is polled first, sees the stop and flushes its held
+        // GOP; the outer branch only ends a session stuck in DESCRIBE/SETUP/PLAY.
         let result = tokio::select! {
-            r = session(&source, &mut writer, &state, &mut timeline) => r,
+            biased;
+            r = session(&source, &mut writer, &state, &mut timeline, &mut session_stop) => r,
             _ = stop.changed() => return,
         };
+        if *stop.borrow() {
+            return;
+        }
         state.connected.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => tracing::warn!(camera = source.name, "stream ended; reconnecting"),
@@ -164,6 +171,7 @@ async fn session(
     writer: &mut nvrkit_ring::Writer,
     state: &CameraState,
     timeline: &mut Timeline,
+    stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut session = retina::client::Session::describe(
         source.url.clone(),
@@ -227,9 +235,18 @@ async fn session(
     let mut published: Vec<TrackInfo> = Vec::new();
     let mut waiting_for_key = true;
     loop {
-        let item = tokio::time::timeout(Duration::from_secs(20), demuxed.next())
-            .await
-            .context("no media for 20 s")?;
+        let next = tokio::time::timeout(Duration::from_secs(20), demuxed.next());
+        let item = tokio::select! {
+            item = next => item.context("no media for 20 s")?,
+            _ = stop.changed() => {
+                // Shutting down: the held GOP goes into the ring, so an open event range ends
+                // with it instead of losing up to a GOP.
+                if !gop.frames.is_empty() {
+                    flush(&mut gop, writer, state, timeline)?;
+                }
+                return Ok(());
+            }
+        };
         let item = match item {
             None => return Ok(()),
             Some(r) => r.context("RTSP stream")?,

@@ -126,7 +126,17 @@ pub fn run(
         };
         match cmd {
             Some(Command::Shutdown) => {
-                if let Some(a) = active.take() {
+                if let Some(mut a) = active.take() {
+                    // What ingest flushed at shutdown (its held GOP) is in the ring: write it.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                    while std::time::Instant::now() < deadline {
+                        match a.reader.recv_timeout(Duration::from_millis(200)) {
+                            Ok(f) if a.until.is_none_or(|u| f.wall.is_none_or(|w| w <= u)) => {
+                                write(&camera, &store, &state, &mut a, f, &stats);
+                            }
+                            _ => break,
+                        }
+                    }
                     finish(&camera, &store, a, settings, &stats, true);
                 }
                 return;

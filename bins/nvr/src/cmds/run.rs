@@ -489,6 +489,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down: flushing open event ranges");
     let _ = stop_tx.send(true);
+    // Let ingest hand its held GOPs to the rings before the recorders drain and close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     for r in &running {
         let _ = r.commands.send(Command::Shutdown);
     }
