@@ -15,6 +15,7 @@
 //! (marked `discontinuity`) rather than repeating anything.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nvrkit_media::time::{cmp_ticks, rescale};
 use nvrkit_media::{Demuxer, Frame, TrackInfo, WallTime};
@@ -113,6 +114,45 @@ impl Clip {
     /// Frames of one stream, decode order, one loop.
     pub fn frames(&self, stream: usize) -> &[Frame] {
         self.frames.get(stream).map_or(&[], Vec::as_slice)
+    }
+
+    /// The longest GOP of the master stream in microseconds, the wrap from the last keyframe
+    /// round to the first one included (a clip with one keyframe has one GOP: the period).
+    pub fn max_gop_micros(&self) -> i64 {
+        let frames = self.frames(self.master);
+        let keys: Vec<i64> = frames
+            .iter()
+            .filter(|f| f.keyframe)
+            .map(|f| f.dts)
+            .collect();
+        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+            return self.period_micros();
+        };
+        let wrap = first + self.period - last;
+        let ticks = keys.windows(2).map(|w| w[1] - w[0]).fold(wrap, i64::max);
+        rescale(ticks, self.tracks[self.master].timescale, 1_000_000)
+    }
+
+    /// How many frames of `streams` a ring needs room for to keep `keep` of the loop: the
+    /// ring holds `keep` plus the GOP being written and, until the writer evicts it, the GOP
+    /// before (see `nvrkit_ring`'s bounds), so `keep + 2 × max_gop_micros()` of frames at the
+    /// clip's densest rate, and never more than that many whole loops. Sizing the ring by the
+    /// clip rather than by the ring's default saves a few hundred kilobytes per served clip.
+    pub fn ring_frames(&self, streams: &[usize], keep: Duration) -> usize {
+        let per_loop: usize = streams.iter().map(|&s| self.frames(s).len()).sum();
+        let period = self.period_micros().max(1);
+        let window = i64::try_from(keep.as_micros())
+            .unwrap_or(i64::MAX / 4)
+            .saturating_add(2 * self.max_gop_micros());
+        let loops = usize::try_from(window.max(0) / period + 2).unwrap_or(usize::MAX);
+        // Frames per window at the loop's mean rate, with a quarter to spare for uneven
+        // density (audio and video frames are not evenly spread in a short window).
+        let by_rate = (per_loop as u128 * window.max(0) as u128 * 5 / 4).div_ceil(period as u128);
+        let by_rate = usize::try_from(by_rate).unwrap_or(usize::MAX);
+        per_loop
+            .saturating_mul(loops)
+            .min(by_rate.saturating_add(32))
+            .max(16)
     }
 }
 
@@ -414,6 +454,53 @@ mod tests {
     #[test]
     fn hevc_loops() {
         check(clip_from("testdata/h265_hvc1.mp4"), 4);
+    }
+
+    /// A ring sized by `ring_frames` never drops a GOP for lack of slots and still keeps the
+    /// asked-for span, for every clip shape in testdata (one keyframe per loop, short GOPs,
+    /// B-frames, 29.97 fps, HEVC), with all streams and with the video alone.
+    #[test]
+    fn ring_frames_fit_the_span_asked_for() {
+        let clips = [
+            sample_clip(),
+            clip_from("testdata/h264_high_bframes_longaudio.mp4"),
+            clip_from("testdata/h264_ntsc_29.97.mp4"),
+            clip_from("testdata/h264_main_720p25_aac.mp4"),
+            clip_from("testdata/h265_hvc1.mp4"),
+        ];
+        for clip in clips {
+            for keep in [Duration::from_secs(1), Duration::from_secs(4)] {
+                let all: Vec<usize> = (0..clip.tracks().len()).collect();
+                for streams in [all, vec![clip.master()]] {
+                    let n = clip.ring_frames(&streams, keep);
+                    let config = nvrkit_ring::Config::new()
+                        .max_duration(keep)
+                        .max_bytes(1 << 30)
+                        .max_frames(n)
+                        .video_stream(clip.master());
+                    let (mut writer, _ring) = nvrkit_ring::ring(config).unwrap();
+                    let span = keep.as_micros() as i64 + 3 * clip.max_gop_micros();
+                    let src = LoopSource::new(clip.clone(), WallTime::EPOCH);
+                    for f in src
+                        .filter(|f| streams.contains(&f.stream))
+                        .take_while(|f| f.wall.unwrap().as_micros() < span)
+                    {
+                        writer.push(f).unwrap();
+                    }
+                    let st = writer.stats();
+                    assert_eq!(
+                        st.dropped, 0,
+                        "{n} slots, streams {streams:?}, keep {keep:?}"
+                    );
+                    let (oldest, newest) = (st.oldest.unwrap(), st.newest.unwrap());
+                    assert!(
+                        newest.as_micros() - oldest.as_micros() >= keep.as_micros() as i64,
+                        "{n} slots keep only {} µs of {keep:?}",
+                        newest.as_micros() - oldest.as_micros()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

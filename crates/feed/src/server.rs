@@ -71,6 +71,10 @@ impl Default for Config {
 struct Feed {
     info: Arc<StreamInfo>,
     ring: Ring,
+    /// The same loop, video frames only: clients that set up only the video read this one, so
+    /// they are not woken for audio frames they would drop (72 wakeups a second become 25 for a
+    /// 25 fps clip with 48 kHz AAC, at every one of hundreds of clients).
+    video_ring: Ring,
     clip: Arc<Clip>,
     pacing: Arc<Mutex<Lateness>>,
 }
@@ -191,12 +195,21 @@ impl Server {
                 .max_duration(config.ring_duration)
                 .max_bytes(256 << 20)
                 .video_stream(clip.master());
-            let (writer, ring) = nvrkit_ring::ring(ring_config)?;
+            let all: Vec<usize> = (0..clip.tracks().len()).collect();
+            let (writer, ring) = nvrkit_ring::ring(
+                ring_config
+                    .clone()
+                    .max_frames(clip.ring_frames(&all, config.ring_duration)),
+            )?;
+            let (video_writer, video_ring) = nvrkit_ring::ring(
+                ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
+            )?;
             let source = LoopSource::new(clip.clone(), start_wall);
             let pacing = Arc::new(Mutex::new(Lateness::new()));
             tasks.push(tokio::spawn(pace(
                 source,
                 writer,
+                Some(video_writer),
                 pacing.clone(),
                 shutdown.subscribe(),
             )));
@@ -208,6 +221,7 @@ impl Server {
                         tracks: clip.tracks().to_vec(),
                     }),
                     ring,
+                    video_ring,
                     clip,
                     pacing,
                 }),
@@ -329,7 +343,7 @@ impl Looper {
         let (stop, stop_rx) = watch::channel(false);
         let source = LoopSource::new(clip, WallTime::now());
         let pacing = Arc::new(Mutex::new(Lateness::new()));
-        let task = tokio::spawn(pace(source, writer, pacing, stop_rx));
+        let task = tokio::spawn(pace(source, writer, None, pacing, stop_rx));
         Ok(Looper { ring, stop, task })
     }
 
@@ -375,9 +389,11 @@ async fn bind_udp_pair(ip: IpAddr) -> Result<(Arc<UdpSocket>, Arc<UdpSocket>)> {
 async fn pace(
     mut source: LoopSource,
     mut writer: nvrkit_ring::Writer,
+    mut video_only: Option<nvrkit_ring::Writer>,
     pacing: Arc<Mutex<Lateness>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let master = source.clip().master();
     let start = Instant::now();
     loop {
         let Some(frame) = source.next() else { break };
@@ -388,6 +404,13 @@ async fn pace(
         }
         if let Ok(mut p) = pacing.lock() {
             p.record(Instant::now().saturating_duration_since(due));
+        }
+        if frame.stream == master
+            && let Some(v) = video_only.as_mut()
+            && let Err(e) = v.push(frame.clone())
+        {
+            tracing::error!(clip = source.clip().name(), "ring push failed: {e}");
+            break;
         }
         if let Err(e) = writer.push(frame) {
             tracing::error!(clip = source.clip().name(), "ring push failed: {e}");
@@ -833,7 +856,13 @@ async fn start_play(
     let session = conn.session()?;
     let feed = shared.feeds.get(&session.stream.name)?;
     let master = feed.clip.master();
-    let mut reader = feed.ring.reader(Start::NewestKeyframe);
+    let video_only = session.tracks.iter().all(|t| t.stream == master);
+    let ring = if video_only {
+        &feed.video_ring
+    } else {
+        &feed.ring
+    };
+    let mut reader = ring.reader(Start::NewestKeyframe);
     let joined = WallTime::now();
     let first = loop {
         let f = match tokio::time::timeout(Duration::from_secs(10), reader.recv_async()).await {
