@@ -36,6 +36,8 @@ struct Nvr {
     child: Child,
     smtp: String,
     web: String,
+    /// Every line it printed up to its instructions.
+    printed: Vec<String>,
     _data: tempfile::TempDir,
 }
 
@@ -69,8 +71,10 @@ fn start_nvr(extra: &[&str]) -> Nvr {
         .expect("nvr starts");
     let stdout = child.stdout.take().unwrap();
     let (mut smtp, mut web) = (String::new(), String::new());
+    let mut printed = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
+        printed.push(line.clone());
         if let Some(s) = line.strip_prefix("smtp: ") {
             smtp = s.to_owned();
         }
@@ -89,6 +93,7 @@ fn start_nvr(extra: &[&str]) -> Nvr {
         child,
         smtp,
         web,
+        printed,
         _data: data,
     }
 }
@@ -197,6 +202,15 @@ fn post_demo_event(nvr: &Nvr) {
 #[test]
 fn an_http_event_on_the_demo_camera_becomes_a_clip() {
     let nvr = start_nvr(&["--pre", "2s", "--post", "2s"]);
+    // With no camera configured it runs the demo camera and says what the sample holds.
+    let tracks: Vec<&String> = nvr
+        .printed
+        .iter()
+        .filter(|l| l.trim_start().starts_with("stream "))
+        .collect();
+    assert_eq!(tracks.len(), 2, "{:?}", nvr.printed);
+    assert!(tracks[0].contains("video h264") && tracks[0].contains("640x360"));
+    assert!(tracks[1].contains("audio aac") && tracks[1].contains("48000 Hz"));
     wait_for_ring(&nvr, "demo", 3);
     post_demo_event(&nvr);
     let events = wait_for_clips(&nvr, 1, 2);

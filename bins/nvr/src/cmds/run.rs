@@ -196,9 +196,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // The demo camera: the loop feeder on the embedded sample, over real loopback RTSP.
     let mut demo_server = None;
+    let mut demo_report = None;
     let mut sources = Vec::new();
     if specs.is_empty() {
         let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
+        demo_report = Some(super::probe::describe(
+            &demux,
+            nvrkit_media::sample().len() as u64,
+            "demo camera: the embedded sample clip (nvrkit_media::sample())",
+        ));
         let clip = Clip::load("sample", &demux)?;
         let config = nvrkit_feed::server::Config {
             listen: "127.0.0.1:0".parse()?,
@@ -427,6 +433,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let first = names.first().cloned().unwrap_or_default();
     {
         let mut out = std::io::stdout().lock();
+        if let Some(report) = &demo_report {
+            out.write_all(report.as_bytes())?;
+        }
         for r in &running {
             writeln!(out, "camera {}: {}", r.camera.name, r.camera.url)?;
         }
