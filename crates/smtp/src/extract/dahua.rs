@@ -1,12 +1,16 @@
 //! Dahua and Amcrest (and Dahua OEMs: Lorex, IC Realtime, …).
 //!
-//! Format (reconstructed, not a capture; test mail `testdata/dahua.eml`): subject "IPC Message"
-//! or the device name, a text part that is often base64 with a legacy charset (gb2312 on
-//! Chinese-firmware units), with lines `Alarm Event: Motion Detection`, `Alarm Input Channel: 2`,
+//! Format (tested against real mails in `tests/captures/{amcrest,dahua}-*.eml`, sources in
+//! `tests/captures/README.md`; the older reconstructed mail is `testdata/dahua.eml`): subject
+//! "IPC Message" (sent as `=?UTF-8?B?SVBDIE1lc3NhZ2U=?=`), boundary `======DAHUA_TECH======`, a
+//! text part that is base64 of CRLF lines (in a legacy charset such as gb2312 on
+//! Chinese-firmware units), with lines `Alarm Event: Motion Detection` (`Motion Detect`,
+//! `Tamper Detect`; EZIP/Imou cameras `Motion Detection Start`), `Alarm Input Channel: 2`
+//! (NVRs: `Alarm Input Channel No.: 2` and `Alarm Input Channel Name: IPC`),
 //! `Alarm Start Time(D/M/Y H:M:S): 05/12/2019 09:10:11` (the field order in the key follows the
 //! device's date-format setting: `Y-M-D`, `M/D/Y` or `D/M/Y`), `Alarm Device Name`,
-//! `Alarm Name`, `IP Address`. Snapshots come as `application/octet-stream` named `*.jpg`.
-//! Sources: the issue-5 brief; Amcrest and IP Cam Talk forum posts quoting these mails.
+//! `Alarm Name`, `IP Address`; NVRs may write `Alarm Start Time (D/M/Y H:M:S)`, with a blank.
+//! Snapshots come as `application/octet-stream` named like `20180506152840423ch01.jpg`.
 
 use super::{Fields, MailView, non_empty};
 use crate::event::EventTime;
@@ -14,7 +18,11 @@ use crate::event::EventTime;
 pub(super) fn read(view: &MailView) -> Option<Fields> {
     let event = view.field("Alarm Event")?;
     let time = view.field_prefix("Alarm Start Time");
-    let channel = view.field("Alarm Input Channel");
+    // IPCs write `Alarm Input Channel: 1`; NVRs `Alarm Input Channel No.: 2` (captures
+    // `dahua-nvr-motion.eml`, as Reolink does).
+    let channel = view
+        .field("Alarm Input Channel")
+        .or_else(|| view.field("Alarm Input Channel No."));
     if time.is_none() && channel.is_none() && view.field("Alarm Device Name").is_none() {
         return None;
     }
@@ -22,8 +30,12 @@ pub(super) fn read(view: &MailView) -> Option<Fields> {
         kind_text: non_empty(event),
         channel: channel.and_then(non_empty),
         device: view.field("Alarm Device Name").and_then(non_empty),
+        // NVRs name the channel's camera: `Alarm Input Channel Name: IPC` (capture
+        // `dahua-nvr-motion.eml`); an IPC names only itself (`Alarm Device Name`), so its camera
+        // is the recipient, as the other Dahua captures show.
         camera: view
-            .field("Alarm Channel Name")
+            .field("Alarm Input Channel Name")
+            .or_else(|| view.field("Alarm Channel Name"))
             .or_else(|| view.field("Channel Name"))
             .and_then(non_empty),
         event_time: time
