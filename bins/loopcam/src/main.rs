@@ -56,6 +56,11 @@ struct Cli {
     /// Offer only RTP over TCP (interleaved), no UDP ports.
     #[arg(long)]
     no_udp: bool,
+    /// Set TCP_NODELAY on RTSP connections: every frame becomes its own TCP segment even when
+    /// the client has not acknowledged the last one. Off by default (half the CPU at hundreds
+    /// of clients, no added delay for clients that keep up).
+    #[arg(long)]
+    tcp_nodelay: bool,
     /// Idle sessions end after this many seconds.
     #[arg(long, default_value_t = 60)]
     session_timeout: u64,
@@ -336,6 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         strict_start: cli.strict_start,
         session_timeout: Duration::from_secs(cli.session_timeout.max(5)),
         udp: !cli.no_udp,
+        tcp_nodelay: cli.tcp_nodelay,
         ..Config::default()
     };
     let server = Server::start(config, clips).await?;
