@@ -48,13 +48,13 @@ pub struct Config {
     pub initial_rtptime: Option<u32>,
     /// Catch-up bursts over UDP are paced at most this many times real time (default 4).
     pub udp_burst_speed: u32,
-    /// Set `TCP_NODELAY` on RTSP connections (default false, as gst-rtsp-server and live555
-    /// leave it). Without it the kernel joins the frames a slow client has not yet
-    /// acknowledged into one segment: at 500 clients that halves the server's CPU
-    /// (21.5 % → 10.8 % of a core) and lowers delivery jitter (p99 10.7 → 5.2 ms), and a
-    /// client that keeps up sees no delay (each frame goes out at once when nothing is
-    /// unacknowledged; RTSP requests acknowledge all earlier data, so responses are not held).
-    /// Measured with `benches/compare/loopcam.sh` and `benches/compare/rtsp_jitter.py`.
+    /// Set `TCP_NODELAY` on RTSP connections (default false, as gst-rtsp-server leaves it).
+    /// Without it the kernel joins the frames a slow client has not yet acknowledged into one
+    /// segment: at 500 clients that halves the server's CPU (21.5 % → 10.8 % of a core) and
+    /// lowers delivery jitter (p99 10.7 → 5.2 ms), and a client that keeps up sees no delay
+    /// (each frame goes out at once when nothing is unacknowledged; RTSP requests acknowledge
+    /// all earlier data, so responses are not held). Measured with
+    /// `benches/compare/loopcam.sh` and `benches/compare/rtsp_jitter.py`.
     pub tcp_nodelay: bool,
 }
 
