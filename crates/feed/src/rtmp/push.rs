@@ -435,8 +435,15 @@ async fn connection(
                 if let Some(tag) = mapper.tag(&f) {
                     session.send_tag(&tag)?;
                     counters.frames.fetch_add(1, Ordering::Relaxed);
-                    flush(&mut wr, &mut session, counters, config.timeout).await?;
                 }
+                // Frames pushed together (audio with its video frame) leave in one write.
+                while let Ok(f) = reader.try_recv() {
+                    if let Some(tag) = mapper.tag(&f) {
+                        session.send_tag(&tag)?;
+                        counters.frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                flush(&mut wr, &mut session, counters, config.timeout).await?;
             }
             r = rd.read(&mut buf) => {
                 let n = read_result(r, "while publishing")?;
