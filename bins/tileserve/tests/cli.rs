@@ -207,3 +207,78 @@ fn a_renamed_file_is_picked_up_by_the_running_binary() {
     }
     assert!(found, "a new file was never served");
 }
+
+/// The issue's "done when": the preview page, in headless Chromium, shows a GDAL-made world
+/// north up and west left in every scheme (XYZ, TMS, Ocularis, ArcGIS) at every zoom. The
+/// pixels are read back from what the browser drew (`tests/preview.cjs`).
+#[test]
+#[ignore = "interop: needs GDAL, node, Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
+fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
+    let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
+        "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // 1,024 × 1,024: the northern half red, the southern half blue, the westmost eighth green.
+    let (w, h) = (1024usize, 1024usize);
+    let mut ppm = format!("P6\n{w} {h}\n255\n").into_bytes();
+    for y in 0..h {
+        for x in 0..w {
+            ppm.extend_from_slice(match (x < w / 8, y < h / 2) {
+                (true, _) => &[0, 160, 0],
+                (false, true) => &[200, 30, 30],
+                (false, false) => &[30, 30, 200],
+            });
+        }
+    }
+    let src = dir.path().join("world.ppm");
+    std::fs::write(&src, ppm).unwrap();
+    let file = dir.path().join("world.mbtiles");
+    let m = "20037508.342789244";
+    let status = Command::new("gdal_translate")
+        .args([
+            "-q",
+            "-of",
+            "MBTILES",
+            "-a_srs",
+            "EPSG:3857",
+            "-co",
+            "TILE_FORMAT=PNG",
+        ])
+        .args(["-a_ullr", &format!("-{m}"), m, m, &format!("-{m}")])
+        .arg(&src)
+        .arg(&file)
+        .status()
+        .expect("gdal_translate (gdal-bin) is required");
+    assert!(status.success(), "gdal_translate failed");
+    let status = Command::new("gdaladdo")
+        .args(["-q", "-r", "nearest"])
+        .arg(&file)
+        .args(["2", "4"])
+        .status()
+        .expect("gdaladdo (gdal-bin) is required");
+    assert!(status.success(), "gdaladdo failed");
+
+    let (_server, addr) = start(&[
+        file.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    let (head, tilejson) = http_get(&addr, "/world.json");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let tilejson = String::from_utf8_lossy(&tilejson);
+    assert!(tilejson.contains("\"maxzoom\":2"), "{tilejson}");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/preview.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{addr}/world/preview"))
+        .arg("2")
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("node is required");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && report.contains("\"ok\":true"),
+        "the preview is wrong: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
