@@ -352,17 +352,7 @@ impl Looper {
         let all: Vec<usize> = (0..clip.tracks().len()).collect();
         let frames = clip.ring_frames(&all, ring_duration.max(Duration::from_secs(1)));
         let (writer, ring) = nvrkit_ring::ring(ring_config.max_frames(frames))?;
-        let (stop, stop_rx) = watch::channel(false);
-        let source = LoopSource::new(clip, WallTime::now());
-        let pacing = Arc::new(Mutex::new(Lateness::new()));
-        let task = tokio::spawn(pace(
-            source,
-            writer,
-            None,
-            pacing,
-            stop_rx,
-            Timing::WithMaster,
-        ));
+        let (stop, task) = spawn_pacer(clip, writer, Timing::WithMaster);
         Ok(Looper { ring, stop, task })
     }
 
@@ -376,6 +366,19 @@ impl Looper {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// Starts a pacer looping `clip` into `writer` from now; send `true` to stop it.
+fn spawn_pacer(
+    clip: Arc<Clip>,
+    writer: nvrkit_ring::Writer,
+    timing: Timing,
+) -> (watch::Sender<bool>, JoinHandle<()>) {
+    let (stop, stop_rx) = watch::channel(false);
+    let source = LoopSource::new(clip, WallTime::now());
+    let pacing = Arc::new(Mutex::new(Lateness::new()));
+    let task = tokio::spawn(pace(source, writer, None, pacing, stop_rx, timing));
+    (stop, task)
 }
 
 /// Binds an RTP socket on an even port and RTCP on the next one (RFC 3550 §11).
@@ -1093,17 +1096,7 @@ mod tests {
                 .video_stream(master),
         )
         .unwrap();
-        let (stop, stop_rx) = watch::channel(false);
-        let source = LoopSource::new(clip, WallTime::now());
-        let pacing = Arc::new(Mutex::new(Lateness::new()));
-        let task = tokio::spawn(pace(
-            source,
-            writer,
-            None,
-            pacing,
-            stop_rx,
-            Timing::EachFrame,
-        ));
+        let (stop, task) = spawn_pacer(clip, writer, Timing::EachFrame);
         let got = arrivals(&ring, 200).await;
         let _ = stop.send(true);
         let _ = task.await;
