@@ -73,6 +73,17 @@ impl DirTarget {
     }
 
     /// Writes `data` at `offset` of `f`, paced by the limiter.
+    /// Creates (or truncates) `path`, writes `data` into it under the upload cap and syncs it.
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        self.write_paced(&f, 0, data)?;
+        f.sync_all()
+    }
+
     fn write_paced(&self, f: &File, mut offset: u64, data: &[u8]) -> io::Result<()> {
         for piece in data.chunks(PIECE) {
             if let Some(l) = &self.limit {
@@ -137,16 +148,8 @@ impl Target for DirTarget {
             let dir = parent(&path);
             fs::create_dir_all(dir).map_err(|e| me.err("mkdir", &key, e))?;
             let tmp = hidden(&path, "tmp");
-            let write = || -> io::Result<()> {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)?;
-                me.write_paced(&f, 0, &data)?;
-                f.sync_all()
-            };
-            write().map_err(|e| me.err("write", &key, e))?;
+            me.write_file(&tmp, &data)
+                .map_err(|e| me.err("write", &key, e))?;
             let outcome = match fs::hard_link(&tmp, &path) {
                 Ok(()) => PutOutcome::Created,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => PutOutcome::Existed,
@@ -166,18 +169,10 @@ impl Target for DirTarget {
             let dir = parent(&path);
             fs::create_dir_all(dir).map_err(|e| me.err("mkdir", &key, e))?;
             let tmp = hidden(&path, "tmp");
-            let write = || -> io::Result<()> {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)?;
-                me.write_paced(&f, 0, &data)?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                sync_dir(dir)
-            };
-            write().map_err(|e| me.err("write", &key, e))
+            me.write_file(&tmp, &data)
+                .and_then(|()| fs::rename(&tmp, &path))
+                .and_then(|()| sync_dir(dir))
+                .map_err(|e| me.err("write", &key, e))
         })
         .await
     }
