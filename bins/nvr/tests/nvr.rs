@@ -6,7 +6,7 @@
 //! `-- --ignored`, where a missing peer fails the test.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,22 +14,7 @@ use nvrkit_feed::Clip;
 use nvrkit_feed::server::{Config, Server};
 use nvrkit_media::{Demuxer, WallTime};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var_os("NVRKIT_SHARED_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/testdata"));
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is missing (set NVRKIT_SHARED_TESTDATA)",
-        p.display()
-    );
-    p
-}
+use nvrkit_testutil::shared_testdata as shared;
 
 /// A running `nvr` child with the addresses it printed.
 struct Nvr {

@@ -248,18 +248,7 @@ fn a_second_writer_is_refused_and_readers_work_beside_a_writer() {
 
 // ---- interop: ffmpeg / ffprobe ----
 
-fn shared_clip(name: &str) -> PathBuf {
-    let dir = std::env::var_os("NVRKIT_SHARED_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"));
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is missing (set NVRKIT_SHARED_TESTDATA)",
-        p.display()
-    );
-    p
-}
+use nvrkit_testutil::shared_testdata as shared_clip;
 
 /// One packet as ffprobe prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,22 +22,9 @@ use retina::client::{
 use retina::codec::CodecItem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use nvrkit_testutil::workspace_root as root;
 
-fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var_os("NVRKIT_SHARED_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/testdata"));
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is missing (set NVRKIT_SHARED_TESTDATA)",
-        p.display()
-    );
-    p
-}
+use nvrkit_testutil::shared_testdata as shared;
 
 fn clip(path: &Path) -> Arc<Clip> {
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();

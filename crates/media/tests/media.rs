@@ -12,9 +12,7 @@ use bytes::Bytes;
 use nvrkit_media::mux::{FragmentedMuxer, ProgressiveMuxer};
 use nvrkit_media::{CodecParams, Demuxer, Error, Frame};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use nvrkit_testutil::workspace_root as root;
 
 /// The clips committed to this repository (small, made by ffmpeg; see testdata/README.md).
 fn committed_clips() -> Vec<PathBuf> {
@@ -31,21 +29,10 @@ fn committed_clips() -> Vec<PathBuf> {
 
 /// The third-party clips of ../shared/testdata (or `NVRKIT_SHARED_TESTDATA`).
 fn shared_clips() -> Vec<PathBuf> {
-    let dir = std::env::var_os("NVRKIT_SHARED_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/testdata"));
-    let clips: Vec<PathBuf> = ["bigbuckbunny.mp4", "bikes.mp4"]
+    ["bigbuckbunny.mp4", "bikes.mp4"]
         .iter()
-        .map(|n| dir.join(n))
-        .collect();
-    for c in &clips {
-        assert!(
-            c.exists(),
-            "{} is missing (set NVRKIT_SHARED_TESTDATA)",
-            c.display()
-        );
-    }
-    clips
+        .map(|n| nvrkit_testutil::shared_testdata(n))
+        .collect()
 }
 
 /// ffprobe's `N/A`.
