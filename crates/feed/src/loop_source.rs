@@ -135,25 +135,53 @@ impl Clip {
 
     /// How many frames of `streams` a ring needs room for to keep `keep` of the loop: the
     /// ring holds `keep` plus the GOP being written and, until the writer evicts it, the GOP
-    /// before (see `nvrkit_ring`'s bounds), so `keep + 2 × max_gop_micros()` of frames at the
-    /// clip's densest rate, and never more than that many whole loops. Sizing the ring by the
-    /// clip rather than by the ring's default saves a few hundred kilobytes per served clip.
+    /// before (see `nvrkit_ring`'s bounds), so the most frames of `streams` that fall in any
+    /// `keep + 2 × max_gop_micros()` span of the endless loop (counted over the loop's real
+    /// timestamps, so a clip whose frame rate varies gets room for its densest stretch), plus a
+    /// little slack for audio, whose frame count varies by one from loop to loop. Sizing the
+    /// ring by the clip rather than by the ring's default saves a few hundred kilobytes per
+    /// served clip.
     pub fn ring_frames(&self, streams: &[usize], keep: Duration) -> usize {
+        const SLACK: usize = 16;
         let per_loop: usize = streams.iter().map(|&s| self.frames(s).len()).sum();
         let period = self.period_micros().max(1);
         let window = i64::try_from(keep.as_micros())
             .unwrap_or(i64::MAX / 4)
-            .saturating_add(2 * self.max_gop_micros());
-        let loops = usize::try_from(window.max(0) / period + 2).unwrap_or(usize::MAX);
-        // Frames per window at the loop's mean rate, with a quarter to spare for uneven
-        // density (audio and video frames are not evenly spread in a short window).
-        let by_rate = (per_loop as u128 * window.max(0) as u128 * 5 / 4).div_ceil(period as u128);
-        let by_rate = usize::try_from(by_rate).unwrap_or(usize::MAX);
-        per_loop
-            .saturating_mul(loops)
-            .min(by_rate.saturating_add(32))
-            .max(16)
+            .saturating_add(self.max_gop_micros().saturating_mul(2))
+            .max(1);
+        // A span of `window` touches at most this many loops.
+        let loops = (window / period).saturating_add(2);
+        if loops > 8 {
+            // Long spans of a short clip: whole loops bound it closely enough.
+            let loops = usize::try_from(loops).unwrap_or(usize::MAX);
+            return per_loop.saturating_mul(loops).saturating_add(SLACK);
+        }
+        let mut times: Vec<i64> = Vec::with_capacity(per_loop * loops as usize);
+        for lap in 0..loops {
+            for &s in streams {
+                times.extend(
+                    self.frames(s).iter().map(|f| {
+                        rescale(f.dts, f.timescale, 1_000_000).saturating_add(lap * period)
+                    }),
+                );
+            }
+        }
+        densest(&mut times, window).saturating_add(SLACK).max(SLACK)
     }
+}
+
+/// The most of `times` (any order; sorted here) that fall in one closed span of `window`.
+fn densest(times: &mut [i64], window: i64) -> usize {
+    times.sort_unstable();
+    let mut first = 0;
+    let mut most = 0;
+    for (last, &t) in times.iter().enumerate() {
+        while times[first] < t.saturating_sub(window) {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
 }
 
 /// Per-stream position in the endless timeline.
@@ -454,6 +482,28 @@ mod tests {
     #[test]
     fn hevc_loops() {
         check(clip_from("testdata/h265_hvc1.mp4"), 4);
+    }
+
+    /// The sizing counts the densest stretch, not the mean: nine 2 s GOPs at 2 fps and one
+    /// at 60 fps (a camera whose frame rate rises with motion) need room for the 120 frames of
+    /// the fast GOP plus the slow ones around it, where the loop's mean rate (5.4 fps) would
+    /// allow about 43 in 8 s.
+    #[test]
+    fn densest_counts_the_busiest_span_of_a_variable_frame_rate() {
+        let mut times: Vec<i64> = Vec::new();
+        for gop in 0..10i64 {
+            let (n, step) = if gop == 4 {
+                (120, 16_667)
+            } else {
+                (4, 500_000)
+            };
+            times.extend((0..n).map(|k| gop * 2_000_000 + k * step));
+        }
+        // 8 s around the fast GOP: 120 + the slow GOPs' frames in the other 6 s (4 per 2 s).
+        assert_eq!(densest(&mut times.clone(), 8_000_000), 120 + 12 + 1);
+        assert_eq!(densest(&mut times.clone(), 0), 1);
+        assert_eq!(densest(&mut times, i64::MAX), 156);
+        assert_eq!(densest(&mut [], 1), 0);
     }
 
     /// A ring sized by `ring_frames` never drops a GOP for lack of slots and still keeps the

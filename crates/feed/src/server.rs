@@ -51,10 +51,12 @@ pub struct Config {
     /// Set `TCP_NODELAY` on RTSP connections (default false, as gst-rtsp-server leaves it).
     /// Without it the kernel joins the frames a slow client has not yet acknowledged into one
     /// segment: at 500 clients that halves the server's CPU (21.5 % → 10.8 % of a core) and
-    /// lowers delivery jitter (p99 10.7 → 5.2 ms), and a client that keeps up sees no delay
-    /// (each frame goes out at once when nothing is unacknowledged; RTSP requests acknowledge
-    /// all earlier data, so responses are not held). Measured with
-    /// `benches/compare/loopcam.sh` and `benches/compare/rtsp_jitter.py`.
+    /// lowers delivery jitter (p99 10.7 → 5.2 ms). A frame goes out at once when nothing is
+    /// unacknowledged; RTSP requests acknowledge all earlier data, so responses are not held.
+    /// The cost, where the round trip is long or the client delays its ACKs (up to 200 ms on
+    /// Windows): a frame's last partial segment can wait for the previous one's ACK, which
+    /// bunches small frames (audio-only, low bitrates); set this for such clients. Measured
+    /// (on loopback) with `benches/compare/loopcam.sh` and `benches/compare/rtsp_jitter.py`.
     pub tcp_nodelay: bool,
 }
 
@@ -930,39 +932,45 @@ async fn start_play(
             break f;
         }
     };
-    let tracks = match previous {
-        // PLAY after PAUSE: same SSRC, sequence and clock; RTP time continues with media time.
-        Some(p) => p.tracks,
-        None => session
-            .tracks
-            .iter()
-            .map(|s| {
-                let t = &feed.info.tracks[s.stream];
-                let clock = sdp::clock_rate(t);
-                let params = t
-                    .params
-                    .video()
-                    .map(|v| v.parameter_sets().cloned().collect())
-                    .unwrap_or_default();
-                TrackOut {
-                    stream: s.stream,
-                    transport: s.transport,
-                    ssrc: s.ssrc,
-                    pt: sdp::payload_type(s.stream),
-                    clock,
-                    packetizer: Packetizer::new(&t.params, shared.config.mtu),
-                    seq: rand::random(),
-                    ts_base: shared.config.initial_rtptime.unwrap_or_else(rand::random),
-                    ref_pts: rescale(first.pts, first.timescale, t.timescale),
-                    packets: 0,
-                    octets: 0,
-                    last: None,
-                    params,
-                    codec: t.params.video_codec(),
-                }
-            })
-            .collect(),
-    };
+    // PLAY after PAUSE: a track set up before keeps its SSRC, sequence and clock (RTP time
+    // continues with media time); one set up (or set up again with another transport) while
+    // paused starts afresh.
+    let mut before = previous.map(|p| p.tracks).unwrap_or_default();
+    let tracks = session
+        .tracks
+        .iter()
+        .map(|s| {
+            if let Some(i) = before
+                .iter()
+                .position(|t| t.stream == s.stream && t.transport == s.transport)
+            {
+                return before.swap_remove(i);
+            }
+            let t = &feed.info.tracks[s.stream];
+            let clock = sdp::clock_rate(t);
+            let params = t
+                .params
+                .video()
+                .map(|v| v.parameter_sets().cloned().collect())
+                .unwrap_or_default();
+            TrackOut {
+                stream: s.stream,
+                transport: s.transport,
+                ssrc: s.ssrc,
+                pt: sdp::payload_type(s.stream),
+                clock,
+                packetizer: Packetizer::new(&t.params, shared.config.mtu),
+                seq: rand::random(),
+                ts_base: shared.config.initial_rtptime.unwrap_or_else(rand::random),
+                ref_pts: rescale(first.pts, first.timescale, t.timescale),
+                packets: 0,
+                octets: 0,
+                last: None,
+                params,
+                codec: t.params.video_codec(),
+            }
+        })
+        .collect();
     let mut pb = Playback {
         reader,
         tracks,

@@ -380,6 +380,144 @@ async fn a_late_joiner_starts_with_parameter_sets_and_a_keyframe() {
     s.shutdown().await;
 }
 
+/// One message from the server on an interleaved connection.
+enum Msg {
+    /// `$` frame: channel and packet.
+    Frame(u8, Vec<u8>),
+    /// An RTSP response head.
+    Response(String),
+}
+
+async fn next_msg(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Msg {
+    loop {
+        if buf.first() == Some(&b'$') && buf.len() >= 4 {
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if buf.len() >= 4 + len {
+                let channel = buf[1];
+                let packet = buf.drain(..4 + len).skip(4).collect();
+                return Msg::Frame(channel, packet);
+            }
+        } else if buf.first().is_some_and(|b| *b != b'$')
+            && buf.windows(4).any(|w| w == b"\r\n\r\n")
+        {
+            return Msg::Response(read_response(sock, buf).await);
+        }
+        let mut chunk = [0u8; 65536];
+        let k = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+            .await
+            .expect("hang guard")
+            .unwrap();
+        assert!(k > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..k]);
+    }
+}
+
+/// Sends a request and returns its response, dropping the media frames that come first.
+async fn request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, req: String) -> String {
+    sock.write_all(req.as_bytes()).await.unwrap();
+    loop {
+        if let Msg::Response(head) = next_msg(sock, buf).await {
+            return head;
+        }
+    }
+}
+
+/// PLAY video, PAUSE, SETUP the audio too, PLAY: the audio now flows, and the video keeps its
+/// SSRC and continues its sequence numbers (RFC 2326 §10.6: PAUSE keeps the session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_set_up_while_paused_plays_after_the_next_play() {
+    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
+    let s = server(vec![c], Config::default()).await;
+    let port = s.local_addr().port();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let base = format!("rtsp://127.0.0.1:{port}/h264_main_720p25_aac");
+    let mut buf = Vec::new();
+    let r = request(
+        &mut sock,
+        &mut buf,
+        format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = request(
+        &mut sock,
+        &mut buf,
+        format!("SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"),
+    )
+    .await;
+    let session = r
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = request(
+        &mut sock,
+        &mut buf,
+        format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    // (ssrc, last sequence number) of the video before the pause.
+    let mut video = None;
+    for _ in 0..20 {
+        if let Msg::Frame(0, p) = next_msg(&mut sock, &mut buf).await {
+            video = Some((p[8..12].to_vec(), u16::from_be_bytes([p[2], p[3]])));
+        }
+    }
+    let (ssrc, seq_before) = video.expect("video before the pause");
+    let r = request(
+        &mut sock,
+        &mut buf,
+        format!("PAUSE {base}/ RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = request(
+        &mut sock,
+        &mut buf,
+        format!("SETUP {base}/trackID=1 RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = request(
+        &mut sock,
+        &mut buf,
+        format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 6\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let rtp_info = r
+        .lines()
+        .find(|l| l.starts_with("RTP-Info: "))
+        .unwrap_or_default();
+    assert!(
+        rtp_info.contains("trackID=0") && rtp_info.contains("trackID=1"),
+        "{r}"
+    );
+    let (mut audio, mut video_after) = (0, 0);
+    while audio < 5 || video_after < 5 {
+        match next_msg(&mut sock, &mut buf).await {
+            Msg::Frame(0, p) => {
+                assert_eq!(p[8..12], ssrc[..], "the video keeps its SSRC");
+                let seq = u16::from_be_bytes([p[2], p[3]]);
+                assert!(
+                    seq.wrapping_sub(seq_before) < 10_000,
+                    "sequence continues: {seq_before} → {seq}"
+                );
+                video_after += 1;
+            }
+            Msg::Frame(2, _) => audio += 1,
+            _ => {}
+        }
+    }
+    s.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Interop with ffmpeg, ffprobe and GStreamer: run by .ci/run.
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nvrkit_media::{CodecParams, Frame};
-use nvrkit_ring::{RecvError, Ring, Start};
+use nvrkit_ring::{RecvError, Ring, Start, TryRecvError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -436,11 +436,23 @@ async fn connection(
                     session.send_tag(&tag)?;
                     counters.frames.fetch_add(1, Ordering::Relaxed);
                 }
-                // Frames pushed together (audio with its video frame) leave in one write.
-                while let Ok(f) = reader.try_recv() {
-                    if let Some(tag) = mapper.tag(&f) {
-                        session.send_tag(&tag)?;
-                        counters.frames.fetch_add(1, Ordering::Relaxed);
+                // Frames pushed together (audio with its video frame) leave in one write; a
+                // backlog (the GOP a new publisher starts with) goes out 64 frames per write,
+                // each under its own timeout.
+                for _ in 0..64 {
+                    match reader.try_recv() {
+                        Ok(f) => {
+                            if let Some(tag) = mapper.tag(&f) {
+                                session.send_tag(&tag)?;
+                                counters.frames.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(TryRecvError::Lagged { skipped }) => {
+                            counters.lagged.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%url, skipped, "the server reads too slowly; skipping to a keyframe");
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
                 flush(&mut wr, &mut session, counters, config.timeout).await?;

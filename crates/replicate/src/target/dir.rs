@@ -72,7 +72,6 @@ impl DirTarget {
         }
     }
 
-    /// Writes `data` at `offset` of `f`, paced by the limiter.
     /// Creates (or truncates) `path`, writes `data` into it under the upload cap and syncs it.
     fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let f = OpenOptions::new()
@@ -84,6 +83,7 @@ impl DirTarget {
         f.sync_all()
     }
 
+    /// Writes `data` at `offset` of `f`, paced by the limiter.
     fn write_paced(&self, f: &File, mut offset: u64, data: &[u8]) -> io::Result<()> {
         for piece in data.chunks(PIECE) {
             if let Some(l) = &self.limit {
