@@ -310,19 +310,10 @@ async fn first_video_nal_types(port: u16, name: &str, n: usize) -> Vec<String> {
     let _ = read_response(&mut sock, &mut buf).await;
     let mut types = Vec::new();
     while types.len() < n {
-        while buf.len() < 4 || buf.len() < 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]])) {
-            let mut chunk = [0u8; 65536];
-            let k = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
-                .await
-                .expect("hang guard")
-                .unwrap();
-            assert!(k > 0, "connection closed");
-            buf.extend_from_slice(&chunk[..k]);
-        }
-        assert_eq!(buf[0], b'$', "interleaved frame");
-        let channel = buf[1];
-        let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-        let packet: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+        let (channel, packet) = match next_msg(&mut sock, &mut buf).await {
+            Msg::Frame(channel, packet) => (channel, packet),
+            Msg::Response(r) => panic!("only interleaved frames after PLAY, got {r}"),
+        };
         // Channel 0 carries RTP of track 0; RTCP goes on channel 1.
         if channel == 0 && packet.len() > 12 {
             let nal = packet[12];
@@ -422,6 +413,24 @@ async fn request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, req: Strin
     }
 }
 
+/// `METHOD URL` with `CSeq: cseq` and the extra header lines; asserts a 200 and returns its head.
+async fn request_ok(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    line: &str,
+    cseq: u32,
+    headers: &str,
+) -> String {
+    let r = request(
+        sock,
+        buf,
+        format!("{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 200"), "{line}: {r}");
+    r
+}
+
 /// PLAY video, PAUSE, SETUP the audio too, PLAY: the audio now flows, and the video keeps its
 /// SSRC and continues its sequence numbers (RFC 2326 §10.6: PAUSE keeps the session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,18 +442,15 @@ async fn a_track_set_up_while_paused_plays_after_the_next_play() {
         .await
         .unwrap();
     let base = format!("rtsp://127.0.0.1:{port}/h264_main_720p25_aac");
-    let mut buf = Vec::new();
-    let r = request(
-        &mut sock,
-        &mut buf,
-        format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
-    )
-    .await;
-    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
-    let r = request(
-        &mut sock,
-        &mut buf,
-        format!("SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"),
+    let (sock, buf) = (&mut sock, &mut Vec::new());
+    request_ok(sock, buf, &format!("DESCRIBE {base}"), 1, "").await;
+    let tcp = |channels: &str| format!("Transport: RTP/AVP/TCP;unicast;interleaved={channels}\r\n");
+    let r = request_ok(
+        sock,
+        buf,
+        &format!("SETUP {base}/trackID=0"),
+        2,
+        &tcp("0-1"),
     )
     .await;
     let session = r
@@ -455,42 +461,20 @@ async fn a_track_set_up_while_paused_plays_after_the_next_play() {
         .next()
         .unwrap()
         .to_owned();
-    let r = request(
-        &mut sock,
-        &mut buf,
-        format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
-    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let sess = format!("Session: {session}\r\n");
+    request_ok(sock, buf, &format!("PLAY {base}/"), 3, &sess).await;
     // (ssrc, last sequence number) of the video before the pause.
     let mut video = None;
     for _ in 0..20 {
-        if let Msg::Frame(0, p) = next_msg(&mut sock, &mut buf).await {
+        if let Msg::Frame(0, p) = next_msg(sock, buf).await {
             video = Some((p[8..12].to_vec(), u16::from_be_bytes([p[2], p[3]])));
         }
     }
     let (ssrc, seq_before) = video.expect("video before the pause");
-    let r = request(
-        &mut sock,
-        &mut buf,
-        format!("PAUSE {base}/ RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
-    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
-    let r = request(
-        &mut sock,
-        &mut buf,
-        format!("SETUP {base}/trackID=1 RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n\r\n"),
-    )
-    .await;
-    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
-    let r = request(
-        &mut sock,
-        &mut buf,
-        format!("PLAY {base}/ RTSP/1.0\r\nCSeq: 6\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
-    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    request_ok(sock, buf, &format!("PAUSE {base}/"), 4, &sess).await;
+    let setup = format!("{sess}{}", tcp("2-3"));
+    request_ok(sock, buf, &format!("SETUP {base}/trackID=1"), 5, &setup).await;
+    let r = request_ok(sock, buf, &format!("PLAY {base}/"), 6, &sess).await;
     let rtp_info = r
         .lines()
         .find(|l| l.starts_with("RTP-Info: "))
@@ -501,7 +485,7 @@ async fn a_track_set_up_while_paused_plays_after_the_next_play() {
     );
     let (mut audio, mut video_after) = (0, 0);
     while audio < 5 || video_after < 5 {
-        match next_msg(&mut sock, &mut buf).await {
+        match next_msg(sock, buf).await {
             Msg::Frame(0, p) => {
                 assert_eq!(p[8..12], ssrc[..], "the video keeps its SSRC");
                 let seq = u16::from_be_bytes([p[2], p[3]]);

@@ -100,13 +100,7 @@ impl RateLimit {
 /// `1MB/s`, `250kB/s`, `1MiB/s` (bytes per second). Returns bytes per second.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let err = || format!("{s:?} is not a rate: use 2Mbit, 500kbit, 1MB/s");
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| err())?;
-    let unit = unit.trim();
+    let (n, unit) = nvrkit_store::units::split_number(s).ok_or_else(err)?;
     let bits: f64 = match unit.to_ascii_lowercase().as_str() {
         "bit" | "bps" | "bit/s" => 1.0,
         "kbit" | "kbps" | "kbit/s" => 1e3,

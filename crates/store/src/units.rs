@@ -46,13 +46,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `TB` powers of 1000).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let err = || format!("{s:?} is not a size: use 500M, 10G, 2T");
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| err())?;
-    let mult: f64 = match unit.trim() {
+    let (n, unit) = split_number(s).ok_or_else(err)?;
+    let mult: f64 = match unit {
         "" | "B" => 1.0,
         "K" | "KiB" | "k" => 1024.0,
         "M" | "MiB" => 1024f64.powi(2),
@@ -69,6 +64,17 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         return Err(err());
     }
     Ok(v as u64)
+}
+
+/// Splits `1.5T`, ` 2 Mbit ` into the leading decimal number and the unit after it (trimmed);
+/// `None` when there is no number. Shared by the size, rate and similar parsers.
+pub fn split_number(s: &str) -> Option<(f64, &str)> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    Some((num.parse().ok()?, unit.trim()))
 }
 
 #[cfg(test)]
