@@ -131,7 +131,10 @@ pub fn run(
                     let deadline = std::time::Instant::now() + Duration::from_secs(2);
                     while std::time::Instant::now() < deadline {
                         match a.reader.recv_timeout(Duration::from_millis(200)) {
-                            Ok(f) if a.until.is_none_or(|u| f.wall.is_none_or(|w| w <= u)) => {
+                            Ok(f)
+                                if a.until
+                                    .is_none_or(|u| f.decode_wall().is_none_or(|w| w <= u)) =>
+                            {
                                 write(&camera, &store, &state, &mut a, f, &stats);
                             }
                             _ => break,
@@ -163,7 +166,9 @@ pub fn run(
         }
         match a.reader.recv_timeout(Duration::from_millis(100)) {
             Ok(frame) => {
-                let past_end = match (a.until, frame.wall) {
+                // Decode order: a B-frame presented before `until` may follow a frame
+                // presented after it, so the cut is on decode time.
+                let past_end = match (a.until, frame.decode_wall()) {
                     (Some(u), Some(w)) => w > u,
                     _ => false,
                 };
@@ -256,7 +261,8 @@ fn write(
             if a.first.is_none() {
                 a.first = wall;
             }
-            a.last_end = end.or(a.last_end);
+            // Frames come in decode order: the range ends where the latest-presented one does.
+            a.last_end = a.last_end.max(end);
             if let Some(t0) = a.pending_latency.take() {
                 stats
                     .last_latency_us
@@ -336,5 +342,80 @@ fn tag(
             tracing::error!(camera, "tagging {from} .. {to}: {e}");
             stats.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nvrkit_media::Demuxer;
+    use std::collections::BTreeSet;
+
+    /// A B-frame stream (decode order I0 P3 B1 B2 P6 B4 B5 …) cut at `t + post`: every frame
+    /// presented up to the cut is stored, although a P-frame presented after it is received
+    /// before the B-frames presented before it.
+    #[test]
+    fn an_event_range_keeps_every_b_frame_presented_before_its_end() {
+        let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let video = demux.tracks()[0].clone();
+        let source: Vec<Frame> = demux.stream_frames(0).map(|f| f.unwrap()).collect();
+        let d = source[1].dts - source[0].dts;
+        let ts = source[0].timescale;
+        let base = WallTime::now().add_micros(-60_000_000);
+        let (mut writer, ring) = nvrkit_ring::ring(nvrkit_ring::Config::new()).unwrap();
+        let mut sent = Vec::new();
+        for (i, f) in source.iter().take(75).enumerate() {
+            let i = i as i64;
+            let shown = match i {
+                0 => 0,
+                _ => 3 * ((i - 1) / 3) + [3, 1, 2][((i - 1) % 3) as usize],
+            };
+            let mut f = f.clone();
+            f.stream = 0;
+            f.dts = i * d;
+            f.pts = (shown + 1) * d;
+            f.keyframe = i == 0;
+            f.wall = Some(base.add_ticks(f.pts, ts));
+            sent.push(f.wall.unwrap());
+            writer.push(f).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), Default::default()).unwrap());
+        let state = Arc::new(CameraState::default());
+        *state.tracks.lock().unwrap() = Some(vec![video]);
+        let settings = Settings {
+            pre: Duration::from_secs(1),
+            post: Duration::from_millis(1010),
+            mode: Mode::Events,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(RecorderStats::default());
+        let thread = {
+            let (store, stats) = (store.clone(), stats.clone());
+            std::thread::spawn(move || run("cam".into(), ring, state, store, settings, rx, stats))
+        };
+        let at = base.add_micros(1_000_000);
+        tx.send(Command::Event {
+            at,
+            arrived: Instant::now(),
+            json: serde_json::json!({}),
+        })
+        .unwrap();
+        // The range is long overdue: the recorder ends it at the first frame past its end.
+        while stats.clips.load(Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tx.send(Command::Shutdown).unwrap();
+        thread.join().unwrap();
+
+        let until = at.add_micros(1_010_000);
+        let stored: BTreeSet<WallTime> = store
+            .frames("cam", base, base.add_micros(10_000_000))
+            .unwrap()
+            .map(|f| f.unwrap().wall.unwrap())
+            .collect();
+        let want: BTreeSet<WallTime> = sent.into_iter().filter(|&w| w <= until).collect();
+        let missing: Vec<_> = want.difference(&stored).collect();
+        assert!(missing.is_empty(), "not stored: {missing:?}");
     }
 }

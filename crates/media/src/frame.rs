@@ -52,6 +52,14 @@ impl Frame {
         self.pts.saturating_add(i64::from(self.duration))
     }
 
+    /// Wall-clock time of `dts` (`wall` moved back by the composition offset), where the source
+    /// knows `wall`. Frames arrive in decode order, so this is the time to compare with a cut-off:
+    /// once one frame's decode time is past it, every later frame's presentation time is too.
+    pub fn decode_wall(&self) -> Option<WallTime> {
+        self.wall
+            .map(|w| w.add_ticks(self.dts.saturating_sub(self.pts), self.timescale))
+    }
+
     /// The presentation time in `rate` Hz (for example 90 kHz for RTP), rounded to nearest.
     pub fn pts_at(&self, rate: u32) -> i64 {
         rescale(self.pts, self.timescale, rate)
