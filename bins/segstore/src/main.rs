@@ -1,4 +1,4 @@
-//! `segstore`: list, export, verify, import and prune footage in an nvrkit segment store.
+//! `segstore`: import, list, export, tag, verify, prune and replicate segment-store footage.
 
 use std::process::ExitCode;
 
@@ -26,7 +26,7 @@ Every subcommand takes --store DIR (default ./nvr-data, the store `nvr` writes).
 endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL,
 AWS_ALLOW_HTTP unless given as flags.";
 
-/// Lists, exports, verifies, imports and prunes footage in an nvrkit segment store.
+/// Imports, lists, exports, tags, verifies, prunes and replicates footage in an nvrkit segment store.
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = EXAMPLES)]
 struct Cli {

@@ -77,7 +77,7 @@ pub struct SessionConfig {
     pub max_data_line: usize,
     /// Most recipients in one transaction; more get `452`.
     pub max_recipients: usize,
-    /// After this many bad commands the session ends with `421`.
+    /// More bad commands than this end the session with `421`.
     pub max_errors: u32,
     /// Who may submit.
     pub auth: AuthPolicy,

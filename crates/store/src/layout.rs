@@ -14,7 +14,7 @@
 //!
 //! A segment is named by the wall-clock time (UTC) of its first frame, so the name is the key,
 //! sorting names sorts by time, and a backup is a copy of the files (the replicator's object keys
-//! are `<camera>/<day>/<name>`). Files starting with `.` are temporary or private; a camera name
+//! are `<site>/<camera>/<YYYY>/<MM>/<DD>/<start>-<end>.mp4`). Files starting with `.` are temporary or private; a camera name
 //! cannot start with one.
 
 use std::path::{Path, PathBuf};
