@@ -109,6 +109,7 @@ TEARDOWN rtsp://127.0.0.1:8554/clip RTSP/1.0\r\nCSeq: 7\r\n\r\n";
                     auth: None,
                     udp_ports: None,
                     session_timeout: Duration::from_secs(60),
+                    scheme: "rtsp",
                     host: "127.0.0.1:8554".into(),
                     server_ip: "127.0.0.1".into(),
                 });

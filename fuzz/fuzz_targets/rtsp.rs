@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
         auth: auth.then(|| Arc::new(Auth::new("u", "p"))),
         udp_ports: Some((8000, 8001)),
         session_timeout: Duration::from_secs(60),
+        scheme: "rtsp",
         host: "127.0.0.1:8554".into(),
         server_ip: "127.0.0.1".into(),
     });

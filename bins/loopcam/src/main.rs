@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use nvrkit_feed::Clip;
+use nvrkit_feed::TlsSource;
 use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, RtmpUrl};
 use nvrkit_feed::rtsp::auth::Auth;
 use nvrkit_feed::server::{Config, Looper, Server};
@@ -25,6 +26,9 @@ Examples:
   loopcam ../shared/testdata/              serve every MP4 in a directory, one path per file stem
   loopcam --auth admin:secret cam.mp4      require Basic or Digest credentials
   loopcam --listen 127.0.0.1:0 clip.mp4    any free port; the URL printed on stdout says which
+  loopcam --rtsps-listen 0.0.0.0:8322      RTSPS too (self-signed; its fingerprint is logged)
+  loopcam --rtsps-listen 0.0.0.0:8322 --tls-cert cert.pem --tls-key key.pem
+  ffprobe -rtsp_transport tcp rtsps://127.0.0.1:8322/sample
   ffplay -rtsp_transport tcp rtsp://127.0.0.1:8554/sample
   loopcam push rtmp://127.0.0.1/live/cam clip.mp4
                                            publish the loop to an RTMP server (nginx-rtmp, Wowza…)
@@ -61,6 +65,16 @@ struct Cli {
     /// of clients, no added delay for clients that keep up).
     #[arg(long)]
     tcp_nodelay: bool,
+    /// Also serve RTSP over TLS (`rtsps://`) here; RTP goes interleaved on the TLS connection.
+    /// The IANA port is 322; unprivileged setups use 8322.
+    #[arg(long, value_name = "ADDR")]
+    rtsps_listen: Option<SocketAddr>,
+    /// RTSPS certificate chain (PEM, leaf first); a self-signed certificate when left out.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "rtsps_listen"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Idle sessions end after this many seconds.
     #[arg(long, default_value_t = 60)]
     session_timeout: u64,
@@ -342,6 +356,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         session_timeout: Duration::from_secs(cli.session_timeout.max(5)),
         udp: !cli.no_udp,
         tcp_nodelay: cli.tcp_nodelay,
+        tls_listen: cli.rtsps_listen,
+        tls: match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => TlsSource::SelfSigned,
+        },
         ..Config::default()
     };
     let server = Server::start(config, clips).await?;
@@ -352,6 +374,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         for url in server.urls(&host) {
             writeln!(out, "{url}")?;
         }
+        if let Some(addr) = cli.rtsps_listen {
+            for url in server.tls_urls(&printable_host(addr)) {
+                writeln!(out, "{url}")?;
+            }
+        }
         out.flush()?;
     }
     if cli.listen.ip().is_unspecified()
@@ -361,6 +388,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "also reachable from other machines at rtsp://{ip}:{}/…",
             server.local_addr().port()
         );
+    }
+    if let (Some(addr), Some(fp)) = (server.tls_local_addr(), server.tls_fingerprint()) {
+        tracing::info!("RTSPS on {addr}, certificate SHA-256 {fp}");
     }
     if let Some((rtp, rtcp)) = server.udp_ports() {
         tracing::info!(

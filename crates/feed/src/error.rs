@@ -37,6 +37,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The RTSPS certificate could not be set up.
+    #[error(transparent)]
+    Tls(#[from] nvrkit_tls::Error),
+
     /// The frame ring rejected its configuration.
     #[error("frame ring: {0}")]
     Ring(#[from] nvrkit_ring::ConfigError),

@@ -14,9 +14,10 @@
 //!   backoff, `rtmps://` through rustls.
 //! - [`server`]: the tokio layer. One [`LoopSource`] and one frame ring
 //!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
-//!   joiner gets the current GOP at once, a slow one is skipped to a keyframe.
+//!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
+//!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
 //!
-//! Non-goals: RTSP 2.0, multicast, RTSPS, recording (ANNOUNCE/RECORD), playing RTMP.
+//! Non-goals: RTSP 2.0, multicast, SRTP, recording (ANNOUNCE/RECORD), playing RTMP.
 //!
 //! ## Serve the embedded sample
 //!
@@ -63,3 +64,5 @@ pub mod server;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};
+/// Where the RTSPS certificate comes from ([`server::Config::tls`]).
+pub use nvrkit_tls::TlsSource;

@@ -12,7 +12,7 @@ use nvrkit_media::time::rescale;
 use nvrkit_media::{Frame, WallTime};
 use nvrkit_ring::{RecvError, Ring, Start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -58,6 +58,13 @@ pub struct Config {
     /// bunches small frames (audio-only, low bitrates); set this for such clients. Measured
     /// (on loopback) with `benches/compare/loopcam.sh` and `benches/compare/rtsp_jitter.py`.
     pub tcp_nodelay: bool,
+    /// A second listener for RTSP over TLS (`rtsps://`, RFC 7826 §19; usually port 322), when
+    /// set. Its sessions carry RTP interleaved on the TLS connection: UDP is not offered there
+    /// (plain RTP beside an encrypted control channel would defeat the point; SRTP is not done).
+    pub tls_listen: Option<SocketAddr>,
+    /// The RTSPS certificate: PEM files, or (the default) a self-signed one made at start whose
+    /// SHA-256 fingerprint [`Server::tls_fingerprint`] gives.
+    pub tls: nvrkit_tls::TlsSource,
 }
 
 impl Default for Config {
@@ -73,6 +80,8 @@ impl Default for Config {
             initial_rtptime: None,
             udp_burst_speed: 4,
             tcp_nodelay: false,
+            tls_listen: None,
+            tls: nvrkit_tls::TlsSource::SelfSigned,
         }
     }
 }
@@ -163,6 +172,8 @@ impl Catalog for Shared {
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
+    /// The RTSPS listener's address and certificate fingerprint, when on.
+    tls: Option<(SocketAddr, String)>,
     udp_ports: Option<(u16, u16)>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
@@ -182,6 +193,25 @@ impl Server {
             what: "local address".into(),
             source,
         })?;
+        let tls_listener = match config.tls_listen {
+            None => None,
+            Some(addr) => {
+                let tls = nvrkit_tls::server_tls(&config.tls, &[])?.ok_or(Error::Unusable {
+                    name: addr.to_string(),
+                    what: "an RTSPS listener needs a certificate (TlsSource::Disabled given)"
+                        .into(),
+                })?;
+                let l = TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                    what: format!("cannot listen on {addr}"),
+                    source,
+                })?;
+                let bound = l.local_addr().map_err(|source| Error::Io {
+                    what: "local address".into(),
+                    source,
+                })?;
+                Some((l, bound, tls))
+            }
+        };
         let udp = if config.udp {
             Some(bind_udp_pair(config.listen.ip()).await?)
         } else {
@@ -255,11 +285,23 @@ impl Server {
         }
         tasks.push(tokio::spawn(accept(
             listener,
+            None,
             shared.clone(),
             shutdown.clone(),
         )));
+        let tls = tls_listener.map(|(l, bound, tls)| {
+            let fingerprint = tls.fingerprint.clone();
+            tasks.push(tokio::spawn(accept(
+                l,
+                Some(tls.acceptor),
+                shared.clone(),
+                shutdown.clone(),
+            )));
+            (bound, fingerprint)
+        });
         Ok(Server {
             local_addr,
+            tls,
             udp_ports,
             shared,
             shutdown,
@@ -270,6 +312,17 @@ impl Server {
     /// The RTSP address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The RTSPS address actually bound, when [`Config::tls_listen`] is set.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(a, _)| *a)
+    }
+
+    /// SHA-256 fingerprint of the RTSPS certificate (`AB:CD:…`, as
+    /// `openssl x509 -fingerprint -sha256` prints it), when RTSPS is on.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(|(_, f)| f.as_str())
     }
 
     /// The server's RTP and RTCP UDP ports, when UDP is on.
@@ -287,6 +340,18 @@ impl Server {
     /// The URL of every stream for a client that reaches this server at `host` (an IP or name,
     /// without port).
     pub fn urls(&self, host: &str) -> Vec<String> {
+        self.urls_at("rtsp", host, self.local_addr.port())
+    }
+
+    /// The `rtsps://` URL of every stream, when RTSPS is on (else none).
+    pub fn tls_urls(&self, host: &str) -> Vec<String> {
+        match &self.tls {
+            Some((addr, _)) => self.urls_at("rtsps", host, addr.port()),
+            None => Vec::new(),
+        }
+    }
+
+    fn urls_at(&self, scheme: &str, host: &str, port: u16) -> Vec<String> {
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
         } else {
@@ -294,7 +359,7 @@ impl Server {
         };
         self.names()
             .iter()
-            .map(|n| format!("rtsp://{host}:{}/{n}", self.local_addr.port()))
+            .map(|n| format!("{scheme}://{host}:{port}/{n}"))
             .collect()
     }
 
@@ -475,7 +540,15 @@ async fn pace(
     }
 }
 
-async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Sender<bool>) {
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+) {
     let mut stop = shutdown.subscribe();
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -483,7 +556,28 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Sen
             r = listener.accept() => match r {
                 Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(shared.config.tcp_nodelay);
-                    conns.spawn(serve(sock, peer, shared.clone(), shutdown.subscribe()));
+                    let local = sock.local_addr().unwrap_or(peer);
+                    let (shared, stop) = (shared.clone(), shutdown.subscribe());
+                    match tls.clone() {
+                        None => {
+                            let (rd, wr) = sock.into_split();
+                            conns.spawn(serve(Box::new(rd), Box::new(wr), local, peer, false, shared, stop));
+                        }
+                        // The handshake runs in the connection's own task: a slow or silent
+                        // client holds nobody else up.
+                        Some(acceptor) => {
+                            conns.spawn(async move {
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                                    Ok(Ok(s)) => {
+                                        let (rd, wr) = tokio::io::split(s);
+                                        serve(Box::new(rd), Box::new(wr), local, peer, true, shared, stop).await;
+                                    }
+                                    Ok(Err(e)) => tracing::info!(%peer, "RTSPS handshake failed: {e}"),
+                                    Err(_) => tracing::info!(%peer, "RTSPS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: log, back off a little, keep serving the others.
@@ -557,7 +651,7 @@ struct Playback {
 }
 
 struct ConnIo {
-    wr: tokio::net::tcp::OwnedWriteHalf,
+    wr: ConnWrite,
     peer: SocketAddr,
     shared: Arc<Shared>,
     /// Small pieces being composed (headers, responses, RTCP).
@@ -571,7 +665,7 @@ struct ConnIo {
 
 /// Writes every chunk, in order, with vectored writes.
 async fn write_chunks(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    wr: &mut ConnWrite,
     chunks: &mut std::collections::VecDeque<Bytes>,
 ) -> std::io::Result<()> {
     while !chunks.is_empty() {
@@ -690,14 +784,20 @@ impl ConnIo {
 }
 
 /// Serves one RTSP connection until it closes, times out, or the server stops.
+/// The read half of a client connection: TCP or TLS.
+type ConnRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+/// The write half of a client connection: TCP or TLS.
+type ConnWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
 async fn serve(
-    sock: TcpStream,
+    mut rd: ConnRead,
+    wr: ConnWrite,
+    local: SocketAddr,
     peer: SocketAddr,
+    secure: bool,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let local = sock.local_addr().unwrap_or(peer);
-    let (mut rd, wr) = sock.into_split();
     let host = match local {
         SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
@@ -705,8 +805,14 @@ async fn serve(
     let timeout = shared.config.session_timeout;
     let mut conn = Connection::new(ConnConfig {
         auth: shared.auth.clone(),
-        udp_ports: shared.udp.as_ref().map(|(a, b)| (port_of(a), port_of(b))),
+        // Over TLS, RTP rides the encrypted connection only.
+        udp_ports: if secure {
+            None
+        } else {
+            shared.udp.as_ref().map(|(a, b)| (port_of(a), port_of(b)))
+        },
         session_timeout: timeout,
+        scheme: if secure { "rtsps" } else { "rtsp" },
         host,
         server_ip: local.ip().to_string(),
     });

@@ -20,7 +20,7 @@ use retina::client::{
     SetupOptions, TcpTransportOptions, Transport, UdpTransportOptions,
 };
 use retina::codec::CodecItem;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use nvrkit_testutil::workspace_root as root;
 
@@ -286,7 +286,16 @@ async fn first_video_nal_types(port: u16, name: &str, n: usize) -> Vec<String> {
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let base = format!("rtsp://127.0.0.1:{port}/{name}");
+    play_video_nal_types(&mut sock, &format!("rtsp://127.0.0.1:{port}/{name}"), n).await
+}
+
+/// DESCRIBE, SETUP of track 0 interleaved, PLAY on `sock`; then the NAL types of the first `n`
+/// video packets, as [`first_video_nal_types`].
+async fn play_video_nal_types<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
+    base: &str,
+    n: usize,
+) -> Vec<String> {
     let reqs = [
         format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
         format!(
@@ -297,7 +306,8 @@ async fn first_video_nal_types(port: u16, name: &str, n: usize) -> Vec<String> {
     let mut session = String::new();
     for r in reqs {
         sock.write_all(r.as_bytes()).await.unwrap();
-        let text = read_response(&mut sock, &mut buf).await;
+        let text = read_response(sock, &mut buf).await;
+        assert!(text.starts_with("RTSP/1.0 200"), "{text}");
         if let Some(l) = text.lines().find(|l| l.starts_with("Session: ")) {
             session = l[9..].split(';').next().unwrap().to_owned();
         }
@@ -307,10 +317,10 @@ async fn first_video_nal_types(port: u16, name: &str, n: usize) -> Vec<String> {
     )
     .await
     .unwrap();
-    let _ = read_response(&mut sock, &mut buf).await;
+    let _ = read_response(sock, &mut buf).await;
     let mut types = Vec::new();
     while types.len() < n {
-        let (channel, packet) = match next_msg(&mut sock, &mut buf).await {
+        let (channel, packet) = match next_msg(sock, &mut buf).await {
             Msg::Frame(channel, packet) => (channel, packet),
             Msg::Response(r) => panic!("only interleaved frames after PLAY, got {r}"),
         };
@@ -330,7 +340,89 @@ async fn first_video_nal_types(port: u16, name: &str, n: usize) -> Vec<String> {
     types
 }
 
-async fn read_response(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> String {
+/// A TLS client session to the server's RTSPS listener, checking the certificate it shows is
+/// the one the server reports.
+async fn rtsps_connect(
+    s: &Server,
+) -> nvrkit_tls::tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(s.tls_local_addr().unwrap())
+        .await
+        .unwrap();
+    let name =
+        nvrkit_tls::tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = nvrkit_tls::insecure_client()
+        .unwrap()
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let cert = &tls.get_ref().1.peer_certificates().unwrap()[0];
+    assert_eq!(
+        Some(nvrkit_tls::fingerprint(cert).as_str()),
+        s.tls_fingerprint()
+    );
+    tls
+}
+
+/// RTSPS: the same dialogue on a TLS connection, URLs in responses say `rtsps://`, RTP comes
+/// interleaved (a UDP SETUP gets 461), a late joiner starts with SPS, PPS and an IDR, and a
+/// client speaking plain RTSP to the TLS port is dropped while the others keep playing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsps_plays_interleaved_over_tls_and_refuses_udp() {
+    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
+    let s = server(
+        vec![c],
+        Config {
+            tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Config::default()
+        },
+    )
+    .await;
+    let port = s.tls_local_addr().unwrap().port();
+    let base = format!("rtsps://127.0.0.1:{port}/h264_main_720p25_aac");
+    assert_eq!(s.tls_urls("127.0.0.1"), std::slice::from_ref(&base));
+    assert!(s.urls("127.0.0.1")[0].starts_with("rtsp://"));
+
+    let mut a = rtsps_connect(&s).await;
+    let mut buf = Vec::new();
+    let d = request_ok(&mut a, &mut buf, &format!("DESCRIBE {base}"), 1, "").await;
+    assert!(d.contains(&format!("Content-Base: {base}/")), "{d}");
+    let r = request(
+        &mut a,
+        &mut buf,
+        format!(
+            "SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 461"), "{r}");
+
+    // Plain RTSP at the TLS port: no handshake, the connection is closed.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    plain
+        .write_all(format!("OPTIONS {base} RTSP/1.0\r\nCSeq: 1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut junk = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut junk))
+        .await
+        .expect("the server closes a connection that is not TLS");
+    assert!(!String::from_utf8_lossy(&junk).contains("RTSP/1.0"));
+
+    // Mid-GOP: 1.5 s into a 1 s GOP clip.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut b = rtsps_connect(&s).await;
+    let types = play_video_nal_types(&mut b, &base, 3).await;
+    assert_eq!(types[..2], ["7", "8"], "SPS and PPS first: {types:?}");
+    assert!(
+        types[2] == "5" || types[2] == "fu5",
+        "then an IDR: {types:?}"
+    );
+    s.shutdown().await;
+}
+
+async fn read_response<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> String {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
@@ -379,7 +471,7 @@ enum Msg {
     Response(String),
 }
 
-async fn next_msg(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Msg {
+async fn next_msg<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> Msg {
     loop {
         if buf.first() == Some(&b'$') && buf.len() >= 4 {
             let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
@@ -404,7 +496,11 @@ async fn next_msg(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Msg {
 }
 
 /// Sends a request and returns its response, dropping the media frames that come first.
-async fn request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, req: String) -> String {
+async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
+    buf: &mut Vec<u8>,
+    req: String,
+) -> String {
     sock.write_all(req.as_bytes()).await.unwrap();
     loop {
         if let Msg::Response(head) = next_msg(sock, buf).await {
@@ -414,8 +510,8 @@ async fn request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, req: Strin
 }
 
 /// `METHOD URL` with `CSeq: cseq` and the extra header lines; asserts a 200 and returns its head.
-async fn request_ok(
-    sock: &mut tokio::net::TcpStream,
+async fn request_ok<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
     buf: &mut Vec<u8>,
     line: &str,
     cseq: u32,
@@ -614,6 +710,64 @@ async fn ffprobe_sees_three_seamless_seams() {
     s.shutdown().await;
 }
 
+/// RTSPS with real clients: ffprobe (GnuTLS) reads bikes across a seam with even video PTS, and
+/// GStreamer's rtspsrc (GIO TLS, the self-signed certificate accepted with
+/// `tls-validation-flags=0`) decodes bigbuckbunny for 10 s with no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: run by .ci/run"]
+async fn ffprobe_and_gstreamer_play_over_rtsps() {
+    let clips = vec![
+        clip(&shared("bigbuckbunny.mp4")),
+        clip(&shared("bikes.mp4")),
+    ];
+    let s = server(
+        clips,
+        Config {
+            tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Config::default()
+        },
+    )
+    .await;
+    let urls = s.tls_urls("127.0.0.1");
+    let bikes = urls.iter().find(|u| u.ends_with("/bikes")).unwrap().clone();
+    let bunny = urls
+        .iter()
+        .find(|u| u.ends_with("/bigbuckbunny"))
+        .unwrap()
+        .clone();
+    let period = s.period_micros("bikes").unwrap() as f64 / 1e6;
+    let mut probe = tool("ffprobe");
+    probe
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-read_intervals"])
+        .arg(format!("%+{}", (period * 1.5).ceil()))
+        .args(["-show_entries", "packet=stream_index,pts", "-of", "csv=p=0"])
+        .arg(&bikes);
+    let probe = tokio::spawn(run_blocking(probe));
+    let gst = tokio::spawn(async move {
+        gst_plays(
+            "rtsps",
+            &bunny,
+            &["protocols=tcp", "tls-validation-flags=0"],
+            10,
+        )
+        .await
+    });
+
+    let out = probe.await.unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe over rtsps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (video, _) = probe_pts(&String::from_utf8_lossy(&out.stdout));
+    assert_even("bikes over rtsps", &settled(&video, 90_000));
+    let span = (video.iter().max().unwrap() - video.iter().min().unwrap()) as f64 / 90_000.0;
+    assert!(span > period, "only {span} s over rtsps, no seam");
+
+    gst.await.unwrap();
+    s.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn ffmpeg_copies_20_s_without_timestamp_warnings_after_the_first_gop() {
@@ -683,55 +837,55 @@ async fn ffmpeg_copies_20_s_without_timestamp_warnings_after_the_first_gop() {
     s.shutdown().await;
 }
 
+/// Runs `gst-launch-1.0 rtspsrc location=URL <rtspsrc props> ! rtph264depay ! h264parse !
+/// avdec_h264 ! fakesink` for `secs` (it plays until EOS, which a loop never sends), then stops
+/// it. Asserts it was still running and printed no ERROR (`GST_DEBUG=*:1`).
+async fn gst_plays(what: &str, location: &str, props: &[&str], secs: u64) {
+    let mut cmd = tool("gst-launch-1.0");
+    cmd.env("GST_DEBUG", "*:1")
+        .args(["-q", "rtspsrc"])
+        .arg(format!("location={location}"))
+        .args(props)
+        .args([
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+            "fakesink",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let (running, out) = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("gst-launch-1.0 runs");
+        std::thread::sleep(Duration::from_secs(secs));
+        let still_running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        (still_running, child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(running, "{what}: gst-launch exited early:\n{log}");
+    assert!(!log.contains("ERROR"), "{what}: {log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn gstreamer_rtspsrc_plays_15_s_over_tcp_and_udp() {
     let clips = vec![clip(&shared("bigbuckbunny.mp4"))];
     let s = server(clips, Config::default()).await;
-    let mut jobs = Vec::new();
-    for protocols in ["tcp", "udp"] {
-        let mut cmd = tool("gst-launch-1.0");
-        cmd.env("GST_DEBUG", "*:1")
-            .args(["-q", "rtspsrc"])
-            .arg(format!("location={}", url(&s, "bigbuckbunny")))
-            .arg(format!("protocols={protocols}"))
-            .args([
-                "!",
-                "rtph264depay",
-                "!",
-                "h264parse",
-                "!",
-                "avdec_h264",
-                "!",
-                "fakesink",
-            ]);
-        // gst-launch runs until EOS; give it 15 s, then stop it and read what it said.
-        jobs.push((
-            protocols,
-            tokio::task::spawn_blocking(move || {
-                let mut child = cmd
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("gst-launch-1.0 runs");
-                std::thread::sleep(Duration::from_secs(15));
-                let still_running = child.try_wait().unwrap().is_none();
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                (still_running, out)
-            }),
-        ));
-    }
-    for (protocols, job) in jobs {
-        let (running, out) = job.await.unwrap();
-        let log = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(running, "{protocols}: gst-launch exited early:\n{log}");
-        assert!(!log.contains("ERROR"), "{protocols}: {log}");
-    }
+    let location = url(&s, "bigbuckbunny").to_string();
+    tokio::join!(
+        gst_plays("tcp", &location, &["protocols=tcp"], 15),
+        gst_plays("udp", &location, &["protocols=udp"], 15)
+    );
     s.shutdown().await;
 }
 

@@ -1,5 +1,6 @@
 //! Configuration of the SMTP session and server. Every field has a default that works on a laptop.
 
+use crate::tls::TlsSource;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,25 +104,6 @@ impl Default for SessionConfig {
     }
 }
 
-/// Where the server's TLS certificate comes from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsSource {
-    /// No TLS: no `STARTTLS`, and an implicit-TLS listener is an error.
-    Disabled,
-    /// A self-signed certificate made with rcgen at start (its SHA-256 fingerprint is in
-    /// [`crate::ServerInfo`]). The default: cameras do not verify the server certificate.
-    #[default]
-    SelfSigned,
-    /// PEM files: a certificate chain and its private key.
-    Files {
-        /// Certificate chain, leaf first.
-        cert: PathBuf,
-        /// PKCS#8, PKCS#1 or SEC1 private key.
-        key: PathBuf,
-    },
-}
-
 /// Where snapshot attachments go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -141,7 +123,8 @@ pub struct ServerConfig {
     pub listen: Option<SocketAddr>,
     /// Implicit-TLS listener (what cameras call "SSL", usually port 465). Default none.
     pub tls_listen: Option<SocketAddr>,
-    /// The TLS certificate.
+    /// The TLS certificate. [`TlsSource::Disabled`]: no `STARTTLS`, and an implicit-TLS
+    /// listener is an error.
     pub tls: TlsSource,
     /// The SMTP dialogue.
     pub session: SessionConfig,

@@ -6,7 +6,6 @@
 //! decoding event JSON, saving snapshots.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// Everything that can go wrong in `nvrkit-smtp`'s operations.
 #[derive(Debug, thiserror::Error)]
@@ -20,20 +19,10 @@ pub enum Error {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// A certificate or key file could not be read or holds no usable PEM item.
-    #[error("TLS material {path}: {reason}")]
-    TlsMaterial {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// rustls refused the configuration (for example a key that does not match the certificate).
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] tokio_rustls::rustls::Error),
-    /// rcgen could not make the self-signed certificate.
-    #[error("generating a self-signed certificate: {0}")]
-    CertGen(#[from] rcgen::Error),
+    /// TLS could not be set up: an unreadable certificate or key file, a key that does not
+    /// match its certificate, or a failed self-signed certificate.
+    #[error(transparent)]
+    Tls(#[from] nvrkit_tls::Error),
     /// An I/O error on a connection or file, with what we were doing.
     #[error("{context}: {source}")]
     Io {

@@ -63,7 +63,7 @@ mod tls;
 
 pub use config::{
     AuthPolicy, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_LINE, DEFAULT_MAX_MESSAGE_SIZE, LineEndings,
-    ServerConfig, SessionConfig, SnapshotStore, TlsSource,
+    ServerConfig, SessionConfig, SnapshotStore,
 };
 pub use error::{Error, Result};
 pub use event::{
@@ -72,4 +72,4 @@ pub use event::{
 pub use extract::extract;
 pub use server::{Server, ServerInfo, Stats};
 pub use session::{BUSY_REPLY, Feed, Message, Phase, Session, SessionEvent};
-pub use tls::{ServerTls, fingerprint, server_tls};
+pub use tls::{ServerTls, TlsSource, fingerprint, server_tls};

@@ -149,7 +149,7 @@ impl Server {
     /// # Ok(()) }
     /// ```
     pub async fn start(mut cfg: ServerConfig) -> Result<(Server, mpsc::Receiver<CameraEvent>)> {
-        let tls = server_tls(&cfg.tls, &cfg.session.hostname)?;
+        let tls = server_tls(&cfg.tls, &[cfg.session.hostname.as_str()])?;
         cfg.session.starttls = tls.is_some();
         if let SnapshotStore::Dir(dir) = &cfg.snapshots {
             tokio::fs::create_dir_all(dir).await.map_err(|e| {

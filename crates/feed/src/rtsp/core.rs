@@ -100,6 +100,8 @@ pub struct ConnConfig {
     pub udp_ports: Option<(u16, u16)>,
     /// Session timeout announced and enforced.
     pub session_timeout: Duration,
+    /// `rtsp`, or `rtsps` on a TLS connection: the scheme of URLs in responses.
+    pub scheme: &'static str,
     /// The host (and port) clients reached us at, for URLs in responses.
     pub host: String,
     /// The server's own IP, for the SDP origin line.
@@ -370,7 +372,7 @@ impl Connection {
 
     /// The base URL of a stream, with a trailing slash (`Content-Base`).
     pub fn base_url(&self, name: &str) -> String {
-        format!("rtsp://{}/{}/", self.config.host, name)
+        format!("{}://{}/{}/", self.config.scheme, self.config.host, name)
     }
 
     fn describe(
@@ -541,6 +543,7 @@ mod tests {
             auth: auth.map(Arc::new),
             udp_ports: Some((8000, 8001)),
             session_timeout: Duration::from_secs(60),
+            scheme: "rtsp",
             host: "127.0.0.1:8554".into(),
             server_ip: "127.0.0.1".into(),
         })
