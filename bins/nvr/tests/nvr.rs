@@ -133,25 +133,46 @@ fn wait_for_ring(nvr: &Nvr, camera: &str, secs: i64) {
     }
 }
 
-/// Waits for `n` events whose clips are complete (`post` has passed), returns the event list.
+/// Waits for `n` events whose clips are complete and returns those events (newest first): `post`
+/// (and 3 s) has passed since each, and its camera's recorder has closed the range holding it
+/// (a range ends at the first frame past `t + post`, which the ingest hands over only when the
+/// next GOP begins; until then an export would stop at the last whole fragment).
 fn wait_for_clips(nvr: &Nvr, n: usize, post: i64) -> Vec<serde_json::Value> {
     let t = Instant::now();
     loop {
         let events = json(&format!("{}/api/events", nvr.web));
+        let cams = json(&format!("{}/api/cameras", nvr.web));
         let list = events.as_array().unwrap().clone();
-        let done = list
+        let done: Vec<serde_json::Value> = list
             .iter()
             .filter(|e| {
                 let at = WallTime::parse_rfc3339(e["received_at"].as_str().unwrap()).unwrap();
-                WallTime::now().micros_since(at) > post * 1_000_000 + 3_000_000
+                let open = cams
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["name"] == e["cameras"][0])
+                    .map(|c| c["recorder"]["recording"].clone())
+                    .unwrap_or_default();
+                let time = |k: &str| {
+                    open[k]
+                        .as_str()
+                        .map(|v| WallTime::parse_rfc3339(v).unwrap())
+                };
+                let still_open = match (time("from"), time("until")) {
+                    (Some(from), until) => from <= at && until.is_none_or(|u| at <= u),
+                    _ => false,
+                };
+                WallTime::now().micros_since(at) > post * 1_000_000 + 3_000_000 && !still_open
             })
-            .count();
-        if done >= n {
-            return list;
+            .cloned()
+            .collect();
+        if done.len() >= n {
+            return done;
         }
         assert!(
             t.elapsed() < Duration::from_secs(120),
-            "hang guard: {n} clips never completed: {list:?}"
+            "hang guard: {n} clips never completed: {list:?} {cams}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }

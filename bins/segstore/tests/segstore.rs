@@ -182,11 +182,14 @@ fn kill_9_at_random_moments_loses_at_most_the_open_fragment() {
 fn a_second_writer_is_refused_and_readers_work_beside_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
-    // A live camera: the sample clip at the wall clock's pace.
+    // A live camera: the sample clip at the wall clock's pace, six times over (a minute), so
+    // it still holds the lock however slowly the checks below run; it is killed at the end.
     let mut writer = segstore()
         .args([
             "import",
             "--realtime",
+            "--loops",
+            "6",
             "--segment",
             "60s",
             "--camera",

@@ -238,17 +238,26 @@ async fn digest_and_basic_auth() {
     s.shutdown().await;
 }
 
-/// Sends raw bytes on a new connection and returns what came back within a moment.
-async fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+/// Sends raw bytes on a new connection and returns what came back, once it holds `until` and
+/// the response head holding it is complete (or the server closed the connection).
+async fn raw_exchange(port: u16, bytes: &[u8], until: &str) -> String {
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     sock.write_all(bytes).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    while let Ok(Ok(n)) =
-        tokio::time::timeout(Duration::from_millis(500), sock.read(&mut buf)).await
-    {
+    loop {
+        let text = String::from_utf8_lossy(&got);
+        if let Some(i) = text.find(until)
+            && text[i..].contains("\r\n\r\n")
+        {
+            break;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("hang guard: no {until:?} in {text:?}"))
+            .unwrap_or(0);
         if n == 0 {
             break;
         }
@@ -265,6 +274,7 @@ async fn garbage_gets_400_and_the_connection_keeps_serving() {
     let reply = raw_exchange(
         port,
         b"\x16\x03\x01\x02\x00garbage\r\n\r\nOPTIONS rtsp://x/h265_hvc1 RTSP/1.0\r\nCSeq: 9\r\n\r\n",
+        "CSeq: 9",
     )
     .await;
     assert!(reply.starts_with("RTSP/1.0 400"), "{reply}");
@@ -273,9 +283,14 @@ async fn garbage_gets_400_and_the_connection_keeps_serving() {
     // An endless header line is cut at the cap; the server stays up for others.
     let mut big = b"DESCRIBE rtsp://x/h265_hvc1 RTSP/1.0\r\nX: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', 200_000));
-    let reply = raw_exchange(port, &big).await;
+    let reply = raw_exchange(port, &big, "RTSP/1.0").await;
     assert!(reply.starts_with("RTSP/1.0 400"), "{reply}");
-    let reply = raw_exchange(port, b"DESCRIBE rtsp://x/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n").await;
+    let reply = raw_exchange(
+        port,
+        b"DESCRIBE rtsp://x/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+        "RTSP/1.0",
+    )
+    .await;
     assert!(reply.starts_with("RTSP/1.0 404"), "{reply}");
     s.shutdown().await;
 }
