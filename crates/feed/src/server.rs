@@ -661,6 +661,8 @@ struct ConnIo {
     /// (500 clients of a 720p stream would otherwise each hold a copy of every keyframe).
     chunks: std::collections::VecDeque<Bytes>,
     payloads: Vec<Payload>,
+    /// Where each packet's headers end in `out` while a frame is composed (reused).
+    header_ends: Vec<usize>,
 }
 
 /// Writes every chunk, in order, with vectored writes.
@@ -669,12 +671,14 @@ async fn write_chunks(
     chunks: &mut std::collections::VecDeque<Bytes>,
 ) -> std::io::Result<()> {
     while !chunks.is_empty() {
-        let slices: Vec<std::io::IoSlice<'_>> = chunks
-            .iter()
-            .take(64)
-            .map(|c| std::io::IoSlice::new(c))
-            .collect();
-        let mut n = wr.write_vectored(&slices).await?;
+        // On the stack: a write per frame per client should not allocate.
+        let mut slices = [std::io::IoSlice::new(&[]); 64];
+        let mut k = 0;
+        for (s, c) in slices.iter_mut().zip(chunks.iter()) {
+            *s = std::io::IoSlice::new(c);
+            k += 1;
+        }
+        let mut n = wr.write_vectored(&slices[..k]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -699,6 +703,14 @@ async fn write_chunks(
 /// skips slow readers forward, so a client that merely lags is not affected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Room for packet headers (20 bytes a packet over TCP) a connection reserves at a time; the
+/// buffer is reclaimed once a write's slices of it are dropped, so a steady stream allocates
+/// nothing.
+const HEADER_BUF: usize = 2048;
+
+/// How often a playing session gets RTCP sender reports and every session a liveness check.
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
 impl ConnIo {
     /// Moves what was composed in `out` to the write queue.
     fn seal(&mut self) {
@@ -709,11 +721,22 @@ impl ConnIo {
 
     async fn flush(&mut self) -> std::io::Result<()> {
         self.seal();
-        tokio::time::timeout(WRITE_TIMEOUT, write_chunks(&mut self.wr, &mut self.chunks))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
-            })?
+        let mut write = std::pin::pin!(write_chunks(&mut self.wr, &mut self.chunks));
+        // Almost every write completes at once (the socket buffer has room): only a write that
+        // has to wait arms the timer, so the common case costs no timer registration.
+        let first = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await;
+        match first {
+            Some(r) => r,
+            None => tokio::time::timeout(WRITE_TIMEOUT, write)
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+                })?,
+        }
     }
 
     fn queue_response(&mut self, r: &rtsp_types::Response<Vec<u8>>) {
@@ -753,6 +776,17 @@ impl ConnIo {
         let mut payloads = std::mem::take(&mut self.payloads);
         t.packetizer.packetize(f, extra, &mut payloads);
         let ts = t.rtp_time(f);
+        if let Transport::Tcp { .. } = t.transport {
+            // Whatever is composed (a response, RTCP) goes first; then every packet's 4-byte
+            // interleave header and RTP header go into one buffer, frozen once and sliced per
+            // packet (no allocation or reference-count promotion per packet).
+            self.seal();
+            if self.out.capacity() < 64 * payloads.len() {
+                // Reclaims the buffer the previous write used once its slices are gone.
+                self.out.reserve(HEADER_BUF.max(64 * payloads.len()));
+            }
+        }
+        self.header_ends.clear();
         for p in &payloads {
             match t.transport {
                 Transport::Tcp { rtp, .. } => {
@@ -761,8 +795,7 @@ impl ConnIo {
                     self.out
                         .put_u16((crate::rtp::RTP_HEADER_LEN + p.len()) as u16);
                     p.write_header(&mut self.out, t.pt, t.seq, ts, t.ssrc);
-                    self.seal();
-                    self.chunks.push_back(p.body.clone());
+                    self.header_ends.push(self.out.len());
                 }
                 Transport::Udp { rtp, .. } => {
                     let mut b = BytesMut::with_capacity(crate::rtp::RTP_HEADER_LEN + p.len());
@@ -776,6 +809,16 @@ impl ConnIo {
             t.packets = t.packets.wrapping_add(1);
             t.octets = t.octets.wrapping_add(p.len() as u32);
         }
+        if let (Transport::Tcp { .. }, Some(&all)) = (t.transport, self.header_ends.last()) {
+            // `out` holds exactly this frame's packet headers, in order.
+            let heads = self.out.split_to(all).freeze();
+            let mut start = 0;
+            for (p, &end) in payloads.iter().zip(&self.header_ends) {
+                self.chunks.push_back(heads.slice(start..end));
+                self.chunks.push_back(p.body.clone());
+                start = end;
+            }
+        }
         self.payloads = payloads;
         if let Some(w) = f.wall {
             t.last = Some((w, ts));
@@ -783,12 +826,12 @@ impl ConnIo {
     }
 }
 
-/// Serves one RTSP connection until it closes, times out, or the server stops.
 /// The read half of a client connection: TCP or TLS.
 type ConnRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 /// The write half of a client connection: TCP or TLS.
 type ConnWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 
+/// Serves one RTSP connection until it closes, times out, or the server stops.
 async fn serve(
     mut rd: ConnRead,
     wr: ConnWrite,
@@ -820,21 +863,25 @@ async fn serve(
         wr,
         peer,
         shared: shared.clone(),
-        out: BytesMut::new(),
+        out: BytesMut::with_capacity(HEADER_BUF),
         chunks: std::collections::VecDeque::new(),
         payloads: Vec::new(),
+        header_ends: Vec::new(),
     };
     let mut framer = Framer::new();
     let mut playback: Option<Playback> = None;
     // Requests are small; a large read buffer per client would only cost memory at fan-out.
     let mut rbuf = vec![0u8; 4 * 1024];
     let mut last_activity = Instant::now();
-    let mut report = tokio::time::interval(Duration::from_secs(5));
-    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Sender reports and the liveness check, every 5 s. While playing they run after a write
+    // that finds them due, so a playing session's wakeups poll no timer and no shutdown
+    // channel: shutdown stops the pacer, whose ring then reports closed to every reader.
+    let mut next_report = Instant::now() + REPORT_INTERVAL;
     tracing::debug!(%peer, "connection");
 
     'conn: loop {
         let playing = playback.as_ref().is_some_and(|p| p.playing);
+        let mut periodic = false;
         tokio::select! {
             r = rd.read(&mut rbuf) => {
                 let n = match r {
@@ -955,38 +1002,44 @@ async fn serve(
                     }
                     Err(_) => break 'conn,
                 }
+                periodic = Instant::now() >= next_report;
             }
-            _ = report.tick() => {
-                if let Some(p) = playback.as_ref().filter(|p| p.playing) {
-                    sender_reports(&mut io, p).await;
-                    if io.flush().await.is_err() {
-                        break 'conn;
-                    }
-                }
-                // Liveness: RTSP traffic on this connection, or RTCP from the client over UDP.
-                let mut alive = last_activity;
-                if let (Some(p), Ok(seen)) = (playback.as_ref(), shared.udp_seen.lock()) {
-                    for t in &p.tracks {
-                        if let Transport::Udp { rtcp, .. } = t.transport
-                            && let Some(at) = seen.get(&SocketAddr::new(peer.ip(), rtcp))
-                        {
-                            alive = alive.max(*at);
-                        }
-                    }
-                }
-                // Over TCP the open connection carrying the media is itself the liveness signal
-                // (gst-rtsp-server and mediamtx do the same): clients that send no keepalive
-                // keep playing. An idle connection, or a UDP session whose client went quiet,
-                // times out.
-                let tcp_playing = playback.as_ref().is_some_and(|p| {
-                    p.playing && p.tracks.iter().all(|t| matches!(t.transport, Transport::Tcp { .. }))
-                });
-                if !tcp_playing && alive.elapsed() > timeout {
-                    tracing::info!(%peer, "session timed out");
-                    break 'conn;
+            _ = tokio::time::sleep_until(next_report), if !playing => periodic = true,
+            _ = stop.changed(), if !playing => break 'conn,
+        }
+        if !periodic {
+            continue;
+        }
+        next_report = Instant::now() + REPORT_INTERVAL;
+        if let Some(p) = playback.as_ref().filter(|p| p.playing) {
+            sender_reports(&mut io, p).await;
+            if io.flush().await.is_err() {
+                break 'conn;
+            }
+        }
+        // Liveness: RTSP traffic on this connection, or RTCP from the client over UDP.
+        let mut alive = last_activity;
+        if let (Some(p), Ok(seen)) = (playback.as_ref(), shared.udp_seen.lock()) {
+            for t in &p.tracks {
+                if let Transport::Udp { rtcp, .. } = t.transport
+                    && let Some(at) = seen.get(&SocketAddr::new(peer.ip(), rtcp))
+                {
+                    alive = alive.max(*at);
                 }
             }
-            _ = stop.changed() => break 'conn,
+        }
+        // Over TCP the open connection carrying the media is itself the liveness signal
+        // (gst-rtsp-server and mediamtx do the same): clients that send no keepalive keep
+        // playing. An idle connection, or a UDP session whose client went quiet, times out.
+        let tcp_playing = playback.as_ref().is_some_and(|p| {
+            p.playing
+                && p.tracks
+                    .iter()
+                    .all(|t| matches!(t.transport, Transport::Tcp { .. }))
+        });
+        if !tcp_playing && alive.elapsed() > timeout {
+            tracing::info!(%peer, "session timed out");
+            break 'conn;
         }
     }
     if let Some(p) = playback.take() {

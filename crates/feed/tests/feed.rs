@@ -478,6 +478,53 @@ async fn a_late_joiner_starts_with_parameter_sets_and_a_keyframe() {
     s.shutdown().await;
 }
 
+/// Shutting the server down ends a playing session: its client gets an RTCP BYE and the
+/// connection closes, and `shutdown` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_a_playing_session_with_a_bye() {
+    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
+    let s = server(vec![c], Config::default()).await;
+    let port = s.local_addr().port();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let types = play_video_nal_types(
+        &mut sock,
+        &format!("rtsp://127.0.0.1:{port}/h264_main_720p25_aac"),
+        3,
+    )
+    .await;
+    assert_eq!(types[..2], ["7", "8"]);
+    tokio::time::timeout(Duration::from_secs(10), s.shutdown())
+        .await
+        .expect("shutdown returns while a session plays");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut rest))
+        .await
+        .expect("the connection closes")
+        .unwrap();
+    // The last interleaved message is on the RTCP channel (1) and holds a BYE (PT 203).
+    let mut last = None;
+    let mut i = 0;
+    while i + 4 <= rest.len() && rest[i] == b'$' {
+        let len = usize::from(u16::from_be_bytes([rest[i + 2], rest[i + 3]]));
+        last = Some((
+            rest[i + 1],
+            rest[i + 4..(i + 4 + len).min(rest.len())].to_vec(),
+        ));
+        i += 4 + len;
+    }
+    let (channel, rtcp) = last.expect("interleaved data before the close");
+    assert_eq!(channel, 1);
+    let mut j = 0;
+    let mut bye = false;
+    while j + 4 <= rtcp.len() {
+        bye |= rtcp[j + 1] == 203;
+        j += 4 * (usize::from(u16::from_be_bytes([rtcp[j + 2], rtcp[j + 3]])) + 1);
+    }
+    assert!(bye, "no BYE in the last RTCP packet: {rtcp:?}");
+}
+
 /// One message from the server on an interleaved connection.
 enum Msg {
     /// `$` frame: channel and packet.
