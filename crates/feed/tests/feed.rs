@@ -478,22 +478,27 @@ async fn a_late_joiner_starts_with_parameter_sets_and_a_keyframe() {
     s.shutdown().await;
 }
 
+/// A server of the committed 720p clip, a raw TCP connection to it and the clip's URL.
+async fn serve_720p_and_connect() -> (Server, tokio::net::TcpStream, String) {
+    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
+    let s = server(vec![c], Config::default()).await;
+    let port = s.local_addr().port();
+    let sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    (
+        s,
+        sock,
+        format!("rtsp://127.0.0.1:{port}/h264_main_720p25_aac"),
+    )
+}
+
 /// Shutting the server down ends a playing session: its client gets an RTCP BYE and the
 /// connection closes, and `shutdown` returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_a_playing_session_with_a_bye() {
-    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
-    let s = server(vec![c], Config::default()).await;
-    let port = s.local_addr().port();
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let types = play_video_nal_types(
-        &mut sock,
-        &format!("rtsp://127.0.0.1:{port}/h264_main_720p25_aac"),
-        3,
-    )
-    .await;
+    let (s, mut sock, base) = serve_720p_and_connect().await;
+    let types = play_video_nal_types(&mut sock, &base, 3).await;
     assert_eq!(types[..2], ["7", "8"]);
     tokio::time::timeout(Duration::from_secs(10), s.shutdown())
         .await
@@ -593,13 +598,7 @@ async fn request_ok<S: AsyncRead + AsyncWrite + Unpin>(
 /// SSRC and continues its sequence numbers (RFC 2326 §10.6: PAUSE keeps the session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_track_set_up_while_paused_plays_after_the_next_play() {
-    let c = clip(&root().join("testdata/h264_main_720p25_aac.mp4"));
-    let s = server(vec![c], Config::default()).await;
-    let port = s.local_addr().port();
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let base = format!("rtsp://127.0.0.1:{port}/h264_main_720p25_aac");
+    let (s, mut sock, base) = serve_720p_and_connect().await;
     let (sock, buf) = (&mut sock, &mut Vec::new());
     request_ok(sock, buf, &format!("DESCRIBE {base}"), 1, "").await;
     let tcp = |channels: &str| format!("Transport: RTP/AVP/TCP;unicast;interleaved={channels}\r\n");
