@@ -671,14 +671,22 @@ async fn write_chunks(
     chunks: &mut std::collections::VecDeque<Bytes>,
 ) -> std::io::Result<()> {
     while !chunks.is_empty() {
-        // On the stack: a write per frame per client should not allocate.
-        let mut slices = [std::io::IoSlice::new(&[]); 64];
-        let mut k = 0;
-        for (s, c) in slices.iter_mut().zip(chunks.iter()) {
-            *s = std::io::IoSlice::new(c);
-            k += 1;
-        }
-        let mut n = wr.write_vectored(&slices[..k]).await?;
+        // The iovecs live on the stack of one poll, not in the connection's future (which every
+        // client keeps), and a write per frame per client allocates nothing.
+        let mut n = std::future::poll_fn(|cx| {
+            let mut slices = [std::io::IoSlice::new(&[]); 64];
+            let mut k = 0;
+            for (s, c) in slices.iter_mut().zip(chunks.iter()) {
+                *s = std::io::IoSlice::new(c);
+                k += 1;
+            }
+            tokio::io::AsyncWrite::poll_write_vectored(
+                std::pin::Pin::new(&mut *wr),
+                cx,
+                &slices[..k],
+            )
+        })
+        .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -703,10 +711,14 @@ async fn write_chunks(
 /// skips slow readers forward, so a client that merely lags is not affected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Room for packet headers (20 bytes a packet over TCP) a connection reserves at a time; the
-/// buffer is reclaimed once a write's slices of it are dropped, so a steady stream allocates
-/// nothing.
-const HEADER_BUF: usize = 2048;
+/// Room for packet headers a connection reserves at a time (a few frames' worth); the buffer is
+/// reclaimed once a write's slices of it are dropped, so a steady stream allocates nothing.
+/// Small, because it is per client: 500 clients hold 500 of them.
+const HEADER_BUF: usize = 512;
+
+/// Most header bytes one packet takes over TCP: 4 (interleave) + 12 (RTP) + 4 (the largest
+/// payload-format header, AAC's AU header section).
+const MAX_PACKET_HEADERS: usize = 20;
 
 /// How often a playing session gets RTCP sender reports and every session a liveness check.
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -781,9 +793,10 @@ impl ConnIo {
             // interleave header and RTP header go into one buffer, frozen once and sliced per
             // packet (no allocation or reference-count promotion per packet).
             self.seal();
-            if self.out.capacity() < 64 * payloads.len() {
+            let need = MAX_PACKET_HEADERS * payloads.len();
+            if self.out.capacity() < need {
                 // Reclaims the buffer the previous write used once its slices are gone.
-                self.out.reserve(HEADER_BUF.max(64 * payloads.len()));
+                self.out.reserve(HEADER_BUF.max(need));
             }
         }
         self.header_ends.clear();
