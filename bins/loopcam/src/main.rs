@@ -88,7 +88,7 @@ struct Cli {
 enum Command {
     /// Publish the loop over RTMP (and RTMPS) to a server, without serving RTSP.
     Push {
-        /// rtmp[s]://server[:port]/app/stream[?key=…]
+        #[arg(help = "rtmp[s]://server[:port]/app/stream[?key=…]")]
         url: String,
         /// The clip; the embedded sample when left out.
         file: Option<PathBuf>,

@@ -199,8 +199,9 @@ struct Cursor {
 
 /// The endless stream of a [`Clip`], in decode order across streams.
 ///
-/// Sans-I/O: it only computes frames and their deadlines; [`crate::pacer`] sleeps until each
-/// deadline and pushes the frame into the clip's ring.
+/// Sans-I/O: it only computes frames and their deadlines ([`LoopSource::deadline_micros`]); the
+/// [`server`](crate::server)'s pacer sleeps until each deadline and pushes the frame into the
+/// clip's ring.
 #[derive(Debug, Clone)]
 pub struct LoopSource {
     clip: Arc<Clip>,

@@ -156,7 +156,11 @@ struct DataScan {
     bare_lf: bool,
 }
 
-/// One SMTP server session, sans I/O. See the [module docs](self).
+/// One SMTP server session, sans I/O: bytes from the client in, reply bytes and
+/// [`SessionEvent`]s out. Commands are parsed by [`smtp_proto`]; the session adds the state
+/// machine, the limits and the leniency cameras need (addresses without angle brackets, `HELO`
+/// with no domain, bare LF unless [`LineEndings::Strict`], AUTH offered over plain TCP, long
+/// DATA lines up to [`SessionConfig::max_data_line`]).
 #[derive(Debug)]
 pub struct Session {
     cfg: Arc<SessionConfig>,
