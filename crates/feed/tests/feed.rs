@@ -453,14 +453,19 @@ async fn read_response<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) ->
                 return head;
             }
         }
-        let mut chunk = [0u8; 8192];
-        let k = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
-            .await
-            .expect("hang guard")
-            .unwrap();
-        assert!(k > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..k]);
+        read_more(sock, buf).await;
     }
+}
+
+/// Appends what the server sends next to `buf` (hang guard 10 s; the connection must stay open).
+async fn read_more<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) {
+    let mut chunk = vec![0u8; 65536];
+    let k = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+        .await
+        .expect("hang guard")
+        .unwrap();
+    assert!(k > 0, "connection closed");
+    buf.extend_from_slice(&chunk[..k]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,13 +557,7 @@ async fn next_msg<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> Msg 
         {
             return Msg::Response(read_response(sock, buf).await);
         }
-        let mut chunk = [0u8; 65536];
-        let k = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
-            .await
-            .expect("hang guard")
-            .unwrap();
-        assert!(k > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..k]);
+        read_more(sock, buf).await;
     }
 }
 
