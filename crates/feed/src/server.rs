@@ -665,7 +665,9 @@ struct ConnIo {
     header_ends: Vec<usize>,
 }
 
-/// Writes every chunk, in order, with vectored writes.
+/// Writes every chunk, in order, with vectored writes, then flushes: over TLS a write may leave
+/// bytes in rustls's buffer when the socket is full, and a reply (to PAUSE, TEARDOWN) followed
+/// by no more media would otherwise wait there. On plain TCP the flush returns at once.
 async fn write_chunks(
     wr: &mut ConnWrite,
     chunks: &mut std::collections::VecDeque<Bytes>,
@@ -703,7 +705,7 @@ async fn write_chunks(
             }
         }
     }
-    Ok(())
+    wr.flush().await
 }
 
 /// How long one write to a client may block. A client that keeps its TCP window shut this long
@@ -887,8 +889,9 @@ async fn serve(
     let mut rbuf = vec![0u8; 4 * 1024];
     let mut last_activity = Instant::now();
     // Sender reports and the liveness check, every 5 s. While playing they run after a write
-    // that finds them due, so a playing session's wakeups poll no timer and no shutdown
-    // channel: shutdown stops the pacer, whose ring then reports closed to every reader.
+    // that finds them due, and shutdown is checked there too, so a playing session's wakeups
+    // poll no timer and no shutdown channel (the ring closing when the pacer stops is the
+    // backstop).
     let mut next_report = Instant::now() + REPORT_INTERVAL;
     tracing::debug!(%peer, "connection");
 
@@ -1015,6 +1018,11 @@ async fn serve(
                     }
                     Err(_) => break 'conn,
                 }
+                // Shutdown, checked with one atomic load: the ring closing would also end the
+                // session, but only after the client had read what is left in it.
+                if stop.has_changed().unwrap_or(true) {
+                    break 'conn;
+                }
                 periodic = Instant::now() >= next_report;
             }
             _ = tokio::time::sleep_until(next_report), if !playing => periodic = true,
@@ -1066,7 +1074,10 @@ async fn serve(
             }
         }
     }
-    let _ = io.wr.shutdown().await;
+    // Over TLS, shutdown sends close_notify and waits for rustls's buffer to drain, which a
+    // client that stopped reading never lets happen: bounded, so the task (and the server's
+    // shutdown) is not held.
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.wr.shutdown()).await;
     tracing::debug!(%peer, "connection closed");
 }
 
