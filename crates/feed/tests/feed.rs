@@ -721,6 +721,40 @@ fn probe_pts(text: &str) -> (Vec<i64>, Vec<i64>) {
     (v, a)
 }
 
+/// `ffprobe` reading `secs` seconds of packets (stream index and PTS) from `url` over `transport`.
+fn ffprobe_packets(url: &str, transport: &str, secs: f64) -> Command {
+    let mut cmd = tool("ffprobe");
+    cmd.args([
+        "-v",
+        "error",
+        "-rtsp_transport",
+        transport,
+        "-read_intervals",
+    ])
+    .arg(format!("%+{}", secs.ceil()))
+    .args(["-show_entries", "packet=stream_index,pts", "-of", "csv=p=0"])
+    .arg(url);
+    cmd
+}
+
+/// Asserts ffprobe succeeded, its video PTS are evenly spaced once settled and span more than
+/// `min_span` seconds; returns (video, audio) PTS.
+fn check_probe(what: &str, out: &std::process::Output, min_span: f64) -> (Vec<i64>, Vec<i64>) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (video, audio) = probe_pts(&String::from_utf8_lossy(&out.stdout));
+    assert_even(what, &settled(&video, 90_000));
+    let span = (video.iter().max().unwrap() - video.iter().min().unwrap()) as f64 / 90_000.0;
+    assert!(
+        span > min_span,
+        "{what}: only {span} s, want > {min_span} s"
+    );
+    (video, audio)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn ffprobe_sees_three_seamless_seams() {
@@ -733,35 +767,14 @@ async fn ffprobe_sees_three_seamless_seams() {
     for name in ["bigbuckbunny", "bikes"] {
         let period = s.period_micros(name).unwrap() as f64 / 1e6;
         for transport in ["tcp", "udp"] {
-            let mut cmd = tool("ffprobe");
-            cmd.args([
-                "-v",
-                "error",
-                "-rtsp_transport",
-                transport,
-                "-read_intervals",
-            ])
-            .arg(format!("%+{}", (period * 3.3).ceil()))
-            .args(["-show_entries", "packet=stream_index,pts", "-of", "csv=p=0"])
-            .arg(url(&s, name).as_str());
+            let cmd = ffprobe_packets(url(&s, name).as_str(), transport, period * 3.3);
             jobs.push((name, transport, period, tokio::spawn(run_blocking(cmd))));
         }
     }
     for (name, transport, period, job) in jobs {
         let out = job.await.unwrap();
-        let what = format!("{name} over {transport}");
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (video, audio) = probe_pts(&String::from_utf8_lossy(&out.stdout));
-        assert_even(&what, &settled(&video, 90_000));
-        let span = (video.iter().max().unwrap() - video.iter().min().unwrap()) as f64 / 90_000.0;
-        assert!(
-            span > period * 3.0,
-            "{what}: only {span} s, fewer than 3 seams"
-        );
+        let what = format!("{name} over {transport} (3 seams)");
+        let (_, audio) = check_probe(&what, &out, period * 3.0);
         assert!(
             audio.windows(2).all(|w| w[1] > w[0]),
             "{what}: audio PTS increase"
@@ -796,13 +809,7 @@ async fn ffprobe_and_gstreamer_play_over_rtsps() {
         .unwrap()
         .clone();
     let period = s.period_micros("bikes").unwrap() as f64 / 1e6;
-    let mut probe = tool("ffprobe");
-    probe
-        .args(["-v", "error", "-rtsp_transport", "tcp", "-read_intervals"])
-        .arg(format!("%+{}", (period * 1.5).ceil()))
-        .args(["-show_entries", "packet=stream_index,pts", "-of", "csv=p=0"])
-        .arg(&bikes);
-    let probe = tokio::spawn(run_blocking(probe));
+    let probe = tokio::spawn(run_blocking(ffprobe_packets(&bikes, "tcp", period * 1.5)));
     let gst = tokio::spawn(async move {
         gst_plays(
             "rtsps",
@@ -813,16 +820,7 @@ async fn ffprobe_and_gstreamer_play_over_rtsps() {
         .await
     });
 
-    let out = probe.await.unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe over rtsps: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (video, _) = probe_pts(&String::from_utf8_lossy(&out.stdout));
-    assert_even("bikes over rtsps", &settled(&video, 90_000));
-    let span = (video.iter().max().unwrap() - video.iter().min().unwrap()) as f64 / 90_000.0;
-    assert!(span > period, "only {span} s over rtsps, no seam");
+    check_probe("bikes over rtsps (a seam)", &probe.await.unwrap(), period);
 
     gst.await.unwrap();
     s.shutdown().await;
