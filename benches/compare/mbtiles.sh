@@ -55,7 +55,7 @@ pids+=($!); martin_pid=$!
 pids+=($!); ts_pid=$!
 "$martin" --cache-size 0 --listen-addresses 127.0.0.1:3113 "$file" >"$tmp/martin0.log" 2>&1 &
 pids+=($!); martin0_pid=$!
-"$tileserve" "$file" --cache-mb 0 --listen 127.0.0.1:3114 --poll 0 >"$tmp/tileserve0.log" 2>&1 &
+"$tileserve" "$file" --cache-size 0 --listen 127.0.0.1:3114 --poll 0 >"$tmp/tileserve0.log" 2>&1 &
 pids+=($!); ts0_pid=$!
 for port in 3111 3112 3113 3114; do wait_up "http://127.0.0.1:$port/world/0/0/0"; done
 # Both answer the same bytes for the same path.

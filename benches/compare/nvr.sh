@@ -40,8 +40,8 @@ for n in $counts; do
   for i in $(seq -w 1 "$max" | head -n "$n"); do args+=(--camera "cam$i=rtsp://127.0.0.1:18700/cam$i"); done
   for mode in events all; do
   rm -rf "$tmp/store"
-  "$nvr" "${args[@]}" --smtp 127.0.0.1:0 --http 127.0.0.1:18780 --pre 5s --post 5s \
-    --record "$mode" --data "$tmp/store" >"$tmp/nvr.out" 2>"$tmp/nvr.log" &
+  "$nvr" "${args[@]}" --smtp-listen 127.0.0.1:0 --http-listen 127.0.0.1:18780 --pre 5s --post 5s \
+    --record "$mode" --store "$tmp/store" >"$tmp/nvr.out" 2>"$tmp/nvr.log" &
   nvrpid=$!
   pids+=("$nvrpid")
   sleep 12

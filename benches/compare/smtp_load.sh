@@ -117,14 +117,14 @@ PY
 
 if [ -z "${SKIP_IDLE:-}" ]; then
 echo "=== idle sessions"
-idle "camevents" "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls --max-sessions 2000 --max-sessions-per-ip 2000
+idle "camevents" "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls --max-conns 2000 --max-conns-per-addr 2000
 idle "simplesmtp 0.3 (node)" env NODE_PATH="$PEERS/node_modules" node "$WORK/simplesmtp.js" PORT
 fi
 
 for round in $(seq "$ROUNDS"); do
   echo "=== round $round: 4 KiB mails, one connection per mail"
   bench "smtp-sink (ceiling)" 50 20000 "-l 4096" -- "$SINK" -u nobody 127.0.0.1:PORT 256
-  bench "camevents" 50 20000 "-l 4096" -- "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls --max-sessions-per-ip 512
+  bench "camevents" 50 20000 "-l 4096" -- "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls --max-conns-per-addr 512
   bench "simplesmtp 0.3 (node)" 50 20000 "-l 4096" -- env NODE_PATH="$PEERS/node_modules" node "$WORK/simplesmtp.js" PORT
   bench "camevents" 20 5000 "-l 4096" -- "$CAMEVENTS" --listen 127.0.0.1:PORT --no-tls
   bench "smtp-server (node)" 20 1000 "-l 4096" -- env NODE_PATH="$PEERS/node_modules" node "$WORK/smtp-server.js" PORT

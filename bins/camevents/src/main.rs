@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
+use nvrkit_cli::units::{parse_bytes, parse_duration};
 use nvrkit_smtp::{AuthPolicy, LineEndings, Server, ServerConfig, SnapshotStore, TlsSource};
 
 const EXAMPLES: &str = "\
 Examples:
   camevents                                   # SMTP on 0.0.0.0:2525, STARTTLS with a self-signed cert
-  camevents --tls-listen 0.0.0.0:4650         # and implicit TLS (what cameras call SSL) on 4650
+  camevents --smtps-listen 0.0.0.0:4650       # and implicit TLS (what cameras call SSL) on 4650
   camevents --auth cam:secret --snapshots ./snaps
   camevents --exec 'jq -c .kind >> kinds.log' --webhook http://127.0.0.1:8080/api/events
   camevents --end-after 60s | jq .
@@ -51,30 +52,36 @@ struct ServeArgs {
     /// Plain SMTP listener (STARTTLS offered unless --no-tls). `none` for no plain listener.
     #[arg(long, default_value = "0.0.0.0:2525")]
     listen: String,
-    /// Implicit-TLS listener ("SSL" in camera settings), e.g. 0.0.0.0:4650.
-    #[arg(long)]
-    tls_listen: Option<SocketAddr>,
-    /// PEM certificate chain; without it a self-signed certificate is made at start.
-    #[arg(long, requires = "key")]
-    cert: Option<PathBuf>,
-    /// PEM private key for --cert.
-    #[arg(long, requires = "cert")]
-    key: Option<PathBuf>,
-    /// No TLS at all: no STARTTLS, no --tls-listen.
-    #[arg(long, conflicts_with_all = ["cert", "key", "tls_listen"])]
+    /// Implicit-TLS listener ("SSL" in camera settings; SMTPS), e.g. 0.0.0.0:4650.
+    #[arg(long, value_name = "ADDR", alias = "tls-listen")]
+    smtps_listen: Option<SocketAddr>,
+    /// PEM certificate chain, leaf first; without it a self-signed certificate is made at start.
+    #[arg(long, value_name = "PEM", alias = "cert", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", alias = "key", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// No TLS at all: no STARTTLS, no --smtps-listen.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "smtps_listen"])]
     no_tls: bool,
     /// `any` (accept any credentials, AUTH optional) or USER:PASS (AUTH required). Repeatable.
     #[arg(long, default_value = "any")]
     auth: Vec<String>,
     /// Largest mail accepted, bytes (K, M, G suffixes); larger gets 552 and the session goes on.
-    #[arg(long, default_value = "25M", value_parser = parse_size)]
-    max_size: usize,
-    /// Most sessions at once.
-    #[arg(long, default_value_t = 512)]
-    max_sessions: usize,
-    /// Most sessions at once from one IP address (an NVR mails every channel from one address).
-    #[arg(long, default_value_t = 64)]
-    max_sessions_per_ip: usize,
+    #[arg(long, default_value = "25M", value_parser = parse_bytes)]
+    max_size: u64,
+    /// Most connections at once; one more gets `421` and is closed.
+    #[arg(long, value_name = "N", alias = "max-sessions", default_value_t = 512)]
+    max_conns: usize,
+    /// Most connections at once from one client address (IPv6: one /64); an NVR mails every
+    /// channel from one address.
+    #[arg(
+        long,
+        value_name = "N",
+        alias = "max-sessions-per-ip",
+        default_value_t = 64
+    )]
+    max_conns_per_addr: usize,
     /// Save JPEG/PNG attachments here (default: kept in memory, only sizes in the JSON).
     #[arg(long)]
     snapshots: Option<PathBuf>,
@@ -101,50 +108,9 @@ struct ServeArgs {
     hostname: String,
 }
 
-fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let (digits, mult) = match text.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&text[..i], 1024),
-        Some((i, 'm' | 'M')) => (&text[..i], 1024 * 1024),
-        Some((i, 'g' | 'G')) => (&text[..i], 1024 * 1024 * 1024),
-        _ => (text, 1),
-    };
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("not a size: {text:?} (e.g. 25M, 500K, 1000000)"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size too large: {text}"))
-}
-
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("not a duration: {text:?} (e.g. 60s, 2m, 500ms)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?} (ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text}: {e}"))
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    nvrkit_cli::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -161,21 +127,7 @@ fn main() -> ExitCode {
             None => serve(args.serve).await,
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("camevents: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    nvrkit_cli::exit("camevents", result)
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -188,8 +140,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 .with_context(|| format!("--listen {}", args.listen))?,
         )
     };
-    if listen.is_none() && args.tls_listen.is_none() {
-        bail!("nothing to listen on: give --listen or --tls-listen");
+    if listen.is_none() && args.smtps_listen.is_none() {
+        bail!("nothing to listen on: give --listen or --smtps-listen");
     }
     // `--auth any` alone accepts anyone; any USER:PASS makes AUTH required for those users.
     let mut users = Vec::new();
@@ -207,8 +159,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let mut config = ServerConfig {
         listen,
-        tls_listen: args.tls_listen,
-        tls: match (&args.cert, &args.key, args.no_tls) {
+        tls_listen: args.smtps_listen,
+        tls: match (&args.tls_cert, &args.tls_key, args.no_tls) {
             (_, _, true) => TlsSource::Disabled,
             (Some(cert), Some(key), _) => TlsSource::Files {
                 cert: cert.clone(),
@@ -216,8 +168,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             },
             _ => TlsSource::SelfSigned,
         },
-        max_sessions: args.max_sessions,
-        max_sessions_per_ip: args.max_sessions_per_ip,
+        max_sessions: args.max_conns,
+        max_sessions_per_ip: args.max_conns_per_addr,
         snapshots: args
             .snapshots
             .clone()
@@ -226,7 +178,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ..ServerConfig::default()
     };
     config.session.hostname = args.hostname.clone();
-    config.session.max_message_size = args.max_size;
+    config.session.max_message_size =
+        usize::try_from(args.max_size).context("--max-size is too large")?;
     config.session.auth = auth.clone();
     if args.strict_line_endings {
         config.session.line_endings = LineEndings::Strict;
@@ -257,8 +210,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             _ => "custom".to_owned(),
         },
         args.max_size,
-        args.max_sessions,
-        args.max_sessions_per_ip,
+        args.max_conns,
+        args.max_conns_per_addr,
         args.snapshots
             .as_ref()
             .map_or("in memory".to_owned(), |d| d.display().to_string()),
@@ -321,14 +274,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("25M"), Ok(25 * 1024 * 1024));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("lots").is_err());
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("1y").is_err());
+    fn old_spellings_still_parse() {
+        use clap::Parser as _;
+        let args = Args::try_parse_from([
+            "camevents",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--tls-listen",
+            "127.0.0.1:4650",
+            "--max-sessions",
+            "7",
+            "--max-sessions-per-ip",
+            "3",
+            "--max-size",
+            "25m",
+        ])
+        .unwrap();
+        assert_eq!(args.serve.tls_cert.as_deref(), Some("c.pem".as_ref()));
+        assert_eq!(args.serve.max_conns, 7);
+        assert_eq!(args.serve.max_conns_per_addr, 3);
+        assert_eq!(args.serve.max_size, 25 << 20);
+        assert!(args.serve.smtps_listen.is_some());
     }
 
     #[test]

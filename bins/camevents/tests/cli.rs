@@ -98,7 +98,7 @@ fn help_has_examples() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        text.contains("Examples:") && text.contains("--tls-listen"),
+        text.contains("Examples:") && text.contains("--smtps-listen"),
         "{text}"
     );
 }
@@ -257,5 +257,13 @@ fn done_when_swaks_auth_login_attachment_prints_one_json_event() {
             .recv_timeout(Duration::from_millis(300))
             .is_err(),
         "exactly one event"
+    );
+}
+
+#[test]
+fn help_follows_the_cli_vocabulary() {
+    nvrkit_testutil::check_cli_vocabulary(
+        "camevents",
+        std::path::Path::new(env!("CARGO_BIN_EXE_camevents")),
     );
 }

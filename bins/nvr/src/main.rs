@@ -23,7 +23,7 @@ Examples:
   nvr --demo-event-every 30s                   ... and let the demo camera e-mail its own alarms
   nvr --camera garage=rtsp://admin:pw@10.0.0.5/stream1 --camera yard=rtsp://10.0.0.6/h264
   nvr --camera garage=rtsp://… --map 'channel=2:garage' --pre 5s --post 30s --record all
-  nvr --http 0.0.0.0:8080 --http-auth admin:secret   serve the API beyond loopback
+  nvr --http-listen 0.0.0.0:8080 --http-auth admin:secret   serve the API beyond loopback
   nvr --config nvr.toml                        cameras and map rules from a file:
                                                  map = [\"channel=2:garage\"]
                                                  [[camera]]
@@ -53,14 +53,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,mp4_atom=error,retina=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    nvrkit_cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Probe(args)) => cmds::probe::run(&args),
@@ -70,19 +63,5 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cmds::run::run(cli.run))),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("nvr: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    nvrkit_cli::exit("nvr", result)
 }

@@ -47,7 +47,13 @@ impl Drop for Nvr {
 fn start_nvr(extra: &[&str]) -> Nvr {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nvr"))
-        .args(["--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data"])
+        .args([
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--store",
+        ])
         .arg(data.path().join("store"))
         .args(extra)
         .stdout(Stdio::piped())
@@ -447,4 +453,9 @@ fn the_web_page_plays_an_event_clip_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(report.contains("\"ok\":true"), "{report}");
+}
+
+#[test]
+fn help_follows_the_cli_vocabulary() {
+    nvrkit_testutil::check_cli_vocabulary("nvr", std::path::Path::new(env!("CARGO_BIN_EXE_nvr")));
 }

@@ -1,6 +1,6 @@
 //! Arguments shared by the subcommands: the store, times, durations, byte sizes.
 
-pub use nvrkit_store::units::{parse_bytes, parse_duration};
+pub use nvrkit_cli::units::{parse_bytes, parse_duration};
 use std::path::PathBuf;
 
 use nvrkit_media::WallTime;

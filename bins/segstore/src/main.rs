@@ -57,13 +57,7 @@ enum Command {
 // The binary's one line to stderr: the error, with its causes.
 #[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mp4_atom=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    nvrkit_cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Import(a) => cmds::import::run(&a),
@@ -74,19 +68,5 @@ fn main() -> ExitCode {
         Command::Retain(a) => cmds::retain::run(&a),
         Command::Replicate(a) => cmds::replicate::run(&a),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("segstore: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    nvrkit_cli::exit_with("segstore", result)
 }

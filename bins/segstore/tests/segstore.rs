@@ -983,3 +983,11 @@ fn replicate_to_moto_survives_kill_9() {
     // moto takes a smaller minimum part (S3_UPLOAD_PART_MIN_SIZE): 1 Mbit/s, 64 KiB parts.
     replicate_to_s3("moto", "1Mbit", "64K", 2);
 }
+
+#[test]
+fn help_follows_the_cli_vocabulary() {
+    nvrkit_testutil::check_cli_vocabulary(
+        "segstore",
+        std::path::Path::new(env!("CARGO_BIN_EXE_segstore")),
+    );
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use nvrkit_cli::units::{parse_bytes, parse_duration};
 use nvrkit_mbtiles::http::{Config, Cors, MissingTile};
 use nvrkit_mbtiles::tilejson::template;
 use nvrkit_mbtiles::{Catalog, SchemeKind, catalog::log_changes};
@@ -59,9 +60,9 @@ struct Args {
     #[arg(long, value_name = "ID=ZOOM")]
     ocularis_maxzoom: Vec<String>,
 
-    /// Seconds between looks at the files for changes (0: never).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
-    poll: f64,
+    /// How often to look at the files for changes (`0`: never).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    poll: Duration,
 
     /// Base URL written into TileJSON and the catalog (default: http:// and the request's Host).
     #[arg(long, value_name = "URL")]
@@ -71,32 +72,18 @@ struct Args {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 
-    /// MiB of tiles kept in memory across all tilesets (0: read every tile from its file).
-    #[arg(long, value_name = "MIB", default_value_t = Config::DEFAULT_CACHE_BYTES >> 20)]
-    cache_mb: usize,
+    /// Tiles kept in memory across all tilesets, e.g. `64M` (`0`: read every tile from its file).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_bytes)]
+    cache_size: u64,
+    /// The old spelling of --cache-size, in MiB.
+    #[arg(long, value_name = "MIB", hide = true, conflicts_with = "cache_size")]
+    cache_mb: Option<u64>,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    nvrkit_cli::init_logging();
     let args = Args::parse();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("tileserve: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    nvrkit_cli::exit("tileserve", run(args))
 }
 
 fn config(args: &Args) -> anyhow::Result<Config> {
@@ -128,10 +115,13 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         other => bail!("--missing {other}: use 404 or 204"),
     };
     config.public_url = args.public_url.clone();
-    config.cache_bytes = args
-        .cache_mb
-        .checked_mul(1 << 20)
-        .context("--cache-mb is too large")?;
+    let cache_bytes = match args.cache_mb {
+        Some(mib) => mib
+            .checked_mul(1 << 20)
+            .context("--cache-mb is too large")?,
+        None => args.cache_size,
+    };
+    config.cache_bytes = usize::try_from(cache_bytes).context("--cache-size is too large")?;
     Ok(config)
 }
 
@@ -155,9 +145,6 @@ fn overrides(args: &Args) -> anyhow::Result<HashMap<String, u8>> {
 fn run(args: Args) -> anyhow::Result<()> {
     let config = config(&args)?;
     let overrides = overrides(&args)?;
-    if !(args.poll >= 0.0 && args.poll.is_finite()) {
-        bail!("--poll {}: expected seconds >= 0", args.poll);
-    }
     for s in &args.sources {
         if !s.exists() {
             bail!("{}: no such file or directory", s.display());
@@ -192,7 +179,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .build()
             .context("starting a runtime")?;
         let app = app.clone();
-        let watch = (i == 0 && args.poll > 0.0).then(|| catalog.clone());
+        let watch = (i == 0 && !args.poll.is_zero()).then(|| catalog.clone());
         let poll = args.poll;
         let worker = Worker { rx, local: addr };
         handles.push(
@@ -201,7 +188,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .spawn(move || {
                     rt.block_on(async move {
                         if let Some(c) = watch {
-                            c.watch(Duration::from_secs_f64(poll));
+                            c.watch(poll);
                         }
                         axum::serve(worker, app).await
                     })
@@ -280,12 +267,12 @@ fn print_banner(
     writeln!(out, "tileserve listening on {base}/ (catalog: {base}/)")?;
     writeln!(
         out,
-        "  cors: {}; cache-control: {}; missing tile: {}; poll: {} s; tile cache: {} MiB",
+        "  cors: {}; cache-control: {}; missing tile: {}; poll: {:?}; tile cache: {} MiB",
         args.cors.join(" "),
         config.cache_control.as_deref().unwrap_or("none"),
         args.missing,
         args.poll,
-        args.cache_mb
+        config.cache_bytes >> 20
     )?;
     let entries = catalog.entries();
     if entries.is_empty() {

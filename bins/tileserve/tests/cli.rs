@@ -173,9 +173,9 @@ fn a_renamed_file_is_picked_up_by_the_running_binary() {
         "--listen".as_ref(),
         "127.0.0.1:0".as_ref(),
         "--poll".as_ref(),
-        "0.1".as_ref(),
-        "--cache-mb".as_ref(),
-        "1".as_ref(),
+        "100ms".as_ref(),
+        "--cache-size".as_ref(),
+        "1M".as_ref(),
     ]);
     let (_, body) = http_get(&addr, "/map/0/0/0");
     assert_eq!(body, b"\x89PNG\r\n\x1a\nold");
@@ -280,5 +280,13 @@ fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
         out.status.success() && report.contains("\"ok\":true"),
         "the preview is wrong: {report} {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_follows_the_cli_vocabulary() {
+    nvrkit_testutil::check_cli_vocabulary(
+        "tileserve",
+        std::path::Path::new(env!("CARGO_BIN_EXE_tileserve")),
     );
 }

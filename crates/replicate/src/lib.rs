@@ -57,7 +57,6 @@ pub mod target;
 mod verify;
 
 pub use error::{Error, Result};
-pub use rate::parse_rate;
 pub use replicator::{Handle, Manifest, ManifestEntry, Options, start};
 pub use schedule::{Policy, Priority};
 pub use stats::Stats;

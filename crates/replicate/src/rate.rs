@@ -96,53 +96,9 @@ impl RateLimit {
     }
 }
 
-/// Parses a rate: `2Mbit`, `500kbit`, `1Gbit`, `64kbps` (bits per second, powers of 1000), or
-/// `1MB/s`, `250kB/s`, `1MiB/s` (bytes per second). Returns bytes per second.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let err = || format!("{s:?} is not a rate: use 2Mbit, 500kbit, 1MB/s");
-    let (n, unit) = nvrkit_store::units::split_number(s).ok_or_else(err)?;
-    let bits: f64 = match unit.to_ascii_lowercase().as_str() {
-        "bit" | "bps" | "bit/s" => 1.0,
-        "kbit" | "kbps" | "kbit/s" => 1e3,
-        "mbit" | "mbps" | "mbit/s" => 1e6,
-        "gbit" | "gbps" | "gbit/s" => 1e9,
-        _ => {
-            let bytes: f64 = match unit {
-                "B/s" => 1.0,
-                "kB/s" | "KB/s" => 1e3,
-                "MB/s" => 1e6,
-                "GB/s" => 1e9,
-                "KiB/s" => 1024.0,
-                "MiB/s" => 1024.0 * 1024.0,
-                "GiB/s" => 1024.0 * 1024.0 * 1024.0,
-                _ => return Err(err()),
-            };
-            8.0 * bytes
-        }
-    };
-    let v = n * bits / 8.0;
-    if !v.is_finite() || !(1.0..=1e15).contains(&v) {
-        return Err(err());
-    }
-    Ok(v.round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(parse_rate("2Mbit").unwrap(), 250_000);
-        assert_eq!(parse_rate("1Mbit").unwrap(), 125_000);
-        assert_eq!(parse_rate("500kbit").unwrap(), 62_500);
-        assert_eq!(parse_rate("1MB/s").unwrap(), 1_000_000);
-        assert_eq!(parse_rate("1MiB/s").unwrap(), 1 << 20);
-        assert_eq!(parse_rate("1.5 Mbps").unwrap(), 187_500);
-        for bad in ["", "fast", "2", "2Mb", "-1Mbit", "0bit"] {
-            assert!(parse_rate(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn the_bucket_pays_debts_at_the_rate_and_bursts_at_most_its_capacity() {

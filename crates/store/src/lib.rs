@@ -85,7 +85,6 @@ mod read;
 mod retention;
 mod segment;
 mod store;
-pub mod units;
 mod writer;
 
 pub use error::{Error, Result};

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nvrkit_cli::units::{parse_bytes, parse_duration};
 use nvrkit_feed::Clip;
 use nvrkit_media::Demuxer;
 use nvrkit_smtp::client::{AlarmMail, Client, ClientOptions};
 use nvrkit_smtp::{CameraEvent, ServerConfig};
-use nvrkit_store::units::{parse_bytes, parse_duration};
 use nvrkit_store::{Limits, Options, RetentionPolicy, Store};
 use tokio::sync::watch;
 
@@ -36,8 +36,13 @@ pub struct Args {
     #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
     pub transport: String,
     /// SMTP listener for camera alarm mails.
-    #[arg(long, default_value = "0.0.0.0:2525")]
-    pub smtp: SocketAddr,
+    #[arg(
+        long,
+        value_name = "ADDR",
+        alias = "smtp",
+        default_value = "0.0.0.0:2525"
+    )]
+    pub smtp_listen: SocketAddr,
     /// Map events to cameras: FIELD=VALUE:CAMERA with FIELD in channel, from, to, device, camera
     /// (repeatable; tried before the recipient, camera name and sender).
     #[arg(long = "map", value_name = "RULE")]
@@ -55,9 +60,9 @@ pub struct Args {
     /// `events`: only around events; `all`: continuously, events tagged.
     #[arg(long, value_enum, default_value = "events")]
     pub record: Mode,
-    /// Where the store lives.
-    #[arg(long, default_value = "nvr-data")]
-    pub data: PathBuf,
+    /// Where the store lives (the directory `segstore --store` reads).
+    #[arg(long, value_name = "DIR", alias = "data", default_value = "nvr-data")]
+    pub store: PathBuf,
     /// Segment length in the store.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub segment: Duration,
@@ -75,8 +80,13 @@ pub struct Args {
     #[arg(long, default_value = "256M", value_parser = parse_bytes)]
     pub min_free: u64,
     /// HTTP API and web page.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub http: SocketAddr,
+    #[arg(
+        long,
+        value_name = "ADDR",
+        alias = "http",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_listen: SocketAddr,
     /// Require these credentials (Basic) on the HTTP API.
     #[arg(long, value_name = "USER:PASS")]
     pub http_auth: Option<String>,
@@ -89,7 +99,7 @@ pub struct Args {
     #[arg(long, value_name = "TARGET")]
     pub replicate_to: Option<String>,
     /// Upstream cap for replication, e.g. 2Mbit, 500kbit, 1MB/s (default: uncapped).
-    #[arg(long, value_parser = nvrkit_replicate::parse_rate, requires = "replicate_to")]
+    #[arg(long, value_parser = nvrkit_cli::units::parse_rate, requires = "replicate_to")]
     pub upstream: Option<u64>,
     /// Do not replicate continuous footage without motion or events.
     #[arg(long, requires = "replicate_to")]
@@ -166,10 +176,10 @@ struct Running {
 
 /// Runs the recorder until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.http.ip().is_loopback() && args.http_auth.is_none() && !args.http_no_auth {
+    if !args.http_listen.ip().is_loopback() && args.http_auth.is_none() && !args.http_no_auth {
         bail!(
-            "--http {} listens beyond loopback: give --http-auth USER:PASS, or --http-no-auth to serve without credentials",
-            args.http
+            "--http-listen {} listens beyond loopback: give --http-auth USER:PASS, or --http-no-auth to serve without credentials",
+            args.http_listen
         );
     }
     let (stop_tx, stop) = watch::channel(false);
@@ -234,7 +244,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sources.push(CameraSource { name, url, udp });
     }
 
-    let data = args.data.clone();
+    let data = args.store.clone();
     let segment = args.segment;
     let mut limits = Limits::default();
     limits.max_bytes = args.max_bytes;
@@ -333,12 +343,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // Events: SMTP and HTTP both feed one dispatcher.
     let smtp_config = ServerConfig {
-        listen: Some(args.smtp),
+        listen: Some(args.smtp_listen),
         ..ServerConfig::default()
     };
     let (smtp, mut smtp_events) = nvrkit_smtp::Server::start(smtp_config)
         .await
-        .with_context(|| format!("SMTP on {}", args.smtp))?;
+        .with_context(|| format!("SMTP on {}", args.smtp_listen))?;
     let smtp_addr = smtp.info().listen.context("SMTP listener")?;
     let (dispatch_tx, mut dispatch_rx) = tokio::sync::mpsc::channel::<CameraEvent>(256);
     {
@@ -411,9 +421,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         replication: replication.clone(),
         last_export: tokio::sync::Mutex::new(None),
     });
-    let listener = tokio::net::TcpListener::bind(args.http)
+    let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
-        .with_context(|| format!("HTTP on {}", args.http))?;
+        .with_context(|| format!("HTTP on {}", args.http_listen))?;
     let http_addr = listener.local_addr()?;
     {
         let router = http::router(app);
@@ -441,7 +451,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         writeln!(out, "smtp: {smtp_host}")?;
         writeln!(out, "web: http://{http_host}/")?;
-        writeln!(out, "store: {}", args.data.display())?;
+        writeln!(out, "store: {}", args.store.display())?;
         writeln!(out, "trigger an event by e-mail:")?;
         writeln!(
             out,

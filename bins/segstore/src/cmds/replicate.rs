@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     to: String,
     /// Upstream cap: 2Mbit, 500kbit, 1MB/s (default: none).
-    #[arg(long, value_parser = nvrkit_replicate::parse_rate, value_name = "RATE")]
+    #[arg(long, value_parser = nvrkit_cli::units::parse_rate, value_name = "RATE")]
     upstream: Option<u64>,
     /// Leave out continuous footage (no event, pin or motion tag).
     #[arg(long)]
