@@ -414,8 +414,6 @@ mod tests {
         assert_eq!(b.used(), 0, "never below zero");
     }
 
-    use super::*;
-
     #[test]
     fn ipv6_counts_by_slash_64_and_mapped_v4_as_v4() {
         let l = ConnLimiter::new(100, Some(2));
