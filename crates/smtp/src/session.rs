@@ -939,36 +939,46 @@ impl Session {
                 self.scan.last = b'\r';
                 self.append_body(b"\r");
             }
+            // Whole lines at once, up to the next line that starts with a dot (or the input's
+            // end): one append (and one budget take) per run of lines, not per line, since a
+            // mail of short lines is otherwise dominated by per-line work.
             let rest = &input[i..];
-            match memchr(b'\n', rest) {
-                Some(end) => {
-                    let before = if end > 0 {
-                        rest[end - 1]
-                    } else {
-                        self.scan.last
-                    };
-                    if before != b'\r' {
-                        self.scan.bare_lf = true;
-                    }
-                    if self.scan.line_len + end + 1 > self.cfg.max_data_line {
-                        self.scan.long_line = true;
-                    }
-                    self.append_body(&rest[..=end]);
-                    self.scan.line_len = 0;
-                    self.scan.bol = true;
-                    self.scan.last = b'\n';
-                    i += end + 1;
+            let mut line_start = 0;
+            let mut stop = rest.len();
+            for end in memchr::memchr_iter(b'\n', rest) {
+                let before = if end > 0 {
+                    rest[end - 1]
+                } else {
+                    self.scan.last
+                };
+                if before != b'\r' {
+                    self.scan.bare_lf = true;
                 }
-                None => {
-                    self.scan.line_len += rest.len();
-                    if self.scan.line_len > self.cfg.max_data_line {
-                        self.scan.long_line = true;
-                    }
-                    self.scan.last = rest[rest.len() - 1];
-                    self.append_body(rest);
-                    i = input.len();
+                if self.scan.line_len + (end - line_start) + 1 > self.cfg.max_data_line {
+                    self.scan.long_line = true;
+                }
+                self.scan.line_len = 0;
+                line_start = end + 1;
+                if rest.get(end + 1) == Some(&b'.') {
+                    stop = end + 1;
+                    break;
                 }
             }
+            let span = &rest[..stop];
+            if line_start == stop {
+                // The span ends at a line end: the next byte (if any) starts a line.
+                self.scan.bol = true;
+            } else {
+                self.scan.line_len += stop - line_start;
+                if self.scan.line_len > self.cfg.max_data_line {
+                    self.scan.long_line = true;
+                }
+            }
+            if let Some(&last) = span.last() {
+                self.scan.last = last;
+            }
+            self.append_body(span);
+            i += stop;
         }
         (input.len(), false)
     }

@@ -380,6 +380,9 @@ const MAX_DELIMITERS: usize = 256;
 fn prepare(raw: &[u8]) -> (Vec<u8>, Vec<Cut>) {
     let mut p = Prepare {
         raw,
+        dash: Next::new(b"\n--"),
+        blank_lf: Next::new(b"\n\n"),
+        blank_crlf: Next::new(b"\n\r\n"),
         copy: Vec::with_capacity(raw.len().min(MAX_COPY) + 1024),
         cuts: Vec::new(),
         text_bytes: 0,
@@ -392,6 +395,11 @@ fn prepare(raw: &[u8]) -> (Vec<u8>, Vec<Cut>) {
 
 struct Prepare<'a> {
     raw: &'a [u8],
+    /// The next `\n--` (a line that may be a part delimiter), `\n\n` and `\n\r\n` (a blank
+    /// line): skipping what is not kept jumps with these instead of going line by line.
+    dash: Next,
+    blank_lf: Next,
+    blank_crlf: Next,
     copy: Vec<u8>,
     cuts: Vec<Cut>,
     /// Text bytes copied so far (not counting uncut image bodies).
@@ -414,21 +422,28 @@ struct Block {
 }
 
 impl Block {
+    /// Whether nothing more will be kept of this block: it holds its most fields or bytes, or a
+    /// field overflowed (what follows a 16 KiB header is not a camera's mail).
+    fn full(&self) -> bool {
+        self.fields >= MAX_FIELDS
+            || self.field_len >= MAX_FIELD
+            || self.bytes.len() + 3 > MAX_HEADER_BLOCK
+    }
+
     fn push_line(&mut self, line: &[u8]) {
+        if self.full() {
+            return;
+        }
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
         if continuation {
-            if self.fields == 0 || self.field_len >= MAX_FIELD {
+            if self.fields == 0 {
                 return;
             }
         } else {
-            if self.fields >= MAX_FIELDS {
-                return;
-            }
             self.fields += 1;
             self.field_len = 0;
         }
-        let room =
-            (MAX_FIELD - self.field_len).min(MAX_HEADER_BLOCK.saturating_sub(self.bytes.len()));
+        let room = (MAX_FIELD - self.field_len).min(MAX_HEADER_BLOCK - self.bytes.len());
         if room < 3 {
             return;
         }
@@ -478,6 +493,39 @@ fn is_blank(line: &[u8]) -> bool {
     line == b"\n" || line == b"\r\n"
 }
 
+/// The next match of a pattern, remembered: asked with positions that never go back, each byte
+/// is searched at most once over a whole mail.
+struct Next {
+    finder: memchr::memmem::Finder<'static>,
+    /// Where the last search started, and what it found.
+    searched_from: usize,
+    found: Option<usize>,
+}
+
+impl Next {
+    fn new(pattern: &'static [u8]) -> Next {
+        Next {
+            finder: memchr::memmem::Finder::new(pattern),
+            searched_from: usize::MAX,
+            found: None,
+        }
+    }
+
+    /// The first match starting at or after `from`.
+    fn at_or_after(&mut self, raw: &[u8], from: usize) -> Option<usize> {
+        if self.searched_from <= from {
+            match self.found {
+                Some(p) if p >= from => return Some(p),
+                None => return None,
+                Some(_) => {}
+            }
+        }
+        self.searched_from = from;
+        self.found = self.finder.find(&raw[from..]).map(|p| from + p);
+        self.found
+    }
+}
+
 /// The line of `raw` starting at `pos`, terminator included.
 fn line_at(raw: &[u8], pos: usize) -> &[u8] {
     let end = memchr::memchr(b'\n', &raw[pos..]).map_or(raw.len(), |p| pos + p + 1);
@@ -485,6 +533,32 @@ fn line_at(raw: &[u8], pos: usize) -> &[u8] {
 }
 
 impl Prepare<'_> {
+    /// The start of the first line at or after the line start `pos` that begins with `--`
+    /// (when `dash`) or is blank (when `blank`); the end of the mail if none.
+    fn skip_to(&mut self, pos: usize, dash: bool, blank: bool) -> usize {
+        let raw = self.raw;
+        if pos >= raw.len() {
+            return raw.len();
+        }
+        let line = line_at(raw, pos);
+        if (dash && line.starts_with(b"--")) || (blank && is_blank(line)) {
+            return pos;
+        }
+        // A match's `\n` ends a line at or after `pos`'s; the line after it is the one sought.
+        let mut next = raw.len();
+        if dash && let Some(p) = self.dash.at_or_after(raw, pos) {
+            next = next.min(p + 1);
+        }
+        if blank {
+            for finder in [&mut self.blank_lf, &mut self.blank_crlf] {
+                if let Some(p) = finder.at_or_after(raw, pos) {
+                    next = next.min(p + 1);
+                }
+            }
+        }
+        next
+    }
+
     fn copy_text(&mut self, bytes: &[u8], budget: &mut usize) {
         let room = (*budget).min(MAX_COPY.saturating_sub(self.text_bytes));
         if bytes.len() <= room {
@@ -503,6 +577,12 @@ impl Prepare<'_> {
         // The mail's own header block.
         let mut block = Block::default();
         while pos < raw.len() {
+            if block.full() {
+                pos = self.skip_to(pos, false, true);
+                if pos >= raw.len() {
+                    break;
+                }
+            }
             let line = line_at(raw, pos);
             pos += line.len();
             if is_blank(line) {
@@ -522,6 +602,12 @@ impl Prepare<'_> {
         // The body: text lines, and part delimiters each followed by a header block.
         let mut budget = MAX_PART_BODY;
         while pos < raw.len() {
+            if budget == 0 || self.text_bytes >= MAX_COPY {
+                pos = self.skip_to(pos, true, false);
+                if pos >= raw.len() {
+                    return;
+                }
+            }
             let line = line_at(raw, pos);
             if !line.starts_with(b"--") {
                 pos += line.len();
@@ -541,6 +627,12 @@ impl Prepare<'_> {
             pos += line.len();
             let mut ended = false;
             while pos < raw.len() {
+                if block.full() {
+                    pos = self.skip_to(pos, true, true);
+                    if pos >= raw.len() {
+                        break;
+                    }
+                }
                 let line = line_at(raw, pos);
                 if line.starts_with(b"--") {
                     break; // a delimiter before any blank line: this one had no body
@@ -580,13 +672,7 @@ impl Prepare<'_> {
             } else if block.is_image() {
                 // An image not in base64 (8bit, quoted-printable): whole, outside the budget.
                 let start = pos;
-                while pos < raw.len() {
-                    let line = line_at(raw, pos);
-                    if line.starts_with(b"--") {
-                        break;
-                    }
-                    pos += line.len();
-                }
+                pos = self.skip_to(pos, true, false);
                 self.copy.extend_from_slice(&raw[start..pos]);
             }
         }
