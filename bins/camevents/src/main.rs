@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
-use nvrkit_cli::units::{parse_bytes, parse_duration};
+use nvrkit_cli::units::{parse_bytes, parse_duration, parse_rate};
 use nvrkit_smtp::{AuthPolicy, LineEndings, Server, ServerConfig, SnapshotStore, TlsSource};
 
 const EXAMPLES: &str = "\
@@ -82,6 +82,24 @@ struct ServeArgs {
         default_value_t = 64
     )]
     max_conns_per_addr: usize,
+    /// A command line must be complete this long after its first byte (slowloris defence).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// A session with no complete command for this long is closed (421).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Inside DATA, the longest silence allowed.
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration)]
+    data_timeout: Duration,
+    /// After 30 s, a mail transfer must have averaged this rate, e.g. 10KiB/s (`0`: off).
+    #[arg(long, value_name = "RATE", default_value = "10KiB/s", value_parser = parse_rate_or_off)]
+    min_data_rate: u64,
+    /// The longest a session may live (`0`: no limit).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    conn_lifetime: Duration,
+    /// Mail buffered at once across all sessions; past it MAIL gets 452 and cameras retry.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_bytes)]
+    max_buffered_mail: u64,
     /// Save JPEG/PNG attachments here (default: kept in memory, only sizes in the JSON).
     #[arg(long)]
     snapshots: Option<PathBuf>,
@@ -106,6 +124,14 @@ struct ServeArgs {
     /// Name in the greeting and EHLO reply.
     #[arg(long, default_value = "nvrkit")]
     hostname: String,
+}
+
+/// A rate, or `0` for none.
+fn parse_rate_or_off(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    parse_rate(text)
 }
 
 fn main() -> ExitCode {
@@ -175,8 +201,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .clone()
             .map_or(SnapshotStore::Memory, SnapshotStore::Dir),
         end_after: args.end_after,
+        request_timeout: args.request_timeout,
+        command_timeout: args.idle_timeout,
+        data_timeout: args.data_timeout,
+        max_lifetime: (!args.conn_lifetime.is_zero()).then_some(args.conn_lifetime),
+        mail_budget: args.max_buffered_mail,
         ..ServerConfig::default()
     };
+    config.min_data_rate.bytes_per_sec = args.min_data_rate;
     config.session.hostname = args.hostname.clone();
     config.session.max_message_size =
         usize::try_from(args.max_size).context("--max-size is too large")?;
@@ -203,7 +235,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         eprintln!("camevents: {what}, SHA-256 {fp}");
     }
     eprintln!(
-        "camevents: auth {}, max size {} bytes, {} sessions ({} per IP), snapshots {}",
+        "camevents: auth {}, max size {} bytes, {} connections ({} per address), snapshots {}",
         match &auth {
             AuthPolicy::AcceptAny => "any (optional)".to_owned(),
             AuthPolicy::Users(u) => format!("required ({} user(s))", u.len()),

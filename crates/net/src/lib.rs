@@ -8,7 +8,10 @@
 //!   counted from its *first* byte, the idle timer is reset only by a *complete* message, and a
 //!   connection has a total lifetime.
 //!
-//! Both are plain code with no runtime: the tokio layers of the SMTP, RTSP and HTTP servers
+//! - [`ByteBudget`]: bytes buffered across all connections (mail being received), so that many
+//!   slow senders cannot exhaust memory together.
+//!
+//! All are plain code with no runtime: the tokio layers of the SMTP, RTSP and HTTP servers
 //! enforce them.
 //!
 //! ```
@@ -340,9 +343,76 @@ impl MinRate {
     }
 }
 
+/// A budget of bytes shared by every connection of a server (the SMTP server's buffered mail):
+/// a connection takes bytes before it buffers them and gives them back when it lets them go.
+/// Once spent, new work is refused instead of memory growing without bound.
+#[derive(Debug)]
+pub struct ByteBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl ByteBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<ByteBudget> {
+        Arc::new(ByteBudget {
+            limit,
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes `n` bytes if they are left; false (and nothing taken) if not.
+    pub fn try_take(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` bytes taken before.
+    pub fn give_back(&self, n: u64) {
+        // Saturating: a caller's bug must not wrap the count and lock everyone out.
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Whether nothing is left.
+    pub fn is_spent(&self) -> bool {
+        self.used() >= self.limit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_refuses_past_its_limit_and_refills() {
+        let b = ByteBudget::new(100);
+        assert!(b.try_take(60));
+        assert!(!b.try_take(41), "all or nothing");
+        assert_eq!(b.used(), 60);
+        assert!(b.try_take(40));
+        assert!(b.is_spent());
+        b.give_back(100);
+        assert_eq!(b.used(), 0);
+        b.give_back(5);
+        assert_eq!(b.used(), 0, "never below zero");
+    }
 
     #[test]
     fn ipv6_counts_by_slash_64_and_mapped_v4_as_v4() {

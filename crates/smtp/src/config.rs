@@ -1,5 +1,7 @@
 //! Configuration of the SMTP session and server. Every field has a default that works on a laptop.
 
+use subtle::ConstantTimeEq as _;
+
 use crate::tls::TlsSource;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +17,12 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// wrapping (an 80 KB line is common), and aiosmtpd's `500 Line too long` for those is a known
 /// failure of camera-to-SMTP bridges. 1 MiB fits any single snapshot.
 pub const DEFAULT_MAX_DATA_LINE: usize = 1024 * 1024;
+
+/// Default minimum average rate of a mail transfer after its first 30 s: 10 KiB/s.
+pub const DEFAULT_MIN_DATA_RATE: u64 = 10 * 1024;
+/// Default budget of mail buffered across all sessions: 1 GiB (512 sessions × 25 MiB would be
+/// 12.8 GB).
+pub const DEFAULT_MAIL_BUDGET: u64 = 1 << 30;
 
 /// Who may submit mail.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,7 +49,13 @@ impl AuthPolicy {
     pub(crate) fn check(&self, user: &str, password: &str) -> bool {
         match self {
             AuthPolicy::AcceptAny => true,
-            AuthPolicy::Users(users) => users.iter().any(|(u, p)| u == user && p == password),
+            // Every pair is compared, each in constant time: the reply time tells nothing about
+            // which user exists or how much of a password was right.
+            AuthPolicy::Users(users) => users.iter().fold(false, |found, (u, p)| {
+                let user_ok = bool::from(u.as_bytes().ct_eq(user.as_bytes()));
+                let pass_ok = bool::from(p.as_bytes().ct_eq(password.as_bytes()));
+                found | (user_ok & pass_ok)
+            }),
         }
     }
 
@@ -128,16 +142,35 @@ pub struct ServerConfig {
     pub tls: TlsSource,
     /// The SMTP dialogue.
     pub session: SessionConfig,
-    /// Most sessions at once; one more gets `421` and is closed.
+    /// Most sessions at once; one more gets `421` and is closed. Default 512.
     pub max_sessions: usize,
-    /// Most sessions at once from one IP address. Default 64: an NVR mails every channel from one
-    /// address, often at the same moment.
+    /// Most sessions at once from one client address: an IPv4 address, or the /64 of an IPv6
+    /// one ([`nvrkit_net::addr_key`]). Default 64: an NVR mails every channel from one address,
+    /// often at the same moment.
     pub max_sessions_per_ip: usize,
-    /// Idle time allowed while waiting for a command (RFC 5321 §4.5.3.2.7 asks for 5 minutes; a
-    /// camera never pauses, so 60 s frees slots from dead peers sooner).
+    /// Idle time allowed between complete commands (RFC 5321 §4.5.3.2.7 asks for 5 minutes; a
+    /// camera never pauses, so 60 s frees slots from dead peers sooner). Only a complete command
+    /// line restarts it, never a byte.
     pub command_timeout: Duration,
-    /// Idle time allowed inside DATA or a BDAT chunk (RFC 5321 §4.5.3.2.6: 3 minutes).
+    /// A command line (or AUTH continuation) must be complete this long after its first byte,
+    /// and a TLS handshake this long after it starts. Default 30 s.
+    pub request_timeout: Duration,
+    /// Time allowed inside DATA or a BDAT chunk with no byte at all (RFC 5321 §4.5.3.2.6: 3
+    /// minutes). A trickle that keeps this alive is cut by [`ServerConfig::min_data_rate`].
     pub data_timeout: Duration,
+    /// After its grace period (30 s), a mail transfer (DATA, or BDAT from its first chunk to its
+    /// last) must have averaged this rate since it began, else `421` (default 10 KiB/s; a camera
+    /// on a 1 Mbit/s uplink sends 120 KiB/s). `bytes_per_sec: 0` turns it off.
+    pub min_data_rate: nvrkit_net::MinRate,
+    /// The longest a session may live, whatever it does (default 1 h; `None`: no limit).
+    pub max_lifetime: Option<Duration>,
+    /// Bytes of mail buffered at once across all sessions (default 1 GiB). Once spent, `MAIL`
+    /// gets `452 4.3.1`, and a message being received is read to its end without being kept and
+    /// then answered `452 4.3.1`; cameras retry later.
+    pub mail_budget: u64,
+    /// Mails parsed at once (MIME parsing and extraction run on tokio's blocking pool, never on
+    /// the threads that serve sessions); 0 means one per core.
+    pub extract_workers: usize,
     /// Where snapshots go.
     pub snapshots: SnapshotStore,
     /// When set, a camera that sends no mail for this long gets an "ended" event.
@@ -158,7 +191,15 @@ impl Default for ServerConfig {
             max_sessions: 512,
             max_sessions_per_ip: 64,
             command_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
             data_timeout: Duration::from_secs(180),
+            min_data_rate: nvrkit_net::MinRate {
+                bytes_per_sec: DEFAULT_MIN_DATA_RATE,
+                grace: Duration::from_secs(30),
+            },
+            max_lifetime: Some(Duration::from_secs(3600)),
+            mail_budget: DEFAULT_MAIL_BUDGET,
+            extract_workers: 0,
             snapshots: SnapshotStore::default(),
             end_after: None,
             channel_capacity: 128,

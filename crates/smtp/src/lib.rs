@@ -62,8 +62,9 @@ mod session;
 mod tls;
 
 pub use config::{
-    AuthPolicy, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_LINE, DEFAULT_MAX_MESSAGE_SIZE, LineEndings,
-    ServerConfig, SessionConfig, SnapshotStore,
+    AuthPolicy, DEFAULT_MAIL_BUDGET, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_LINE,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MIN_DATA_RATE, LineEndings, ServerConfig, SessionConfig,
+    SnapshotStore,
 };
 pub use error::{Error, Result};
 pub use event::{
@@ -71,5 +72,5 @@ pub use event::{
 };
 pub use extract::extract;
 pub use server::{Server, ServerInfo, Stats};
-pub use session::{BUSY_REPLY, Feed, Message, Phase, Session, SessionEvent};
+pub use session::{BUSY_REPLY, CloseReason, Feed, Message, Phase, Session, SessionEvent};
 pub use tls::{ServerTls, TlsSource, fingerprint, server_tls};

@@ -4,16 +4,17 @@
 //! the replies once the buffer is used up (so pipelined commands get their replies in one write).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nvrkit_media::WallTime;
+use nvrkit_net::{ByteBudget, ConnLimiter, MessageClock, Permit};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 
@@ -21,7 +22,7 @@ use crate::config::{ServerConfig, SnapshotStore};
 use crate::error::{Error, Result};
 use crate::event::{CameraEvent, EventPhase};
 use crate::extract::extract;
-use crate::session::{BUSY_REPLY, Phase, Session, SessionEvent};
+use crate::session::{BUSY_REPLY, CloseReason, Message, Phase, Session, SessionEvent};
 use crate::tls::{ServerTls, server_tls};
 
 /// Read buffer while waiting for commands: small, so idle sessions stay cheap.
@@ -44,18 +45,28 @@ pub struct ServerInfo {
 }
 
 /// Counters of a running server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
-    sessions: AtomicUsize,
+    limiter: Arc<ConnLimiter>,
+    budget: Arc<ByteBudget>,
     accepted: AtomicU64,
     refused: AtomicU64,
     messages: AtomicU64,
+    cut_off: AtomicU64,
 }
 
 impl Stats {
     /// Sessions open now.
     pub fn sessions(&self) -> usize {
-        self.sessions.load(Ordering::Relaxed)
+        self.limiter.open()
+    }
+    /// Bytes of mail buffered now across all sessions (received, or waiting to be parsed).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.budget.used()
+    }
+    /// Sessions ended by a deadline, the minimum data rate or the lifetime limit.
+    pub fn cut_off(&self) -> u64 {
+        self.cut_off.load(Ordering::Relaxed)
     }
     /// Connections accepted since start.
     pub fn connections(&self) -> u64 {
@@ -87,51 +98,11 @@ struct Shared {
     tls: Option<ServerTls>,
     events: mpsc::Sender<CameraEvent>,
     stats: Arc<Stats>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    limiter: Arc<ConnLimiter>,
+    budget: Arc<ByteBudget>,
+    /// Permits to parse a mail on the blocking pool.
+    extract: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
-}
-
-/// Releases a session slot when the connection ends.
-struct Slot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.shared.stats.sessions.fetch_sub(1, Ordering::Relaxed);
-        let mut per_ip = self
-            .shared
-            .per_ip
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl Shared {
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut per_ip = self
-            .per_ip
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let total = self.stats.sessions.load(Ordering::Relaxed);
-        let mine = per_ip.get(&ip).copied().unwrap_or(0);
-        if total >= self.cfg.max_sessions || mine >= self.cfg.max_sessions_per_ip {
-            return None;
-        }
-        per_ip.insert(ip, mine + 1);
-        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
-        Some(Slot {
-            shared: Arc::clone(self),
-            ip,
-        })
-    }
 }
 
 impl Server {
@@ -194,14 +165,29 @@ impl Server {
             }
             None => out_tx,
         };
-        let stats = Arc::new(Stats::default());
+        let limiter = ConnLimiter::new(cfg.max_sessions, Some(cfg.max_sessions_per_ip));
+        let budget = ByteBudget::new(cfg.mail_budget);
+        let stats = Arc::new(Stats {
+            limiter: Arc::clone(&limiter),
+            budget: Arc::clone(&budget),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            cut_off: AtomicU64::new(0),
+        });
+        let workers = match cfg.extract_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         let shared = Arc::new(Shared {
             session: Arc::new(cfg.session.clone()),
             cfg,
             tls,
             events,
             stats: Arc::clone(&stats),
-            per_ip: Mutex::new(HashMap::new()),
+            limiter,
+            budget,
+            extract: Arc::new(Semaphore::new(workers)),
             stop: stop_rx,
         });
         if let Some(listener) = plain {
@@ -264,19 +250,19 @@ async fn accept_loop(listener: TcpListener, implicit_tls: bool, shared: Arc<Shar
         };
         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        match shared.acquire(peer.ip()) {
-            Some(slot) => {
+        match shared.limiter.try_acquire(peer.ip()) {
+            Ok(permit) => {
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
                     if let Err(e) = connection(stream, peer, implicit_tls, &shared).await {
                         tracing::debug!(%peer, "session ended: {e}");
                     }
-                    drop(slot);
+                    drop::<Permit>(permit);
                 });
             }
-            None => {
+            Err(refusal) => {
                 shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, "over the session limit: 421");
+                tracing::info!(%peer, "{refusal}: 421");
                 tokio::spawn(async move {
                     let mut stream = stream;
                     let _ = timeout(Duration::from_secs(5), stream.write_all(BUSY_REPLY)).await;
@@ -298,25 +284,41 @@ async fn connection(
     shared: &Arc<Shared>,
 ) -> Result<()> {
     tracing::debug!(%peer, implicit_tls, "session start");
+    let opened = Instant::now();
+    let mut clock = MessageClock::new(
+        opened.into_std(),
+        shared.cfg.request_timeout,
+        shared.cfg.command_timeout,
+        None,
+    );
     if implicit_tls {
         let Some(tls) = &shared.tls else {
             return Ok(());
         };
-        let stream = handshake(tls, stream, peer, shared.cfg.command_timeout).await?;
-        let mut session = Session::new(Arc::clone(&shared.session), true);
-        drive(stream, &mut session, peer, shared).await?;
+        let stream = handshake(tls, stream, peer, shared.cfg.request_timeout).await?;
+        let mut session = new_session(shared, true);
+        drive(stream, &mut session, peer, shared, opened, &mut clock).await?;
         return Ok(());
     }
-    let mut session = Session::new(Arc::clone(&shared.session), false);
-    if let Outcome::StartTls(stream) = drive(stream, &mut session, peer, shared).await? {
+    let mut session = new_session(shared, false);
+    if let Outcome::StartTls(stream) =
+        drive(stream, &mut session, peer, shared, opened, &mut clock).await?
+    {
         let Some(tls) = &shared.tls else {
             return Ok(());
         };
-        let stream = handshake(tls, stream, peer, shared.cfg.command_timeout).await?;
+        let stream = handshake(tls, stream, peer, shared.cfg.request_timeout).await?;
         session.tls_started();
-        drive(stream, &mut session, peer, shared).await?;
+        clock.on_message(Instant::now().into_std(), false);
+        drive(stream, &mut session, peer, shared, opened, &mut clock).await?;
     }
     Ok(())
+}
+
+fn new_session(shared: &Shared, tls: bool) -> Session {
+    let mut session = Session::new(Arc::clone(&shared.session), tls);
+    session.set_budget(Arc::clone(&shared.budget));
+    session
 }
 
 async fn handshake(
@@ -362,25 +364,35 @@ async fn flush<S: AsyncWrite + Unpin>(
     }
 }
 
+/// A mail transfer being timed for the minimum data rate.
+#[derive(Clone, Copy)]
+struct Transfer {
+    began: Instant,
+    bytes: u64,
+}
+
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     session: &mut Session,
     peer: SocketAddr,
     shared: &Arc<Shared>,
+    opened: Instant,
+    clock: &mut MessageClock,
 ) -> Result<Outcome<S>> {
+    let cfg = &shared.cfg;
     let mut stop = shared.stop.clone();
     let mut buf = vec![0u8; COMMAND_BUFFER];
-    // Waiting for a command, the timer runs from the last complete line, not the last read, so
-    // a client trickling bytes (slowloris) is cut off too. Inside DATA it is an inactivity timer.
-    let mut deadline = Instant::now() + shared.cfg.command_timeout;
+    let lifetime_end = cfg.max_lifetime.map(|life| opened + life);
     let mut progress = session.progress();
     let mut last_read = 0;
+    let mut last_byte = Instant::now();
+    let mut transfer: Option<Transfer> = None;
     loop {
-        flush(&mut stream, session, shared.cfg.command_timeout).await?;
+        flush(&mut stream, session, cfg.request_timeout).await?;
         let phase = session.phase();
-        let limit = match phase {
+        match phase {
             Phase::Closed => {
-                let _ = stream.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
                 return Ok(Outcome::Closed);
             }
             Phase::Data => {
@@ -388,18 +400,36 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 if last_read == buf.len() && buf.len() < DATA_BUFFER {
                     buf.resize(DATA_BUFFER, 0);
                 }
-                shared.cfg.data_timeout
             }
             _ => {
                 if buf.len() > COMMAND_BUFFER {
                     buf = vec![0u8; COMMAND_BUFFER];
                 }
-                shared.cfg.command_timeout
             }
+        }
+        if session.in_transfer() {
+            transfer.get_or_insert(Transfer {
+                began: Instant::now(),
+                bytes: 0,
+            });
+        } else {
+            transfer = None;
+        }
+        // The deadlines: inside DATA, a byte within the data timeout; else a command complete
+        // within its deadline from its first byte, or the idle timer from the last complete
+        // one (a trickle moves neither); during a transfer, the minimum rate; always, the
+        // lifetime.
+        let mut deadline = match phase {
+            Phase::Data => last_byte + cfg.data_timeout,
+            _ => Instant::from_std(clock.deadline()),
         };
-        if phase == Phase::Data || session.progress() != progress {
-            progress = session.progress();
-            deadline = Instant::now() + limit;
+        if let Some(t) = transfer
+            && let Some(check) = cfg.min_data_rate.next_check(t.began.into_std(), t.bytes)
+        {
+            deadline = deadline.min(Instant::from_std(check));
+        }
+        if let Some(end) = lifetime_end {
+            deadline = deadline.min(end);
         }
         let read = tokio::select! {
             read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
@@ -411,8 +441,25 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let n = match read {
             Err(_) => {
-                tracing::info!(%peer, ?phase, "idle timeout");
-                session.timed_out();
+                let now = Instant::now();
+                let reason = if lifetime_end.is_some_and(|end| now >= end) {
+                    CloseReason::Lifetime
+                } else if transfer.is_some_and(|t| {
+                    cfg.min_data_rate
+                        .too_slow(t.began.into_std(), t.bytes, now.into_std())
+                }) {
+                    CloseReason::TooSlow
+                } else if match phase {
+                    Phase::Data => now < last_byte + cfg.data_timeout,
+                    _ => clock.expired(now.into_std()).is_none(),
+                } {
+                    continue; // woke for a rate check that passed
+                } else {
+                    CloseReason::Timeout
+                };
+                tracing::info!(%peer, ?phase, ?reason, "session cut off");
+                shared.stats.cut_off.fetch_add(1, Ordering::Relaxed);
+                session.close(reason);
                 continue;
             }
             Ok(Ok(0)) => return Ok(Outcome::Closed),
@@ -420,6 +467,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Err(e)) => return Err(Error::io(format!("reading from {peer}"), e)),
         };
         last_read = n;
+        last_byte = Instant::now();
+        if let Some(t) = transfer.as_mut() {
+            t.bytes += n as u64;
+        }
         let mut pos = 0;
         while pos < n {
             let fed = session.feed(&buf[pos..n]);
@@ -428,23 +479,44 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 None => {}
                 Some(SessionEvent::Message(message)) => {
                     shared.stats.messages.fetch_add(1, Ordering::Relaxed);
-                    deliver(shared, &message, peer).await;
+                    deliver(shared, message, peer).await;
                 }
                 Some(SessionEvent::StartTls) => {
                     // Whatever the client pipelined after STARTTLS is dropped (RFC 3207 §5).
-                    flush(&mut stream, session, shared.cfg.command_timeout).await?;
+                    flush(&mut stream, session, cfg.request_timeout).await?;
                     return Ok(Outcome::StartTls(stream));
                 }
                 Some(SessionEvent::Close) => break,
             }
         }
+        let now = last_byte.into_std();
+        if session.progress() != progress {
+            progress = session.progress();
+            clock.on_message(now, session.pending_line());
+        } else {
+            clock.on_bytes(now, session.pending_line());
+        }
     }
 }
 
-/// Turns a message into an event and hands it on, before its `250` is written.
-async fn deliver(shared: &Shared, message: &crate::session::Message, peer: SocketAddr) {
+/// Turns a message into an event and hands it on, before its `250` is written. MIME parsing
+/// runs on the blocking pool, at most [`ServerConfig::extract_workers`] mails at once, so a
+/// mail built to be slow to parse delays no other session's replies.
+async fn deliver(shared: &Shared, message: Message, peer: SocketAddr) {
     let received_at = WallTime::now();
-    let mut event = extract(message, Some(peer), received_at);
+    let parsed = {
+        let Ok(_permit) = shared.extract.acquire().await else {
+            return; // never closed
+        };
+        tokio::task::spawn_blocking(move || extract(&message, Some(peer), received_at)).await
+    };
+    let mut event = match parsed {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(%peer, "extracting an event failed: {e}");
+            return;
+        }
+    };
     if let SnapshotStore::Dir(dir) = &shared.cfg.snapshots {
         save_snapshots(dir, &mut event).await;
     }

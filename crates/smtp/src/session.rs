@@ -38,10 +38,15 @@ use bytes::Bytes;
 use memchr::memchr;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
 
+use nvrkit_net::ByteBudget;
+
 use crate::config::{LineEndings, SessionConfig};
 
 /// A message accepted at the end of DATA (or the last BDAT chunk), with its envelope.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A message from a [`Session`] with a [`ByteBudget`] holds its bytes of the budget until it
+/// (and every clone of it) is dropped.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Message {
     /// The `HELO`/`EHLO` argument (empty when the client sent none).
@@ -56,6 +61,43 @@ pub struct Message {
     pub rcpt_to: Vec<String>,
     /// The message (headers and body) with dot-stuffing removed and line endings as sent.
     pub data: Bytes,
+    /// Its share of the server's buffered-mail budget, given back on drop.
+    _lease: Option<Arc<Lease>>,
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        (
+            &self.helo,
+            &self.auth_user,
+            self.tls,
+            &self.mail_from,
+            &self.rcpt_to,
+            &self.data,
+        ) == (
+            &other.helo,
+            &other.auth_user,
+            other.tls,
+            &other.mail_from,
+            &other.rcpt_to,
+            &other.data,
+        )
+    }
+}
+
+impl Eq for Message {}
+
+/// Bytes of a [`ByteBudget`] held by a delivered [`Message`].
+#[derive(Debug)]
+struct Lease {
+    budget: Arc<ByteBudget>,
+    bytes: u64,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
 }
 
 impl Message {
@@ -73,6 +115,7 @@ impl Message {
             mail_from: mail_from.into(),
             rcpt_to,
             data: data.into(),
+            _lease: None,
         }
     }
 }
@@ -152,6 +195,8 @@ struct DataScan {
     /// The last byte appended.
     last: u8,
     oversize: bool,
+    /// The server's buffered-mail budget ran out during this message.
+    no_storage: bool,
     long_line: bool,
     bare_lf: bool,
 }
@@ -177,6 +222,30 @@ pub struct Session {
     errors: u32,
     queued: u64,
     progress: u64,
+    /// The server's buffered-mail budget, and how much of it `body` holds.
+    budget: Option<Arc<ByteBudget>>,
+    held: u64,
+}
+
+/// Why the I/O layer closes a session ([`Session::close`]); each has its `421` reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// No complete command for the idle limit, or a command line not complete within its
+    /// deadline from its first byte, or no byte inside DATA for the data timeout.
+    Timeout,
+    /// A mail transfer averaged less than the minimum data rate.
+    TooSlow,
+    /// The session reached its total lifetime.
+    Lifetime,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.drop_body();
+    }
 }
 
 const LOGIN_USERNAME: &str = "334 VXNlcm5hbWU6"; // base64("Username:")
@@ -200,6 +269,8 @@ impl Session {
             errors: 0,
             queued: 0,
             progress: 0,
+            budget: None,
+            held: 0,
             cfg,
         };
         let greeting = format!(
@@ -208,6 +279,26 @@ impl Session {
         );
         session.reply(&greeting);
         session
+    }
+
+    /// Counts the mail this session buffers against `budget`, shared by every session of a
+    /// server: once it is spent, `MAIL` gets `452 4.3.1`, and a message being received is read
+    /// to its end without being kept, then answered `452 4.3.1`.
+    pub fn set_budget(&mut self, budget: Arc<ByteBudget>) {
+        self.budget = Some(budget);
+    }
+
+    /// Whether part of a command line is buffered (so its deadline, counted from its first
+    /// byte, runs).
+    pub fn pending_line(&self) -> bool {
+        !self.line.is_empty() || self.line_overflow
+    }
+
+    /// Whether a mail transfer is under way: inside DATA, or a BDAT transaction that has not
+    /// had its last chunk. The minimum data rate is measured over it.
+    pub fn in_transfer(&self) -> bool {
+        matches!(self.state, State::Data | State::Bdat { .. })
+            || self.txn.as_ref().is_some_and(|t| t.bdat)
     }
 
     /// Reply bytes to send to the client.
@@ -253,20 +344,41 @@ impl Session {
         self.helo = None;
         self.auth_user = None;
         self.txn = None;
+        self.drop_body();
         self.line.clear();
         self.state = State::Command;
     }
 
     /// The I/O layer's idle timer fired: `421` and close.
     pub fn timed_out(&mut self) {
-        self.reply("421 4.4.2 Idle timeout, closing connection");
-        self.state = State::Closed;
+        self.close(CloseReason::Timeout);
     }
 
     /// The server is stopping: `421` and close.
     pub fn shutting_down(&mut self) {
-        self.reply("421 4.3.2 Server shutting down");
+        self.close(CloseReason::Shutdown);
+    }
+
+    /// Ends the session with the `421` reply for `reason`; a message being received is dropped.
+    pub fn close(&mut self, reason: CloseReason) {
+        self.reply(match reason {
+            CloseReason::Timeout => "421 4.4.2 Timeout, closing connection",
+            CloseReason::TooSlow => "421 4.4.2 Transfer too slow, closing connection",
+            CloseReason::Lifetime => "421 4.4.2 Session too long, closing connection",
+            CloseReason::Shutdown => "421 4.3.2 Server shutting down",
+        });
+        self.txn = None;
+        self.drop_body();
         self.state = State::Closed;
+    }
+
+    /// Forgets the buffered message and gives its bytes back to the budget.
+    fn drop_body(&mut self) {
+        self.body = Vec::new();
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.held);
+        }
+        self.held = 0;
     }
 
     /// Feeds client bytes. Stops at the first event; see [`Feed`].
@@ -489,6 +601,7 @@ impl Session {
             Request::StartTls => self.starttls(),
             Request::Rset => {
                 self.txn = None;
+                self.drop_body();
                 self.reply("250 2.0.0 OK");
                 None
             }
@@ -600,6 +713,10 @@ impl Session {
         if self.txn.is_some() {
             return self.error_reply("503 5.5.1 Nested MAIL command");
         }
+        if self.budget.as_ref().is_some_and(|b| b.is_spent()) {
+            self.reply("452 4.3.1 Insufficient system storage, try again later");
+            return None;
+        }
         if size > self.cfg.max_message_size {
             let text = format!(
                 "552 5.3.4 Message size exceeds fixed maximum message size ({} bytes)",
@@ -640,7 +757,7 @@ impl Session {
             Some(txn) if txn.bdat => return self.error_reply("503 5.5.1 DATA after BDAT"),
             Some(_) => {}
         }
-        self.body.clear();
+        self.drop_body();
         self.scan = DataScan {
             bol: true,
             ..DataScan::default()
@@ -657,7 +774,7 @@ impl Session {
             Some(txn) => {
                 if !txn.bdat {
                     txn.bdat = true;
-                    self.body.clear();
+                    self.drop_body();
                     self.scan = DataScan::default();
                 }
                 None
@@ -743,15 +860,41 @@ impl Session {
     }
 
     fn append_body(&mut self, bytes: &[u8]) {
-        if self.scan.oversize {
+        if self.scan.oversize || self.scan.no_storage {
             return;
         }
         if self.body.len() + bytes.len() > self.cfg.max_message_size {
             self.scan.oversize = true;
-            self.body = Vec::new();
-        } else {
-            self.body.extend_from_slice(bytes);
+            self.drop_body();
+            return;
         }
+        if let Some(budget) = &self.budget {
+            let n = bytes.len() as u64;
+            if !budget.try_take(n) {
+                self.scan.no_storage = true;
+                self.drop_body();
+                return;
+            }
+            self.held += n;
+        }
+        self.body.extend_from_slice(bytes);
+    }
+
+    /// The reply to a message that was not kept, if it was not (and the transaction ends).
+    fn refusal(&mut self) -> Option<String> {
+        let text = if self.scan.no_storage {
+            "452 4.3.1 Insufficient system storage, try again later".to_owned()
+        } else if self.scan.oversize {
+            format!(
+                "552 5.3.4 Message size exceeds fixed maximum message size ({} bytes)",
+                self.cfg.max_message_size
+            )
+        } else {
+            return None;
+        };
+        self.txn = None;
+        self.drop_body();
+        Some(text)
     }
 
     /// Scans DATA content: dot-unstuffing (RFC 5321 §4.5.2), the end marker, line lengths and
@@ -796,36 +939,46 @@ impl Session {
                 self.scan.last = b'\r';
                 self.append_body(b"\r");
             }
+            // Whole lines at once, up to the next line that starts with a dot (or the input's
+            // end): one append (and one budget take) per run of lines, not per line, since a
+            // mail of short lines is otherwise dominated by per-line work.
             let rest = &input[i..];
-            match memchr(b'\n', rest) {
-                Some(end) => {
-                    let before = if end > 0 {
-                        rest[end - 1]
-                    } else {
-                        self.scan.last
-                    };
-                    if before != b'\r' {
-                        self.scan.bare_lf = true;
-                    }
-                    if self.scan.line_len + end + 1 > self.cfg.max_data_line {
-                        self.scan.long_line = true;
-                    }
-                    self.append_body(&rest[..=end]);
-                    self.scan.line_len = 0;
-                    self.scan.bol = true;
-                    self.scan.last = b'\n';
-                    i += end + 1;
+            let mut line_start = 0;
+            let mut stop = rest.len();
+            for end in memchr::memchr_iter(b'\n', rest) {
+                let before = if end > 0 {
+                    rest[end - 1]
+                } else {
+                    self.scan.last
+                };
+                if before != b'\r' {
+                    self.scan.bare_lf = true;
                 }
-                None => {
-                    self.scan.line_len += rest.len();
-                    if self.scan.line_len > self.cfg.max_data_line {
-                        self.scan.long_line = true;
-                    }
-                    self.scan.last = rest[rest.len() - 1];
-                    self.append_body(rest);
-                    i = input.len();
+                if self.scan.line_len + (end - line_start) + 1 > self.cfg.max_data_line {
+                    self.scan.long_line = true;
+                }
+                self.scan.line_len = 0;
+                line_start = end + 1;
+                if rest.get(end + 1) == Some(&b'.') {
+                    stop = end + 1;
+                    break;
                 }
             }
+            let span = &rest[..stop];
+            if line_start == stop {
+                // The span ends at a line end: the next byte (if any) starts a line.
+                self.scan.bol = true;
+            } else {
+                self.scan.line_len += stop - line_start;
+                if self.scan.line_len > self.cfg.max_data_line {
+                    self.scan.long_line = true;
+                }
+            }
+            if let Some(&last) = span.last() {
+                self.scan.last = last;
+            }
+            self.append_body(span);
+            i += stop;
         }
         (input.len(), false)
     }
@@ -833,17 +986,13 @@ impl Session {
     fn end_of_data(&mut self) -> Option<SessionEvent> {
         self.progress += 1;
         self.state = State::Command;
-        if self.scan.oversize {
-            self.txn = None;
-            let text = format!(
-                "552 5.3.4 Message size exceeds fixed maximum message size ({} bytes)",
-                self.cfg.max_message_size
-            );
+        if let Some(text) = self.refusal() {
             self.reply(&text);
             return None;
         }
         if self.scan.long_line {
             self.txn = None;
+            self.drop_body();
             let text = format!(
                 "500 5.5.6 Line too long in message (limit {} bytes)",
                 self.cfg.max_data_line
@@ -853,6 +1002,7 @@ impl Session {
         }
         if self.scan.bare_lf && self.cfg.line_endings == LineEndings::Strict {
             self.txn = None;
+            self.drop_body();
             self.reply("550 5.6.11 Bare LF in message refused (RFC 5321 2.3.8)");
             return None;
         }
@@ -868,12 +1018,7 @@ impl Session {
         if let Some(reject) = reject {
             return self.error_reply(reject);
         }
-        if self.scan.oversize {
-            self.txn = None;
-            let text = format!(
-                "552 5.3.4 Message size exceeds fixed maximum message size ({} bytes)",
-                self.cfg.max_message_size
-            );
+        if let Some(text) = self.refusal() {
             self.reply(&text);
             return None;
         }
@@ -887,6 +1032,12 @@ impl Session {
 
     fn deliver(&mut self) -> Option<SessionEvent> {
         let txn = self.txn.take()?;
+        let lease = self.budget.as_ref().map(|budget| {
+            Arc::new(Lease {
+                budget: Arc::clone(budget),
+                bytes: std::mem::take(&mut self.held),
+            })
+        });
         self.queued += 1;
         let text = format!("250 2.0.0 Ok: queued as {}", self.queued);
         self.reply(&text);
@@ -897,6 +1048,7 @@ impl Session {
             mail_from: txn.from,
             rcpt_to: txn.rcpts,
             data: Bytes::from(std::mem::take(&mut self.body)),
+            _lease: lease,
         }))
     }
 }
@@ -1177,6 +1329,48 @@ mod tests {
             .as_bytes(),
         );
         assert_eq!(codes(&out), ["250", "250", "552"]);
+    }
+
+    #[test]
+    fn the_budget_is_held_while_buffered_and_given_back_on_every_path() {
+        let budget = ByteBudget::new(1000);
+        let mut s = session();
+        s.set_budget(Arc::clone(&budget));
+        // Half a mail, then RSET: given back.
+        let _ = run(&mut s, b"MAIL FROM:<c@x>\r\nRCPT TO:<n@x>\r\nBDAT 100\r\n");
+        let _ = run(&mut s, &[b'x'; 100]);
+        assert_eq!(budget.used(), 100);
+        let _ = run(&mut s, b"RSET\r\n");
+        assert_eq!(budget.used(), 0);
+        // A delivered message holds its bytes until dropped.
+        let (_, events) = run(
+            &mut s,
+            b"MAIL FROM:<c@x>\r\nRCPT TO:<n@x>\r\nDATA\r\n0123456789\r\n.\r\n",
+        );
+        assert_eq!(budget.used(), 12);
+        drop(events);
+        assert_eq!(budget.used(), 0);
+        // Past the budget: read to the end, 452, nothing held; MAIL refused while spent.
+        let big = format!(
+            "MAIL FROM:<c@x>\r\nRCPT TO:<n@x>\r\nDATA\r\n{}\r\n.\r\n",
+            "x".repeat(1500)
+        );
+        let (out, events) = run(&mut s, big.as_bytes());
+        assert_eq!(codes(&out), ["250", "250", "354", "452"]);
+        assert!(messages(&events).is_empty());
+        assert_eq!(budget.used(), 0);
+        assert!(budget.try_take(1000));
+        let (out, _) = run(&mut s, b"MAIL FROM:<c@x>\r\n");
+        assert_eq!(codes(&out), ["452"]);
+        budget.give_back(1000);
+        // A session dropped mid-DATA gives its bytes back.
+        let _ = run(
+            &mut s,
+            b"MAIL FROM:<c@x>\r\nRCPT TO:<n@x>\r\nDATA\r\nabc\r\n",
+        );
+        assert_eq!(budget.used(), 5);
+        drop(s);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -17,6 +17,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 use tokio::time::timeout;
 
+#[path = "smtp/hostile.rs"]
+mod hostile;
+
 const GUARD: Duration = Duration::from_secs(20);
 const SNAPSHOT: &[u8] = include_bytes!("../testdata/snapshot.jpg");
 
@@ -216,9 +219,9 @@ async fn oversized_mail_gets_552_then_the_next_mail_on_the_session_succeeds() {
 #[tokio::test]
 async fn slowloris_times_out_and_others_are_unaffected() {
     let mut cfg = config();
-    // 2 s: the slow line below takes 7.8 s; the fast client's commands, on a loaded machine,
-    // never come near it.
-    cfg.command_timeout = Duration::from_secs(2);
+    // 2 s from the line's first byte: the slow line below takes 7.8 s; the fast client's
+    // commands, on a loaded machine, never come near it.
+    cfg.request_timeout = Duration::from_secs(2);
     let (server, mut events, addr) = start(cfg).await;
     let slow = tokio::spawn(async move {
         let mut s = TcpStream::connect(addr).await.unwrap();

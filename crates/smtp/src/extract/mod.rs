@@ -216,12 +216,8 @@ pub(crate) fn parse_rfc5322_local(text: &str) -> Option<String> {
 /// assert_eq!(event.camera.as_deref(), Some("door"));
 /// ```
 pub fn extract(message: &Message, peer: Option<SocketAddr>, received_at: WallTime) -> CameraEvent {
-    let cut = cut_image_parts(&message.data);
-    let raw: &[u8] = match &cut {
-        Some((copy, _)) => copy,
-        None => &message.data,
-    };
-    let parsed = MessageParser::default().parse(raw);
+    let (raw, cuts) = prepare(&message.data);
+    let parsed = MessageParser::default().parse(&raw[..]);
     let mut view = MailView::default();
     let mut snapshots = Vec::new();
     let mut from = String::new();
@@ -268,11 +264,10 @@ pub fn extract(message: &Message, peer: Option<SocketAddr>, received_at: WallTim
             };
             let name = name.unwrap_or_else(|| format!("snapshot-{n}.{ext}"));
             let headers = part.offset_header as usize..part.offset_body as usize;
-            let original = cut.as_ref().and_then(|(_, cuts)| {
-                cuts.iter()
-                    .find(|c| headers.contains(&c.cte_in_copy))
-                    .map(|c| c.body.clone())
-            });
+            let original = cuts
+                .iter()
+                .find(|c| headers.contains(&c.cte_in_copy))
+                .map(|c| c.body.clone());
             let data = match original {
                 Some(body) => decode_base64_body(&message.data[body]),
                 None => part.contents().to_vec(),
@@ -351,87 +346,337 @@ struct Cut {
     body: std::ops::Range<usize>,
 }
 
-/// mail-parser 0.11 goes through every part a byte at a time, decoding base64 as it goes (94 %
-/// of the time of a mail with three 100 KB snapshots, measured with perf). For base64 image parts
-/// inside a multipart we give it a copy without their bodies and decode those ourselves with the
-/// base64 crate ([`decode_base64_body`]): 778 → about 420 µs for such a mail
-/// (`cargo bench --bench smtp -- extract/hikvision_3x100KB`). Returns the copy and the cuts, or
-/// `None` when there is nothing to cut.
-fn cut_image_parts(raw: &[u8]) -> Option<(Vec<u8>, Vec<Cut>)> {
-    const HEADER: &[u8] = b"content-transfer-encoding:";
-    let mut cuts: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-    let finder = memchr::memmem::Finder::new(b"base64");
-    let mut next = 0;
-    while let Some(found) = finder.find(&raw[next..]) {
-        let at = next + found;
-        next = at + 6;
-        // The line must be `Content-Transfer-Encoding: base64` (any case, any blanks).
-        let line_start = memchr::memrchr(b'\n', &raw[..at]).map_or(0, |p| p + 1);
-        let line_end = memchr::memchr(b'\n', &raw[at..]).map_or(raw.len(), |p| at + p);
-        if !raw[line_start..at]
-            .trim_ascii()
-            .eq_ignore_ascii_case(HEADER)
-            || !raw[at + 6..line_end].trim_ascii().is_empty()
-        {
-            continue;
-        }
-        // The part's header block starts after its boundary line; header blocks are short, so
-        // look at most 4 KiB back rather than through the base64 before.
-        let window = line_start.saturating_sub(4096);
-        let before = &raw[window..line_start];
-        let Some(delimiter) = memchr::memmem::rfind(before, b"\n--").map(|p| window + p + 1) else {
-            continue;
-        };
-        if memchr::memmem::rfind(&raw[delimiter..line_start], b"\n\r\n").is_some()
-            || memchr::memmem::rfind(&raw[delimiter..line_start], b"\n\n").is_some()
-        {
-            continue; // a blank line between: not this part's boundary
-        }
-        let delimiter_end =
-            memchr::memchr(b'\n', &raw[delimiter..]).map_or(raw.len(), |p| delimiter + p);
-        let boundary_line = raw[delimiter..delimiter_end].trim_ascii_end();
-        let Some(body_start) = [b"\r\n\r\n".as_slice(), b"\n\n"]
-            .iter()
-            .filter_map(|sep| memchr::memmem::find(&raw[at..], sep).map(|p| at + p + sep.len()))
-            .min()
-        else {
-            continue;
-        };
-        let block = raw[delimiter..body_start].to_ascii_lowercase();
-        let is_image = memchr::memmem::find(&block, b"image/").is_some()
-            || [b".jpg".as_slice(), b".jpeg", b".png"]
-                .iter()
-                .any(|ext| memchr::memmem::find(&block, ext).is_some());
-        if !is_image || memchr::memmem::find(&block, b"multipart/").is_some() {
-            continue;
-        }
-        // The body ends at the next line that starts with the same delimiter.
-        let mut needle = Vec::with_capacity(boundary_line.len() + 1);
-        needle.push(b'\n');
-        needle.extend_from_slice(boundary_line);
-        let Some(body_end) =
-            memchr::memmem::find(&raw[body_start..], &needle).map(|p| body_start + p)
-        else {
-            continue;
-        };
-        cuts.push((at, body_start..body_end));
-        next = body_end; // no need to search the base64 itself
+/// Bytes of text (headers and non-image bodies) handed to mail-parser at most. A camera's alarm
+/// text is a few hundred bytes; its snapshots are cut out ([`Cut`]) or left whole.
+const MAX_COPY: usize = 1 << 20;
+/// One header block (the mail's, or a part's) at most; the rest of the block is left out.
+const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// One header field at most, folded lines included; the rest of the field is left out.
+const MAX_FIELD: usize = 16 * 1024;
+/// Fields of one header block at most.
+const MAX_FIELDS: usize = 256;
+/// Body bytes of one non-image part at most (the profiles read the first 100 lines of text).
+const MAX_PART_BODY: usize = 64 * 1024;
+/// Part delimiter lines (`--boundary`) at most: past them the copy ends. A camera mail has
+/// under ten.
+const MAX_DELIMITERS: usize = 256;
+
+/// What mail-parser is given instead of the mail: a copy in which every header block, header
+/// field, text body and the count of parts is bounded, and the base64 bodies of image parts
+/// inside a multipart are cut out (decoded by us from the original with the base64 crate,
+/// [`decode_base64_body`]).
+///
+/// Why: mail-parser 0.11 goes through every part a byte at a time, decoding base64 as it goes
+/// (94 % of the time of a mail with three 100 KB snapshots, measured with perf: cutting took it
+/// from 778 to about 420 µs, `cargo bench --bench smtp -- extract/hikvision_3x100KB`), and its
+/// time grows faster than the input on some shapes (1 MiB of 30,000 tiny parts: 117 ms; a
+/// header with 150,000 parameters: 48 ms, 13× the time of a quarter of it). Bounding what
+/// reaches it keeps extraction linear in the mail whatever its shape, without patching it.
+///
+/// One pass over the lines, each byte looked at a bounded number of times: the search for the
+/// end of a cut image body starts after its header and the scan resumes there; the first search
+/// that finds no end stops all cutting (so a mail of unterminated image parts cannot make it
+/// search the rest of the message once per part).
+fn prepare(raw: &[u8]) -> (Vec<u8>, Vec<Cut>) {
+    let mut p = Prepare {
+        raw,
+        dash: Next::new(b"\n--"),
+        blank_lf: Next::new(b"\n\n"),
+        blank_crlf: Next::new(b"\n\r\n"),
+        copy: Vec::with_capacity(raw.len().min(MAX_COPY) + 1024),
+        cuts: Vec::new(),
+        text_bytes: 0,
+        delimiters: 0,
+        cutting: true,
+    };
+    p.run();
+    (p.copy, p.cuts)
+}
+
+struct Prepare<'a> {
+    raw: &'a [u8],
+    /// The next `\n--` (a line that may be a part delimiter), `\n\n` and `\n\r\n` (a blank
+    /// line): skipping what is not kept jumps with these instead of going line by line.
+    dash: Next,
+    blank_lf: Next,
+    blank_crlf: Next,
+    copy: Vec<u8>,
+    cuts: Vec<Cut>,
+    /// Text bytes copied so far (not counting uncut image bodies).
+    text_bytes: usize,
+    delimiters: usize,
+    /// False after a cut image body found no end.
+    cutting: bool,
+}
+
+/// The header block being read: its bounded lines, and what they say.
+#[derive(Default)]
+struct Block {
+    bytes: Vec<u8>,
+    /// Where a `Content-Transfer-Encoding: base64` value is, in `bytes`.
+    cte_base64: Option<usize>,
+    fields: usize,
+    field_len: usize,
+    /// The delimiter line that opened it (a part's), trimmed.
+    boundary: Option<std::ops::Range<usize>>,
+}
+
+impl Block {
+    /// Whether nothing more will be kept of this block: it holds its most fields or bytes, or a
+    /// field overflowed (what follows a 16 KiB header is not a camera's mail).
+    fn full(&self) -> bool {
+        self.fields >= MAX_FIELDS
+            || self.field_len >= MAX_FIELD
+            || self.bytes.len() + 3 > MAX_HEADER_BLOCK
     }
-    if cuts.is_empty() {
+
+    fn push_line(&mut self, line: &[u8]) {
+        if self.full() {
+            return;
+        }
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if continuation {
+            if self.fields == 0 {
+                return;
+            }
+        } else {
+            self.fields += 1;
+            self.field_len = 0;
+        }
+        let room = (MAX_FIELD - self.field_len).min(MAX_HEADER_BLOCK - self.bytes.len());
+        if room < 3 {
+            return;
+        }
+        if line.len() <= room {
+            if !continuation && self.cte_base64.is_none() {
+                self.cte_base64 = cte_base64(line).map(|at| self.bytes.len() + at);
+            }
+            self.bytes.extend_from_slice(line);
+            self.field_len += line.len();
+        } else {
+            // Cut the field short, keeping the line ended.
+            self.bytes.extend_from_slice(&line[..room - 2]);
+            self.bytes.extend_from_slice(b"\r\n");
+            self.field_len = MAX_FIELD;
+        }
+    }
+
+    /// Whether the block heads a base64 image part (not itself a multipart).
+    fn is_base64_image(&self) -> bool {
+        if self.cte_base64.is_none() {
+            return false;
+        }
+        let lower = self.bytes.to_ascii_lowercase();
+        let has = |needle: &[u8]| memchr::memmem::find(&lower, needle).is_some();
+        (has(b"image/") || has(b".jpg") || has(b".jpeg") || has(b".png")) && !has(b"multipart/")
+    }
+
+    fn is_image(&self) -> bool {
+        memchr::memmem::find(&self.bytes.to_ascii_lowercase(), b"image/").is_some()
+    }
+}
+
+/// Where `base64` starts in a `Content-Transfer-Encoding: base64` line (any case, any blanks).
+fn cte_base64(line: &[u8]) -> Option<usize> {
+    const HEADER: &[u8] = b"content-transfer-encoding:";
+    let text = line.trim_ascii_end();
+    if text.len() < HEADER.len() + 6 || !text[..HEADER.len()].eq_ignore_ascii_case(HEADER) {
         return None;
     }
-    let removed: usize = cuts.iter().map(|(_, body)| body.len()).sum();
-    let mut copy = Vec::with_capacity(raw.len() - removed);
-    let mut from = 0;
-    let mut out = Vec::with_capacity(cuts.len());
-    for (cte, body) in cuts {
-        let cte_in_copy = copy.len() + (cte - from);
-        copy.extend_from_slice(&raw[from..body.start]);
-        from = body.end;
-        out.push(Cut { cte_in_copy, body });
+    let value = text[HEADER.len()..].trim_ascii_start();
+    value
+        .eq_ignore_ascii_case(b"base64")
+        .then(|| text.len() - value.len())
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line == b"\n" || line == b"\r\n"
+}
+
+/// The next match of a pattern, remembered: asked with positions that never go back, each byte
+/// is searched at most once over a whole mail.
+struct Next {
+    finder: memchr::memmem::Finder<'static>,
+    /// Where the last search started, and what it found.
+    searched_from: usize,
+    found: Option<usize>,
+}
+
+impl Next {
+    fn new(pattern: &'static [u8]) -> Next {
+        Next {
+            finder: memchr::memmem::Finder::new(pattern),
+            searched_from: usize::MAX,
+            found: None,
+        }
     }
-    copy.extend_from_slice(&raw[from..]);
-    Some((copy, out))
+
+    /// The first match starting at or after `from`.
+    fn at_or_after(&mut self, raw: &[u8], from: usize) -> Option<usize> {
+        if self.searched_from <= from {
+            match self.found {
+                Some(p) if p >= from => return Some(p),
+                None => return None,
+                Some(_) => {}
+            }
+        }
+        self.searched_from = from;
+        self.found = self.finder.find(&raw[from..]).map(|p| from + p);
+        self.found
+    }
+}
+
+/// The line of `raw` starting at `pos`, terminator included.
+fn line_at(raw: &[u8], pos: usize) -> &[u8] {
+    let end = memchr::memchr(b'\n', &raw[pos..]).map_or(raw.len(), |p| pos + p + 1);
+    &raw[pos..end]
+}
+
+impl Prepare<'_> {
+    /// The start of the first line at or after the line start `pos` that begins with `--`
+    /// (when `dash`) or is blank (when `blank`); the end of the mail if none.
+    fn skip_to(&mut self, pos: usize, dash: bool, blank: bool) -> usize {
+        let raw = self.raw;
+        if pos >= raw.len() {
+            return raw.len();
+        }
+        let line = line_at(raw, pos);
+        if (dash && line.starts_with(b"--")) || (blank && is_blank(line)) {
+            return pos;
+        }
+        // A match's `\n` ends a line at or after `pos`'s; the line after it is the one sought.
+        let mut next = raw.len();
+        if dash && let Some(p) = self.dash.at_or_after(raw, pos) {
+            next = next.min(p + 1);
+        }
+        if blank {
+            for finder in [&mut self.blank_lf, &mut self.blank_crlf] {
+                if let Some(p) = finder.at_or_after(raw, pos) {
+                    next = next.min(p + 1);
+                }
+            }
+        }
+        next
+    }
+
+    fn copy_text(&mut self, bytes: &[u8], budget: &mut usize) {
+        let room = (*budget).min(MAX_COPY.saturating_sub(self.text_bytes));
+        if bytes.len() <= room {
+            self.copy.extend_from_slice(bytes);
+            self.text_bytes += bytes.len();
+            *budget -= bytes.len();
+        } else {
+            // Past a limit: nothing more of this body (a cut line would be half a line).
+            *budget = 0;
+        }
+    }
+
+    fn run(&mut self) {
+        let raw = self.raw;
+        let mut pos = 0;
+        // The mail's own header block.
+        let mut block = Block::default();
+        while pos < raw.len() {
+            if block.full() {
+                pos = self.skip_to(pos, false, true);
+                if pos >= raw.len() {
+                    break;
+                }
+            }
+            let line = line_at(raw, pos);
+            pos += line.len();
+            if is_blank(line) {
+                block.bytes.extend_from_slice(line);
+                break;
+            }
+            block.push_line(line);
+        }
+        let top_is_image = block.is_image();
+        self.text_bytes += block.bytes.len();
+        self.copy.extend_from_slice(&block.bytes);
+        if top_is_image {
+            // A mail that is one image: mail-parser decodes it; nothing to bound but its size.
+            self.copy.extend_from_slice(&raw[pos..]);
+            return;
+        }
+        // The body: text lines, and part delimiters each followed by a header block.
+        let mut budget = MAX_PART_BODY;
+        while pos < raw.len() {
+            if budget == 0 || self.text_bytes >= MAX_COPY {
+                pos = self.skip_to(pos, true, false);
+                if pos >= raw.len() {
+                    return;
+                }
+            }
+            let line = line_at(raw, pos);
+            if !line.starts_with(b"--") {
+                pos += line.len();
+                self.copy_text(line, &mut budget);
+                continue;
+            }
+            self.delimiters += 1;
+            if self.delimiters > MAX_DELIMITERS {
+                return;
+            }
+            // A part: its header block, up to the blank line (or the next delimiter).
+            let mut block = Block {
+                boundary: Some(pos..pos + line.trim_ascii_end().len()),
+                ..Block::default()
+            };
+            block.bytes.extend_from_slice(line);
+            pos += line.len();
+            let mut ended = false;
+            while pos < raw.len() {
+                if block.full() {
+                    pos = self.skip_to(pos, true, true);
+                    if pos >= raw.len() {
+                        break;
+                    }
+                }
+                let line = line_at(raw, pos);
+                if line.starts_with(b"--") {
+                    break; // a delimiter before any blank line: this one had no body
+                }
+                pos += line.len();
+                if is_blank(line) {
+                    block.bytes.extend_from_slice(line);
+                    ended = true;
+                    break;
+                }
+                block.push_line(line);
+            }
+            let copy_at = self.copy.len();
+            self.text_bytes += block.bytes.len();
+            self.copy.extend_from_slice(&block.bytes);
+            budget = MAX_PART_BODY;
+            if !ended {
+                continue;
+            }
+            if self.cutting && block.is_base64_image() {
+                let boundary = block.boundary.clone().unwrap_or(0..0);
+                // The body ends at the next line that starts with the same delimiter.
+                let mut needle = Vec::with_capacity(boundary.len() + 1);
+                needle.push(b'\n');
+                needle.extend_from_slice(&raw[boundary]);
+                match memchr::memmem::find(&raw[pos..], &needle) {
+                    Some(p) => {
+                        let cte = block.cte_base64.unwrap_or(0);
+                        self.cuts.push(Cut {
+                            cte_in_copy: copy_at + cte,
+                            body: pos..pos + p,
+                        });
+                        pos += p;
+                    }
+                    None => self.cutting = false,
+                }
+            } else if block.is_image() {
+                // An image not in base64 (8bit, quoted-printable): whole, outside the budget.
+                let start = pos;
+                pos = self.skip_to(pos, true, false);
+                self.copy.extend_from_slice(&raw[start..pos]);
+            }
+        }
+    }
 }
 
 /// Base64 text of a MIME part (wrapped or not, padded or not) to bytes. Bytes outside the
@@ -730,7 +975,7 @@ mod tests {
     #[test]
     fn only_image_parts_are_cut() {
         let dahua = include_bytes!("../../testdata/dahua.eml");
-        let (copy, cuts) = cut_image_parts(dahua).unwrap();
+        let (copy, cuts) = prepare(dahua);
         assert_eq!(cuts.len(), 1, "the base64 text body stays with mail-parser");
         assert_eq!(
             &copy[cuts[0].cte_in_copy..cuts[0].cte_in_copy + 6],
@@ -738,15 +983,58 @@ mod tests {
         );
         assert!(copy.len() < dahua.len() - 1000);
         // A lone part with no boundary, and a header in a body, are left alone.
-        assert!(
-            cut_image_parts(
-                b"Content-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD"
-            )
-            .is_none()
-        );
-        assert!(
-            cut_image_parts(b"Subject: x\r\n\r\nContent-Transfer-Encoding: base64\r\n").is_none()
-        );
+        let lone = b"Content-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD";
+        let (copy, cuts) = prepare(lone);
+        assert_eq!(copy, lone);
+        assert!(cuts.is_empty());
+        let in_body = b"Subject: x\r\n\r\nContent-Transfer-Encoding: base64\r\n";
+        assert!(prepare(in_body).1.is_empty());
+    }
+
+    /// What reaches mail-parser stays within its bounds whatever the shape of the mail (the
+    /// shapes of benches/compare/worst_mail.py, 4 MiB each).
+    #[test]
+    fn worst_case_shapes_reach_mail_parser_bounded() {
+        let mib4 = 4 << 20;
+        let rep = |unit: &[u8]| unit.repeat(mib4 / unit.len());
+        let shapes: Vec<(&str, Vec<u8>)> = vec![
+            ("cte-headers", rep(b"--b\r\nContent-Transfer-Encoding: base64\r\n")),
+            ("header-flood", rep(b"X-Header: value\r\n")),
+            ("folded-header", [b"Subject: x\r\n".to_vec(), rep(b" folded\r\n")].concat()),
+            (
+                "many-parts",
+                [
+                    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec(),
+                    rep(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n"),
+                ]
+                .concat(),
+            ),
+            (
+                "unterminated-images",
+                [
+                    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec(),
+                    rep(b"--c\r\nContent-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD\r\n"),
+                ]
+                .concat(),
+            ),
+            ("long-text", [b"Subject: x\r\n\r\n".to_vec(), rep(b"base64base64\r\n")].concat()),
+        ];
+        for (name, mail) in shapes {
+            let (copy, _) = prepare(&mail);
+            assert!(
+                copy.len() <= MAX_COPY + MAX_HEADER_BLOCK,
+                "{name}: {}",
+                copy.len()
+            );
+            let delimiters = copy
+                .split(|&b| b == b'\n')
+                .filter(|l| l.starts_with(b"--"))
+                .count();
+            assert!(
+                delimiters <= MAX_DELIMITERS + 1,
+                "{name}: {delimiters} parts"
+            );
+        }
     }
 
     #[test]
