@@ -23,6 +23,7 @@ import json
 import os
 import resource
 import socket
+import sys
 import time
 
 ATTACKER = "127.0.0.2"
@@ -37,6 +38,8 @@ def parse_addr(text):
 async def connect(addr, local):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
+    # No Nagle: the measured latency is the server's, not a delayed ACK's.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((local, 0))
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, addr)
@@ -169,6 +172,9 @@ async def hold(addr, script, interval, stats, stop):
             writer.close()
         if not stop.is_set():
             stats["reopened"] += 1
+            # Not a tight loop: a refused attacker comes back after a second, as a real one
+            # would, and the load generator stays cheap.
+            await asyncio.sleep(1)
 
 
 def rss_mb(pid):
@@ -192,6 +198,7 @@ async def main():
     ap.add_argument("--interval", type=float, default=5, help="seconds between hostile bytes")
     ap.add_argument("--pid", type=int)
     ap.add_argument("--path", default="/")
+    ap.add_argument("--attack-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     addr = parse_addr(a.addr)
     target = parse_addr(a.tls_addr) if a.kind == "tls" else addr
@@ -199,12 +206,21 @@ async def main():
     stats = {"open": 0, "reopened": 0}
     stop = asyncio.Event()
     script = hostile_script(a.proto, a.kind)
-    holders = []
-    for _ in range(a.hostile):
-        holders.append(asyncio.create_task(hold(target, script, a.interval, stats, stop)))
-        await asyncio.sleep(0.002)
+    if a.attack_only:
+        # The attacker process: hold the connections until killed, report the count on stdout.
+        for _ in range(a.hostile):
+            asyncio.create_task(hold(target, script, a.interval, stats, stop))
+            await asyncio.sleep(0.002)
+        while True:
+            await asyncio.sleep(1)
+            print(json.dumps(stats), flush=True)
+    attacker = None
     if a.hostile:
-        await asyncio.sleep(2)  # let them all connect
+        # Attackers in a process of their own, so their work never delays the measured client.
+        attacker = await asyncio.create_subprocess_exec(
+            sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--attack-only",
+            stdout=asyncio.subprocess.PIPE)
+        await asyncio.sleep(2 + a.hostile * 0.003)  # let them all connect
     lat, ok, failed, errors = [], 0, 0, {}
     t_end = time.monotonic() + a.secs
     while time.monotonic() < t_end:
@@ -217,11 +233,22 @@ async def main():
             failed += 1
             errors[type(e).__name__ + ": " + str(e)[:80]] = errors.get(type(e).__name__ + ": " + str(e)[:80], 0) + 1
         await asyncio.sleep(0.05)
-    held = stats["open"]
     rss = rss_mb(a.pid)
-    stop.set()
-    for h in holders:
-        h.cancel()
+    attacker_cpu = None
+    if attacker:
+        line = b""
+        while True:  # the attacker's latest report
+            try:
+                line = await asyncio.wait_for(attacker.stdout.readline(), 0.1)
+            except asyncio.TimeoutError:
+                break
+        stats = json.loads(line) if line else stats
+        with open("/proc/%d/stat" % attacker.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            attacker_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        attacker.kill()
+        await attacker.wait()
+    held = stats["open"]
     lat.sort()
     pct = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -232,9 +259,11 @@ async def main():
         "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(lat[-1], 2) if lat else None,
         "server_rss_mb": round(rss, 1) if rss else None,
         "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "attacker_cpu_s": round(attacker_cpu, 2) if attacker_cpu is not None else None,
     }))
 
 
 if __name__ == "__main__":
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(main())
