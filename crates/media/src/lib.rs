@@ -4,6 +4,10 @@
 //! math ([`time`]), MP4 demuxing ([`Demuxer`]) and muxing ([`mux`]), and NAL framing ([`nal`]).
 //! Every other nvrkit crate speaks these types; none parses MP4 on its own.
 //!
+//! Feature `mp4` (default) brings the demuxer, the muxers and the embedded [`sample`] clip (and
+//! mp4-atom with them); without it the crate is only the vocabulary, for code that never touches
+//! a file (`nvrkit-ring`, `nvrkit-smtp`'s events).
+//!
 //! Non-goals: decoding pixels or audio, codecs other than H.264, H.265 and AAC (other tracks
 //! are listed and skipped), containers other than ISO BMFF / MP4.
 //!
@@ -46,10 +50,12 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+#[cfg(feature = "mp4")]
 pub mod demux;
 
 pub mod error;
 pub mod frame;
+#[cfg(feature = "mp4")]
 pub mod mux;
 
 pub mod nal;
@@ -57,6 +63,7 @@ pub mod sps;
 pub mod time;
 
 pub use codec::{AacParams, CodecParams, SkippedTrack, TrackInfo, VideoParams};
+#[cfg(feature = "mp4")]
 pub use demux::Demuxer;
 pub use error::{Error, Result};
 pub use frame::Frame;
@@ -64,8 +71,9 @@ pub use time::WallTime;
 
 /// The embedded sample clip: 10 s of 640x360 H.264 Main at 25 fps with a 1 s GOP and a visible
 /// running clock and frame counter (`testsrc2`), plus 48 kHz stereo AAC with a 1 kHz beep each
-/// second. Binaries use it when given no file. See `crates/media/testdata/README.md` for the
+/// second. Binaries use it when given no file (feature `mp4`). See `crates/media/testdata/README.md` for the
 /// command that made it.
+#[cfg(feature = "mp4")]
 pub fn sample() -> bytes::Bytes {
     static SAMPLE: &[u8] = include_bytes!("../testdata/sample.mp4");
     bytes::Bytes::from_static(SAMPLE)
