@@ -2,9 +2,13 @@
 
 use subtle::ConstantTimeEq as _;
 
+#[cfg(feature = "server")]
 use crate::tls::TlsSource;
+#[cfg(feature = "server")]
 use std::net::SocketAddr;
+#[cfg(feature = "server")]
 use std::path::PathBuf;
+#[cfg(feature = "server")]
 use std::time::Duration;
 
 /// Default maximum message size: 25 MiB, what the big mail providers accept, and far above a
@@ -118,6 +122,7 @@ impl Default for SessionConfig {
     }
 }
 
+#[cfg(feature = "server")]
 /// Where snapshot attachments go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -130,6 +135,7 @@ pub enum SnapshotStore {
     Dir(PathBuf),
 }
 
+#[cfg(feature = "server")]
 /// Settings of the tokio server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -181,6 +187,7 @@ pub struct ServerConfig {
     pub channel_capacity: usize,
 }
 
+#[cfg(feature = "server")]
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {

@@ -21,6 +21,7 @@ pub enum Error {
     },
     /// TLS could not be set up: an unreadable certificate or key file, a key that does not
     /// match its certificate, or a failed self-signed certificate.
+    #[cfg(feature = "server")]
     #[error(transparent)]
     Tls(#[from] nvrkit_tls::Error),
     /// An I/O error on a connection or file, with what we were doing.
@@ -61,6 +62,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    #[cfg(feature = "server")]
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -15,10 +15,23 @@
 //!   JSON form ([`CameraEvent::to_json`], `"v": 1`) is documented in `docs/event-schema.json`;
 //! - [`client`]: a small SMTP client for demo cameras and tests.
 //!
+//! Feature `server` (default) brings [`Server`] and [`client`] (tokio, rustls). Without it the
+//! crate is the session, the extractor and the event schema alone: no tokio, no TLS.
+//!
 //! Non-goals: relaying or storing mail, DKIM/SPF, being a general mail server.
+//!
+//! # An event from mail bytes (no server)
+//! ```
+//! use nvrkit_smtp::{EventKind, Message, Vendor, extract};
+//! let mail = &b"X-Mailer: HIKMailer\r\nSubject: IPC: Motion Detected\r\n\r\nEVENT TYPE: Motion Detected\r\nIPC NAME: Garage\r\n"[..];
+//! let event = extract(&Message::new("cam@x", vec!["nvr@x".into()], mail), None, nvrkit_media::WallTime::now());
+//! assert_eq!((event.vendor, event.kind), (Vendor::Hikvision, EventKind::Motion));
+//! assert_eq!(event.camera.as_deref(), Some("Garage"));
+//! ```
 //!
 //! # Receiving events
 //! ```
+//! # #[cfg(feature = "server")] {
 //! use nvrkit_smtp::client::{AlarmMail, Client, ClientAuth, ClientOptions};
 //! use nvrkit_smtp::{EventKind, Server, ServerConfig, Vendor};
 //!
@@ -47,30 +60,37 @@
 //! server.shutdown().await;
 //! # Ok::<(), nvrkit_smtp::Error>(())
 //! # }).unwrap();
+//! # }
 //! ```
 
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+#[cfg(feature = "server")]
 pub mod client;
 mod config;
 mod error;
 mod event;
 mod extract;
+#[cfg(feature = "server")]
 mod server;
 mod session;
+#[cfg(feature = "server")]
 mod tls;
 
 pub use config::{
     AuthPolicy, DEFAULT_MAIL_BUDGET, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_LINE,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MIN_DATA_RATE, LineEndings, ServerConfig, SessionConfig,
-    SnapshotStore,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MIN_DATA_RATE, LineEndings, SessionConfig,
 };
+#[cfg(feature = "server")]
+pub use config::{ServerConfig, SnapshotStore};
 pub use error::{Error, Result};
 pub use event::{
     CameraEvent, EventKind, EventPhase, EventTime, SCHEMA_VERSION, Snapshot, Source, Vendor,
 };
 pub use extract::extract;
+#[cfg(feature = "server")]
 pub use server::{Server, ServerInfo, Stats};
 pub use session::{BUSY_REPLY, CloseReason, Feed, Message, Phase, Session, SessionEvent};
+#[cfg(feature = "server")]
 pub use tls::{ServerTls, TlsSource, fingerprint, server_tls};
