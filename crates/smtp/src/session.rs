@@ -31,7 +31,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -940,31 +940,25 @@ impl Session {
                 self.append_body(b"\r");
             }
             // Whole lines at once, up to the next line that starts with a dot (or the input's
-            // end): one append (and one budget take) per run of lines, not per line, since a
-            // mail of short lines is otherwise dominated by per-line work.
+            // end): one search for "\n." per run, one append (and one budget take) per run, and
+            // no per-line work unless a check needs it; a mail of short lines is otherwise
+            // dominated by per-line work.
             let rest = &input[i..];
-            let mut line_start = 0;
-            let mut stop = rest.len();
-            for end in memchr::memchr_iter(b'\n', rest) {
-                let before = if end > 0 {
-                    rest[end - 1]
-                } else {
-                    self.scan.last
-                };
-                if before != b'\r' {
-                    self.scan.bare_lf = true;
-                }
-                if self.scan.line_len + (end - line_start) + 1 > self.cfg.max_data_line {
-                    self.scan.long_line = true;
-                }
-                self.scan.line_len = 0;
-                line_start = end + 1;
-                if rest.get(end + 1) == Some(&b'.') {
-                    stop = end + 1;
-                    break;
-                }
-            }
+            let stop = LINE_THEN_DOT.find(rest).map_or(rest.len(), |at| at + 1);
             let span = &rest[..stop];
+            if self.cfg.line_endings == LineEndings::Strict && !self.scan.bare_lf {
+                self.scan.bare_lf = has_bare_lf(span, self.scan.last);
+            }
+            let line_start = match long_line(span, self.scan.line_len, self.cfg.max_data_line) {
+                Lines::Long => {
+                    self.scan.long_line = true;
+                    memchr::memrchr(b'\n', span).map_or(0, |end| end + 1)
+                }
+                Lines::Fit { last_start } => last_start,
+            };
+            if line_start > 0 {
+                self.scan.line_len = 0;
+            }
             if line_start == stop {
                 // The span ends at a line end: the next byte (if any) starts a line.
                 self.scan.bol = true;
@@ -1056,6 +1050,59 @@ impl Session {
 /// The reply the I/O layer sends, then closes, when a connection is over a session limit.
 pub const BUSY_REPLY: &[u8] = b"421 4.7.0 Too many connections, try again later\r\n";
 
+/// Finds the end of a run of DATA lines: a line feed followed by a line that starts with a dot.
+static LINE_THEN_DOT: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\n."));
+
+/// What [`long_line`] found in a run of DATA bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Lines {
+    /// Some line (line feed included) is longer than the limit.
+    Long,
+    /// Every line fits; the last line (unfinished when the run does not end with a line feed)
+    /// starts at `last_start` (0: the run holds no line feed).
+    Fit { last_start: usize },
+}
+
+/// Whether `span` holds a line longer than `max` bytes (its line feed included), where the
+/// line that `span` begins already had `carried` bytes. Linear and with no per-line work: each
+/// step searches back from the furthest place the current line may end, so it jumps over
+/// every line that ends in that window (at most 2 × `span.len()` bytes searched in all).
+fn long_line(span: &[u8], carried: usize, max: usize) -> Lines {
+    let mut start = 0; // Where the current line's bytes in `span` begin.
+    let mut carried = carried;
+    let mut last_start = 0;
+    loop {
+        // The current line fits if its line feed is before `start + room`.
+        let room = max.saturating_sub(carried);
+        let end = (start + room).min(span.len());
+        match memchr::memrchr(b'\n', &span[start..end]) {
+            Some(at) => {
+                start += at + 1;
+                last_start = start;
+                carried = 0;
+            }
+            None if end == span.len() => {
+                // No line feed left: the unfinished line must not already be too long.
+                return if carried + (span.len() - start) > max {
+                    Lines::Long
+                } else {
+                    Lines::Fit { last_start }
+                };
+            }
+            None => return Lines::Long,
+        }
+    }
+}
+
+/// Whether a line of `span` ends with a bare LF; `before` is the byte before `span`.
+fn has_bare_lf(span: &[u8], before: u8) -> bool {
+    memchr::memchr_iter(b'\n', span).any(|end| {
+        let prev = if end > 0 { span[end - 1] } else { before };
+        prev != b'\r'
+    })
+}
+
 /// A line without its CRLF or LF, and without surrounding blanks.
 fn trim_line(raw: &[u8]) -> &[u8] {
     raw.trim_ascii()
@@ -1145,6 +1192,61 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// `long_line` against the obvious per-line scan, on random runs of short and long lines.
+    #[test]
+    fn long_line_agrees_with_a_per_line_scan() {
+        fn naive(span: &[u8], carried: usize, max: usize) -> Lines {
+            let mut len = carried;
+            let mut last_start = 0;
+            for (i, &b) in span.iter().enumerate() {
+                len += 1;
+                if b == b'\n' {
+                    if len > max {
+                        return Lines::Long;
+                    }
+                    len = 0;
+                    last_start = i + 1;
+                }
+            }
+            if len > max {
+                Lines::Long
+            } else {
+                Lines::Fit { last_start }
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..5000 {
+            let max = 1 + (next() % 40) as usize;
+            let carried = (next() % 45) as usize;
+            let len = (next() % 200) as usize;
+            // Line feeds dense in some rounds, sparse in others.
+            let density = 1 + round % 50;
+            let span: Vec<u8> = (0..len)
+                .map(|_| if next() % density as u64 == 0 { b'\n' } else { b'x' })
+                .collect();
+            assert_eq!(
+                long_line(&span, carried, max),
+                naive(&span, carried, max),
+                "span {:?} carried {carried} max {max}",
+                String::from_utf8_lossy(&span)
+            );
+        }
+    }
+
+    #[test]
+    fn bare_lf_is_found_across_runs() {
+        assert!(!has_bare_lf(b"a\r\nb\r\n", b'x'));
+        assert!(has_bare_lf(b"a\r\nb\n", b'x'));
+        assert!(!has_bare_lf(b"\nb", b'\r'));
+        assert!(has_bare_lf(b"\nb", b'x'));
     }
 
     #[test]
