@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nvrkit_media::time::{cmp_ticks, rescale};
-use nvrkit_media::{Demuxer, Frame, TrackInfo, WallTime};
+use nvrkit_media::{CodecParams, Demuxer, Frame, TrackInfo, WallTime};
 
 use crate::error::{Error, Result};
 
@@ -53,6 +53,9 @@ impl Clip {
             if !f.discard {
                 frames[f.stream].push(f);
             }
+        }
+        for (track, frames) in tracks.iter().zip(frames.iter_mut()) {
+            full_coded_durations(track, frames);
         }
         let master = tracks.iter().position(|t| t.params.is_video()).unwrap_or(0);
         if frames.iter().any(Vec::is_empty) {
@@ -195,6 +198,35 @@ struct Cursor {
     limit: usize,
     next_pts: i64,
     gap_before_next: bool,
+}
+
+/// Gives every AAC frame its full coded duration (1024 or 960 samples), which is what a decoder
+/// presents for it over RTP, where an edit list's trim cannot be signalled. An MP4 whose audio
+/// is not a whole number of frames (ffmpeg writes one whenever audio and video durations differ)
+/// trims its last frame by the edit list, and the demuxer reports that frame shorter: looped
+/// with that duration, the next loop's first frame would overlap it on the wire. A frame within
+/// one tick of the full duration is left alone (a timescale that is not the sample rate
+/// alternates, say, 2,089 and 2,090 ticks).
+fn full_coded_durations(track: &TrackInfo, frames: &mut [Frame]) {
+    let CodecParams::Aac(aac) = &track.params else {
+        return;
+    };
+    if aac.sample_rate == 0 {
+        return;
+    }
+    let full = rescale(
+        i64::from(aac.frame_length),
+        aac.sample_rate,
+        track.timescale,
+    );
+    let Ok(full) = u32::try_from(full) else {
+        return;
+    };
+    for f in frames {
+        if f.duration.saturating_add(1) < full {
+            f.duration = full;
+        }
+    }
 }
 
 /// The endless stream of a [`Clip`], in decode order across streams.
@@ -396,6 +428,19 @@ mod tests {
                 if let Some(prev) = &last[f.stream] {
                     // Followers are continuous unless a gap is announced.
                     assert!(f.discontinuity || f.pts == prev.end_pts());
+                    // Over the wire an AAC frame presents all its samples: consecutive frames
+                    // are never closer than one full frame (the seam included).
+                    if let CodecParams::Aac(aac) = &clip.tracks()[f.stream].params {
+                        let full =
+                            rescale(i64::from(aac.frame_length), aac.sample_rate, f.timescale);
+                        assert!(
+                            f.pts - prev.pts >= full - 1,
+                            "stream {}: AAC step {} below a frame of {full} at PTS {}",
+                            f.stream,
+                            f.pts - prev.pts,
+                            f.pts
+                        );
+                    }
                 }
                 let expect = rescale(f.pts, f.timescale, 1_000_000);
                 assert_eq!(
@@ -432,6 +477,16 @@ mod tests {
         for (s, n) in follower_laps.iter().enumerate() {
             assert!(s == master || *n >= laps - 1, "stream {s} ran {n} laps");
         }
+    }
+
+    /// Audio of 2 s at 8 kHz is 15.6 AAC frames: the edit list trims the last to 640 samples.
+    /// Over RTP it still presents 1,024, so the next loop must start a whole frame later.
+    #[test]
+    fn a_partial_last_aac_frame_never_overlaps_the_next_loop() {
+        let clip = clip_from("testdata/h264_aac8k_partial_tail.mp4");
+        let audio = 1 - clip.master();
+        assert!(clip.frames(audio).iter().all(|f| f.duration == 1024));
+        check(clip, 20);
     }
 
     #[test]
