@@ -437,13 +437,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         ),
                     ),
                 };
+                let reason = nvrkit_store::note::truncate(&reason, events::MAX_REASON);
                 if targets.is_empty() {
-                    tracing::warn!(from = event.from, "{reason}");
+                    tracing::warn!(
+                        from = nvrkit_store::note::truncate(&event.from, 256),
+                        "{reason}"
+                    );
                 } else {
                     tracing::info!(cameras = ?targets, kind = event.kind.as_str(), "event: {reason}");
                 }
-                let json: serde_json::Value =
-                    serde_json::from_str(&event.to_json()).unwrap_or(serde_json::Value::Null);
+                // Bounded: a subject of a megabyte is not kept (or tagged) whole.
+                let json = events::note(&event);
                 for t in &targets {
                     if let Some((_, tx)) = commands.iter().find(|(n, _)| n == t) {
                         let _ = tx.send(Command::Event {
