@@ -109,6 +109,17 @@ pub fn map(event: &CameraEvent, rules: &[MapRule], cameras: &[String]) -> Option
     None
 }
 
+/// Bytes of an event's `reason` kept (it quotes names from the event).
+pub const MAX_REASON: usize = 512;
+
+/// The event as the note kept with its tag and in the event list: its JSON, bounded
+/// ([`nvrkit_store::note::bound`]: long subjects and fields cut with a marker, at most
+/// [`nvrkit_store::note::MAX_NOTE_BYTES`]).
+pub fn note(event: &CameraEvent) -> serde_json::Value {
+    let json = serde_json::from_str(&event.to_json()).unwrap_or(serde_json::Value::Null);
+    nvrkit_store::note::bound(&json)
+}
+
 /// An event as the API lists it.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
@@ -120,7 +131,7 @@ pub struct EventRecord {
     pub cameras: Vec<String>,
     /// How it was mapped, or why not.
     pub reason: String,
-    /// The event in nvrkit-smtp's JSON schema.
+    /// The event in nvrkit-smtp's JSON schema, bounded ([`note`]).
     pub json: serde_json::Value,
     /// Its first snapshot, if it had one.
     pub snapshot: Option<Snapshot>,
@@ -140,7 +151,8 @@ impl EventLog {
 
     /// Records an event; returns its id.
     pub fn push(&self, event: &CameraEvent, cameras: Vec<String>, reason: String) -> u64 {
-        let json = serde_json::from_str(&event.to_json()).unwrap_or(serde_json::Value::Null);
+        let json = note(event);
+        let reason = nvrkit_store::note::truncate(&reason, MAX_REASON);
         let Ok(mut g) = self.inner.lock() else {
             return 0;
         };
@@ -245,6 +257,25 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn a_huge_subject_is_kept_bounded_in_memory() {
+        let mut e = event("garage@nvr", "x@y", Some(&"c".repeat(100_000)), None);
+        e.subject = "Motion Detected ".repeat(65_536); // 1 MiB
+        e.kind = nvrkit_smtp::EventKind::Other("k".repeat(100_000));
+        let log = EventLog::default();
+        let reason = format!("unmapped: camera {:?}", e.camera);
+        let id = log.push(&e, vec!["garage".into()], reason);
+        let r = log.get(id).unwrap();
+        let bytes = serde_json::to_vec(&r.json).unwrap().len();
+        assert!(bytes <= nvrkit_store::note::MAX_NOTE_BYTES, "{bytes}");
+        let subject = r.json["subject"].as_str().unwrap();
+        assert!(subject.starts_with("Motion Detected"));
+        assert!(subject.ends_with(nvrkit_store::note::TRUNCATED));
+        assert!(r.json["kind_text"].as_str().unwrap().len() <= 512);
+        assert!(r.reason.len() <= MAX_REASON);
+        assert!(r.reason.ends_with(nvrkit_store::note::TRUNCATED));
     }
 
     #[test]

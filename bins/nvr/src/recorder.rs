@@ -84,6 +84,10 @@ struct Active {
     pending_latency: Option<Instant>,
 }
 
+/// Events of one open range kept with their note (each at most
+/// [`nvrkit_store::note::MAX_NOTE_BYTES`]); later ones are tagged without it.
+const MAX_NOTED_EVENTS: usize = 1024;
+
 /// Runs a recorder until `Shutdown` (or the channel closes).
 pub fn run(
     camera: String,
@@ -155,6 +159,13 @@ pub fn run(
                 if let Some(u) = a.until.as_mut() {
                     *u = (*u).max(at.add_micros(post));
                 }
+                // Notes kept for one range are bounded too (each already is): an event storm
+                // that keeps a range open still tags its events, past this without their notes.
+                let json = if a.events.len() < MAX_NOTED_EVENTS {
+                    json
+                } else {
+                    serde_json::Value::Null
+                };
                 a.events.push((at, json));
                 a.pending_latency.get_or_insert(arrived);
             }
@@ -334,7 +345,8 @@ fn tag(
     json: serde_json::Value,
     stats: &RecorderStats,
 ) {
-    match store.tag(camera, from, to, Tag::Event, Some(json)) {
+    let note = (!json.is_null()).then_some(json);
+    match store.tag(camera, from, to, Tag::Event, note) {
         Ok(()) => {
             stats.clips.fetch_add(1, Ordering::Relaxed);
         }

@@ -80,6 +80,7 @@ pub mod fragments;
 mod io;
 pub mod layout;
 pub mod meta;
+pub mod note;
 pub mod queue;
 mod read;
 mod retention;

@@ -293,7 +293,8 @@ pub struct TagRange {
 
 /// Parses a tag log. Returns the records and the length of the valid prefix: a crash while
 /// appending can leave a partial last line, which is left out (and cut off by a writer).
-/// Lines this version does not understand (a future tag) are skipped.
+/// Lines this version does not understand (a future tag) are skipped. Notes are bounded
+/// ([`crate::note::bound`]).
 pub fn parse_tag_log(bytes: &[u8]) -> (Vec<TagRecord>, usize) {
     let mut out = Vec::new();
     let mut valid = 0;
@@ -305,9 +306,11 @@ pub fn parse_tag_log(bytes: &[u8]) -> (Vec<TagRecord>, usize) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Ok(r) = serde_json::from_slice::<TagRecord>(line)
+        if let Ok(mut r) = serde_json::from_slice::<TagRecord>(line)
             && r.from_us < r.to_us
         {
+            // A log written before notes were bounded may hold huge ones: bounded in memory.
+            r.note = r.note.as_ref().map(crate::note::bound);
             out.push(r);
         }
     }

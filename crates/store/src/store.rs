@@ -399,7 +399,9 @@ impl Store {
     }
 
     /// Tags `[from, to)` of `camera` (footage already stored or still to come), with an optional
-    /// note (an event's JSON). Durable when this returns.
+    /// note (an event's JSON), bounded by [`crate::note::bound`] (at most
+    /// [`crate::note::MAX_NOTE_BYTES`], long strings cut with a marker). Durable when this
+    /// returns.
     pub fn tag(
         &self,
         camera: &str,
@@ -437,12 +439,13 @@ impl Store {
                 "empty tag range {from} .. {to}"
             )));
         }
+        // A note comes from a device (an e-mail's subject): bounded before it is written and kept.
         let rec = TagRecord {
             op,
             tag,
             from_us: from.as_micros(),
             to_us: to.as_micros(),
-            note,
+            note: note.as_ref().map(crate::note::bound),
         };
         let mut line = serde_json::to_vec(&rec)
             .map_err(|e| Error::InvalidArgument(format!("tag note: {e}")))?;

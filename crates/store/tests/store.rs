@@ -688,3 +688,58 @@ fn the_replication_queue_is_written_at_seal_and_tag_and_guards_retention() {
     assert_eq!(state.lost, 3);
     assert!(state.pending_keys().is_empty());
 }
+
+#[test]
+fn a_huge_event_note_is_stored_bounded_and_reads_back_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts(4)).unwrap();
+    let subject = "Motion ".repeat(150_000); // ~1 MiB
+    let note = serde_json::json!({"kind": "motion", "subject": subject, "to": ["cam@nvr"]});
+    store
+        .tag(
+            "a",
+            t0(),
+            t0().add_micros(1_000_000),
+            Tag::Event,
+            Some(note),
+        )
+        .unwrap();
+    let log = std::fs::read(dir.path().join("a").join("tags.jsonl")).unwrap();
+    assert!(
+        log.len() <= nvrkit_store::note::MAX_NOTE_BYTES + 256,
+        "tags.jsonl holds {} bytes for one event",
+        log.len()
+    );
+    let check = |store: &Store| {
+        let tags = store.tags("a", t0(), t0().add_micros(1_000_000));
+        assert_eq!(tags.len(), 1);
+        let kept = tags[0].note.as_ref().unwrap();
+        let s = kept["subject"].as_str().unwrap();
+        assert!(s.starts_with("Motion Motion"), "{s}");
+        assert!(s.ends_with(nvrkit_store::note::TRUNCATED), "{s}");
+        assert_eq!(kept["kind"], "motion");
+        assert_eq!(kept["to"][0], "cam@nvr");
+    };
+    check(&store);
+    drop(store);
+    // Reopened, the note read from the log is as bounded.
+    check(&Store::open(dir.path(), opts(4)).unwrap());
+
+    // A log written before notes were bounded: its note is bounded in memory on open.
+    let line = format!(
+        "{{\"op\":\"add\",\"tag\":\"event\",\"from_us\":{},\"to_us\":{},\"note\":{{\"subject\":\"{}\"}}}}\n",
+        t0().as_micros() + 2_000_000,
+        t0().as_micros() + 3_000_000,
+        "x".repeat(1 << 20)
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("a").join("tags.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
+    drop(f);
+    let store = Store::open(dir.path(), opts(4)).unwrap();
+    let tags = store.tags("a", t0().add_micros(2_000_000), t0().add_micros(3_000_000));
+    let kept = serde_json::to_vec(tags[0].note.as_ref().unwrap()).unwrap();
+    assert!(kept.len() <= nvrkit_store::note::MAX_NOTE_BYTES);
+}

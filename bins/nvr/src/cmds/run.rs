@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use nvrkit_cli::units::{parse_bytes, parse_duration};
 use nvrkit_feed::Clip;
 use nvrkit_media::Demuxer;
-use nvrkit_smtp::client::{AlarmMail, Client, ClientOptions};
-use nvrkit_smtp::{CameraEvent, ServerConfig};
+use nvrkit_smtp::client::{AlarmMail, Client, ClientAuth, ClientOptions};
+use nvrkit_smtp::{AuthPolicy, CameraEvent, ServerConfig};
 use nvrkit_store::{Limits, Options, RetentionPolicy, Store};
 use tokio::sync::watch;
 
@@ -43,6 +43,24 @@ pub struct Args {
         default_value = "0.0.0.0:2525"
     )]
     pub smtp_listen: SocketAddr,
+    /// Credentials the SMTP listener requires (repeatable): with any, a camera must AUTH
+    /// (PLAIN or LOGIN) before `MAIL`, else `530`. Without: AUTH is optional and any
+    /// credentials pass.
+    #[arg(long = "smtp-auth", value_name = "USER:PASS")]
+    pub smtp_auth: Vec<String>,
+    /// SMTP: the longest a session may live (`0`: no limit).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub conn_lifetime: Duration,
+    /// SMTP: inside a mail transfer, the longest silence allowed.
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration)]
+    pub data_timeout: Duration,
+    /// SMTP: after 30 s, a mail transfer must have averaged this rate, e.g. 10KiB/s (`0`: off).
+    #[arg(long, value_name = "RATE", default_value = "10KiB/s", value_parser = parse_rate_or_off)]
+    pub min_data_rate: u64,
+    /// SMTP: mail buffered at once across all sessions; past it `MAIL` gets 452 and cameras
+    /// retry.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_bytes)]
+    pub max_buffered_mail: u64,
     /// Map events to cameras: FIELD=VALUE:CAMERA with FIELD in channel, from, to, device, camera
     /// (repeatable; tried before the recipient, camera name and sender).
     #[arg(long = "map", value_name = "RULE")]
@@ -107,6 +125,39 @@ pub struct Args {
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
+}
+
+/// A rate, or `0` for none.
+fn parse_rate_or_off(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    nvrkit_cli::units::parse_rate(text)
+}
+
+/// The SMTP listener's settings from the flags: `--smtp-auth` users make AUTH required.
+fn smtp_config(args: &Args) -> anyhow::Result<ServerConfig> {
+    let mut users = Vec::new();
+    for spec in &args.smtp_auth {
+        match spec.split_once(':') {
+            Some((user, pass)) if !user.is_empty() => {
+                users.push((user.to_owned(), pass.to_owned()))
+            }
+            _ => bail!("--smtp-auth {spec:?}: expected USER:PASS"),
+        }
+    }
+    let mut config = ServerConfig {
+        listen: Some(args.smtp_listen),
+        data_timeout: args.data_timeout,
+        max_lifetime: (!args.conn_lifetime.is_zero()).then_some(args.conn_lifetime),
+        mail_budget: args.max_buffered_mail,
+        ..ServerConfig::default()
+    };
+    config.min_data_rate.bytes_per_sec = args.min_data_rate;
+    if !users.is_empty() {
+        config.session.auth = AuthPolicy::Users(users);
+    }
+    Ok(config)
 }
 
 /// The `--config` file.
@@ -182,6 +233,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.http_listen
         );
     }
+    let smtp_config = smtp_config(&args)?;
     let (stop_tx, stop) = watch::channel(false);
 
     let file = match &args.config {
@@ -342,10 +394,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let names: Vec<String> = running.iter().map(|r| r.camera.name.clone()).collect();
 
     // Events: SMTP and HTTP both feed one dispatcher.
-    let smtp_config = ServerConfig {
-        listen: Some(args.smtp_listen),
-        ..ServerConfig::default()
-    };
     let (smtp, mut smtp_events) = nvrkit_smtp::Server::start(smtp_config)
         .await
         .with_context(|| format!("SMTP on {}", args.smtp_listen))?;
@@ -389,13 +437,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         ),
                     ),
                 };
+                let reason = nvrkit_store::note::truncate(&reason, events::MAX_REASON);
                 if targets.is_empty() {
-                    tracing::warn!(from = event.from, "{reason}");
+                    tracing::warn!(
+                        from = nvrkit_store::note::truncate(&event.from, 256),
+                        "{reason}"
+                    );
                 } else {
                     tracing::info!(cameras = ?targets, kind = event.kind.as_str(), "event: {reason}");
                 }
-                let json: serde_json::Value =
-                    serde_json::from_str(&event.to_json()).unwrap_or(serde_json::Value::Null);
+                // Bounded: a subject of a megabyte is not kept (or tagged) whole.
+                let json = events::note(&event);
                 for t in &targets {
                     if let Some((_, tx)) = commands.iter().find(|(n, _)| n == t) {
                         let _ = tx.send(Command::Event {
@@ -449,13 +501,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for r in &running {
             writeln!(out, "camera {}: {}", r.camera.name, r.camera.url)?;
         }
-        writeln!(out, "smtp: {smtp_host}")?;
+        let smtp_auth = if args.smtp_auth.is_empty() {
+            ""
+        } else {
+            " (AUTH required: --smtp-auth)"
+        };
+        writeln!(out, "smtp: {smtp_host}{smtp_auth}")?;
         writeln!(out, "web: http://{http_host}/")?;
         writeln!(out, "store: {}", args.store.display())?;
         writeln!(out, "trigger an event by e-mail:")?;
         writeln!(
             out,
-            "  swaks --server {smtp_host} --from cam@{first} --to {first}@nvr --header 'Subject: Motion Detected' --body 'EVENT TYPE: Motion Detected'"
+            "  swaks --server {smtp_host} --from cam@{first} --to {first}@nvr --header 'Subject: Motion Detected' --body 'EVENT TYPE: Motion Detected'{}",
+            if args.smtp_auth.is_empty() {
+                ""
+            } else {
+                " --auth-user USER --auth-password PASS"
+            }
         )?;
         writeln!(out, "or over HTTP:")?;
         writeln!(
@@ -473,6 +535,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // The demo camera e-mails its own alarms.
     if let (Some(every), true) = (args.demo_event_every, demo_server.is_some()) {
         let mut stop = stop.clone();
+        // With --smtp-auth the demo camera logs in as the first user, like a configured camera.
+        let mut options = ClientOptions::default();
+        if let Some((user, pass)) = args.smtp_auth.first().and_then(|s| s.split_once(':')) {
+            options = options.auth(ClientAuth::Plain, user, pass);
+        }
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
@@ -489,9 +556,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 )
                 .header("X-Mailer", "HIKMailer");
                 let sent = async {
-                    let mut c =
-                        Client::connect(smtp_addr_for_client(smtp_addr), &ClientOptions::default())
-                            .await?;
+                    let mut c = Client::connect(smtp_addr_for_client(smtp_addr), &options).await?;
                     c.send("demo@loopcam", &["demo@nvr"], &mail.to_bytes())
                         .await?;
                     c.quit().await
@@ -533,6 +598,64 @@ fn smtp_addr_for_client(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nvr").chain(argv.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn smtp_flags_configure_the_listener() {
+        let args = parse(&[]).unwrap();
+        let c = smtp_config(&args).unwrap();
+        assert!(matches!(c.session.auth, AuthPolicy::AcceptAny));
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(c.min_data_rate.bytes_per_sec, 10 * 1024);
+        assert_eq!(c.mail_budget, 1 << 30);
+
+        let args = parse(&[
+            "--smtp-auth",
+            "cam:secret",
+            "--smtp-auth",
+            "nvr1:pa:ss",
+            "--conn-lifetime",
+            "0",
+            "--data-timeout",
+            "2s",
+            "--min-data-rate",
+            "0",
+            "--max-buffered-mail",
+            "64M",
+        ])
+        .unwrap();
+        let c = smtp_config(&args).unwrap();
+        match &c.session.auth {
+            AuthPolicy::Users(u) => assert_eq!(
+                u,
+                &[
+                    ("cam".to_owned(), "secret".to_owned()),
+                    ("nvr1".to_owned(), "pa:ss".to_owned())
+                ]
+            ),
+            other => panic!("--smtp-auth gave {other:?}"),
+        }
+        assert_eq!(c.max_lifetime, None, "--conn-lifetime 0 is no limit");
+        assert_eq!(c.data_timeout, Duration::from_secs(2));
+        assert_eq!(c.min_data_rate.bytes_per_sec, 0);
+        assert_eq!(c.mail_budget, 64 << 20);
+
+        for bad in ["nocolon", ":pass"] {
+            let args = parse(&["--smtp-auth", bad]).unwrap();
+            assert!(smtp_config(&args).is_err(), "{bad}");
+        }
+        assert!(parse(&["--min-data-rate", "fast"]).is_err());
+    }
 
     #[test]
     fn config_file() {
