@@ -87,6 +87,7 @@ impl Sink {
         }
     }
 
+    #[cfg(test)]
     fn queued(&self) -> usize {
         SINK_QUEUE - self.tx.capacity()
     }
