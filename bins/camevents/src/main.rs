@@ -106,15 +106,23 @@ struct ServeArgs {
     /// Run this shell command for each event, with the event JSON on stdin.
     #[arg(long)]
     exec: Option<String>,
-    /// Most --exec commands running at once.
+    /// Most --exec commands running at once (events beyond them wait in a queue of 1024, then
+    /// are dropped for --exec with a warning).
     #[arg(long, default_value_t = 4)]
     exec_concurrency: usize,
+    /// An --exec command still running this long after it started is killed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    exec_timeout: Duration,
     /// POST each event's JSON to this URL (http or https), with retries.
     #[arg(long)]
     webhook: Option<String>,
     /// Attempts per webhook POST before the event is dropped for that sink.
     #[arg(long, default_value_t = 5)]
     webhook_attempts: u32,
+    /// Each webhook attempt ends this long after it started (8 at once; events beyond them wait
+    /// in a queue of 1024, then are dropped for --webhook with a warning).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    webhook_timeout: Duration,
     /// Emit an "end" event when a camera sends no mail for this long (e.g. 60s, 2m).
     #[arg(long, value_parser = parse_duration)]
     end_after: Option<Duration>,
@@ -249,12 +257,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .map_or("in memory".to_owned(), |d| d.display().to_string()),
     );
 
-    let sinks = sinks::Sinks::new(
-        args.exec.clone(),
-        args.exec_concurrency,
-        args.webhook.clone(),
-        args.webhook_attempts,
-    );
+    let sinks = sinks::Sinks::new(sinks::SinkOptions {
+        exec: args.exec.clone(),
+        exec_concurrency: args.exec_concurrency,
+        exec_timeout: args.exec_timeout,
+        webhook: args.webhook.clone(),
+        webhook_attempts: args.webhook_attempts,
+        webhook_timeout: args.webhook_timeout,
+    });
     let mut stdout = std::io::stdout();
     loop {
         tokio::select! {

@@ -63,6 +63,33 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// The file is over one of the reader's limits (see `reader::MAX_METADATA_ROWS`): it is
+    /// refused rather than read.
+    #[error("{path}: refused: {what}")]
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// Which limit.
+        what: String,
+    },
+
+    /// A tile is larger than `reader::MAX_TILE_BYTES`: refused without loading it.
+    #[error("{path}: tile {z}/{x}/{y} (TMS): {size} bytes, over the tile limit of {limit} bytes")]
+    TileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Zoom level.
+        z: u8,
+        /// Column.
+        x: u32,
+        /// Row as stored (TMS, Y up).
+        y: u32,
+        /// The tile's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// A gzip'd tile could not be decompressed for a client that does not accept gzip.
     #[error("{path}: tile {z}/{x}/{y} (TMS): bad gzip data: {source}")]
     Gzip {

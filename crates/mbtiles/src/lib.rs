@@ -5,6 +5,10 @@
 //! - [`MbTiles`]: a read-only reader on SQLite (compiled in): metadata with missing fields derived
 //!   from the tiles, tiles from the flat `tiles` table, the deduplicated `map`/`images` layout and
 //!   martin's `tiles_with_hash`, format from the metadata and the magic bytes.
+//! - **Untrusted files**: what is read of a file is bounded ([`reader`]): `metadata` values
+//!   1 MiB, names 256 bytes, 10,000 rows and 16 MiB in all, the `json` row 64 levels deep, a
+//!   tile 16 MiB ([`Error::TileTooLarge`]); [`parse_metadata_rows`] builds the metadata from
+//!   (name, value) pairs without SQLite (the `mbtiles_metadata` fuzz target).
 //! - [`scheme`]: XYZ, TMS, Ocularis and ArcGIS as types, each a pair of pure functions between a
 //!   request address and the stored row ([`TileId`]), with the Ocularis mapping worked through.
 //! - [`Catalog`]: tilesets from files and directories, reopened when a file is replaced or
@@ -72,7 +76,7 @@ pub mod tilejson;
 pub use catalog::{Catalog, Tileset};
 pub use error::{CoordError, Error, Result};
 pub use format::TileFormat;
-pub use reader::{Layout, MbTiles, Metadata, Tile};
+pub use reader::{Layout, MbTiles, Metadata, MetadataError, Tile, parse_metadata_rows};
 pub use scheme::{
     ArcGis, ArcGisCoord, MAX_ZOOM, Ocularis, OcularisCoord, SchemeKind, TileId, TileScheme, Tms,
     Xyz, ZxyCoord,

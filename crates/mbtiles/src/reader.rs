@@ -30,15 +30,23 @@ pub enum Layout {
 impl Layout {
     fn tile_query(self) -> &'static str {
         match self {
+            // The size first (`octet_length` of a BLOB reads no content), the bytes only when
+            // they are within ?4 (MAX_TILE_BYTES).
             Layout::Flat => {
-                "SELECT tile_data FROM tiles WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3"
+                "SELECT octet_length(tile_data), \
+                 CASE WHEN octet_length(tile_data) <= ?4 THEN tile_data END \
+                 FROM tiles WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3"
             }
             Layout::Deduplicated => {
-                "SELECT images.tile_data FROM map JOIN images ON images.tile_id = map.tile_id \
+                "SELECT octet_length(images.tile_data), \
+                 CASE WHEN octet_length(images.tile_data) <= ?4 THEN images.tile_data END \
+                 FROM map JOIN images ON images.tile_id = map.tile_id \
                  WHERE map.zoom_level = ?1 AND map.tile_column = ?2 AND map.tile_row = ?3"
             }
             Layout::FlatWithHash => {
-                "SELECT tile_data FROM tiles_with_hash WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3"
+                "SELECT octet_length(tile_data), \
+                 CASE WHEN octet_length(tile_data) <= ?4 THEN tile_data END \
+                 FROM tiles_with_hash WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3"
             }
         }
     }
@@ -87,6 +95,45 @@ pub struct Metadata {
     pub raw: BTreeMap<String, String>,
     /// The fields above that were derived from the tiles rather than read.
     pub derived: Vec<&'static str>,
+    /// Rows left out because their name or value is over [`MAX_METADATA_NAME`] or
+    /// [`MAX_METADATA_VALUE`] bytes, or the rows so far already hold [`MAX_METADATA_BYTES`]
+    /// (their names, cut to [`MAX_METADATA_NAME`] bytes).
+    pub oversized: Vec<String>,
+}
+
+/// The longest `metadata` value read (1 MiB): a longer one is left out (named in
+/// [`Metadata::oversized`]), never loaded whole.
+pub const MAX_METADATA_VALUE: usize = 1 << 20;
+
+/// The longest `metadata` name read (256 bytes); a row with a longer one is left out.
+pub const MAX_METADATA_NAME: usize = 256;
+
+/// The most `metadata` rows read (10,000; MBTiles 1.3 defines a dozen names). A file with more
+/// is refused ([`Error::Limit`]).
+pub const MAX_METADATA_ROWS: usize = 10_000;
+
+/// The most bytes of names and values kept from the `metadata` table (16 MiB); rows past it are
+/// left out (named in [`Metadata::oversized`]).
+pub const MAX_METADATA_BYTES: usize = 16 << 20;
+
+/// The deepest nesting of arrays and objects accepted in the `json` row (64); a deeper one is
+/// not parsed (`json` and `vector_layers` stay `None`).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// The largest tile served (16 MiB): a larger one is refused with [`Error::TileTooLarge`]
+/// before its bytes are loaded.
+pub const MAX_TILE_BYTES: u64 = 16 << 20;
+
+/// Why a `metadata` table is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// More rows than [`MAX_METADATA_ROWS`].
+    #[error("the metadata table has more than {limit} rows")]
+    TooManyRows {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// One tile as stored.
@@ -218,17 +265,32 @@ impl MbTiles {
     fn read(&self, conn: &Connection, id: TileId) -> Result<Option<Vec<u8>>> {
         let err = |e| Error::from_sqlite(&self.path, "reading a tile", e);
         let mut stmt = conn.prepare_cached(self.layout.tile_query()).map_err(err)?;
-        stmt.query_row((id.z(), id.x(), id.y()), |row| {
-            // A NULL or non-BLOB tile_data (seen in hand-edited files) reads as no tile.
-            Ok(match row.get_ref(0)? {
-                rusqlite::types::ValueRef::Blob(b) => Some(b.to_vec()),
-                rusqlite::types::ValueRef::Text(t) => Some(t.to_vec()),
-                _ => None,
+        let limit = i64::try_from(MAX_TILE_BYTES).unwrap_or(i64::MAX);
+        let row = stmt
+            .query_row((id.z(), id.x(), id.y(), limit), |row| {
+                use rusqlite::types::ValueRef;
+                let size: Option<i64> = row.get(0)?;
+                // A NULL or non-BLOB tile_data (seen in hand-edited files) reads as no tile.
+                Ok(match row.get_ref(1)? {
+                    ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Some(b.to_vec())),
+                    ValueRef::Null if size.is_some_and(|n| n > limit) => Err(size.unwrap_or(0)),
+                    _ => Ok(None),
+                })
             })
-        })
-        .optional()
-        .map(Option::flatten)
-        .map_err(err)
+            .optional()
+            .map_err(err)?;
+        match row {
+            None => Ok(None),
+            Some(Ok(data)) => Ok(data),
+            Some(Err(size)) => Err(Error::TileTooLarge {
+                path: self.path.clone(),
+                z: id.z(),
+                x: id.x(),
+                y: id.y(),
+                size: size as u64,
+                limit: MAX_TILE_BYTES,
+            }),
+        }
     }
 
     /// Every stored tile address, sorted (rows with coordinates outside the grid are skipped).
@@ -325,7 +387,7 @@ fn detect_layout(conn: &Connection, path: &Path) -> Result<Layout> {
 
 fn read_metadata(conn: &Connection, path: &Path) -> Result<Metadata> {
     let err = |e| Error::from_sqlite(path, "reading metadata", e);
-    let mut raw = BTreeMap::new();
+    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let exists: bool = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE name = 'metadata'",
@@ -335,37 +397,128 @@ fn read_metadata(conn: &Connection, path: &Path) -> Result<Metadata> {
         .map_err(err)?
         > 0;
     if exists {
+        // At most one byte past each limit and one row past the row limit reach us: enough to
+        // tell that a value or the table is too large, never the whole of it.
         let mut stmt = conn
-            .prepare("SELECT name, value FROM metadata")
+            .prepare(
+                "SELECT CASE WHEN typeof(name) IN ('text', 'blob') \
+                   THEN substr(CAST(name AS BLOB), 1, ?1) ELSE name END, \
+                 CASE WHEN typeof(value) IN ('text', 'blob') \
+                   THEN substr(CAST(value AS BLOB), 1, ?2) ELSE value END \
+                 FROM metadata LIMIT ?3",
+            )
             .map_err(err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    text(r.get_ref(0)?).unwrap_or_default(),
-                    text(r.get_ref(1)?).unwrap_or_default(),
-                ))
-            })
+        let q = stmt
+            .query_map(
+                (
+                    MAX_METADATA_NAME as i64 + 1,
+                    MAX_METADATA_VALUE as i64 + 1,
+                    MAX_METADATA_ROWS as i64 + 1,
+                ),
+                |r| {
+                    Ok((
+                        bytes_of(r.get_ref(0)?).unwrap_or_default(),
+                        bytes_of(r.get_ref(1)?).unwrap_or_default(),
+                    ))
+                },
+            )
             .map_err(err)?;
-        for row in rows {
-            let (k, v) = row.map_err(err)?;
-            raw.entry(k).or_insert(v);
+        for row in q {
+            rows.push(row.map_err(err)?);
         }
     }
-    Ok(parse_metadata(raw))
+    parse_metadata_rows(rows).map_err(|e| Error::Limit {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })
 }
 
-fn text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+fn bytes_of(v: rusqlite::types::ValueRef<'_>) -> Option<Vec<u8>> {
     use rusqlite::types::ValueRef;
     match v {
-        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Integer(i) => Some(i.to_string()),
-        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(t.to_vec()),
+        ValueRef::Integer(i) => Some(i.to_string().into_bytes()),
+        ValueRef::Real(f) => Some(f.to_string().into_bytes()),
         ValueRef::Null => None,
     }
 }
 
-/// Parses the metadata rows. Values we cannot parse are left out of the typed fields (and kept in
-/// `raw`): a bad `bounds` row should not disable a tileset.
+/// Builds the [`Metadata`] of a file from its `metadata` rows (name, value), as stored: what
+/// [`MbTiles::open`] does after reading the table, reachable without SQLite.
+///
+/// Bounded for untrusted files: more than [`MAX_METADATA_ROWS`] rows is an error; a row whose
+/// name or value is over [`MAX_METADATA_NAME`] or [`MAX_METADATA_VALUE`] bytes, or that would
+/// take the rows kept past [`MAX_METADATA_BYTES`], is left out and named in
+/// [`Metadata::oversized`]; the `json` row is parsed only when nested at most
+/// [`MAX_JSON_DEPTH`] deep. The first row of a name wins. Values that do not parse are left out
+/// of the typed fields (and kept in `raw`): a bad `bounds` row should not disable a tileset.
+/// Time is linear in the bytes given. Fields derived from the tiles are not filled in here.
+pub fn parse_metadata_rows<N, V>(
+    rows: impl IntoIterator<Item = (N, V)>,
+) -> std::result::Result<Metadata, MetadataError>
+where
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut raw = BTreeMap::new();
+    let mut oversized = Vec::new();
+    let mut kept = 0usize;
+    for (i, (name, value)) in rows.into_iter().enumerate() {
+        if i >= MAX_METADATA_ROWS {
+            return Err(MetadataError::TooManyRows {
+                limit: MAX_METADATA_ROWS,
+            });
+        }
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let cost = name.len() + value.len();
+        if name.len() > MAX_METADATA_NAME
+            || value.len() > MAX_METADATA_VALUE
+            || kept + cost > MAX_METADATA_BYTES
+        {
+            let cut = &name[..name.len().min(MAX_METADATA_NAME)];
+            oversized.push(String::from_utf8_lossy(cut).into_owned());
+            continue;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        if let std::collections::btree_map::Entry::Vacant(e) = raw.entry(name) {
+            kept += cost;
+            e.insert(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    let mut m = parse_metadata(raw);
+    m.oversized = oversized;
+    Ok(m)
+}
+
+/// Whether `json` nests arrays and objects at most `max` deep (strings skipped; one pass).
+fn json_depth_within(json: &str, max: usize) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_str {
+            match b {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Parses the metadata rows kept (see [`parse_metadata_rows`]).
 pub(crate) fn parse_metadata(raw: BTreeMap<String, String>) -> Metadata {
     let get = |k: &str| {
         raw.get(k)
@@ -392,7 +545,9 @@ pub(crate) fn parse_metadata(raw: BTreeMap<String, String>) -> Metadata {
         2 => Some([v[0], v[1], 0.0]),
         _ => None,
     });
-    let json = get("json").and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok());
+    let json = get("json")
+        .filter(|j| json_depth_within(j, MAX_JSON_DEPTH))
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok());
     let vector_layers = json
         .as_ref()
         .and_then(|j| j.get("vector_layers"))
@@ -412,6 +567,7 @@ pub(crate) fn parse_metadata(raw: BTreeMap<String, String>) -> Metadata {
         vector_layers,
         json,
         derived: Vec::new(),
+        oversized: Vec::new(),
         raw,
     }
 }
@@ -494,9 +650,10 @@ fn derive_missing(
 
 fn first_tile_format(conn: &Connection, path: &Path, layout: Layout) -> Result<TileFormat> {
     let sql = match layout {
-        Layout::Deduplicated => "SELECT tile_data FROM images LIMIT 1",
-        Layout::Flat => "SELECT tile_data FROM tiles LIMIT 1",
-        Layout::FlatWithHash => "SELECT tile_data FROM tiles_with_hash LIMIT 1",
+        // The magic bytes are all we need: never the whole of a (maybe huge) tile.
+        Layout::Deduplicated => "SELECT substr(tile_data, 1, 16) FROM images LIMIT 1",
+        Layout::Flat => "SELECT substr(tile_data, 1, 16) FROM tiles LIMIT 1",
+        Layout::FlatWithHash => "SELECT substr(tile_data, 1, 16) FROM tiles_with_hash LIMIT 1",
     };
     let data: Option<Option<Vec<u8>>> = conn
         .query_row(sql, [], |r| r.get(0))
@@ -552,5 +709,135 @@ mod tests {
         assert_eq!((m.minzoom, m.maxzoom), (None, None));
         assert!(m.json.is_none());
         assert_eq!(m.raw.len(), 5);
+    }
+
+    fn file(sql: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.mbtiles");
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE metadata (name TEXT, value TEXT);
+             CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER,
+                                 tile_data BLOB);
+             INSERT INTO tiles VALUES (0, 0, 0, x'89504E470D0A1A0A');",
+        )
+        .unwrap();
+        db.execute_batch(sql).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn oversized_metadata_value_is_left_out_not_loaded() {
+        let big = "x".repeat(MAX_METADATA_VALUE + 1);
+        let m = parse_metadata_rows([
+            ("name", "world".to_owned()),
+            ("description", big),
+            ("attribution", "x".repeat(MAX_METADATA_VALUE)),
+        ])
+        .unwrap();
+        assert_eq!(m.name.as_deref(), Some("world"));
+        assert_eq!(m.description, None);
+        assert_eq!(m.attribution.map(|a| a.len()), Some(MAX_METADATA_VALUE));
+        assert_eq!(m.oversized, ["description"]);
+
+        // The same from a file: a 64 MiB value in SQLite reaches us as 1 MiB + 1 byte at most.
+        let (_d, path) = file(
+            "INSERT INTO metadata VALUES ('name', 'world');
+             INSERT INTO metadata VALUES ('description', CAST(zeroblob(67108864) AS TEXT));
+             INSERT INTO metadata VALUES ('json', zeroblob(67108864));",
+        );
+        let t = MbTiles::open(&path).unwrap();
+        assert_eq!(t.metadata().name.as_deref(), Some("world"));
+        assert_eq!(t.metadata().oversized, ["description", "json"]);
+        assert!(
+            t.metadata()
+                .raw
+                .values()
+                .all(|v| v.len() <= MAX_METADATA_VALUE)
+        );
+    }
+
+    #[test]
+    fn oversized_metadata_name_is_left_out() {
+        let long = "n".repeat(MAX_METADATA_NAME + 1);
+        let m = parse_metadata_rows([(long.as_str(), "v"), ("name", "ok")]).unwrap();
+        assert_eq!(m.oversized, [&long[..MAX_METADATA_NAME]]);
+        assert_eq!(m.raw.len(), 1);
+    }
+
+    #[test]
+    fn metadata_past_its_total_budget_is_left_out() {
+        let value = "v".repeat(MAX_METADATA_VALUE);
+        let rows: Vec<(String, String)> = (0..20)
+            .map(|i| (format!("k{i:02}"), value.clone()))
+            .collect();
+        let m = parse_metadata_rows(rows).unwrap();
+        let kept: usize = m.raw.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(kept <= MAX_METADATA_BYTES);
+        assert_eq!(m.raw.len() + m.oversized.len(), 20);
+        assert!(!m.oversized.is_empty());
+    }
+
+    #[test]
+    fn too_many_metadata_rows_refuse_the_file() {
+        let rows = (0..=MAX_METADATA_ROWS).map(|i| (format!("k{i}"), String::new()));
+        assert_eq!(
+            parse_metadata_rows(rows).unwrap_err(),
+            MetadataError::TooManyRows {
+                limit: MAX_METADATA_ROWS
+            }
+        );
+        let rows = (0..MAX_METADATA_ROWS).map(|i| (format!("k{i}"), String::new()));
+        assert_eq!(
+            parse_metadata_rows(rows).unwrap().raw.len(),
+            MAX_METADATA_ROWS
+        );
+
+        let (_d, path) = file(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {MAX_METADATA_ROWS})
+             INSERT INTO metadata SELECT 'k' || i, 'v' FROM n;"
+        ));
+        let e = MbTiles::open(&path).unwrap_err();
+        assert!(matches!(e, Error::Limit { .. }), "{e}");
+        assert!(e.to_string().contains("more than 10000 rows"), "{e}");
+    }
+
+    #[test]
+    fn deeply_nested_json_row_is_not_parsed() {
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH + 1),
+            "]".repeat(MAX_JSON_DEPTH + 1)
+        );
+        let m = parse_metadata_rows([("json", deep.as_str())]).unwrap();
+        assert!(m.json.is_none());
+        let ok = format!(
+            "{{\"vector_layers\":[{}{}],\"s\":\"[[[[\\\"\"}}",
+            "[".repeat(MAX_JSON_DEPTH - 3),
+            "]".repeat(MAX_JSON_DEPTH - 3)
+        );
+        let m = parse_metadata_rows([("json", ok.as_str())]).unwrap();
+        assert!(m.json.is_some(), "{ok}");
+        assert!(m.vector_layers.is_some());
+    }
+
+    #[test]
+    fn oversized_tile_is_refused_before_it_is_loaded() {
+        let (_d, path) = file(&format!(
+            "INSERT INTO metadata VALUES ('format', 'png');
+             INSERT INTO tiles VALUES (1, 0, 0, zeroblob({}));
+             INSERT INTO tiles VALUES (1, 1, 0, zeroblob({MAX_TILE_BYTES}));",
+            MAX_TILE_BYTES + 1
+        ));
+        let t = MbTiles::open(&path).unwrap();
+        match t.tile(TileId::new(1, 0, 0).unwrap()) {
+            Err(Error::TileTooLarge { size, limit, .. }) => {
+                assert_eq!((size, limit), (MAX_TILE_BYTES + 1, MAX_TILE_BYTES));
+            }
+            other => panic!("{other:?}"),
+        }
+        let at_limit = t.tile(TileId::new(1, 1, 0).unwrap()).unwrap().unwrap();
+        assert_eq!(at_limit.data.len() as u64, MAX_TILE_BYTES);
+        assert!(t.tile(TileId::new(0, 0, 0).unwrap()).unwrap().is_some());
     }
 }

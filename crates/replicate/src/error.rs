@@ -41,6 +41,22 @@ pub enum Error {
         upload_gone: bool,
     },
 
+    /// The target answered more than is read from it: a response body over its limit (see
+    /// [`crate::target::s3`]), or a listing of more objects than the limit. Not retried.
+    #[error("{target}: {op} {key}: the answer is over its limit of {limit} {unit}")]
+    TooLarge {
+        /// The target's URL.
+        target: String,
+        /// The operation (`GET`, `LIST` …).
+        op: &'static str,
+        /// The object key (or the listed prefix).
+        key: String,
+        /// The limit.
+        limit: u64,
+        /// What the limit counts: `bytes` or `objects`.
+        unit: &'static str,
+    },
+
     /// A copy does not match the original (size or hash), or the local segment no longer
     /// matches its sidecar.
     #[error("{key}: {what}")]

@@ -21,6 +21,12 @@
 //! - **Keys**: `<site>/<camera>/<YYYY>/<MM>/<DD>/<start>-<end>.mp4` and a per-day
 //!   `manifest.json` with each segment's times, size, BLAKE3 and tags.
 //!
+//! - **Bounded reads**: every body an S3 endpoint answers is read in pieces up to a limit by
+//!   what it answers ([`target::s3`]: a manifest 16 MiB, a list page 8 MiB, a range its length,
+//!   anything else 64 KiB), and [`Error::TooLarge`] names the object and the limit.
+//! - **Features**: `s3` (default) is the S3 target; without it the crate has no `object_store`
+//!   and no `reqwest` (the [`manifest`] parser's fuzz target builds it so).
+//!
 //! Non-goals: deleting from the target (retention of the backup is the target's lifecycle
 //! policy), replicating open segments, several uploads at once (on a thin uplink one stream
 //! fills it; uncapped throughput is in docs/benchmarks.md).
@@ -49,6 +55,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod manifest;
 pub mod rate;
 mod replicator;
 pub mod schedule;
@@ -57,7 +64,8 @@ pub mod target;
 mod verify;
 
 pub use error::{Error, Result};
-pub use replicator::{Handle, Manifest, ManifestEntry, Options, start};
+pub use manifest::{Manifest, ManifestEntry};
+pub use replicator::{Handle, Options, start};
 pub use schedule::{Policy, Priority};
 pub use stats::Stats;
 pub use target::{Target, TargetSpec};

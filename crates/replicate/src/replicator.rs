@@ -11,10 +11,10 @@ use bytes::Bytes;
 use nvrkit_media::WallTime;
 use nvrkit_store::queue::{Entry, Journal, JournalPos, QueueState, Record, seal_record};
 use nvrkit_store::{Store, layout};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestEntry};
 use crate::rate::RateLimit;
 use crate::schedule::{self, Policy, Priority};
 use crate::stats::{Counters, Stats};
@@ -226,49 +226,6 @@ fn register(store: &Store, url: &str) -> Result<Journal> {
     );
     journal.append(&records)?;
     Ok(journal)
-}
-
-/// One entry of a day manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    /// The object key (under the target's prefix).
-    pub key: String,
-    /// Start, RFC 3339.
-    pub start: String,
-    /// Start, wall-clock µs.
-    pub start_us: i64,
-    /// End, wall-clock µs.
-    pub end_us: i64,
-    /// Bytes.
-    pub bytes: u64,
-    /// BLAKE3, hex.
-    pub blake3: String,
-    /// Tags.
-    pub tags: Vec<nvrkit_store::Tag>,
-}
-
-/// A camera's day on a target: `<camera>/<YYYY>/<MM>/<DD>/manifest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// `nvrkit-replica-manifest`.
-    pub format: String,
-    /// 1.
-    pub version: u32,
-    /// The camera.
-    pub camera: String,
-    /// The segments replicated so far, by start.
-    pub segments: Vec<ManifestEntry>,
-}
-
-impl Manifest {
-    /// Parses a manifest.
-    pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if m.format != "nvrkit-replica-manifest" || m.version != 1 {
-            return Err(format!("format {} version {}", m.format, m.version));
-        }
-        Ok(m)
-    }
 }
 
 struct Ctx {
@@ -695,9 +652,21 @@ impl Ctx {
     async fn write_manifest(&self, m: &DayManifest) -> Result<()> {
         let key = manifest_key(&m.camera, m.start_us);
         let mut entries: BTreeMap<String, ManifestEntry> = BTreeMap::new();
-        if self.target.head(&key).await?.is_some() {
-            let old = self.target.get(&key, None).await?;
-            match Manifest::parse(&old) {
+        if let Some(head) = self.target.head(&key).await? {
+            // The target's copy is untrusted: one over the limit is replaced, never read.
+            let old = if head.size > MAX_MANIFEST_BYTES {
+                Err(format!(
+                    "{} bytes, over the limit of {MAX_MANIFEST_BYTES}",
+                    head.size
+                ))
+            } else {
+                match self.target.get(&key, None).await {
+                    Ok(b) => Manifest::parse(&b).map_err(|e| e.to_string()),
+                    Err(e @ Error::TooLarge { .. }) => Err(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            };
+            match old {
                 Ok(old) => entries.extend(old.segments.into_iter().map(|s| (s.key.clone(), s))),
                 Err(e) => tracing::warn!(key, "replacing an unreadable manifest: {e}"),
             }
@@ -705,15 +674,10 @@ impl Ctx {
         entries.extend(m.entries.iter().map(|s| (s.key.clone(), s.clone())));
         let mut segments: Vec<ManifestEntry> = entries.into_values().collect();
         segments.sort_by_key(|s| s.start_us);
-        let manifest = Manifest {
-            format: "nvrkit-replica-manifest".into(),
-            version: 1,
-            camera: m.camera.clone(),
-            segments,
-        };
-        let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-        bytes.push(b'\n');
-        self.target.put_overwrite(&key, Bytes::from(bytes)).await
+        let manifest = Manifest::new(&m.camera, segments);
+        self.target
+            .put_overwrite(&key, Bytes::from(manifest.to_bytes()))
+            .await
     }
 }
 

@@ -9,12 +9,16 @@ use nvrkit_store::queue::Journal;
 use nvrkit_store::{Store, layout};
 
 use crate::error::{Error, Result};
-use crate::replicator::{Manifest, ManifestEntry};
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestEntry};
 use crate::stats::Counters;
 use crate::target::TargetSpec;
 
 /// Bytes compared per range read.
 const RANGE: u64 = 64 << 10;
+
+/// Bytes per range read when an object is read whole to hash it (so at most this much of it is
+/// held at once, and no more than the listed size is read).
+const HASH_RANGE: u64 = 8 << 20;
 
 /// What [`verify_remote`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,12 +80,22 @@ pub fn verify_remote(
         let objects = t.list("").await?;
         let sizes: BTreeMap<&str, u64> = objects.iter().map(|(k, s)| (k.as_str(), *s)).collect();
         let mut known: BTreeMap<String, ManifestEntry> = BTreeMap::new();
-        for (key, _) in objects
+        for (key, size) in objects
             .iter()
             .filter(|(k, _)| k.ends_with("/manifest.json"))
         {
-            let bytes = t.get(key, None).await?;
-            match Manifest::parse(&bytes) {
+            if *size > MAX_MANIFEST_BYTES {
+                report.problems.push(format!(
+                    "{key}: unreadable manifest: {size} bytes, over the limit of {MAX_MANIFEST_BYTES}"
+                ));
+                continue;
+            }
+            let parsed = match t.get(key, None).await {
+                Ok(bytes) => Manifest::parse(&bytes).map_err(|e| e.to_string()),
+                Err(e @ Error::TooLarge { .. }) => Err(e.to_string()),
+                Err(e) => return Err(e),
+            };
+            match parsed {
                 Ok(m) => {
                     for s in m.segments {
                         match sizes.get(s.key.as_str()) {
@@ -157,9 +171,15 @@ pub fn verify_remote(
                 }
                 _ => match want_hash {
                     Some(h) => {
-                        let bytes = t.get(key, None).await?;
+                        let mut hasher = blake3::Hasher::new();
+                        let mut at = 0;
+                        while at < *size {
+                            let end = (at + HASH_RANGE).min(*size);
+                            hasher.update(&t.get(key, Some(at..end)).await?);
+                            at = end;
+                        }
                         report.hashed += 1;
-                        if blake3::hash(&bytes).to_hex().as_str() != h {
+                        if hasher.finalize().to_hex().as_str() != h {
                             report.problems.push(format!("{key}: BLAKE3 differs"));
                         }
                     }

@@ -15,6 +15,7 @@ use crate::rate::RateLimit;
 use crate::stats::Counters;
 
 pub mod dir;
+#[cfg(feature = "s3")]
 pub mod s3;
 
 /// What a target says about an object it holds.
@@ -170,7 +171,16 @@ impl TargetSpec {
             TargetSpec::Dir { path } => {
                 Arc::new(dir::DirTarget::new(path, self.url(), limit, counters)?)
             }
+            #[cfg(feature = "s3")]
             TargetSpec::S3 { .. } => Arc::new(s3::S3Target::new(self, limit, counters)?),
+            #[cfg(not(feature = "s3"))]
+            TargetSpec::S3 { .. } => {
+                let _ = (limit, counters);
+                return Err(Error::InvalidArgument(format!(
+                    "{}: nvrkit-replicate was built without its `s3` feature",
+                    self.url()
+                )));
+            }
         })
     }
 }
