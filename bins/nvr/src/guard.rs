@@ -17,9 +17,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nvrkit_net::http::AllowedHosts;
 
-/// `router` behind the Host and Content-Type checks.
+/// The largest request body any route reads (`POST /api/events`: an event's JSON, snapshots
+/// included, as base64); axum's default, made explicit so it cannot silently change.
+pub const MAX_BODY: usize = 2 << 20;
+
+/// `router` behind the Host and Content-Type checks and the body limit.
 pub fn guarded(router: Router, hosts: AllowedHosts) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(Arc::new(hosts), check))
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(hosts), check))
 }
 
 fn refuse(status: StatusCode, why: String) -> Response {
