@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod cmds;
 mod events;
+mod guard;
 mod http;
 mod ingest;
 mod recorder;

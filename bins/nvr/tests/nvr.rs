@@ -200,9 +200,7 @@ fn post_demo_event(nvr: &Nvr) {
             "/dev/null",
             "-w",
             "%{http_code}",
-            "-X",
-            "POST",
-            "--data",
+            "--json",
             event,
         ])
         .arg(format!("{}/api/events", nvr.web))

@@ -78,6 +78,19 @@ struct Args {
     /// The old spelling of --cache-size, in MiB.
     #[arg(long, value_name = "MIB", hide = true, conflicts_with = "cache_size")]
     cache_mb: Option<u64>,
+
+    /// Most connections at once; one more is answered 503.
+    #[arg(long, value_name = "N", default_value_t = nvrkit_net::http::Config::DEFAULT_MAX_CONNS)]
+    max_conns: usize,
+    /// Most connections at once from one client address (IPv6: its /64); default: no cap.
+    #[arg(long, value_name = "N")]
+    max_conns_per_addr: Option<usize>,
+    /// A request must be complete this long after its first byte.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -169,6 +182,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     print_banner(&catalog, addr, &args, &config)?;
     let app = nvrkit_mbtiles::http::router(catalog.clone(), config);
+    // One server, and so one connection limiter, for all threads.
+    let server = nvrkit_net::http::Server::new(nvrkit_net::http::Config {
+        max_conns: args.max_conns,
+        max_conns_per_addr: args.max_conns_per_addr,
+        request_timeout: args.request_timeout,
+        idle_timeout: args.idle_timeout,
+    });
     let mut queues = Vec::new();
     let mut handles = Vec::new();
     for i in 0..threads {
@@ -181,7 +201,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         let app = app.clone();
         let watch = (i == 0 && !args.poll.is_zero()).then(|| catalog.clone());
         let poll = args.poll;
-        let worker = Worker { rx, local: addr };
+        let worker = Worker { rx };
+        let server = server.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
@@ -190,7 +211,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                         if let Some(c) = watch {
                             c.watch(poll);
                         }
-                        axum::serve(worker, app).await
+                        server
+                            .serve_incoming(worker, app, std::future::pending())
+                            .await;
                     })
                 })?,
         );
@@ -215,41 +238,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         })?;
     for h in handles {
         h.join()
-            .map_err(|_| anyhow::anyhow!("a server thread panicked"))?
-            .context("serving")?;
+            .map_err(|_| anyhow::anyhow!("a server thread panicked"))?;
     }
     Ok(())
 }
 
-/// A server thread's share of the connections, as an axum listener.
+/// A server thread's share of the connections.
 struct Worker {
     rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-    local: SocketAddr,
 }
 
-impl axum::serve::Listener for Worker {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl nvrkit_net::http::Accept for Worker {
+    async fn accept(&mut self) -> Option<(tokio::net::TcpStream, SocketAddr)> {
         loop {
-            let Some((tcp, peer)) = self.rx.recv().await else {
-                // The acceptor is gone: no more connections, ever.
-                return std::future::pending().await;
-            };
+            // None: the acceptor is gone, no more connections, ever.
+            let (tcp, peer) = self.rx.recv().await?;
             match tokio::net::TcpStream::from_std(tcp) {
-                Ok(tcp) => {
-                    // Responses are written whole; Nagle would only delay the next one.
-                    let _ = tcp.set_nodelay(true);
-                    return (tcp, peer);
-                }
+                Ok(tcp) => return Some((tcp, peer)),
                 Err(e) => tracing::warn!("{peer}: {e}"),
             }
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
     }
 }
 

@@ -12,7 +12,8 @@
 //!   slow senders cannot exhaust memory together.
 //!
 //! All are plain code with no runtime: the tokio layers of the SMTP, RTSP and HTTP servers
-//! enforce them.
+//! enforce them. With the feature `http`, [`http`] (when built) is the HTTP server itself: an
+//! axum router behind these caps and deadlines.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -30,6 +31,9 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "http")]
+pub mod http;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};

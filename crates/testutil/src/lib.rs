@@ -5,6 +5,8 @@
 //! `../shared/testdata` beside the checkout, or wherever `NVRKIT_SHARED_TESTDATA` points
 //! (`.ci/run` sets it).
 
+pub mod hostile;
+
 use std::path::{Path, PathBuf};
 
 /// The workspace root (this crate sits at `crates/testutil`).

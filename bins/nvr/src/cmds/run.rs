@@ -111,6 +111,22 @@ pub struct Args {
     /// Serve HTTP beyond loopback without credentials (say it explicitly).
     #[arg(long)]
     pub http_no_auth: bool,
+    /// A name the HTTP API answers to besides its own address (repeatable); a request for any
+    /// other `Host` gets 421 (against DNS rebinding).
+    #[arg(long = "http-host", value_name = "NAME")]
+    pub http_hosts: Vec<String>,
+    /// HTTP: most connections at once; one more is answered 503.
+    #[arg(long, value_name = "N", default_value_t = nvrkit_net::http::Config::DEFAULT_MAX_CONNS)]
+    pub max_conns: usize,
+    /// HTTP: most connections at once from one client address (IPv6: its /64); default: no cap.
+    #[arg(long, value_name = "N")]
+    pub max_conns_per_addr: Option<usize>,
+    /// HTTP: a request must be complete this long after its first byte.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// HTTP: a keep-alive connection with no request for this long is closed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// Replicate the store to a backup: a directory, or `s3://bucket/prefix` (credentials and
     /// endpoint from the usual AWS environment variables). Events first, then motion, then
     /// continuous footage.
@@ -478,11 +494,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("HTTP on {}", args.http_listen))?;
     let http_addr = listener.local_addr()?;
     {
-        let router = http::router(app);
+        let hosts = nvrkit_net::http::AllowedHosts::new(http_addr, args.http_hosts.clone());
+        let router = crate::guard::guarded(http::router(app), hosts);
+        let server = nvrkit_net::http::Server::new(nvrkit_net::http::Config {
+            max_conns: args.max_conns,
+            max_conns_per_addr: args.max_conns_per_addr,
+            request_timeout: args.request_timeout,
+            idle_timeout: args.idle_timeout,
+        });
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
+            server
+                .serve(listener, router, async move {
                     let _ = stop.changed().await;
                 })
                 .await;
@@ -522,7 +545,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out, "or over HTTP:")?;
         writeln!(
             out,
-            "  curl -X POST http://{http_host}/api/events -d '{{\"v\":1,\"phase\":\"start\",\"received_at\":\"2026-01-01T00:00:00Z\",\"vendor\":\"generic\",\"camera\":\"{first}\",\"kind\":\"motion\",\"subject\":\"curl\",\"from\":\"curl@nvr\",\"to\":[\"{first}@nvr\"],\"snapshots\":[],\"source\":{{\"peer\":null,\"helo\":\"curl\",\"auth_user\":null,\"tls\":false,\"mail_from\":\"curl@nvr\"}}}}'"
+            "  curl --json '{{\"v\":1,\"phase\":\"start\",\"received_at\":\"2026-01-01T00:00:00Z\",\"vendor\":\"generic\",\"camera\":\"{first}\",\"kind\":\"motion\",\"subject\":\"curl\",\"from\":\"curl@nvr\",\"to\":[\"{first}@nvr\"],\"snapshots\":[],\"source\":{{\"peer\":null,\"helo\":\"curl\",\"auth_user\":null,\"tls\":false,\"mail_from\":\"curl@nvr\"}}}}' http://{http_host}/api/events"
         )?;
         writeln!(
             out,

@@ -1,0 +1,240 @@
+//! nvr's HTTP API against hostile peers (issue 14): each attack runs from 127.0.0.2 while a
+//! client on 127.0.0.3 must get its API answer; the attacking connection must end closed or
+//! refused. Deadlines are 1 s here; the tests assert outcomes, never timings.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nvrkit_testutil::hostile::{
+    ATTACKER, CLIENT, connect_from, eventually, get, long_header, read_until_closed, request,
+    trickle_is_cut,
+};
+
+struct Nvr {
+    child: Child,
+    addr: SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Nvr {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Nvr {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nvr"))
+        .args([
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--request-timeout",
+            "1s",
+            "--idle-timeout",
+            "1s",
+            "--store",
+        ])
+        .arg(data.path().join("store"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nvr starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut web = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some(w) = line.trim().strip_prefix("web: http://") {
+            web = Some(w.trim_end_matches('/').parse().unwrap());
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Nvr {
+        child,
+        addr: web.expect("nvr printed its web address"),
+        _data: data,
+    }
+}
+
+/// The legitimate client's request: it must get the camera list.
+fn assert_api_served(n: &Nvr) {
+    let r = get(CLIENT, n.addr, &n.addr.to_string(), "/api/cameras");
+    assert_eq!(r.status, 200, "{}", r.head);
+    let cams: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(cams[0]["name"], "demo");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn slowloris_request_is_cut_at_its_deadline() {
+    let n = start(&[]);
+    let mut attackers: Vec<_> = (0..20)
+        .map(|_| {
+            let mut s = connect_from(ATTACKER, n.addr);
+            s.write_all(&long_header(&n.addr.to_string(), 200)).unwrap();
+            s
+        })
+        .collect();
+    assert_api_served(&n);
+    for s in &mut attackers {
+        let got = read_until_closed(s).expect("the half-sent header is cut");
+        assert!(!got.starts_with(b"HTTP/1.1 200"), "never answered");
+    }
+}
+
+#[test]
+fn trickled_header_is_cut_at_the_request_deadline() {
+    let n = start(&[]);
+    let (addr, host) = (n.addr, n.addr.to_string());
+    let attack = std::thread::spawn(move || {
+        let mut s = connect_from(ATTACKER, addr);
+        trickle_is_cut(&mut s, &long_header(&host, 300), Duration::from_millis(100))
+    });
+    assert_api_served(&n);
+    assert!(attack.join().unwrap(), "the trickle kept the connection");
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let n = start(&[]);
+    let mut s = connect_from(ATTACKER, n.addr);
+    write!(s, "GET /api/cameras HTTP/1.1\r\nHost: {}\r\n\r\n", n.addr).unwrap();
+    let got = read_until_closed(&mut s).expect("the idle connection is closed");
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert_api_served(&n);
+}
+
+#[test]
+fn connection_flood_past_the_cap_gets_503() {
+    let n = start(&["--max-conns", "4"]);
+    let flood: Vec<_> = (0..4).map(|_| connect_from(ATTACKER, n.addr)).collect();
+    let mut over = connect_from(ATTACKER, n.addr);
+    let got = read_until_closed(&mut over).expect("the refusal closes");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("Connection: close"), "{text}");
+    drop(flood);
+    eventually("the API after the flood", || {
+        let r = get(CLIENT, n.addr, &n.addr.to_string(), "/api/cameras");
+        (r.status == 200).then_some(r)
+    });
+    assert_api_served(&n);
+}
+
+#[test]
+fn per_address_cap_refuses_the_attacker_and_serves_others() {
+    let n = start(&["--max-conns", "16", "--max-conns-per-addr", "3"]);
+    let _held: Vec<_> = (0..3).map(|_| connect_from(ATTACKER, n.addr)).collect();
+    let mut over = connect_from(ATTACKER, n.addr);
+    let got = read_until_closed(&mut over).expect("the refusal closes");
+    assert!(
+        got.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_api_served(&n);
+}
+
+#[test]
+fn dns_rebinding_host_is_refused() {
+    let n = start(&["--http-host", "nvr.example"]);
+    let port = n.addr.port();
+    for host in [
+        format!("rebind.attacker.example:{port}"),
+        "rebind.attacker.example".to_owned(),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+    ] {
+        let r = get(ATTACKER, n.addr, &host, "/api/export.mp4?camera=demo");
+        assert_eq!(r.status, 421, "{host}: {}", r.head);
+        assert!(String::from_utf8_lossy(&r.body).contains("--http-host"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
+    for host in [format!("localhost:{port}"), format!("nvr.example:{port}")] {
+        let r = get(CLIENT, n.addr, &host, "/api/cameras");
+        assert_eq!(r.status, 200, "{host}: {}", r.head);
+    }
+    assert_api_served(&n);
+}
+
+#[test]
+fn text_plain_post_is_refused() {
+    let n = start(&[]);
+    let event = r#"{"v":1,"phase":"start","received_at":"2000-01-01T00:00:00Z","vendor":"generic","camera":"demo","kind":"motion","subject":"form","from":"t@x","to":["demo@nvr"],"snapshots":[],"source":{"peer":null,"helo":"x","auth_user":null,"tls":false,"mail_from":"t@x"}}"#;
+    let post = |from, ct: &str| {
+        request(
+            from,
+            n.addr,
+            &format!(
+                "POST /api/events HTTP/1.1\r\nHost: {}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{event}",
+                n.addr,
+                event.len()
+            ),
+        )
+    };
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = post(ATTACKER, ct);
+        assert_eq!(r.status, 415, "{ct}: {}", r.head);
+    }
+    let r = post(CLIENT, "application/json");
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let events: serde_json::Value = eventually("the JSON event listed", || {
+        let r = get(CLIENT, n.addr, &n.addr.to_string(), "/api/events");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        (v.as_array()?.len() == 1).then_some(v)
+    });
+    assert_eq!(
+        events[0]["event"]["subject"], "form",
+        "only the JSON POST became an event"
+    );
+    assert_api_served(&n);
+}
+
+#[test]
+fn oversized_post_body_is_refused() {
+    let n = start(&[]);
+    let mut s = connect_from(ATTACKER, n.addr);
+    let len = 3 << 20;
+    write!(
+        s,
+        "POST /api/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+        n.addr
+    )
+    .unwrap();
+    // Whatever of the body the server takes before it answers; then the answer.
+    let _ = s.write_all(&vec![b' '; len]);
+    let got = read_until_closed(&mut s).expect("the server answers and closes");
+    // The 413, or nothing when the reset of closing on an unread body arrived before it: never
+    // an accepted event.
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&got[..got.len().min(200)])
+    );
+    let r = get(CLIENT, n.addr, &n.addr.to_string(), "/api/events");
+    assert_eq!(r.body, b"[]", "no event from the oversized body");
+    assert_api_served(&n);
+}
