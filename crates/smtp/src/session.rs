@@ -1230,7 +1230,13 @@ mod tests {
             // Line feeds dense in some rounds, sparse in others.
             let density = 1 + round % 50;
             let span: Vec<u8> = (0..len)
-                .map(|_| if next() % density as u64 == 0 { b'\n' } else { b'x' })
+                .map(|_| {
+                    if next() % density as u64 == 0 {
+                        b'\n'
+                    } else {
+                        b'x'
+                    }
+                })
                 .collect();
             assert_eq!(
                 long_line(&span, carried, max),
