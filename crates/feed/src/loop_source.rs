@@ -43,22 +43,43 @@ impl Clip {
     /// Reads every frame of a demuxed file. `name` is the stream's name (the URL path).
     pub fn load(name: impl Into<String>, demux: &Demuxer) -> Result<Arc<Self>> {
         let name = name.into();
-        let tracks = demux.tracks().to_vec();
-        let mut frames = vec![Vec::new(); tracks.len()];
+        let mut frames = Vec::new();
         for f in demux.frames() {
-            let f = f.map_err(|source| Error::Clip {
+            frames.push(f.map_err(|source| Error::Clip {
                 name: name.clone(),
                 source,
-            })?;
-            if !f.discard {
-                frames[f.stream].push(f);
+            })?);
+        }
+        Self::from_frames(name, demux.tracks().to_vec(), frames)
+    }
+
+    /// A clip from frames read elsewhere (a synthetic clip in a test, another container): each
+    /// frame's `stream` indexes `tracks`, and frames of one stream come in decode order.
+    /// Discarded frames are left out, as [`Clip::load`] does.
+    pub fn from_frames(
+        name: impl Into<String>,
+        tracks: Vec<TrackInfo>,
+        all: Vec<Frame>,
+    ) -> Result<Arc<Self>> {
+        let name = name.into();
+        let mut frames = vec![Vec::new(); tracks.len()];
+        for f in all {
+            if f.discard {
+                continue;
             }
+            let Some(v) = frames.get_mut(f.stream) else {
+                return Err(Error::Unusable {
+                    name,
+                    what: format!("a frame of stream {} beyond the clip's tracks", f.stream),
+                });
+            };
+            v.push(f);
         }
         for (track, frames) in tracks.iter().zip(frames.iter_mut()) {
             full_coded_durations(track, frames);
         }
         let master = tracks.iter().position(|t| t.params.is_video()).unwrap_or(0);
-        if frames.iter().any(Vec::is_empty) {
+        if frames.is_empty() || frames.iter().any(Vec::is_empty) {
             return Err(Error::Unusable {
                 name,
                 what: "a track has no presented frames".into(),
@@ -208,18 +229,7 @@ struct Cursor {
 /// one tick of the full duration is left alone (a timescale that is not the sample rate
 /// alternates, say, 2,089 and 2,090 ticks).
 fn full_coded_durations(track: &TrackInfo, frames: &mut [Frame]) {
-    let CodecParams::Aac(aac) = &track.params else {
-        return;
-    };
-    if aac.sample_rate == 0 {
-        return;
-    }
-    let full = rescale(
-        i64::from(aac.frame_length),
-        aac.sample_rate,
-        track.timescale,
-    );
-    let Ok(full) = u32::try_from(full) else {
+    let Some(full) = full_frame_ticks(track) else {
         return;
     };
     for f in frames {
@@ -227,6 +237,23 @@ fn full_coded_durations(track: &TrackInfo, frames: &mut [Frame]) {
             f.duration = full;
         }
     }
+}
+
+/// The duration every frame of `track` presents on the wire whatever its sample table says, in
+/// the track's ticks: AAC's 1,024 or 960 samples. `None` for codecs whose frames vary.
+pub(crate) fn full_frame_ticks(track: &TrackInfo) -> Option<u32> {
+    let CodecParams::Aac(aac) = &track.params else {
+        return None;
+    };
+    if aac.sample_rate == 0 {
+        return None;
+    }
+    let full = rescale(
+        i64::from(aac.frame_length),
+        aac.sample_rate,
+        track.timescale,
+    );
+    u32::try_from(full).ok()
 }
 
 /// The endless stream of a [`Clip`], in decode order across streams.
@@ -281,7 +308,7 @@ impl LoopSource {
     }
 
     /// Where a follower's lap `lap` should start on its own timeline.
-    fn follower_lap_start(&self, stream: usize, lap: i64) -> i64 {
+    pub(crate) fn follower_lap_start(&self, stream: usize, lap: i64) -> i64 {
         let c = &self.clip;
         let master_ts = c.tracks[c.master].timescale;
         let ts = c.tracks[stream].timescale;
@@ -367,12 +394,10 @@ impl LoopSource {
     }
 }
 
-impl Iterator for LoopSource {
-    type Item = Frame;
-
-    /// The next frame in decode order across streams (ties: the lower stream first). Never
-    /// `None`.
-    fn next(&mut self) -> Option<Frame> {
+impl LoopSource {
+    /// The next frame with its place in the loop: its lap and its index among the clip's
+    /// frames of its stream (what [`check`](crate::check) measures seams with).
+    pub(crate) fn next_placed(&mut self) -> Option<(i64, usize, Frame)> {
         let mut best: Option<(usize, Frame)> = None;
         for s in 0..self.cursors.len() {
             let f = self.peek(s);
@@ -385,8 +410,19 @@ impl Iterator for LoopSource {
             }
         }
         let (s, f) = best?;
+        let (lap, index) = (self.cursors[s].lap, self.cursors[s].index);
         self.advance(s);
-        Some(f)
+        Some((lap, index, f))
+    }
+}
+
+impl Iterator for LoopSource {
+    type Item = Frame;
+
+    /// The next frame in decode order across streams (ties: the lower stream first). Never
+    /// `None`.
+    fn next(&mut self) -> Option<Frame> {
+        self.next_placed().map(|(_, _, f)| f)
     }
 }
 
