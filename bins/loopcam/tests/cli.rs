@@ -21,7 +21,8 @@ fn testdata(name: &str) -> std::path::PathBuf {
 }
 
 /// `loopcam check` on every committed clip: each passes 1,000 loops, the partial-tail AAC clip
-/// (which overlapped at the seam before audio advanced by whole coded frames) included.
+/// (which overlapped at the seam before audio advanced by whole coded frames) and the open-GOP
+/// cuts (whose decode times stepped back at the seam) included.
 #[test]
 fn check_passes_every_committed_clip() {
     let out = loopcam().arg("check").arg(testdata("")).output().unwrap();
@@ -39,6 +40,9 @@ fn check_passes_every_committed_clip() {
         assert!(text.contains(clip), "{clip} in\n{text}");
     }
     assert!(text.contains("offset after 1/10/1000"), "{text}");
+    // The clip cut at a CRA loses the CRA's RASL pictures in every loop, and says so.
+    assert!(text.contains("h265_open_gop_cra_start.mp4: ok"), "{text}");
+    assert!(text.contains("3 RASL"), "{text}");
     assert!(!text.contains("overlap"), "{text}");
 }
 

@@ -507,7 +507,11 @@ impl Track {
             seam_step: self.seam_step,
             min_step: self.min_step,
             dropped: self.dropped.unwrap_or((0, 0)),
-            leading_dropped: 0,
+            leading_dropped: if self.master {
+                clip.leading_dropped()
+            } else {
+                0
+            },
             gaps: self.gaps,
             max_gap: self.max_gap,
             unannounced_gaps: self.unannounced_gaps,
@@ -669,6 +673,23 @@ mod tests {
                 r.summary()
             );
         }
+    }
+
+    #[test]
+    fn leading_pictures_of_a_clip_start_cra_are_reported() {
+        let r = check_clip(&clip_from("testdata/cuts/h265_open_gop_cra_start.mp4"), 100);
+        assert_eq!(r.verdict(), Verdict::Ok, "{}", r.summary());
+        assert_eq!(r.tracks[0].leading_dropped, 3);
+        assert!(
+            r.summary()
+                .contains("3 leading pictures of the clip-start CRA dropped"),
+            "{}",
+            r.summary()
+        );
+        let open = check_clip(&clip_from("testdata/h265_open_gop.mp4"), 100);
+        assert_eq!(open.verdict(), Verdict::Ok, "{}", open.summary());
+        assert_eq!(open.tracks[0].leading_dropped, 0);
+        assert_eq!(open.tracks[0].seam_step, Some((512, 512)));
     }
 
     #[test]
