@@ -25,7 +25,12 @@ fn testdata(name: &str) -> std::path::PathBuf {
 /// cuts (whose decode times stepped back at the seam) included.
 #[test]
 fn check_passes_every_committed_clip() {
-    let out = loopcam().arg("check").arg(testdata("")).output().unwrap();
+    let out = loopcam()
+        .arg("check")
+        .arg(testdata(""))
+        .arg(testdata("cuts"))
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
