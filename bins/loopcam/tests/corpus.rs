@@ -1,0 +1,318 @@
+//! The generated loop corpus (`testdata/corpus.sh`: a pairwise set of clips over codec, frame
+//! rate, audio rate/channels/end/length, B-frames and GOP shape), checked offline by
+//! `loopcam check` and over the wire by ffprobe reading three seams of each clip over RTSP/TCP
+//! from a running `loopcam`. `#[ignore]`d: it needs ffmpeg and ffprobe; `.ci/run` runs it with
+//! the other interop tests (about 2 minutes on 2 cores).
+
+// The test prints the corpus matrix and its timings (run with --nocapture to see them).
+#![allow(clippy::print_stdout)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+/// ffprobe reads this many clips at once.
+const PARALLEL_READS: usize = 5;
+/// The RTP clock of video.
+const VIDEO_CLOCK: i64 = 90_000;
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (ffmpeg/ffprobe must be installed)"))
+}
+
+fn json(out: &std::process::Output, what: &str) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// ffprobe's packets and streams of a file or URL: per stream, its codec, time base and
+/// (PTS, duration) in arrival order.
+struct Probe {
+    streams: BTreeMap<i64, (String, String, (i64, i64))>,
+    /// Audio streams' sample rates.
+    rates: BTreeMap<i64, i64>,
+    packets: BTreeMap<i64, Vec<(i64, Option<i64>)>>,
+}
+
+fn probe(v: &Value) -> Probe {
+    let mut streams = BTreeMap::new();
+    let mut rates = BTreeMap::new();
+    for s in v["streams"].as_array().into_iter().flatten() {
+        if let Some(r) = s["sample_rate"].as_str().and_then(|r| r.parse().ok()) {
+            rates.insert(s["index"].as_i64().unwrap_or(-1), r);
+        }
+        let tb = s["time_base"].as_str().unwrap_or("1/1");
+        let (n, d) = tb.split_once('/').unwrap_or(("1", "1"));
+        streams.insert(
+            s["index"].as_i64().unwrap_or(-1),
+            (
+                s["codec_type"].as_str().unwrap_or("").to_owned(),
+                s["codec_name"].as_str().unwrap_or("").to_owned(),
+                (n.parse().unwrap_or(1), d.parse().unwrap_or(1)),
+            ),
+        );
+    }
+    let mut packets: BTreeMap<i64, Vec<(i64, Option<i64>)>> = BTreeMap::new();
+    for p in v["packets"].as_array().into_iter().flatten() {
+        let Some(pts) = p["pts"].as_i64() else {
+            continue;
+        };
+        packets
+            .entry(p["stream_index"].as_i64().unwrap_or(-1))
+            .or_default()
+            .push((pts, p["duration"].as_i64()));
+    }
+    Probe {
+        streams,
+        rates,
+        packets,
+    }
+}
+
+fn video_stream(p: &Probe) -> Option<i64> {
+    p.streams
+        .iter()
+        .find(|(_, (kind, _, _))| kind == "video")
+        .map(|(i, _)| *i)
+}
+
+/// The presentation steps of a file's video, in 90 kHz ticks (rounded): one step for a
+/// constant frame rate, the set a variable one uses.
+fn video_steps(file: &Path) -> BTreeSet<i64> {
+    let out = run(Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args([
+            "-show_entries",
+            "packet=stream_index,pts,duration:stream=index,codec_type,codec_name,time_base",
+            "-of",
+            "json",
+        ])
+        .arg(file));
+    let p = probe(&json(&out, &file.display().to_string()));
+    let v = video_stream(&p).expect("a video stream");
+    let (_, _, (num, den)) = p.streams[&v];
+    let mut pts: Vec<i64> = p.packets[&v].iter().map(|(t, _)| *t).collect();
+    pts.sort_unstable();
+    pts.windows(2)
+        .map(|w| ((w[1] - w[0]) * num * VIDEO_CLOCK + den / 2) / den)
+        .collect()
+}
+
+/// Reads `secs` of `url` over RTSP/TCP and returns what is wrong with it (empty: nothing).
+fn wire_problems(url: &str, secs: f64, period_secs: f64, steps: &BTreeSet<i64>) -> Vec<String> {
+    let out = run(Command::new("ffprobe")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-read_intervals"])
+        .arg(format!("%+{}", secs.ceil()))
+        .args([
+            "-show_entries",
+            "packet=stream_index,pts,duration:stream=index,codec_type,codec_name,time_base,sample_rate",
+            "-of",
+            "json",
+        ])
+        .arg(url));
+    if !out.status.success() {
+        return vec![format!(
+            "ffprobe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )];
+    }
+    let p = probe(&json(&out, url));
+    let mut problems = Vec::new();
+    let Some(v) = video_stream(&p) else {
+        return vec!["no video stream".into()];
+    };
+    // Video: sorted PTS (B-frames arrive out of order), the last half second left out (its
+    // reordered frames may not all have arrived), must step by a frame of the clip (±1 tick)
+    // and span three seams.
+    let mut pts: Vec<i64> = p
+        .packets
+        .get(&v)
+        .into_iter()
+        .flatten()
+        .map(|x| x.0)
+        .collect();
+    pts.sort_unstable();
+    let end = pts.last().copied().unwrap_or(0) - VIDEO_CLOCK / 2;
+    pts.retain(|t| *t <= end);
+    let span = (pts.last().copied().unwrap_or(0) - pts.first().copied().unwrap_or(0)) as f64
+        / VIDEO_CLOCK as f64;
+    if span < 3.0 * period_secs {
+        problems.push(format!(
+            "video spans {span:.2} s, less than three loops of {period_secs:.2} s"
+        ));
+    }
+    for w in pts.windows(2) {
+        let step = w[1] - w[0];
+        if step <= 0 {
+            problems.push(format!("video PTS {} repeated", w[1]));
+        } else if !steps.iter().any(|s| (s - step).abs() <= 1) {
+            problems.push(format!(
+                "video step {step} at PTS {} is none of the clip's {steps:?}",
+                w[1]
+            ));
+        }
+    }
+    // Audio: arrival order; never back, never closer than one frame.
+    for (&s, (kind, codec, (num, den))) in &p.streams {
+        if kind != "audio" {
+            continue;
+        }
+        // AAC: 1,024 samples in the stream's time base (RTP's clock is the sample rate).
+        let rate = p.rates.get(&s).copied().unwrap_or(0);
+        let frame = (codec == "aac" && rate > 0).then(|| 1024 * den / (num * rate).max(1));
+        let packets = p.packets.get(&s).cloned().unwrap_or_default();
+        if packets.len() < 10 {
+            problems.push(format!("audio stream {s}: only {} packets", packets.len()));
+        }
+        for w in packets.windows(2) {
+            let ((a, dur), (b, _)) = (w[0], w[1]);
+            let least = frame.or(dur).unwrap_or(1);
+            if b <= a {
+                problems.push(format!("audio stream {s}: PTS {b} after {a}"));
+            } else if b - a < least - 1 {
+                problems.push(format!(
+                    "audio stream {s}: step {} at PTS {b}, below one frame of {least}",
+                    b - a
+                ));
+            }
+        }
+    }
+    problems.truncate(12);
+    problems
+}
+
+#[test]
+#[ignore = "interop: run by .ci/run (needs ffmpeg and ffprobe)"]
+fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
+    let started = std::time::Instant::now();
+    let root = nvrkit_testutil::workspace_root();
+    let dir = std::env::var_os("NVRKIT_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus"));
+    let made = run(Command::new("bash")
+        .arg(root.join("testdata/corpus.sh"))
+        .arg(&dir));
+    assert!(
+        made.status.success(),
+        "corpus.sh: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&made.stdout));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4" || e == "mov"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 24,
+        "{} clips in {}",
+        files.len(),
+        dir.display()
+    );
+
+    // Offline: every clip passes 1,000 loops; audio shorter than the video is an announced gap.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_loopcam"))
+        .env("RUST_LOG", "error")
+        .args(["check", "--json"])
+        .args(&files));
+    let report = json(&out, "loopcam check --json");
+    assert!(
+        out.status.success() && report["passed"] == Value::Bool(true),
+        "loopcam check: {}",
+        serde_json::to_string_pretty(&report).unwrap()
+    );
+    let mut period = BTreeMap::new();
+    for c in report["clips"].as_array().unwrap() {
+        let file = c["file"].as_str().unwrap();
+        let verdict = c["verdict"].as_str().unwrap();
+        let aac = c["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["codec"] == "aac");
+        if file.contains("_short_") && aac {
+            assert_eq!(verdict, "gap announced", "{file}: {}", c["summary"]);
+        }
+        for t in c["tracks"].as_array().unwrap() {
+            assert!(
+                t["max_offset"].as_i64() <= t["offset_limit"].as_i64(),
+                "{file}: {}",
+                c["summary"]
+            );
+        }
+        let stem = Path::new(file)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        period.insert(stem, c["period_micros"].as_i64().unwrap() as f64 / 1e6);
+    }
+    let offline = started.elapsed();
+
+    // Over the wire: one loopcam serving every clip, ffprobe reading three seams of each.
+    let mut server = Command::new(env!("CARGO_BIN_EXE_loopcam"))
+        .env("RUST_LOG", "warn,mp4_atom=error")
+        .args(["--listen", "127.0.0.1:0", "--no-udp"])
+        .args(&files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let urls: Vec<String> = (0..files.len())
+        .map(|_| lines.next().expect("a URL per clip").unwrap())
+        .collect();
+    let jobs: Vec<(String, PathBuf)> = files
+        .iter()
+        .map(|f| {
+            let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+            let url = urls
+                .iter()
+                .find(|u| u.ends_with(&format!("/{stem}")))
+                .unwrap_or_else(|| panic!("no URL for {stem}: {urls:?}"))
+                .clone();
+            (url, f.clone())
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_READS {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((url, file)) = jobs.get(i) else {
+                        break;
+                    };
+                    let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+                    let p = period[&stem];
+                    let steps = video_steps(file);
+                    let problems = wire_problems(url, 3.3 * p + 1.0, p, &steps);
+                    if !problems.is_empty() {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{stem}:\n  {}", problems.join("\n  ")));
+                    }
+                }
+            });
+        }
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let failures = failures.into_inner().unwrap();
+    println!(
+        "corpus: {} clips, offline check {:.1} s, wire reads {:.1} s",
+        files.len(),
+        offline.as_secs_f64(),
+        (started.elapsed() - offline).as_secs_f64()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
