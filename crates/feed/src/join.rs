@@ -73,3 +73,75 @@ impl JoinFilter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Clip, LoopSource};
+    use nvrkit_media::{Demuxer, WallTime};
+
+    fn open_gop_video() -> Vec<Frame> {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/h265_open_gop.mp4"
+        );
+        let clip = Clip::load("open", &Demuxer::open(p).unwrap()).unwrap();
+        LoopSource::new(clip, WallTime::EPOCH).take(150).collect()
+    }
+
+    /// Joined at the clip's second keyframe (a CRA), its three RASL pictures are dropped; the
+    /// next CRA's are kept (the reader has what they reference); after a skip, the CRA it
+    /// resumes at loses its RASL pictures again.
+    #[test]
+    fn drops_the_leading_pictures_of_the_join_keyframe_only() {
+        let frames = open_gop_video();
+        let keys: Vec<usize> = (0..frames.len()).filter(|&i| frames[i].keyframe).collect();
+        assert!(keys.len() >= 4, "{keys:?}");
+        let leading = |from: usize, to: usize| {
+            frames[from + 1..to]
+                .iter()
+                .filter(|f| f.pts < frames[from].pts)
+                .count()
+        };
+        assert_eq!(
+            leading(keys[1], keys[2]),
+            3,
+            "a CRA with three RASL pictures"
+        );
+
+        let mut join = JoinFilter::new(0);
+        let kept: Vec<&Frame> = frames[keys[1]..keys[3]]
+            .iter()
+            .filter(|f| join.keep(f))
+            .collect();
+        assert_eq!(kept.len(), keys[3] - keys[1] - 3);
+        assert!(kept.iter().all(|f| f.pts >= frames[keys[1]].pts));
+
+        join.rejoin();
+        let dropped = frames[keys[3]..].iter().filter(|f| !join.keep(f)).count();
+        assert_eq!(
+            dropped,
+            leading(keys[3], keys.get(4).copied().unwrap_or(frames.len()))
+        );
+    }
+
+    #[test]
+    fn other_streams_and_frames_before_the_first_keyframe_pass() {
+        let frames = open_gop_video();
+        let mut join = JoinFilter::new(1);
+        assert!(
+            frames.iter().all(|f| join.keep(f)),
+            "stream 0 is not the master here"
+        );
+        let mut join = JoinFilter::new(0);
+        let first_key = frames.iter().position(|f| f.keyframe).unwrap();
+        let k = frames[first_key + 1..]
+            .iter()
+            .position(|f| f.keyframe)
+            .unwrap()
+            + first_key
+            + 1;
+        // Started mid-GOP: everything up to the first keyframe passes (the caller waits).
+        assert!(frames[k - 5..k].iter().all(|f| join.keep(f)));
+    }
+}
