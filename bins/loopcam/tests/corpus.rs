@@ -1,8 +1,9 @@
 //! The generated loop corpus (`testdata/corpus.sh`: a pairwise set of clips over codec, frame
 //! rate, audio rate/channels/end/length, B-frames and GOP shape), checked offline by
 //! `loopcam check` and over the wire by ffprobe reading three seams of each clip over RTSP/TCP
-//! from a running `loopcam`. `#[ignore]`d: it needs ffmpeg and ffprobe; `.ci/run` runs it with
-//! the other interop tests (about 2 minutes on 2 cores).
+//! (and every other clip over RTSP/UDP too) from a running `loopcam`, six reads at a time.
+//! `#[ignore]`d: it needs ffmpeg and ffprobe; `.ci/run` runs it with the other interop tests
+//! (about 2.5 minutes on 2 cores).
 
 // The test prints the corpus matrix and its timings (run with --nocapture to see them).
 #![allow(clippy::print_stdout)]
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 
 /// ffprobe reads this many clips at once.
-const PARALLEL_READS: usize = 5;
+const PARALLEL_READS: usize = 6;
 /// The RTP clock of video.
 const VIDEO_CLOCK: i64 = 90_000;
 
@@ -104,10 +105,17 @@ fn video_steps(file: &Path) -> BTreeSet<i64> {
         .collect()
 }
 
-/// Reads `secs` of `url` over RTSP/TCP and returns what is wrong with it (empty: nothing).
-fn wire_problems(url: &str, secs: f64, period_secs: f64, steps: &BTreeSet<i64>) -> Vec<String> {
+/// Reads `secs` of `url` over RTSP (`transport`: `tcp` or `udp`) and returns what is wrong with
+/// it (empty: nothing).
+fn wire_problems(
+    url: &str,
+    transport: &str,
+    secs: f64,
+    period_secs: f64,
+    steps: &BTreeSet<i64>,
+) -> Vec<String> {
     let out = run(Command::new("ffprobe")
-        .args(["-v", "error", "-rtsp_transport", "tcp", "-read_intervals"])
+        .args(["-v", "error", "-rtsp_transport", transport, "-read_intervals"])
         .arg(format!("%+{}", secs.ceil()))
         .args([
             "-show_entries",
@@ -259,7 +267,7 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
     // Over the wire: one loopcam serving every clip, ffprobe reading three seams of each.
     let mut server = Command::new(env!("CARGO_BIN_EXE_loopcam"))
         .env("RUST_LOG", "warn,mp4_atom=error")
-        .args(["--listen", "127.0.0.1:0", "--no-udp"])
+        .args(["--listen", "127.0.0.1:0"])
         .args(&files)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -269,16 +277,19 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
     let urls: Vec<String> = (0..files.len())
         .map(|_| lines.next().expect("a URL per clip").unwrap())
         .collect();
-    let jobs: Vec<(String, PathBuf)> = files
+    // Every clip over TCP, every other one over UDP too.
+    let jobs: Vec<(String, &str, PathBuf)> = files
         .iter()
-        .map(|f| {
+        .enumerate()
+        .flat_map(|(i, f)| {
             let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
             let url = urls
                 .iter()
                 .find(|u| u.ends_with(&format!("/{stem}")))
                 .unwrap_or_else(|| panic!("no URL for {stem}: {urls:?}"))
                 .clone();
-            (url, f.clone())
+            let udp = (i % 2 == 1).then(|| (url.clone(), "udp", f.clone()));
+            std::iter::once((url, "tcp", f.clone())).chain(udp)
         })
         .collect();
     let next = AtomicUsize::new(0);
@@ -288,18 +299,18 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((url, file)) = jobs.get(i) else {
+                    let Some((url, transport, file)) = jobs.get(i) else {
                         break;
                     };
                     let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
                     let p = period[&stem];
                     let steps = video_steps(file);
-                    let problems = wire_problems(url, 3.3 * p + 1.0, p, &steps);
+                    let problems = wire_problems(url, transport, 3.3 * p + 1.0, p, &steps);
                     if !problems.is_empty() {
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{stem}:\n  {}", problems.join("\n  ")));
+                        failures.lock().unwrap().push(format!(
+                            "{stem} over {transport}:\n  {}",
+                            problems.join("\n  ")
+                        ));
                     }
                 }
             });
