@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes the loop corpus: short clips of the shapes users bring to loopcam, made with stock ffmpeg
 # (libx264, libx265, native AAC, G.711), over which `.ci/run` checks that every clip loops
-# seamlessly, offline (`loopcam check`) and over the wire (ffprobe over RTSP/TCP, and UDP for
-# every other clip, across three seams): bins/loopcam/tests/corpus.rs. The clips are not committed; this script is.
+# seamlessly, offline (`loopcam check`) and over the wire (ffprobe across three seams over
+# RTSP/TCP, RTSP/UDP for every other clip, RTMP through nginx-rtmp for H.264):
+# bins/loopcam/tests/corpus.rs. The clips are not committed; this script is.
 #
 # Usage: testdata/corpus.sh [OUTDIR]      (default: target/corpus; prints the matrix, then makes
 #                                          every clip missing from OUTDIR)

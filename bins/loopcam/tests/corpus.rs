@@ -1,9 +1,10 @@
 //! The generated loop corpus (`testdata/corpus.sh`: a pairwise set of clips over codec, frame
 //! rate, audio rate/channels/end/length, B-frames and GOP shape), checked offline by
 //! `loopcam check` and over the wire by ffprobe reading three seams of each clip over RTSP/TCP
-//! (and every other clip over RTSP/UDP too) from a running `loopcam`, six reads at a time.
-//! `#[ignore]`d: it needs ffmpeg and ffprobe; `.ci/run` runs it with the other interop tests
-//! (about 2.5 minutes on 2 cores).
+//! (and every other clip over RTSP/UDP too) from a running `loopcam`, and of every H.264 clip
+//! that `loopcam push` publishes to nginx-rtmp, six reads at a time. `#[ignore]`d: it needs
+//! ffmpeg, ffprobe and nginx with libnginx-mod-rtmp; `.ci/run` runs it with the other interop
+//! tests (about 3 minutes on 2 cores).
 
 // The test prints the corpus matrix and its timings (run with --nocapture to see them).
 #![allow(clippy::print_stdout)]
@@ -105,17 +106,35 @@ fn video_steps(file: &Path) -> BTreeSet<i64> {
         .collect()
 }
 
-/// Reads `secs` of `url` over RTSP (`transport`: `tcp` or `udp`) and returns what is wrong with
-/// it (empty: nothing).
+/// How to read a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// RTSP from loopcam, over `tcp` or `udp`.
+    Rtsp(&'static str),
+    /// RTMP read back from nginx-rtmp, which `loopcam push` publishes to.
+    Rtmp,
+}
+
+/// Reads `secs` of `url` and returns what is wrong with it (empty: nothing): the video must
+/// step by one of the clip's frame `steps` (90 kHz; ±1 tick of the wire's time base: 90 kHz
+/// over RTSP, FLV's milliseconds over RTMP) and span three seams; audio must never step back
+/// or by less than one frame.
 fn wire_problems(
     url: &str,
-    transport: &str,
+    wire: Wire,
     secs: f64,
     period_secs: f64,
     steps: &BTreeSet<i64>,
 ) -> Vec<String> {
-    let out = run(Command::new("ffprobe")
-        .args(["-v", "error", "-rtsp_transport", transport, "-read_intervals"])
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error"]);
+    match wire {
+        Wire::Rtsp(transport) => cmd.args(["-rtsp_transport", transport]),
+        // The hang guard of a read from a server that never gets the stream.
+        Wire::Rtmp => cmd.args(["-rw_timeout", "15000000"]),
+    };
+    let out = run(cmd
+        .arg("-read_intervals")
         .arg(format!("%+{}", secs.ceil()))
         .args([
             "-show_entries",
@@ -135,9 +154,11 @@ fn wire_problems(
     let Some(v) = video_stream(&p) else {
         return vec!["no video stream".into()];
     };
+    let (_, _, (num, den)) = p.streams[&v];
+    let second = den as f64 / num.max(1) as f64;
     // Video: sorted PTS (B-frames arrive out of order), the last half second left out (its
-    // reordered frames may not all have arrived), must step by a frame of the clip (±1 tick)
-    // and span three seams.
+    // reordered frames may not all have arrived), and over RTMP the first half second too
+    // (nginx starts a player wherever the stream is).
     let mut pts: Vec<i64> = p
         .packets
         .get(&v)
@@ -146,22 +167,28 @@ fn wire_problems(
         .map(|x| x.0)
         .collect();
     pts.sort_unstable();
-    let end = pts.last().copied().unwrap_or(0) - VIDEO_CLOCK / 2;
-    pts.retain(|t| *t <= end);
-    let span = (pts.last().copied().unwrap_or(0) - pts.first().copied().unwrap_or(0)) as f64
-        / VIDEO_CLOCK as f64;
+    let half = (second / 2.0) as i64;
+    let end = pts.last().copied().unwrap_or(0) - half;
+    let start = pts.first().copied().unwrap_or(0) + if wire == Wire::Rtmp { half } else { 0 };
+    pts.retain(|t| (start..=end).contains(t));
+    let span =
+        (pts.last().copied().unwrap_or(0) - pts.first().copied().unwrap_or(0)) as f64 / second;
     if span < 3.0 * period_secs {
         problems.push(format!(
             "video spans {span:.2} s, less than three loops of {period_secs:.2} s"
         ));
     }
+    let allowed: Vec<f64> = steps
+        .iter()
+        .map(|s| *s as f64 * second / VIDEO_CLOCK as f64)
+        .collect();
     for w in pts.windows(2) {
         let step = w[1] - w[0];
         if step <= 0 {
             problems.push(format!("video PTS {} repeated", w[1]));
-        } else if !steps.iter().any(|s| (s - step).abs() <= 1) {
+        } else if !allowed.iter().any(|s| (s - step as f64).abs() <= 1.0) {
             problems.push(format!(
-                "video step {step} at PTS {} is none of the clip's {steps:?}",
+                "video step {step} at PTS {} is none of the clip's {allowed:?}",
                 w[1]
             ));
         }
@@ -171,21 +198,23 @@ fn wire_problems(
         if kind != "audio" {
             continue;
         }
-        // AAC: 1,024 samples in the stream's time base (RTP's clock is the sample rate).
+        // AAC: 1,024 samples in the stream's time base (RTP's clock is the sample rate; FLV
+        // counts milliseconds).
         let rate = p.rates.get(&s).copied().unwrap_or(0);
-        let frame = (codec == "aac" && rate > 0).then(|| 1024 * den / (num * rate).max(1));
+        let frame = (codec == "aac" && rate > 0)
+            .then(|| 1024.0 * *den as f64 / (*num as f64 * rate as f64).max(1.0));
         let packets = p.packets.get(&s).cloned().unwrap_or_default();
         if packets.len() < 10 {
             problems.push(format!("audio stream {s}: only {} packets", packets.len()));
         }
         for w in packets.windows(2) {
             let ((a, dur), (b, _)) = (w[0], w[1]);
-            let least = frame.or(dur).unwrap_or(1);
+            let least = frame.or(dur.map(|d| d as f64)).unwrap_or(1.0);
             if b <= a {
                 problems.push(format!("audio stream {s}: PTS {b} after {a}"));
-            } else if b - a < least - 1 {
+            } else if ((b - a) as f64) < least - 1.0 {
                 problems.push(format!(
-                    "audio stream {s}: step {} at PTS {b}, below one frame of {least}",
+                    "audio stream {s}: step {} at PTS {b}, below one frame of {least:.1}",
                     b - a
                 ));
             }
@@ -195,9 +224,74 @@ fn wire_problems(
     problems
 }
 
+/// nginx with the RTMP module (one process, a `live` application that starts players at a
+/// keyframe), in a directory of its own; killed on drop.
+struct Nginx {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Nginx {
+    const MODULE: &'static str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+    fn start(dir: &Path) -> Nginx {
+        assert!(
+            Path::new(Self::MODULE).exists(),
+            "{} is missing: apt-get install nginx libnginx-mod-rtmp",
+            Self::MODULE
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\n\
+                 error_log {d}/error.log info;\npid {d}/nginx.pid;\n\
+                 load_module {};\nevents {{ worker_connections 256; }}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+                 application live {{ live on; record off; wait_key on; wait_video on; }} }} }}\n",
+                Self::MODULE
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("stderr.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is not installed (apt-get install nginx libnginx-mod-rtmp)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hang guard: nginx never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Nginx { port, child }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
-#[ignore = "interop: run by .ci/run (needs ffmpeg and ffprobe)"]
-fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
+#[ignore = "interop: run by .ci/run (needs ffmpeg, ffprobe and nginx-rtmp)"]
+fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp_and_rtmp() {
     let started = std::time::Instant::now();
     let root = nvrkit_testutil::workspace_root();
     let dir = std::env::var_os("NVRKIT_CORPUS")
@@ -277,21 +371,26 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
     let urls: Vec<String> = (0..files.len())
         .map(|_| lines.next().expect("a URL per clip").unwrap())
         .collect();
-    // Every clip over TCP, every other one over UDP too.
-    let jobs: Vec<(String, &str, PathBuf)> = files
-        .iter()
-        .enumerate()
-        .flat_map(|(i, f)| {
-            let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
-            let url = urls
-                .iter()
-                .find(|u| u.ends_with(&format!("/{stem}")))
-                .unwrap_or_else(|| panic!("no URL for {stem}: {urls:?}"))
-                .clone();
-            let udp = (i % 2 == 1).then(|| (url.clone(), "udp", f.clone()));
-            std::iter::once((url, "tcp", f.clone())).chain(udp)
-        })
-        .collect();
+    // Every clip over RTSP/TCP, every other one over RTSP/UDP too, and every H.264 clip pushed
+    // by `loopcam push` into nginx-rtmp and read back (nginx-rtmp takes no H.265).
+    let nginx = Nginx::start(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-nginx"));
+    let mut jobs: Vec<(String, Wire, PathBuf)> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let url = urls
+            .iter()
+            .find(|u| u.ends_with(&format!("/{stem}")))
+            .unwrap_or_else(|| panic!("no URL for {stem}: {urls:?}"))
+            .clone();
+        jobs.push((url.clone(), Wire::Rtsp("tcp"), f.clone()));
+        if i % 2 == 1 {
+            jobs.push((url, Wire::Rtsp("udp"), f.clone()));
+        }
+        if stem.contains("_h264_") {
+            let rtmp = format!("rtmp://127.0.0.1:{}/live/{stem}", nginx.port);
+            jobs.push((rtmp, Wire::Rtmp, f.clone()));
+        }
+    }
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -299,16 +398,29 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((url, transport, file)) = jobs.get(i) else {
+                    let Some((url, wire, file)) = jobs.get(i) else {
                         break;
                     };
                     let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
                     let p = period[&stem];
                     let steps = video_steps(file);
-                    let problems = wire_problems(url, transport, 3.3 * p + 1.0, p, &steps);
+                    let push = (*wire == Wire::Rtmp).then(|| {
+                        Command::new(env!("CARGO_BIN_EXE_loopcam"))
+                            .env("RUST_LOG", "error")
+                            .args(["push", url.as_str()])
+                            .arg(file)
+                            .stdout(Stdio::null())
+                            .spawn()
+                            .unwrap()
+                    });
+                    let problems = wire_problems(url, *wire, 3.3 * p + 1.5, p, &steps);
+                    if let Some(mut push) = push {
+                        let _ = push.kill();
+                        let _ = push.wait();
+                    }
                     if !problems.is_empty() {
                         failures.lock().unwrap().push(format!(
-                            "{stem} over {transport}:\n  {}",
+                            "{stem} over {wire:?}:\n  {}",
                             problems.join("\n  ")
                         ));
                     }
@@ -316,13 +428,15 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp() {
             });
         }
     });
+    drop(nginx);
     let _ = server.kill();
     let _ = server.wait();
     let failures = failures.into_inner().unwrap();
     println!(
-        "corpus: {} clips, made and checked offline in {:.1} s, wire reads {:.1} s",
+        "corpus: {} clips, made and checked offline in {:.1} s, {} wire reads in {:.1} s",
         files.len(),
         offline.as_secs_f64(),
+        jobs.len(),
         (started.elapsed() - offline).as_secs_f64()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
