@@ -138,11 +138,16 @@ fn dropped(t: &TrackCheck) -> String {
         (a, b) if a == b => a.to_string(),
         (a, b) => format!("{a}..{b}"),
     };
-    if t.leading_dropped > 0 {
-        if !s.is_empty() {
-            s.push_str(", ");
+    for (n, what) in [
+        (t.leading_dropped, "RASL"),
+        (t.before_keyframe, "before keyframe"),
+    ] {
+        if n > 0 {
+            if !s.is_empty() {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("{n} {what}"));
         }
-        s.push_str(&format!("{} RASL", t.leading_dropped));
     }
     if s.is_empty() { "-".into() } else { s }
 }
@@ -278,6 +283,7 @@ fn track_json(t: &TrackCheck) -> Value {
         "min_step": t.min_step,
         "dropped_per_loop": {"min": t.dropped.0, "max": t.dropped.1},
         "leading_pictures_dropped": t.leading_dropped,
+        "before_keyframe_dropped": t.before_keyframe,
         "gaps": t.gaps,
         "max_gap": t.max_gap,
         "unannounced_gaps": t.unannounced_gaps,

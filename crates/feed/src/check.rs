@@ -114,6 +114,9 @@ pub struct TrackCheck {
     /// Leading pictures left out of every loop: the RASL pictures of an H.265 CRA that starts
     /// the clip, which reference pictures the clip does not have.
     pub leading_dropped: usize,
+    /// Video frames before the clip's first keyframe, left out of every loop (a file cut
+    /// inside a GOP).
+    pub before_keyframe: usize,
     /// Seams at which a gap was inserted (audio shorter than the video).
     pub gaps: u64,
     /// Of those, the longest gap.
@@ -195,6 +198,12 @@ fn track_summary(t: &TrackCheck) -> String {
         s.push_str(&format!(
             ", {} leading pictures of the clip-start CRA dropped",
             t.leading_dropped
+        ));
+    }
+    if t.before_keyframe > 0 {
+        s.push_str(&format!(
+            ", {} frames before the first keyframe dropped",
+            t.before_keyframe
         ));
     }
     if t.dropped.1 > 0 {
@@ -512,6 +521,11 @@ impl Track {
             } else {
                 0
             },
+            before_keyframe: if self.master {
+                clip.before_keyframe()
+            } else {
+                0
+            },
             gaps: self.gaps,
             max_gap: self.max_gap,
             unannounced_gaps: self.unannounced_gaps,
@@ -556,6 +570,11 @@ mod tests {
     /// 25 fps video at 90 kHz for `video_secs`, one keyframe a second, beside AAC at 48 kHz
     /// lasting `audio_frames` frames of 1,024 samples.
     fn synthetic(video_secs: i64, audio_frames: i64) -> Arc<Clip> {
+        let (tracks, frames) = synthetic_parts(video_secs, audio_frames);
+        Clip::from_frames("synthetic", tracks, frames).unwrap()
+    }
+
+    fn synthetic_parts(video_secs: i64, audio_frames: i64) -> (Vec<TrackInfo>, Vec<Frame>) {
         let video = TrackInfo {
             stream: 0,
             track_id: 1,
@@ -606,7 +625,37 @@ mod tests {
             .map(|i| frame(0, 90_000, i * 3600, 3600, i % 25 == 0))
             .collect();
         frames.extend((0..audio_frames).map(|i| frame(1, 48_000, i * 1024, 1024, true)));
-        Clip::from_frames("synthetic", vec![video, audio], frames).unwrap()
+        (vec![video, audio], frames)
+    }
+
+    /// A file cut inside a GOP: the 10 frames before its first keyframe are left out of every
+    /// loop (they reference pictures cut away), and the loop is seamless from the keyframe on.
+    #[test]
+    fn frames_before_the_first_keyframe_are_dropped() {
+        let (tracks, mut frames) = synthetic_parts(3, 141);
+        frames.drain(..15);
+        for f in frames.iter_mut().filter(|f| f.stream == 0).take(10) {
+            f.keyframe = false;
+        }
+        let clip = Clip::from_frames("cut", tracks.clone(), frames.clone()).unwrap();
+        assert_eq!(clip.before_keyframe(), 10);
+        assert!(clip.frames(0)[0].keyframe);
+        let r = check_clip(&clip, 100);
+        assert_eq!(r.tracks[0].before_keyframe, 10);
+        assert_eq!(r.tracks[0].seam_step, Some((3600, 3600)));
+        assert!(r.passed(), "{}", r.summary());
+        assert!(
+            r.summary()
+                .contains("10 frames before the first keyframe dropped"),
+            "{}",
+            r.summary()
+        );
+        // No keyframe at all: not loopable.
+        for f in &mut frames {
+            f.keyframe = f.stream == 1;
+        }
+        let e = Clip::from_frames("nokey", tracks, frames).unwrap_err();
+        assert!(e.to_string().contains("has no keyframe"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Clip {
     first_pts: Vec<i64>,
     /// Leading pictures of the clip's first keyframe left out ([`Clip::leading_dropped`]).
     leading_dropped: usize,
+    /// Video frames before the first keyframe left out ([`Clip::before_keyframe`]).
+    before_keyframe: usize,
 }
 
 impl Clip {
@@ -86,11 +88,23 @@ impl Clip {
             full_coded_durations(track, frames);
         }
         let master = tracks.iter().position(|t| t.params.is_video()).unwrap_or(0);
+        // A badly cut file starts inside a GOP: what comes before its first keyframe references
+        // pictures cut away, so the loop starts at that keyframe.
+        let before_keyframe = match frames.get_mut(master) {
+            Some(v) if tracks[master].params.is_video() => {
+                let k = v.iter().position(|f| f.keyframe).unwrap_or(0);
+                v.drain(..k);
+                k
+            }
+            _ => 0,
+        };
         let leading_dropped = match (tracks.get(master), frames.get_mut(master)) {
             (Some(t), Some(v)) => drop_unreferenced_leading(t, v),
             _ => 0,
         };
-        if (leading_dropped > 0 || discarded.get(master).copied().unwrap_or(false))
+        if (before_keyframe > 0
+            || leading_dropped > 0
+            || discarded.get(master).copied().unwrap_or(false))
             && let Some(v) = frames.get_mut(master)
         {
             retime_decode(v);
@@ -104,7 +118,7 @@ impl Clip {
         if !frames[master][0].keyframe {
             return Err(Error::Unusable {
                 name,
-                what: "the video does not start with a keyframe".into(),
+                what: "the video has no keyframe".into(),
             });
         }
         let first_pts: Vec<i64> = frames
@@ -129,7 +143,15 @@ impl Clip {
             first_dts,
             first_pts,
             leading_dropped,
+            before_keyframe,
         }))
+    }
+
+    /// Video frames before the clip's first keyframe, left out of the loop (a file cut inside
+    /// a GOP: they reference pictures the clip does not have). 0 for a clip that starts with a
+    /// keyframe, as encoders write them.
+    pub fn before_keyframe(&self) -> usize {
+        self.before_keyframe
     }
 
     /// Leading pictures of the video left out of the loop: those of a clip that starts at an
