@@ -644,6 +644,13 @@ mod tests {
         assert_eq!(r.tracks[0].before_keyframe, 10);
         assert_eq!(r.tracks[0].seam_step, Some((3600, 3600)));
         assert!(r.passed(), "{}", r.summary());
+        // The audio of the second cut away goes too: it starts with the keyframe.
+        assert_eq!(
+            clip.frames(1)[0].pts,
+            46 * 1024,
+            "{:?}",
+            &clip.frames(1)[..2]
+        );
         assert!(
             r.summary()
                 .contains("10 frames before the first keyframe dropped"),

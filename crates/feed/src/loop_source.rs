@@ -98,6 +98,18 @@ impl Clip {
             }
             _ => 0,
         };
+        if before_keyframe > 0 {
+            // The audio of what was cut would play with no picture, and put each loop's audio
+            // out of step with its video: it goes too.
+            let start = frames[master].iter().map(|f| (f.pts, f.timescale)).min();
+            if let Some((start, timescale)) = start {
+                for (s, v) in frames.iter_mut().enumerate() {
+                    if s != master {
+                        v.retain(|f| cmp_ticks(f.end_pts(), f.timescale, start, timescale).is_gt());
+                    }
+                }
+            }
+        }
         let leading_dropped = match (tracks.get(master), frames.get_mut(master)) {
             (Some(t), Some(v)) => drop_unreferenced_leading(t, v),
             _ => 0,
