@@ -26,6 +26,8 @@
 #   gop     closed (IDR every second) or open (x265 CRA with RASL leading pictures; x264
 #           open-gop=1 recovery points); keyint is a multiple of 4 for open GOPs so that three
 #           B-frames precede each keyframe
+# Four more clips (EXTRAS) add shapes outside those factors: 10-bit H.265, one keyframe in the
+# whole clip, audio starting 0.5 s late (an empty edit), a file cut inside a GOP.
 # Clips last at most 3 s at 320x180 (every fifth at 640x360).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -166,8 +168,24 @@ make_clip() {
   mv "$out.tmp.${out##*.}" "$out"
 }
 
+# Shapes outside the pairwise factors, each made by one command (OUT is the file to write).
+EXTRAS=(
+  "x01_h265_10bit_25fps_aac48k2ch.mp4|10-bit H.265 (Main 10)|-f lavfi -i testsrc2=size=320x180:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 -vf trim=end_frame=75 -af atrim=end_sample=144000 -c:v libx265 -preset veryfast -crf 36 -pix_fmt yuv420p10le -tag:v hvc1 -x265-params log-level=error:keyint=25 -c:a aac -ac 2 -b:a 32k -movflags +faststart OUT"
+  "x02_h264_25fps_onegop_aac16k1ch.mp4|one keyframe in 3 s (a long GOP)|-f lavfi -i testsrc2=size=320x180:rate=25 -f lavfi -i sine=frequency=440:sample_rate=16000 -vf trim=end_frame=75 -af atrim=end_sample=48000 -c:v libx264 -preset veryfast -crf 36 -pix_fmt yuv420p -x264-params keyint=75:min-keyint=75:scenecut=0 -c:a aac -ac 1 -b:a 24k -movflags +faststart OUT"
+  "x03_h264_25fps_aac44k1ch_starts_0.5s_late.mp4|audio starting 0.5 s after the video (an empty edit)|-f lavfi -i testsrc2=size=320x180:rate=25 -itsoffset 0.5 -f lavfi -i sine=frequency=440:sample_rate=44100 -vf trim=end_frame=75 -af atrim=end_sample=110250 -c:v libx264 -preset veryfast -crf 36 -pix_fmt yuv420p -g 25 -c:a aac -ac 1 -b:a 32k -movflags +faststart OUT"
+  "x04_h264_25fps_aac16k1ch_cut_mid_gop.mp4|a file cut inside a GOP: the first 10 video packets dropped, the keyframe among them|-f lavfi -i testsrc2=size=320x180:rate=25 -f lavfi -i sine=frequency=440:sample_rate=16000 -vf trim=end_frame=75 -af atrim=end_sample=48000 -c:v libx264 -preset veryfast -crf 36 -pix_fmt yuv420p -g 25 -bf 0 -bsf:v noise=drop=lt(n\\,10) -c:a aac -ac 1 -b:a 24k OUT"
+)
+
+list_extras() {
+  local e
+  for e in "${EXTRAS[@]}"; do
+    printf '%-58s %s\n' "${e%%|*}" "$(cut -d'|' -f2 <<<"$e")"
+  done
+}
+
 if [ "${1:-}" = --list ]; then
   list
+  list_extras
   exit 0
 fi
 outdir=${1:-target/corpus}
@@ -185,4 +203,14 @@ for row in "${ROWS[@]}"; do
   make_clip "$outdir/$name" "$i" "$@"
   made=$((made + 1))
 done
-echo "corpus.sh: ${#ROWS[@]} clips in $outdir ($made made now)"
+list_extras
+for e in "${EXTRAS[@]}"; do
+  name=${e%%|*}
+  [ -s "$outdir/$name" ] && continue
+  args=${e##*|}
+  # shellcheck disable=SC2086
+  ffmpeg -v error -nostdin -y ${args/OUT/$outdir/$name.tmp.mp4}
+  mv "$outdir/$name.tmp.mp4" "$outdir/$name"
+  made=$((made + 1))
+done
+echo "corpus.sh: $((${#ROWS[@]} + ${#EXTRAS[@]})) clips in $outdir ($made made now)"

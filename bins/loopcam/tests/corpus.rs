@@ -4,7 +4,7 @@
 //! (and every other clip over RTSP/UDP too) from a running `loopcam`, and of every H.264 clip
 //! that `loopcam push` publishes to nginx-rtmp, six reads at a time. `#[ignore]`d: it needs
 //! ffmpeg, ffprobe and nginx with libnginx-mod-rtmp; `.ci/run` runs it with the other interop
-//! tests (about 3 minutes on 2 cores).
+//! tests (about 3.5 minutes on 2 cores).
 
 // The test prints the corpus matrix and its timings (run with --nocapture to see them).
 #![allow(clippy::print_stdout)]
