@@ -306,7 +306,10 @@ fn loop_verdict(d: &Demuxer) -> String {
     let mut notes = Vec::new();
     let vs = d.samples(v.stream);
     if !vs.first().is_some_and(|s| s.keyframe) {
-        notes.push("the video does not start with a keyframe".to_owned());
+        notes.push(
+            "the video does not start with a keyframe (the loop starts at its first keyframe)"
+                .to_owned(),
+        );
     }
     let v_us = nvrkit_media::time::rescale(v.duration, v.timescale, 1_000_000);
     for a in d.tracks().iter().filter(|t| !t.params.is_video()) {
