@@ -5,7 +5,7 @@
 #
 # usage: benches/compare/load_held.sh SERVER [N] [SECS] [ROUNDS]
 #   SERVER  camevents | loopcam | tileserve (release builds in target/release; tileserve serves
-#           testdata's first .mbtiles, or MBTILES=path)
+#           a GDAL-made world, as benches/compare/mbtiles.sh does, or MBTILES=path)
 # Caps are raised above N (and per-address caps lifted) so the server really holds N connections;
 # DEFAULT_CAPS=1 keeps the binary's defaults instead (the attacker is then held to its cap).
 # Prints one JSON line per run (load_held.py's), prefixed with the round.
@@ -43,9 +43,16 @@ case $server in
     ;;
   tileserve)
     proto=http
-    mbtiles=${MBTILES:-$(ls testdata/*.mbtiles | head -1)}
+    # One GDAL-made JPEG world (zooms 0..5), as benches/compare/mbtiles.sh uses, unless MBTILES.
+    if [ -z "${MBTILES:-}" ]; then
+      gdal_dir=$(mktemp -d)
+      crates/mbtiles/testdata/make-gdal.sh "$gdal_dir" 8192 >/dev/null
+      cp "$gdal_dir/raster-jpeg.mbtiles" "$gdal_dir/world.mbtiles"
+      MBTILES=$gdal_dir/world.mbtiles
+    fi
+    mbtiles=$MBTILES
     name=$(basename "$mbtiles" .mbtiles)
-    path=/$name/0/0/0
+    path=/$name/3/2/1
     "$bin" --listen "127.0.0.1:$port" "${caps[@]}" "$mbtiles" >/dev/null 2>&1 &
     kinds="slowloris trickle"
     ;;
