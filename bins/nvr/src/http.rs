@@ -79,15 +79,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/cameras", get(cameras))
-        .route(
-            "/api/events",
-            get(list_events)
-                .post(post_event)
-                // A posted event is read whole only up to the limit of its parser.
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    MAX_UNTRUSTED_EVENT_JSON,
-                )),
-        )
+        .route("/api/events", get(list_events).post(post_event))
         .route("/api/events/{id}/snapshot", get(snapshot))
         .route("/api/recordings", get(recordings))
         .route("/api/export.mp4", get(export))
@@ -272,6 +264,9 @@ async fn snapshot(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response 
 /// `POST /api/events`: untrusted JSON ([`CameraEvent::from_untrusted_json`]); over
 /// [`MAX_UNTRUSTED_EVENT_JSON`] bytes is 413, anything else it refuses 400, both saying why. What
 /// is kept of the event is bounded by the dispatcher ([`crate::events::note`]), as for a mail.
+///
+/// The body is read whole up to [`crate::guard::MAX_BODY`] before the parser's limit applies:
+/// a refusal sent before the body is read would end in a reset that can lose the answer.
 async fn post_event(
     State(app): State<Arc<App>>,
     body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
@@ -281,7 +276,10 @@ async fn post_event(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return bad(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("event JSON: over the limit of {MAX_UNTRUSTED_EVENT_JSON} bytes"),
+                format!(
+                    "request body over the limit of {} bytes (event JSON: {MAX_UNTRUSTED_EVENT_JSON})",
+                    crate::guard::MAX_BODY
+                ),
             );
         }
         Err(e) => return bad(e.status(), e.body_text()),
