@@ -906,6 +906,7 @@ async fn serve(
                 };
                 last_activity = Instant::now();
                 framer.push(&rbuf[..n]);
+                let mut close = false;
                 while let Some(msg) = framer.next_message() {
                     match msg {
                         Incoming::Request(req) => {
@@ -976,17 +977,18 @@ async fn serve(
                         }
                         Incoming::Malformed(why) => {
                             tracing::debug!(%peer, "malformed request: {why}");
-                            let r = rtsp_types::Response::builder(
-                                rtsp_types::Version::V1_0,
-                                rtsp_types::StatusCode::BadRequest,
-                            )
-                            .build(Vec::new());
-                            io.queue_response(&r);
+                            io.queue_response(&bad_request());
+                        }
+                        Incoming::TooLarge(why) => {
+                            tracing::info!(%peer, "request refused and connection closed: {why}");
+                            io.queue_response(&bad_request());
+                            close = true;
+                            break;
                         }
                         Incoming::Data { .. } | Incoming::Response => {}
                     }
                 }
-                if io.flush().await.is_err() {
+                if io.flush().await.is_err() || close {
                     break 'conn;
                 }
             }
@@ -1079,6 +1081,15 @@ async fn serve(
     // shutdown) is not held.
     let _ = tokio::time::timeout(Duration::from_secs(1), io.wr.shutdown()).await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// `400 Bad Request`, without a `CSeq` (the request had none we could read).
+fn bad_request() -> rtsp_types::Response<Vec<u8>> {
+    rtsp_types::Response::builder(
+        rtsp_types::Version::V1_0,
+        rtsp_types::StatusCode::BadRequest,
+    )
+    .build(Vec::new())
 }
 
 fn port_of(s: &UdpSocket) -> u16 {
