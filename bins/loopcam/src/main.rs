@@ -27,6 +27,8 @@ Examples:
   loopcam ../shared/testdata/              serve every MP4 in a directory, one path per file stem
   loopcam --auth admin:secret cam.mp4      require Basic or Digest credentials
   loopcam --listen 127.0.0.1:0 clip.mp4    any free port; the URL printed on stdout says which
+  loopcam --max-conns-per-addr 64 --request-timeout 5s
+                                           cap each client address; requests done within 5 s
   loopcam --rtsps-listen 0.0.0.0:8322      RTSPS too (self-signed; its fingerprint is logged)
   loopcam --rtsps-listen 0.0.0.0:8322 --tls-cert cert.pem --tls-key key.pem
   ffprobe -rtsp_transport tcp rtsps://127.0.0.1:8322/sample

@@ -1011,10 +1011,12 @@ async fn serve(
     let mut rbuf = vec![0u8; 4 * 1024];
     // The request deadline (from a request's first byte) and, while there is no session, the
     // idle timeout (from the last complete request): a trickled byte moves neither.
+    // Capped at a year: an absurd flag value must not overflow the clock's instants.
+    let year = Duration::from_secs(365 * 86_400);
     let mut clock = MessageClock::new(
         Instant::now().into_std(),
-        shared.config.request_timeout,
-        shared.config.idle_timeout,
+        shared.config.request_timeout.min(year),
+        shared.config.idle_timeout.min(year),
         None,
     );
     // The last sign of life of a session: a complete request, or interleaved RTCP while
