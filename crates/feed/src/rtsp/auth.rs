@@ -342,7 +342,10 @@ impl Auth {
                 let (Some(nc_text), Some(cnonce)) = (get("nc"), get("cnonce")) else {
                     return Verdict::Refused;
                 };
-                let Some(nc) = (nc_text.len() == 8)
+                // Eight hex digits (RFC 7616 §3.4); fewer are taken too, as the client's
+                // response is computed over the digits it sent.
+                let digits = nc_text.bytes().all(|b| b.is_ascii_hexdigit());
+                let Some(nc) = ((1..=8).contains(&nc_text.len()) && digits)
                     .then(|| u32::from_str_radix(nc_text, 16).ok())
                     .flatten()
                 else {
@@ -711,7 +714,7 @@ mod tests {
             Verdict::Refused,
             "but never go back"
         );
-        for bad in ["1", "0000000g", "000000001"] {
+        for bad in ["", "0000000g", "000000001", "+0000001"] {
             let h = first.replace("nc=00000001", &format!("nc={bad}"));
             assert_eq!(
                 a.check_at(now, "DESCRIBE", URI, Some(&h), &mut ConnAuth::default()),
