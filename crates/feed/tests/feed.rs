@@ -701,6 +701,14 @@ async fn retina_tcp_and_udp_three_loops_of_every_clip() {
     s.shutdown().await;
 }
 
+/// The two shared clips most interop tests serve.
+fn bunny_and_bikes() -> Vec<Arc<Clip>> {
+    vec![
+        clip(&shared("bigbuckbunny.mp4")),
+        clip(&shared("bikes.mp4")),
+    ]
+}
+
 /// Parses `ffprobe -show_entries packet=stream_index,pts -of csv=p=0`.
 fn probe_pts(text: &str) -> (Vec<i64>, Vec<i64>) {
     let (mut v, mut a) = (Vec::new(), Vec::new());
@@ -758,10 +766,7 @@ fn check_probe(what: &str, out: &std::process::Output, min_span: f64) -> (Vec<i6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn ffprobe_sees_three_seamless_seams() {
-    let clips = vec![
-        clip(&shared("bigbuckbunny.mp4")),
-        clip(&shared("bikes.mp4")),
-    ];
+    let clips = bunny_and_bikes();
     let s = server(clips, Config::default()).await;
     let mut jobs = Vec::new();
     for name in ["bigbuckbunny", "bikes"] {
@@ -790,10 +795,7 @@ async fn ffprobe_sees_three_seamless_seams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn ffprobe_and_gstreamer_authenticate_with_digest() {
-    let clips = vec![
-        clip(&shared("bigbuckbunny.mp4")),
-        clip(&shared("bikes.mp4")),
-    ];
+    let clips = bunny_and_bikes();
     let s = server(
         clips,
         Config {
@@ -835,10 +837,7 @@ async fn ffprobe_and_gstreamer_authenticate_with_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn ffprobe_and_gstreamer_play_over_rtsps() {
-    let clips = vec![
-        clip(&shared("bigbuckbunny.mp4")),
-        clip(&shared("bikes.mp4")),
-    ];
+    let clips = bunny_and_bikes();
     let s = server(
         clips,
         Config {
