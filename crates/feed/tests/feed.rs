@@ -778,6 +778,14 @@ async fn retina_tcp_and_udp_three_loops_of_every_clip() {
     s.shutdown().await;
 }
 
+/// The two shared clips most interop tests serve.
+fn bunny_and_bikes() -> Vec<Arc<Clip>> {
+    vec![
+        clip(&shared("bigbuckbunny.mp4")),
+        clip(&shared("bikes.mp4")),
+    ]
+}
+
 /// Parses `ffprobe -show_entries packet=stream_index,pts -of csv=p=0`.
 fn probe_pts(text: &str) -> (Vec<i64>, Vec<i64>) {
     let (mut v, mut a) = (Vec::new(), Vec::new());
@@ -835,10 +843,7 @@ fn check_probe(what: &str, out: &std::process::Output, min_span: f64) -> (Vec<i6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn ffprobe_sees_three_seamless_seams() {
-    let clips = vec![
-        clip(&shared("bigbuckbunny.mp4")),
-        clip(&shared("bikes.mp4")),
-    ];
+    let clips = bunny_and_bikes();
     let s = server(clips, Config::default()).await;
     let mut jobs = Vec::new();
     for name in ["bigbuckbunny", "bikes"] {
@@ -860,16 +865,56 @@ async fn ffprobe_sees_three_seamless_seams() {
     s.shutdown().await;
 }
 
+/// Digest with real clients, with nonces that expire after 2 s and a 5 s session timeout, so
+/// the clients' keepalives (ffmpeg: `GET_PARAMETER` every 2.5 s; rtspsrc likewise) come on an
+/// expired nonce that stays valid on their connection: ffprobe (qop=auth, counting `nc`) reads
+/// bikes across a seam, rtspsrc (no qop) decodes bigbuckbunny for 12 s over TCP and UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: run by .ci/run"]
+async fn ffprobe_and_gstreamer_authenticate_with_digest() {
+    let clips = bunny_and_bikes();
+    let s = server(
+        clips,
+        Config {
+            auth: Some(Auth::new("admin", "s3cret").with_nonce_lifetime(Duration::from_secs(2))),
+            session_timeout: Duration::from_secs(5),
+            ..Config::default()
+        },
+    )
+    .await;
+    let port = s.local_addr().port();
+    let bikes = format!("rtsp://admin:s3cret@127.0.0.1:{port}/bikes");
+    let bunny = format!("rtsp://127.0.0.1:{port}/bigbuckbunny");
+    let period = s.period_micros("bikes").unwrap() as f64 / 1e6;
+    let probe = tokio::spawn(run_blocking(ffprobe_packets(
+        &bikes,
+        "tcp",
+        (period * 1.5).max(8.0),
+    )));
+    let tcp = ["user-id=admin", "user-pw=s3cret", "protocols=tcp"];
+    let udp = ["user-id=admin", "user-pw=s3cret", "protocols=udp"];
+    tokio::join!(
+        gst_plays("digest over tcp", &bunny, &tcp, 12),
+        gst_plays("digest over udp", &bunny, &udp, 12)
+    );
+    check_probe("bikes with digest", &probe.await.unwrap(), period.min(7.0));
+    let wrong = run_blocking(ffprobe_packets(
+        &format!("rtsp://admin:nope@127.0.0.1:{port}/bikes"),
+        "tcp",
+        1.0,
+    ))
+    .await;
+    assert!(!wrong.status.success(), "a wrong password is refused");
+    s.shutdown().await;
+}
+
 /// RTSPS with real clients: ffprobe (GnuTLS) reads bikes across a seam with even video PTS, and
 /// GStreamer's rtspsrc (GIO TLS, the self-signed certificate accepted with
 /// `tls-validation-flags=0`) decodes bigbuckbunny for 10 s with no error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: run by .ci/run"]
 async fn ffprobe_and_gstreamer_play_over_rtsps() {
-    let clips = vec![
-        clip(&shared("bigbuckbunny.mp4")),
-        clip(&shared("bikes.mp4")),
-    ];
+    let clips = bunny_and_bikes();
     let s = server(
         clips,
         Config {

@@ -64,6 +64,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 #[cfg(feature = "server")]
@@ -86,7 +87,8 @@ pub use config::{
 pub use config::{ServerConfig, SnapshotStore};
 pub use error::{Error, Result};
 pub use event::{
-    CameraEvent, EventKind, EventPhase, EventTime, SCHEMA_VERSION, Snapshot, Source, Vendor,
+    CameraEvent, EventKind, EventPhase, EventTime, MAX_UNTRUSTED_EVENT_DEPTH,
+    MAX_UNTRUSTED_EVENT_JSON, SCHEMA_VERSION, Snapshot, Source, Vendor,
 };
 pub use extract::extract;
 #[cfg(feature = "server")]

@@ -4,6 +4,8 @@
 //! The clips (`bigbuckbunny.mp4`, `bikes.mp4`) live outside the repository, in
 //! `../shared/testdata` beside the checkout, or wherever `NVRKIT_SHARED_TESTDATA` points
 //! (`.ci/run` sets it).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod hostile;
 

@@ -14,6 +14,8 @@
 //! assert_eq!(tls.fingerprint.len(), 32 * 3 - 1);
 //! # Ok::<(), nvrkit_tls::Error>(())
 //! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
