@@ -224,71 +224,6 @@ fn wire_problems(
     problems
 }
 
-/// nginx with the RTMP module (one process, a `live` application that starts players at a
-/// keyframe), in a directory of its own; killed on drop.
-struct Nginx {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Nginx {
-    const MODULE: &'static str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-
-    fn start(dir: &Path) -> Nginx {
-        assert!(
-            Path::new(Self::MODULE).exists(),
-            "{} is missing: apt-get install nginx libnginx-mod-rtmp",
-            Self::MODULE
-        );
-        std::fs::create_dir_all(dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.display();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "daemon off;\nmaster_process off;\nworker_processes 1;\n\
-                 error_log {d}/error.log info;\npid {d}/nginx.pid;\n\
-                 load_module {};\nevents {{ worker_connections 256; }}\n\
-                 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-                 application live {{ live on; record off; wait_key on; wait_video on; }} }} }}\n",
-                Self::MODULE
-            ),
-        )
-        .unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("stderr.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is not installed (apt-get install nginx libnginx-mod-rtmp)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "hang guard: nginx never listened"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Nginx { port, child }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "interop: run by .ci/run (needs ffmpeg, ffprobe and nginx-rtmp)"]
 fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp_and_rtmp() {
@@ -373,7 +308,7 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp_and_rtmp() {
         .collect();
     // Every clip over RTSP/TCP, every other one over RTSP/UDP too, and every H.264 clip pushed
     // by `loopcam push` into nginx-rtmp and read back (nginx-rtmp takes no H.265).
-    let nginx = Nginx::start(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-nginx"));
+    let nginx = nvrkit_testutil::peers::NginxRtmp::start();
     let mut jobs: Vec<(String, Wire, PathBuf)> = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
@@ -387,8 +322,7 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp_and_rtmp() {
             jobs.push((url, Wire::Rtsp("udp"), f.clone()));
         }
         if stem.contains("_h264_") {
-            let rtmp = format!("rtmp://127.0.0.1:{}/live/{stem}", nginx.port);
-            jobs.push((rtmp, Wire::Rtmp, f.clone()));
+            jobs.push((nginx.url(&stem), Wire::Rtmp, f.clone()));
         }
     }
     let next = AtomicUsize::new(0);
