@@ -153,6 +153,14 @@ fn sample_entry(track: &TrackInfo) -> Result<Codec> {
             btrt: None,
             taic: None,
         }),
+        CodecParams::G711(_) => {
+            // mp4-atom 0.17 cannot encode a QuickTime `ulaw`/`alaw` sound description, and ISO
+            // BMFF has no G.711 entry of its own: refused here rather than written wrong.
+            return Err(mux_err(
+                track.stream,
+                "G.711 audio cannot be written to MP4 (remux it to AAC, or drop the track)",
+            ));
+        }
     })
 }
 
