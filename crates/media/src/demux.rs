@@ -129,7 +129,7 @@ pub struct Demuxer {
     /// Per stream: NAL length size of the source (0 for audio).
     length_size: Vec<u8>,
     /// Per stream: the chunks of a G.711 track, whose frames may span two (empty otherwise).
-    g711_runs: Vec<Runs>,
+    g711_runs: Vec<Chunks>,
     /// Every sample of every stream in decode order: (stream, index).
     order: Vec<(u32, u32)>,
     fragmented: bool,
@@ -352,7 +352,7 @@ impl Demuxer {
                 language: b.language,
             });
             length_size.push(b.length_size);
-            g711_runs.push(runs);
+            g711_runs.push(Chunks::new(runs));
             samples.push(s);
         }
         if tracks.is_empty() {
@@ -432,11 +432,11 @@ impl Demuxer {
                 what: format!("no sample {index}"),
             })?;
         let track = &self.tracks[stream];
-        let runs = &self.g711_runs[stream];
-        let mut data = if runs.is_empty() {
+        let chunks = &self.g711_runs[stream];
+        let mut data = if chunks.runs.is_empty() {
             self.source.read(&self.name, s.offset, s.size as usize)?
         } else {
-            read_runs(&self.name, &self.source, runs, s.offset, s.size as usize)?
+            chunks.read(&self.name, &self.source, s.offset, s.size as usize)?
         };
         if track.params.is_video() {
             data = nal::to_four_byte_lengths(data, self.length_size[stream]).map_err(|e| {
@@ -927,37 +927,62 @@ fn regroup_g711(raw: &[RawSample], g: &G711Params, file_len: u64) -> (Vec<RawSam
     (out, runs)
 }
 
-/// Reads `size` bytes of a G.711 track from `offset` on, following its [`Runs`] across chunk
-/// boundaries (one slice, not a copy, when the bytes lie in one chunk).
-fn read_runs(
-    name: &str,
-    source: &Source,
-    runs: &[(u64, u64)],
-    offset: u64,
-    size: usize,
-) -> Result<Bytes> {
-    let mut i = runs.partition_point(|&(o, len)| o.saturating_add(len) <= offset);
-    let mut pos = offset;
-    let mut need = size as u64;
-    let mut pieces: Vec<Bytes> = Vec::new();
-    while need > 0 {
-        let Some(&(o, len)) = runs.get(i) else {
-            return Err(Error::Truncated {
-                name: name.to_owned(),
-                what: format!("G.711 frame at offset {offset} runs past its track's chunks"),
-            });
-        };
-        let pos_in = pos.max(o);
-        let take = (o + len - pos_in).min(need);
-        pieces.push(source.read(name, pos_in, take as usize)?);
-        need -= take;
-        i += 1;
-        pos = pos_in + take;
+/// A G.711 track's [`Runs`], with an index by offset to find where a frame starts.
+#[derive(Debug, Default)]
+struct Chunks {
+    /// In decode order: a frame continues from one into the next.
+    runs: Runs,
+    /// (offset, index in `runs`), sorted by offset.
+    by_offset: Vec<(u64, u32)>,
+}
+
+impl Chunks {
+    fn new(runs: Runs) -> Self {
+        let mut by_offset: Vec<(u64, u32)> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, &(o, _))| (o, i as u32))
+            .collect();
+        by_offset.sort_unstable();
+        Chunks { runs, by_offset }
     }
-    Ok(match pieces.len() {
-        1 => pieces.pop().expect("one piece"),
-        _ => Bytes::from(pieces.concat()),
-    })
+
+    /// Reads `size` bytes from `offset` on: from the run that holds `offset`, then on through
+    /// the runs that follow it in decode order (one slice, not a copy, when the bytes lie in one
+    /// run). A damaged file whose chunks overlap reads some chunk's bytes, never out of bounds.
+    fn read(&self, name: &str, source: &Source, offset: u64, size: usize) -> Result<Bytes> {
+        let missing = || Error::Truncated {
+            name: name.to_owned(),
+            what: format!("G.711 frame of {size} bytes at offset {offset} runs past its chunks"),
+        };
+        // The last run starting at or before `offset`, if it holds `offset`.
+        let k = self.by_offset.partition_point(|&(o, _)| o <= offset);
+        let start = k
+            .checked_sub(1)
+            .map(|k| self.by_offset[k].1 as usize)
+            .filter(|&i| {
+                let (o, len) = self.runs[i];
+                offset < o.saturating_add(len)
+            })
+            .ok_or_else(missing)?;
+        let mut need = size as u64;
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut i = start;
+        while need > 0 {
+            let &(o, len) = self.runs.get(i).ok_or_else(missing)?;
+            // Inside the first run (checked above), at the start of the others: never past the
+            // run's end, and every run holds at least one byte.
+            let from = if i == start { offset } else { o };
+            let take = (o + len - from).min(need);
+            pieces.push(source.read(name, from, take as usize)?);
+            need -= take;
+            i += 1;
+        }
+        Ok(match pieces.len() {
+            1 => pieces.pop().expect("one piece"),
+            _ => Bytes::from(pieces.concat()),
+        })
+    }
 }
 
 fn h264_params(avcc: &mp4_atom::Avcc) -> std::result::Result<CodecParams, String> {
@@ -1564,16 +1589,31 @@ mod tests {
                 (1230, 20, 480, 20)
             ]
         );
+        let chunks = Chunks::new(runs.clone());
         let source = Source::Memory(Bytes::from(
             (0..10_000u32).map(|i| i as u8).collect::<Vec<_>>(),
         ));
-        let second = read_runs("t", &source, &runs, 260, 160).unwrap();
+        let second = chunks.read("t", &source, 260, 160).unwrap();
         let want: Vec<u8> = (260..350u32).chain(1000..1070).map(|i| i as u8).collect();
         assert_eq!(second.to_vec(), want);
         assert!(
-            read_runs("t", &source, &runs, 1230, 21).is_err(),
+            chunks.read("t", &source, 1230, 21).is_err(),
             "past the last chunk"
         );
+        assert!(
+            chunks.read("t", &source, 50, 10).is_err(),
+            "before the first"
+        );
+        assert!(
+            chunks.read("t", &source, 400, 10).is_err(),
+            "between chunks"
+        );
+        // Chunks out of order and overlapping (a damaged file): some bytes, never a panic.
+        let odd = Chunks::new(vec![(1000, 10), (100, 2000), (500, 1)]);
+        for at in [99, 100, 500, 1000, 1005, 2099, 2100] {
+            let _ = odd.read("t", &source, at, 3000);
+            let _ = odd.read("t", &source, at, 1);
+        }
         // Entries past the end of the file end the track.
         let (frames, _) = regroup_g711(
             &[raw(100, 250, 0, 250), raw(9_900, 250, 250, 250)],
