@@ -26,7 +26,7 @@ const EXAMPLES: &str = "\
 Examples:
   loopcam                                  serve the embedded sample at rtsp://127.0.0.1:8554/sample
   loopcam clip.mp4                         serve clip.mp4 at rtsp://HOST:8554/clip
-  loopcam ../shared/testdata/              serve every MP4 in a directory, one path per file stem
+  loopcam ../shared/testdata/              serve every .mp4/.m4v/.mov in a directory, one path per stem
   loopcam --auth admin:secret cam.mp4      require Basic or Digest credentials
   loopcam --listen 127.0.0.1:0 clip.mp4    any free port; the URL printed on stdout says which
   loopcam --max-conns-per-addr 64 --request-timeout 5s
@@ -51,7 +51,8 @@ Each stream's URL is printed alone on a line on stdout (logs go to stderr), so s
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 struct Cli {
-    /// MP4 files, or directories of them; the embedded sample when none is given.
+    /// MP4 or QuickTime (.mov) files, or directories of them; the embedded sample when none is
+    /// given.
     inputs: Vec<PathBuf>,
     /// Where to listen for RTSP.
     #[arg(long, default_value = "0.0.0.0:8554")]
@@ -188,8 +189,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The clips to serve: every input file, every MP4 in every input directory. A clip that cannot
-/// be served is reported and skipped.
+/// The clips to serve: every input file, every MP4 or QuickTime file in every input directory.
+/// A clip that cannot be served is reported and skipped.
 fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
     if inputs.is_empty() {
         let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
@@ -225,13 +226,15 @@ fn clip_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.extension().is_some_and(|e| {
-                        e.eq_ignore_ascii_case("mp4") || e.eq_ignore_ascii_case("m4v")
+                        ["mp4", "m4v", "mov"]
+                            .iter()
+                            .any(|x| e.eq_ignore_ascii_case(x))
                     })
                 })
                 .collect();
             found.sort();
             if found.is_empty() {
-                tracing::warn!("{}: no .mp4 files", input.display());
+                tracing::warn!("{}: no .mp4, .m4v or .mov files", input.display());
             }
             files.extend(found);
         } else {

@@ -1334,7 +1334,7 @@ async fn start_play(
                 stream: s.stream,
                 transport: s.transport,
                 ssrc: s.ssrc,
-                pt: sdp::payload_type(s.stream),
+                pt: sdp::payload_type(t),
                 clock,
                 packetizer: Packetizer::new(&t.params, shared.config.mtu),
                 seq: rand::random(),
