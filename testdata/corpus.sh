@@ -15,11 +15,11 @@
 #   fps     24, 25, 30000/1001, 12.5, vfr (30 fps with every 4th frame dropped: steps of 1 and 2
 #           frames)
 #   audio   none, AAC at 8, 16, 44.1, 48 kHz, G.711 mu-law / A-law at 8 kHz (in .mov, as ffmpeg
-#           writes it: loopcam skips the track until G.711 support lands, and `loopcam check`
-#           reports it as not served)
+#           writes it; served as RTP PCMU/PCMA, and over RTMP as FLV G.711 when mono)
 #   ch      mono, stereo
 #   end     whole: the audio is a whole number of frames (AAC 1,024 samples, G.711 20 ms);
-#           partial: half a frame more (the edit list trims the last AAC frame)
+#           partial: half a frame short of that (the edit list trims the last AAC frame; the
+#           last G.711 frame is 10 ms)
 #   len     same as the video, short (0.5 s shorter: a gap at each seam), long (0.4 s longer:
 #           cut at each seam)
 #   bf      B-frames: 0 or 3
@@ -96,7 +96,7 @@ list() {
     # shellcheck disable=SC2086
     set -- $row
     local note=""
-    case $3 in ulaw | alaw) note="  (G.711: not served until supported)" ;; esac
+    case $3/$4 in ulaw/2 | alaw/2) note="  (stereo G.711: no FLV carriage, left out of RTMP)" ;; esac
     printf '%-58s %-5s %-10s %-9s %-3s %-8s %-6s %-3s %s%s\n' \
       "$(clip_name "$i" "$@")" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$note"
   done
