@@ -20,6 +20,8 @@ use nvrkit_feed::rtsp::auth::Auth;
 use nvrkit_feed::server::{Config, Looper, Server};
 use nvrkit_media::Demuxer;
 
+mod check;
+
 const EXAMPLES: &str = "\
 Examples:
   loopcam                                  serve the embedded sample at rtsp://127.0.0.1:8554/sample
@@ -39,6 +41,9 @@ Examples:
                                            the same loop to two servers at once
   loopcam a.mp4 b.mp4 --push 'rtmp://127.0.0.1/live/{name}'
                                            serve RTSP and publish every clip over RTMP as well
+  loopcam check clip.mp4 ../shared/testdata/
+                                           loop each clip 1,000 times offline and report its seams
+  loopcam check --json clips/              the same as one JSON document (exit 1 if one fails)
 
 Each stream's URL is printed alone on a line on stdout (logs go to stderr), so scripts can read them.";
 
@@ -106,6 +111,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run each clip's loop offline (no sockets, as fast as it computes) for many loops and
+    /// report, per track, the step at the seam, frames dropped or gaps inserted, the A/V offset
+    /// and a verdict. Exits 1 on an overlap, time going backwards, an offset above half an
+    /// audio frame, or a clip that cannot be looped; an announced gap (audio shorter than
+    /// video) is reported and passes.
+    Check(check::Args),
     /// Publish the loop over RTMP (and RTMPS) to a server, without serving RTSP.
     Push {
         #[arg(help = "rtmp[s]://server[:port]/app/stream[?key=…]")]
@@ -185,6 +196,28 @@ fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
         let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
         return Ok(vec![Clip::load("sample", &demux)?]);
     }
+    let files = clip_files(inputs)?;
+    let mut clips = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for path in files {
+        let name = stem(&path);
+        match load_one(&path, &name) {
+            Ok(c) if names.insert(name.clone()) => clips.push(c),
+            Ok(_) => tracing::warn!(
+                "{}: skipped: another clip is already served as /{name}",
+                path.display()
+            ),
+            Err(e) => tracing::warn!("{}: skipped: {e:#}", path.display()),
+        }
+    }
+    if clips.is_empty() {
+        bail!("no clip can be served");
+    }
+    Ok(clips)
+}
+
+/// The clip files of `inputs`: each file, and every MP4 in each directory (sorted).
+fn clip_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
@@ -208,23 +241,7 @@ fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
             files.push(input.clone());
         }
     }
-    let mut clips = Vec::new();
-    let mut names = std::collections::HashSet::new();
-    for path in files {
-        let name = stem(&path);
-        match load_one(&path, &name) {
-            Ok(c) if names.insert(name.clone()) => clips.push(c),
-            Ok(_) => tracing::warn!(
-                "{}: skipped: another clip is already served as /{name}",
-                path.display()
-            ),
-            Err(e) => tracing::warn!("{}: skipped: {e:#}", path.display()),
-        }
-    }
-    if clips.is_empty() {
-        bail!("no clip can be served");
-    }
-    Ok(clips)
+    Ok(files)
 }
 
 fn stem(path: &Path) -> String {
@@ -362,6 +379,9 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Check(args)) = &cli.command {
+        return check::run(args);
+    }
     if let Some(Command::Push { url, file, push }) = &cli.command {
         return push_only(url, file.as_deref(), push).await;
     }

@@ -5,6 +5,11 @@
 //!
 //! - [`loop_source`]: [`Clip`] (a demuxed file in memory) and [`LoopSource`] (its endless
 //!   frames on one continuous timeline; audio in whole AAC frames that never drift from video).
+//! - [`check`]: [`check::check_clip`] runs a clip's loop offline for many loops and reports,
+//!   per track, the seam step, frames dropped or gaps inserted, the A/V offset and a verdict
+//!   (`loopcam check`, `nvr probe`).
+//! - [`join`]: [`join::JoinFilter`], which keeps a late joiner from being sent the leading
+//!   pictures of an open-GOP keyframe (H.265 RASL), which it cannot decode.
 //! - [`rtp`]: RTP packetizers for H.264 (RFC 6184), H.265 (RFC 7798) and AAC (RFC 3640), and
 //!   RTCP sender reports.
 //! - [`sdp`]: session descriptions.
@@ -54,7 +59,9 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod error;
+pub mod join;
 pub mod loop_source;
 pub mod rtmp;
 pub mod rtp;

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use nvrkit_media::nal::{self, VideoCodec};
 use nvrkit_media::time::{cmp_ticks, rescale};
 use nvrkit_media::{CodecParams, Demuxer, Frame, TrackInfo, WallTime};
 
@@ -37,28 +38,90 @@ pub struct Clip {
     first_dts: Vec<i64>,
     /// Per stream: PTS of its first presented frame, in its own ticks.
     first_pts: Vec<i64>,
+    /// Leading pictures of the clip's first keyframe left out ([`Clip::leading_dropped`]).
+    leading_dropped: usize,
+    /// Video frames before the first keyframe left out ([`Clip::before_keyframe`]).
+    before_keyframe: usize,
 }
 
 impl Clip {
     /// Reads every frame of a demuxed file. `name` is the stream's name (the URL path).
     pub fn load(name: impl Into<String>, demux: &Demuxer) -> Result<Arc<Self>> {
         let name = name.into();
-        let tracks = demux.tracks().to_vec();
-        let mut frames = vec![Vec::new(); tracks.len()];
+        let mut frames = Vec::new();
         for f in demux.frames() {
-            let f = f.map_err(|source| Error::Clip {
+            frames.push(f.map_err(|source| Error::Clip {
                 name: name.clone(),
                 source,
-            })?;
-            if !f.discard {
-                frames[f.stream].push(f);
+            })?);
+        }
+        Self::from_frames(name, demux.tracks().to_vec(), frames)
+    }
+
+    /// A clip from frames read elsewhere (a synthetic clip in a test, another container): each
+    /// frame's `stream` indexes `tracks`, and frames of one stream come in decode order.
+    /// Discarded frames are left out, as [`Clip::load`] does.
+    pub fn from_frames(
+        name: impl Into<String>,
+        tracks: Vec<TrackInfo>,
+        all: Vec<Frame>,
+    ) -> Result<Arc<Self>> {
+        let name = name.into();
+        let mut frames = vec![Vec::new(); tracks.len()];
+        let mut discarded = vec![false; tracks.len()];
+        for f in all {
+            if f.discard {
+                if let Some(d) = discarded.get_mut(f.stream) {
+                    *d = true;
+                }
+                continue;
             }
+            let Some(v) = frames.get_mut(f.stream) else {
+                return Err(Error::Unusable {
+                    name,
+                    what: format!("a frame of stream {} beyond the clip's tracks", f.stream),
+                });
+            };
+            v.push(f);
         }
         for (track, frames) in tracks.iter().zip(frames.iter_mut()) {
             full_coded_durations(track, frames);
         }
         let master = tracks.iter().position(|t| t.params.is_video()).unwrap_or(0);
-        if frames.iter().any(Vec::is_empty) {
+        // A badly cut file starts inside a GOP: what comes before its first keyframe references
+        // pictures cut away, so the loop starts at that keyframe.
+        let before_keyframe = match frames.get_mut(master) {
+            Some(v) if tracks[master].params.is_video() => {
+                let k = v.iter().position(|f| f.keyframe).unwrap_or(0);
+                v.drain(..k);
+                k
+            }
+            _ => 0,
+        };
+        if before_keyframe > 0 {
+            // The audio of what was cut would play with no picture, and put each loop's audio
+            // out of step with its video: it goes too.
+            let start = frames[master].iter().map(|f| (f.pts, f.timescale)).min();
+            if let Some((start, timescale)) = start {
+                for (s, v) in frames.iter_mut().enumerate() {
+                    if s != master {
+                        v.retain(|f| cmp_ticks(f.end_pts(), f.timescale, start, timescale).is_gt());
+                    }
+                }
+            }
+        }
+        let leading_dropped = match (tracks.get(master), frames.get_mut(master)) {
+            (Some(t), Some(v)) => drop_unreferenced_leading(t, v),
+            _ => 0,
+        };
+        if (before_keyframe > 0
+            || leading_dropped > 0
+            || discarded.get(master).copied().unwrap_or(false))
+            && let Some(v) = frames.get_mut(master)
+        {
+            retime_decode(v);
+        }
+        if frames.is_empty() || frames.iter().any(Vec::is_empty) {
             return Err(Error::Unusable {
                 name,
                 what: "a track has no presented frames".into(),
@@ -67,7 +130,7 @@ impl Clip {
         if !frames[master][0].keyframe {
             return Err(Error::Unusable {
                 name,
-                what: "the video does not start with a keyframe".into(),
+                what: "the video has no keyframe".into(),
             });
         }
         let first_pts: Vec<i64> = frames
@@ -91,7 +154,25 @@ impl Clip {
             period,
             first_dts,
             first_pts,
+            leading_dropped,
+            before_keyframe,
         }))
+    }
+
+    /// Video frames before the clip's first keyframe, left out of the loop (a file cut inside
+    /// a GOP: they reference pictures the clip does not have). 0 for a clip that starts with a
+    /// keyframe, as encoders write them.
+    pub fn before_keyframe(&self) -> usize {
+        self.before_keyframe
+    }
+
+    /// Leading pictures of the video left out of the loop: those of a clip that starts at an
+    /// H.265 CRA (or BLA) picture and are RASL (they reference pictures before the CRA, which
+    /// the clip does not have), or, for H.264 starting at a non-IDR keyframe (a recovery
+    /// point), the frames of its first GOP that present before it. 0 for a clip that starts
+    /// at an IDR picture, as encoders write them.
+    pub fn leading_dropped(&self) -> usize {
+        self.leading_dropped
     }
 
     /// The stream name.
@@ -210,18 +291,7 @@ struct Cursor {
 /// one tick of the full duration is left alone (a timescale that is not the sample rate
 /// alternates, say, 2,089 and 2,090 ticks).
 fn full_coded_durations(track: &TrackInfo, frames: &mut [Frame]) {
-    let CodecParams::Aac(aac) = &track.params else {
-        return;
-    };
-    if aac.sample_rate == 0 {
-        return;
-    }
-    let full = rescale(
-        i64::from(aac.frame_length),
-        aac.sample_rate,
-        track.timescale,
-    );
-    let Ok(full) = u32::try_from(full) else {
+    let Some(full) = full_frame_ticks(track) else {
         return;
     };
     for f in frames {
@@ -229,6 +299,94 @@ fn full_coded_durations(track: &TrackInfo, frames: &mut [Frame]) {
             f.duration = full;
         }
     }
+}
+
+/// The type of the first slice (VCL) NAL unit of a video frame, if any.
+fn picture_nal_type(codec: VideoCodec, data: &[u8]) -> Option<u8> {
+    nal::length_prefixed(data, 4)
+        .map_while(std::result::Result::ok)
+        .map(|n| codec.nal_type(n))
+        .find(|&t| match codec {
+            VideoCodec::H264 => (1..=5).contains(&t),
+            VideoCodec::H265 => t < 32,
+        })
+}
+
+/// H.265 RASL_N and RASL_R: leading pictures that reference pictures before their CRA.
+const HEVC_RASL: [u8; 2] = [8, 9];
+
+/// Leaves out the leading pictures of the clip's first keyframe that reference pictures the
+/// clip does not have ([`Clip::leading_dropped`]); returns how many. A continuous reader of the
+/// loop would decode them against the end of the previous loop, which is not what they were
+/// encoded against.
+fn drop_unreferenced_leading(track: &TrackInfo, frames: &mut Vec<Frame>) -> usize {
+    let (Some(codec), Some(first)) = (track.params.video_codec(), frames.first()) else {
+        return 0;
+    };
+    if !first.keyframe {
+        return 0;
+    }
+    let start_pts = first.pts;
+    let first_type = picture_nal_type(codec, &first.data);
+    let leading: fn(&Frame, i64, Option<u8>) -> bool = match (codec, first_type) {
+        // CRA, or BLA: its RASL pictures cannot be decoded.
+        (VideoCodec::H265, Some(16..=18 | 21)) => {
+            |_, _, t| t.is_some_and(|t| HEVC_RASL.contains(&t))
+        }
+        // A recovery point (not IDR): what presents before it refers to what came before.
+        (VideoCodec::H264, Some(t)) if t != 5 => |f, start, _| f.pts < start,
+        _ => return 0,
+    };
+    let gop_end = frames
+        .iter()
+        .skip(1)
+        .position(|f| f.keyframe)
+        .map_or(frames.len(), |i| i + 1);
+    let before = frames.len();
+    let mut index = 0;
+    frames.retain(|f| {
+        index += 1;
+        !(index > 1 && index <= gop_end && leading(f, start_pts, picture_nal_type(codec, &f.data)))
+    });
+    before - frames.len()
+}
+
+/// Gives video frames left after some were taken out (leading pictures, frames an edit list
+/// discards: an open-GOP clip cut by `ffmpeg -ss … -c copy`) decode times that fit the
+/// presentation times they have: the k-th frame in decode order decodes at the k-th
+/// presentation time minus the reordering delay, the smallest that keeps every frame's DTS at
+/// or before its PTS. Without it the decode times keep the holes, the clip decodes for longer
+/// than it presents, and the next loop's first DTS (one period later) would fall before the
+/// last one's.
+fn retime_decode(frames: &mut [Frame]) {
+    let mut presented: Vec<i64> = frames.iter().map(|f| f.pts).collect();
+    presented.sort_unstable();
+    let delay = frames
+        .iter()
+        .zip(&presented)
+        .map(|(f, p)| p - f.pts)
+        .max()
+        .unwrap_or(0);
+    for (f, p) in frames.iter_mut().zip(&presented) {
+        f.dts = p - delay;
+    }
+}
+
+/// The duration every frame of `track` presents on the wire whatever its sample table says, in
+/// the track's ticks: AAC's 1,024 or 960 samples. `None` for codecs whose frames vary.
+pub(crate) fn full_frame_ticks(track: &TrackInfo) -> Option<u32> {
+    let CodecParams::Aac(aac) = &track.params else {
+        return None;
+    };
+    if aac.sample_rate == 0 {
+        return None;
+    }
+    let full = rescale(
+        i64::from(aac.frame_length),
+        aac.sample_rate,
+        track.timescale,
+    );
+    u32::try_from(full).ok()
 }
 
 /// The endless stream of a [`Clip`], in decode order across streams.
@@ -283,7 +441,7 @@ impl LoopSource {
     }
 
     /// Where a follower's lap `lap` should start on its own timeline.
-    fn follower_lap_start(&self, stream: usize, lap: i64) -> i64 {
+    pub(crate) fn follower_lap_start(&self, stream: usize, lap: i64) -> i64 {
         let c = &self.clip;
         let master_ts = c.tracks[c.master].timescale;
         let ts = c.tracks[stream].timescale;
@@ -369,12 +527,10 @@ impl LoopSource {
     }
 }
 
-impl Iterator for LoopSource {
-    type Item = Frame;
-
-    /// The next frame in decode order across streams (ties: the lower stream first). Never
-    /// `None`.
-    fn next(&mut self) -> Option<Frame> {
+impl LoopSource {
+    /// The next frame with its place in the loop: its lap and its index among the clip's
+    /// frames of its stream (what [`check`](crate::check) measures seams with).
+    pub(crate) fn next_placed(&mut self) -> Option<(i64, usize, Frame)> {
         let mut best: Option<(usize, Frame)> = None;
         for s in 0..self.cursors.len() {
             let f = self.peek(s);
@@ -387,8 +543,19 @@ impl Iterator for LoopSource {
             }
         }
         let (s, f) = best?;
+        let (lap, index) = (self.cursors[s].lap, self.cursors[s].index);
         self.advance(s);
-        Some(f)
+        Some((lap, index, f))
+    }
+}
+
+impl Iterator for LoopSource {
+    type Item = Frame;
+
+    /// The next frame in decode order across streams (ties: the lower stream first). Never
+    /// `None`.
+    fn next(&mut self) -> Option<Frame> {
+        self.next_placed().map(|(_, _, f)| f)
     }
 }
 
@@ -534,6 +701,47 @@ mod tests {
                 "{path}: a gap at each seam of the 2.99 s clip"
             );
         }
+    }
+
+    /// A clip cut at a CRA without an edit list (`ffmpeg -ss … -c copy -use_editlist 0`)
+    /// starts with the CRA's three RASL pictures, which reference the GOP cut away: they are
+    /// left out of every loop, so the loop starts at the CRA and presents nothing before it.
+    #[test]
+    fn the_rasl_pictures_of_a_clip_start_cra_are_dropped() {
+        let clip = clip_from("testdata/cuts/h265_open_gop_cra_start.mp4");
+        assert_eq!(clip.leading_dropped(), 3);
+        let video = clip.frames(clip.master());
+        assert!(video[0].keyframe);
+        assert!(video.iter().all(|f| f.pts >= video[0].pts));
+        assert_eq!(clip.first_pts[clip.master()], video[0].pts);
+        check(clip, 4);
+    }
+
+    /// The same cut with an edit list (what `ffmpeg -ss … -c copy` writes) discards the RASL
+    /// pictures instead: their decode times leave a hole, and kept as they were the next loop's
+    /// first DTS would fall three frames before the last one's. Decode times are re-derived
+    /// from the presentation times.
+    #[test]
+    fn an_edit_list_cut_of_an_open_gop_loops_forward() {
+        let clip = clip_from("testdata/cuts/h265_open_gop_cut_editlist.mp4");
+        assert_eq!(
+            clip.leading_dropped(),
+            0,
+            "the edit list already left them out"
+        );
+        let video = clip.frames(clip.master());
+        assert!(video.iter().all(|f| f.dts <= f.pts));
+        check(clip, 4);
+    }
+
+    /// Open GOPs inside the clip are kept whole: a continuous reader of the loop has the
+    /// pictures their RASL pictures reference (the loop's joiners are the server's concern).
+    #[test]
+    fn open_gops_after_an_idr_start_keep_their_leading_pictures() {
+        let clip = clip_from("testdata/h265_open_gop.mp4");
+        assert_eq!(clip.leading_dropped(), 0);
+        assert_eq!(clip.frames(clip.master()).len(), 75);
+        check(clip, 4);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use nvrkit_net::{ConnLimiter, Expired, MessageClock, Refusal};
 
 use crate::error::{Error, Result};
+use crate::join::JoinFilter;
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtp::{Packetizer, Payload, rtcp};
 use crate::rtsp::auth::Auth;
@@ -770,6 +771,8 @@ struct Playback {
     playing: bool,
     /// UDP catch-up: (instant the burst started, wall time of its first frame).
     burst: Option<(Instant, WallTime)>,
+    /// Leaves out the leading pictures of the keyframe this session joined or resumed at.
+    join: JoinFilter,
 }
 
 struct ConnIo {
@@ -1181,6 +1184,7 @@ async fn serve(
                         // A slow client: skipped forward to a keyframe, never stalling others.
                         tracing::debug!(%peer, skipped, "client lagged; resuming at a keyframe");
                         pb.burst = None;
+                        pb.join.rejoin();
                     }
                     Err(_) => break 'conn,
                 }
@@ -1349,6 +1353,7 @@ async fn start_play(
         tracks,
         playing: true,
         burst: None,
+        join: JoinFilter::new(master),
     };
     // RTP-Info announces the timestamp of the first frame sent, for every track.
     for t in &mut pb.tracks {
@@ -1370,6 +1375,9 @@ async fn start_play(
 
 /// Sends one frame to the tracks this session set up, pacing UDP catch-up bursts.
 async fn send(io: &mut ConnIo, pb: &mut Playback, f: &Frame, config: &Config) {
+    if !pb.join.keep(f) {
+        return;
+    }
     let Some(i) = pb.tracks.iter().position(|t| t.stream == f.stream) else {
         return;
     };

@@ -395,6 +395,30 @@ async fn play_video_nal_types<S: AsyncRead + AsyncWrite + Unpin>(
     base: &str,
     n: usize,
 ) -> Vec<String> {
+    let mut types = Vec::new();
+    play_video(sock, base, |packet| {
+        let nal = packet[12];
+        let t = nal & 0x1f;
+        if t == 28 {
+            if packet[13] & 0x80 != 0 {
+                types.push(format!("fu{}", packet[13] & 0x1f));
+            }
+        } else {
+            types.push(t.to_string());
+        }
+        types.len() < n
+    })
+    .await;
+    types
+}
+
+/// DESCRIBE, SETUP of track 0 interleaved, PLAY on `sock`; then hands each RTP packet of track
+/// 0 (header included) to `on_packet` until it returns false.
+async fn play_video<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
+    base: &str,
+    mut on_packet: impl FnMut(&[u8]) -> bool,
+) {
     let reqs = [
         format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
         format!(
@@ -417,26 +441,79 @@ async fn play_video_nal_types<S: AsyncRead + AsyncWrite + Unpin>(
     .await
     .unwrap();
     let _ = read_response(sock, &mut buf).await;
-    let mut types = Vec::new();
-    while types.len() < n {
+    loop {
         let (channel, packet) = match next_msg(sock, &mut buf).await {
             Msg::Frame(channel, packet) => (channel, packet),
             Msg::Response(r) => panic!("only interleaved frames after PLAY, got {r}"),
         };
         // Channel 0 carries RTP of track 0; RTCP goes on channel 1.
-        if channel == 0 && packet.len() > 12 {
-            let nal = packet[12];
-            let t = nal & 0x1f;
-            if t == 28 {
-                if packet[13] & 0x80 != 0 {
-                    types.push(format!("fu{}", packet[13] & 0x1f));
-                }
-            } else {
-                types.push(t.to_string());
-            }
+        if channel == 0 && packet.len() > 13 && !on_packet(&packet) {
+            return;
         }
     }
-    types
+}
+
+/// Open-GOP H.265 (x265's default): joined after its first CRA, a client's first GOP is the
+/// CRA's, and the RASL pictures that follow it in decode order (they present before it and
+/// reference the GOP before, which the client never got) are not sent: no video RTP timestamp
+/// precedes the keyframe's, and no RASL NAL unit comes before the next keyframe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_gop_joiner_gets_no_picture_before_its_keyframe() {
+    let c = clip(&root().join("testdata/h265_open_gop.mp4"));
+    let s = server(vec![c], Config::default()).await;
+    // Keyframes decode at about 0, 0.88, 1.84 and 2.80 s of each 3 s loop: from 0.88 s on, the
+    // newest is a CRA with three RASL pictures.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let port = s.local_addr().port();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // (RTP timestamp, H.265 NAL type) of each NAL unit start, up to the second keyframe.
+    let mut units: Vec<(u32, u8)> = Vec::new();
+    let mut keyframes = 0;
+    play_video(
+        &mut sock,
+        &format!("rtsp://127.0.0.1:{port}/h265_open_gop"),
+        |packet| {
+            let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+            let mut t = (packet[12] >> 1) & 0x3f;
+            if t == 49 {
+                // FU: the type is in the FU header; only a start counts.
+                if packet[14] & 0x80 == 0 {
+                    return true;
+                }
+                t = packet[14] & 0x3f;
+            }
+            if (16..=21).contains(&t) {
+                keyframes += 1;
+                if keyframes == 2 {
+                    return false;
+                }
+            }
+            units.push((ts, t));
+            true
+        },
+    )
+    .await;
+    let key = units
+        .iter()
+        .position(|&(_, t)| (16..=21).contains(&t))
+        .expect("a keyframe");
+    assert_eq!(units[key].1, 21, "joined at a CRA: {units:?}");
+    let key_ts = units[key].0;
+    for &(ts, t) in &units[key..] {
+        assert!(
+            ts.wrapping_sub(key_ts) as i32 >= 0,
+            "a picture before the keyframe (type {t}, {} ticks early): {units:?}",
+            key_ts.wrapping_sub(ts)
+        );
+        assert!(t != 8 && t != 9, "a RASL picture: {units:?}");
+    }
+    assert!(
+        units.iter().filter(|(_, t)| *t == 1 || *t == 0).count() > 10,
+        "the rest of the GOP came: {units:?}"
+    );
+    s.shutdown().await;
 }
 
 /// A TLS client session to the server's RTSPS listener, checking the certificate it shows is

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, PushError, RtmpUrl};
 use nvrkit_feed::server::Looper;
 use nvrkit_media::Demuxer;
 
+use nvrkit_testutil::peers::{NginxRtmp as Nginx, free_port, wait_for_port};
 use nvrkit_testutil::workspace_root as root;
 
 use nvrkit_testutil::shared_testdata as shared;
@@ -26,26 +26,6 @@ use nvrkit_testutil::shared_testdata as shared;
 fn clip(path: &Path) -> Arc<Clip> {
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
     Clip::load(name, &Demuxer::open(path).unwrap()).unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something accepts TCP on the port (hang guard: 20 s).
-fn wait_for_port(port: u16, what: &str) {
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "{what} never listened on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn require(program: &str) {
@@ -56,76 +36,6 @@ fn require(program: &str) {
         .status()
         .is_ok();
     assert!(ok, "{program} is not installed (.ci/run installs it)");
-}
-
-/// nginx with the RTMP module, in a directory of its own, one process (no master), live app.
-struct Nginx {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Nginx {
-    const MODULE: &'static str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-
-    fn start() -> Nginx {
-        assert!(
-            Path::new(Self::MODULE).exists(),
-            "{} is missing: apt-get install nginx libnginx-mod-rtmp",
-            Self::MODULE
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let d = dir.path().display();
-        std::fs::write(
-            dir.path().join("nginx.conf"),
-            format!(
-                "daemon off;\nmaster_process off;\nworker_processes 1;\n\
-                 error_log {d}/error.log info;\npid {d}/nginx.pid;\n\
-                 load_module {};\nevents {{ worker_connections 256; }}\n\
-                 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-                 application live {{ live on; record off; }} }} }}\n",
-                Self::MODULE
-            ),
-        )
-        .unwrap();
-        let child = Self::spawn(dir.path());
-        wait_for_port(port, "nginx");
-        Nginx { dir, port, child }
-    }
-
-    fn spawn(dir: &Path) -> Child {
-        Command::new("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("stderr.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is not installed (apt-get install nginx libnginx-mod-rtmp)")
-    }
-
-    /// Kills nginx (every connection drops) and starts it again on the same port.
-    fn restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.child = Self::spawn(self.dir.path());
-        wait_for_port(self.port, "nginx after the restart");
-    }
-
-    fn url(&self, stream: &str) -> String {
-        format!("rtmp://127.0.0.1:{}/live/{stream}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

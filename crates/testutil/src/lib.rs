@@ -1,5 +1,5 @@
 //! Test helpers shared by nvrkit's test suites (a dev-dependency only): where the workspace is,
-//! and where the third-party sample clips are.
+//! where the third-party sample clips are, and peers the interop tests start ([`peers`]).
 //!
 //! The clips (`bigbuckbunny.mp4`, `bikes.mp4`) live outside the repository, in
 //! `../shared/testdata` beside the checkout, or wherever `NVRKIT_SHARED_TESTDATA` points
@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod hostile;
+pub mod peers;
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,5 @@
-//! `nvr probe [FILE]`: what is in an MP4 file, and whether it loops cleanly.
+//! `nvr probe [FILE]`: what is in an MP4 file, and whether it loops cleanly (with the verdict of
+//! `loopcam check`).
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -86,7 +87,19 @@ pub fn describe(d: &Demuxer, size: u64, label: &str) -> String {
         );
     }
     let _ = writeln!(o, "  loop: {}", loop_verdict(d));
+    let _ = writeln!(o, "  loop check: {}", loop_check(d));
     o
+}
+
+/// The verdict of `loopcam check`: the clip's loop run offline for
+/// [`nvrkit_feed::check::DEFAULT_LOOPS`] loops.
+fn loop_check(d: &Demuxer) -> String {
+    match nvrkit_feed::Clip::load("probe", d) {
+        Ok(clip) => {
+            nvrkit_feed::check::check_clip(&clip, nvrkit_feed::check::DEFAULT_LOOPS).summary()
+        }
+        Err(e) => format!("cannot be looped: {e}"),
+    }
 }
 
 fn seconds(ticks: i64, timescale: u32) -> String {
@@ -307,7 +320,10 @@ fn loop_verdict(d: &Demuxer) -> String {
     let mut notes = Vec::new();
     let vs = d.samples(v.stream);
     if !vs.first().is_some_and(|s| s.keyframe) {
-        notes.push("the video does not start with a keyframe".to_owned());
+        notes.push(
+            "the video does not start with a keyframe (the loop starts at its first keyframe)"
+                .to_owned(),
+        );
     }
     let v_us = nvrkit_media::time::rescale(v.duration, v.timescale, 1_000_000);
     for a in d.tracks().iter().filter(|t| !t.params.is_video()) {
@@ -357,6 +373,10 @@ mod tests {
         assert!(r.contains("B-frames: no"), "{r}");
         assert!(r.contains("48000 Hz, 2 channels"), "{r}");
         assert!(r.contains("loop: clean"), "{r}");
+        assert!(
+            r.contains("loop check: ok after 1000 loops: stream 0 h264 seam step 512 (frame 512)"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -373,6 +393,7 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("1 discarded by the edit list"), "{r}");
+        assert!(r.contains("frames dropped per loop"), "{r}");
     }
 
     #[test]

@@ -407,6 +407,8 @@ async fn connection(
     let mut reader = ring.reader(Start::NewestKeyframe);
     let master = mapper.master();
     let mut started = false;
+    // No leading picture of the keyframe the server starts (or resumes) at: open-GOP RASL.
+    let mut join = crate::join::JoinFilter::new(master);
     loop {
         tokio::select! {
             r = reader.recv_async() => {
@@ -415,6 +417,7 @@ async fn connection(
                     Err(RecvError::Lagged { skipped }) => {
                         counters.lagged.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%url, skipped, "the server reads too slowly; skipping to a keyframe");
+                        join.rejoin();
                         continue;
                     }
                     Err(_) => {
@@ -432,7 +435,7 @@ async fn connection(
                     }
                     started = true;
                 }
-                if let Some(tag) = mapper.tag(&f) {
+                if join.keep(&f) && let Some(tag) = mapper.tag(&f) {
                     session.send_tag(&tag)?;
                     counters.frames.fetch_add(1, Ordering::Relaxed);
                 }
@@ -442,7 +445,7 @@ async fn connection(
                 for _ in 0..64 {
                     match reader.try_recv() {
                         Ok(f) => {
-                            if let Some(tag) = mapper.tag(&f) {
+                            if join.keep(&f) && let Some(tag) = mapper.tag(&f) {
                                 session.send_tag(&tag)?;
                                 counters.frames.fetch_add(1, Ordering::Relaxed);
                             }
@@ -450,6 +453,7 @@ async fn connection(
                         Err(TryRecvError::Lagged { skipped }) => {
                             counters.lagged.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(%url, skipped, "the server reads too slowly; skipping to a keyframe");
+                            join.rejoin();
                             break;
                         }
                         Err(_) => break,
