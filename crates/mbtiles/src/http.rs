@@ -35,7 +35,7 @@ use crate::catalog::{Catalog, Entry, Tileset};
 use crate::format::TileFormat;
 use crate::route::{Route, RouteError, encode, parse};
 use crate::scheme::{SchemeKind, TileScheme, Xyz, ZxyCoord};
-use crate::tilejson::{template, tilejson};
+use crate::tilejson::{grid_template, template, tilejson};
 
 /// What to answer for a valid coordinate with no tile in the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -145,7 +145,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         r
     } else {
         match parse(uri.path()) {
-            Ok(route) => app.dispatch(route, headers),
+            Ok(route) => app.dispatch(route, uri.query(), headers),
             Err(RouteError::NotFound) => text(StatusCode::NOT_FOUND, "not found\n"),
             Err(e @ RouteError::BadRequest(_)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         }
@@ -241,7 +241,7 @@ impl App {
         }
     }
 
-    fn dispatch(&self, route: Route<'_>, headers: &HeaderMap) -> Response {
+    fn dispatch(&self, route: Route<'_>, query: Option<&str>, headers: &HeaderMap) -> Response {
         let res = match route {
             Route::Catalog => Ok(self.catalog_page(headers)),
             Route::TileJson { tileset } => self.entry(&tileset).map(|t| {
@@ -261,6 +261,16 @@ impl App {
             Route::TileInfo { tileset, nums } => {
                 self.entry(&tileset).and_then(|t| self.info(&t, nums))
             }
+            Route::Grid {
+                tileset,
+                scheme,
+                nums,
+            } => self
+                .entry(&tileset)
+                .and_then(|t| self.grid(&t, scheme, nums, query, headers)),
+            Route::WmtsCapabilities { .. } | Route::WmtsKvp => {
+                Err(text(StatusCode::NOT_FOUND, "not found\n"))
+            }
         };
         res.unwrap_or_else(|r| r)
     }
@@ -276,18 +286,21 @@ impl App {
         t: &Tileset,
         id: crate::TileId,
     ) -> Result<Option<crate::reader::Tile>, Response> {
-        t.tiles.tile(id).map_err(|e| {
-            if e.is_busy() {
-                tracing::info!(tileset = %t.id, "{e}");
-                let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                r
-            } else {
-                tracing::warn!(tileset = %t.id, "{e}");
-                text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
-            }
-        })
+        t.tiles.tile(id).map_err(|e| self.read_error(t, e))
+    }
+
+    /// A file's error as a response: 503 with `Retry-After` for a writer's lock, else 500.
+    fn read_error(&self, t: &Tileset, e: crate::Error) -> Response {
+        if e.is_busy() {
+            tracing::info!(tileset = %t.id, "{e}");
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        } else {
+            tracing::warn!(tileset = %t.id, "{e}");
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+        }
     }
 
     fn tile(
@@ -317,12 +330,7 @@ impl App {
             Some(hit) => hit,
             None => {
                 let Some(tile) = self.read(t, id)? else {
-                    let mut r = match self.config.missing {
-                        MissingTile::NotFound => text(StatusCode::NOT_FOUND, "no tile here\n"),
-                        MissingTile::NoContent => StatusCode::NO_CONTENT.into_response(),
-                    };
-                    self.cache(r.headers_mut());
-                    return Ok(r);
+                    return Ok(self.missing());
                 };
                 let tile = CachedTile::new(tile);
                 self.cache.insert(t.generation, id, tile.clone());
@@ -336,20 +344,11 @@ impl App {
         } else {
             format!("\"{hash:016x}\"")
         };
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("hex digits and quotes are valid"),
-        );
-        self.cache(&mut h);
+        let mut h = self.validator(&etag);
         if tile.gzip {
             append_vary(&mut h, "Accept-Encoding");
         }
-        if let Some(inm) = headers.get(header::IF_NONE_MATCH)
-            && none_match_hits(inm.as_bytes(), etag.as_bytes())
-        {
-            let mut r = StatusCode::NOT_MODIFIED.into_response();
-            *r.headers_mut() = h;
+        if let Some(r) = not_modified(&h, &etag, headers) {
             return Ok(r);
         }
         h.insert(
@@ -379,6 +378,83 @@ impl App {
         let mut r = Response::new(Body::from(body));
         *r.headers_mut() = h;
         Ok(r)
+    }
+
+    /// A UTFGrid as JSON, or as JSONP with `?callback=NAME` (NAME checked by
+    /// [`crate::grid::valid_callback`], else 400). ETag: the XXH3-64 of the body.
+    fn grid(
+        &self,
+        t: &Tileset,
+        scheme: SchemeKind,
+        [a, b, c]: [u32; 3],
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Response, Response> {
+        let bad = |e: String| text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+        let id = scheme
+            .to_tile(a, b, c, t.ocularis_maxzoom)
+            .map_err(|e| bad(e.to_string()))?;
+        let callback =
+            crate::route::query_param(query, "callback").map_err(|e| bad(e.to_string()))?;
+        if let Some(cb) = &callback
+            && !crate::grid::valid_callback(cb)
+        {
+            return Err(bad(format!(
+                "callback must be 1 to {} characters of A-Z a-z 0-9 _ . $",
+                crate::grid::MAX_CALLBACK
+            )));
+        }
+        if !t.tiles.has_grids() {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                format!("tileset {:?} has no UTFGrids\n", t.id),
+            ));
+        }
+        let json = t.tiles.grid(id).map_err(|e| self.read_error(t, e))?;
+        let Some(json) = json else {
+            return Ok(self.missing());
+        };
+        let (body, ctype) = match &callback {
+            Some(cb) => (
+                crate::grid::jsonp(cb, &json),
+                "application/javascript; charset=utf-8",
+            ),
+            None => (json, "application/json"),
+        };
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
+        let mut h = self.validator(&etag);
+        if let Some(r) = not_modified(&h, &etag, headers) {
+            return Ok(r);
+        }
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        let mut r = Response::new(Body::from(body));
+        *r.headers_mut() = h;
+        Ok(r)
+    }
+
+    /// The headers every cacheable answer carries: `ETag` and `Cache-Control`.
+    fn validator(&self, etag: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ETAG,
+            HeaderValue::from_str(etag).expect("hex digits and quotes are valid"),
+        );
+        self.cache(&mut h);
+        h
+    }
+
+    /// The answer for a valid address with nothing stored there.
+    fn missing(&self) -> Response {
+        let mut r = match self.config.missing {
+            MissingTile::NotFound => text(StatusCode::NOT_FOUND, "no tile here\n"),
+            MissingTile::NoContent => StatusCode::NO_CONTENT.into_response(),
+        };
+        self.cache(r.headers_mut());
+        r
     }
 
     fn info(&self, t: &Tileset, [z, x, y]: [u32; 3]) -> Result<Response, Response> {
@@ -464,6 +540,14 @@ fn entry_json(e: &Entry, base: &str) -> serde_json::Value {
                 "ocularis": template(base, &e.id, SchemeKind::Ocularis, ext),
                 "arcgis": template(base, &e.id, SchemeKind::ArcGis, ext),
             });
+            if t.tiles.has_grids() {
+                v["grids"] = json!({
+                    "xyz": grid_template(base, &e.id, SchemeKind::Xyz),
+                    "tms": grid_template(base, &e.id, SchemeKind::Tms),
+                    "ocularis": grid_template(base, &e.id, SchemeKind::Ocularis),
+                    "arcgis": grid_template(base, &e.id, SchemeKind::ArcGis),
+                });
+            }
         }
     }
     v
@@ -528,6 +612,16 @@ fn preview(t: &Tileset) -> Response {
     // inside strings, where `\u003c` means the same.
     let config = config.to_string().replace('<', "\\u003c");
     axum::response::Html(PAGE.replace("/*CONFIG*/{}", &config)).into_response()
+}
+
+/// A 304 with the headers `h` if the request's `If-None-Match` matches `etag`.
+fn not_modified(h: &HeaderMap, etag: &str, req: &HeaderMap) -> Option<Response> {
+    let inm = req.get(header::IF_NONE_MATCH)?;
+    none_match_hits(inm.as_bytes(), etag.as_bytes()).then(|| {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        *r.headers_mut() = h.clone();
+        r
+    })
 }
 
 fn append_vary(h: &mut HeaderMap, name: &'static str) {

@@ -9,6 +9,8 @@
 //!   1 MiB, names 256 bytes, 10,000 rows and 16 MiB in all, the `json` row 64 levels deep, a
 //!   tile 16 MiB ([`Error::TileTooLarge`]); [`parse_metadata_rows`] builds the metadata from
 //!   (name, value) pairs without SQLite (the `mbtiles_metadata` fuzz target).
+//! - [`grid`]: UTFGrid from the `grids` and `grid_data` tables (mbutil) or views (TileMill),
+//!   zlib or gzip, inflated with a cap, `data` filled from `grid_data`; served as JSON or JSONP.
 //! - [`scheme`]: XYZ, TMS, Ocularis and ArcGIS as types, each a pair of pure functions between a
 //!   request address and the stored row ([`TileId`]), with the Ocularis mapping worked through.
 //! - [`Catalog`]: tilesets from files and directories, reopened when a file is replaced or
@@ -66,6 +68,7 @@ pub mod cache;
 pub mod catalog;
 pub mod error;
 pub mod format;
+pub mod grid;
 pub mod http;
 pub mod mvt;
 pub mod reader;

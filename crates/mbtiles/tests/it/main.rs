@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod gdal;
+mod grid;
 mod http;
 mod reader;
 
