@@ -36,6 +36,7 @@ use crate::format::TileFormat;
 use crate::route::{Route, RouteError, encode, parse};
 use crate::scheme::{SchemeKind, TileScheme, Xyz, ZxyCoord};
 use crate::tilejson::{grid_template, template, tilejson};
+use crate::wmts;
 
 /// What to answer for a valid coordinate with no tile in the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -268,9 +269,20 @@ impl App {
             } => self
                 .entry(&tileset)
                 .and_then(|t| self.grid(&t, scheme, nums, query, headers)),
-            Route::WmtsCapabilities { .. } | Route::WmtsKvp => {
-                Err(text(StatusCode::NOT_FOUND, "not found\n"))
+            Route::WmtsCapabilities { tileset } => {
+                self.wmts_capabilities(tileset.as_deref(), headers)
             }
+            Route::WmtsKvp => self.wmts_kvp(query, headers),
+            Route::WmtsTile {
+                tileset,
+                matrix_set,
+                nums,
+                ext,
+            } => self.entry(&tileset).and_then(|t| {
+                let (scheme, nums) = wmts_resolve(&t, &matrix_set, nums)
+                    .map_err(|e| text(e.status, format!("{}\n", e.message)))?;
+                self.tile(&t, scheme, nums, ext, headers)
+            }),
         };
         res.unwrap_or_else(|r| r)
     }
@@ -436,6 +448,107 @@ impl App {
         Ok(r)
     }
 
+    /// `/WMTSCapabilities.xml` (every raster tileset) or `/{tileset}/WMTSCapabilities.xml`.
+    fn wmts_capabilities(
+        &self,
+        tileset: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Response, Response> {
+        let layers = match tileset {
+            Some(id) => {
+                let t = self.entry(id)?;
+                vec![wmts::Layer::of(&t).ok_or_else(|| {
+                    text(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "tileset {id:?} holds {} tiles; WMTS serves images\n",
+                            t.tiles.format()
+                        ),
+                    )
+                })?]
+            }
+            None => self
+                .catalog
+                .entries()
+                .iter()
+                .filter_map(|e| e.state.as_ref().ok().and_then(|t| wmts::Layer::of(t)))
+                .collect(),
+        };
+        let doc = wmts::capabilities(&self.base(headers), &layers)
+            .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+        let mut r = xml_response(StatusCode::OK, doc);
+        self.cache(r.headers_mut());
+        Ok(r)
+    }
+
+    /// WMTS KVP at `/wmts`: `REQUEST=GetCapabilities` or `GetTile` (WMTS 1.0.0 §7.2.2, §8.2.1);
+    /// errors are OWS `ExceptionReport`s with the status codes of WMTS 1.0.0 table 28.
+    fn wmts_kvp(&self, query: Option<&str>, headers: &HeaderMap) -> Result<Response, Response> {
+        let param = |name: &'static str| {
+            crate::route::query_param(query, name)
+                .map_err(|e| WmtsError::invalid(name, e.to_string()).into_ows())
+        };
+        let required = |name: &'static str| {
+            param(name)?.ok_or_else(|| {
+                WmtsError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "MissingParameterValue",
+                    locator: name,
+                    message: format!("{name} is required"),
+                }
+                .into_ows()
+            })
+        };
+        if let Some(service) = param("SERVICE")?
+            && !service.eq_ignore_ascii_case("WMTS")
+        {
+            return Err(
+                WmtsError::invalid("SERVICE", format!("service {service:?} is not WMTS"))
+                    .into_ows(),
+            );
+        }
+        let request = required("REQUEST")?;
+        if request.eq_ignore_ascii_case("GetCapabilities") {
+            return self.wmts_capabilities(None, headers);
+        }
+        if !request.eq_ignore_ascii_case("GetTile") {
+            return Err(WmtsError {
+                status: StatusCode::NOT_IMPLEMENTED,
+                code: "OperationNotSupported",
+                locator: "REQUEST",
+                message: format!("request {request:?}: only GetCapabilities and GetTile"),
+            }
+            .into_ows());
+        }
+        let layer = required("LAYER")?;
+        if self.catalog.get(&layer).is_none() {
+            return Err(WmtsError::invalid("LAYER", format!("no layer {layer:?}")).into_ows());
+        }
+        let t = self.entry(&layer)?;
+        let set = required("TILEMATRIXSET")?;
+        let mut nums = [0u32; 3];
+        for (n, name) in nums.iter_mut().zip(["TILEMATRIX", "TILEROW", "TILECOL"]) {
+            let v = required(name)?;
+            *n = crate::route::number(&v).ok_or_else(|| {
+                WmtsError::invalid(name, format!("{name} {v:?} is not a number")).into_ows()
+            })?;
+        }
+        if let Some(f) = param("FORMAT")?
+            && f != t.tiles.format().content_type()
+        {
+            return Err(WmtsError::invalid(
+                "FORMAT",
+                format!(
+                    "format {f:?}: this layer is {}",
+                    t.tiles.format().content_type()
+                ),
+            )
+            .into_ows());
+        }
+        let (scheme, nums) = wmts_resolve(&t, &set, nums).map_err(WmtsError::into_ows)?;
+        self.tile(&t, scheme, nums, None, headers)
+    }
+
     /// The headers every cacheable answer carries: `ETag` and `Cache-Control`.
     fn validator(&self, etag: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -540,6 +653,9 @@ fn entry_json(e: &Entry, base: &str) -> serde_json::Value {
                 "ocularis": template(base, &e.id, SchemeKind::Ocularis, ext),
                 "arcgis": template(base, &e.id, SchemeKind::ArcGis, ext),
             });
+            if t.tiles.format().is_raster() {
+                v["wmts"] = json!(format!("{base}/{id}/{}", crate::route::WMTS_CAPABILITIES));
+            }
             if t.tiles.has_grids() {
                 v["grids"] = json!({
                     "xyz": grid_template(base, &e.id, SchemeKind::Xyz),
@@ -612,6 +728,94 @@ fn preview(t: &Tileset) -> Response {
     // inside strings, where `\u003c` means the same.
     let config = config.to_string().replace('<', "\\u003c");
     axum::response::Html(PAGE.replace("/*CONFIG*/{}", &config)).into_response()
+}
+
+/// Why a WMTS request names no tile.
+struct WmtsError {
+    status: StatusCode,
+    code: &'static str,
+    locator: &'static str,
+    message: String,
+}
+
+impl WmtsError {
+    fn invalid(locator: &'static str, message: String) -> WmtsError {
+        WmtsError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidParameterValue",
+            locator,
+            message,
+        }
+    }
+
+    fn into_ows(self) -> Response {
+        match wmts::exception(self.code, Some(self.locator), &self.message) {
+            Ok(doc) => xml_response(self.status, doc),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+}
+
+/// The scheme and URL-order numbers of a WMTS tile (matrix, row, column) in a tile matrix set
+/// of the tileset's.
+fn wmts_resolve(
+    t: &Tileset,
+    set: &str,
+    [m, row, col]: [u32; 3],
+) -> Result<(SchemeKind, [u32; 3]), WmtsError> {
+    let layer = wmts::Layer::of(t).ok_or_else(|| WmtsError {
+        status: StatusCode::NOT_FOUND,
+        code: "InvalidParameterValue",
+        locator: "LAYER",
+        message: format!(
+            "tileset {:?} holds {} tiles; WMTS serves images",
+            t.id,
+            t.tiles.format()
+        ),
+    })?;
+    let Some(s) = wmts::MatrixSet::parse(set).filter(|s| layer.has_matrix_set(*s)) else {
+        let [a, b] = layer.matrix_sets().map(|s| s.identifier());
+        return Err(WmtsError {
+            status: StatusCode::NOT_FOUND,
+            code: "InvalidParameterValue",
+            locator: "TILEMATRIXSET",
+            message: format!(
+                "no tile matrix set {set:?} for {:?}: it has {a} and {b}",
+                t.id
+            ),
+        });
+    };
+    let out_of_range = |message: String| WmtsError {
+        status: StatusCode::BAD_REQUEST,
+        code: "TileOutOfRange",
+        locator: "TILEMATRIX",
+        message,
+    };
+    let (scheme, nums) = match s.kind {
+        wmts::MatrixSetKind::GoogleMapsCompatible => {
+            if s.maxzoom.is_some_and(|z| m > u32::from(z)) {
+                return Err(out_of_range(format!("no tile matrix {m} in {set}")));
+            }
+            (SchemeKind::ArcGis, [m, row, col])
+        }
+        // Ocularis URLs are level/x/y.
+        wmts::MatrixSetKind::Ocularis => (SchemeKind::Ocularis, [m, col, row]),
+    };
+    scheme
+        .to_tile(nums[0], nums[1], nums[2], t.ocularis_maxzoom)
+        .map_err(|e| WmtsError {
+            locator: match e {
+                crate::CoordError::X { .. } => "TILECOL",
+                crate::CoordError::Y { .. } => "TILEROW",
+                _ => "TILEMATRIX",
+            },
+            ..out_of_range(e.to_string())
+        })?;
+    Ok((scheme, nums))
+}
+
+fn xml_response(status: StatusCode, doc: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/xml")], doc).into_response()
 }
 
 /// A 304 with the headers `h` if the request's `If-None-Match` matches `etag`.

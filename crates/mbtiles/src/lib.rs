@@ -15,6 +15,8 @@
 //!   request address and the stored row ([`TileId`]), with the Ocularis mapping worked through.
 //! - [`Catalog`]: tilesets from files and directories, reopened when a file is replaced or
 //!   edited, a bad file disabling only its own tileset.
+//! - [`wmts`]: OGC WMTS 1.0.0 capabilities (GoogleMapsCompatible and Ocularis tile matrix sets)
+//!   and the KVP and RESTful `GetTile` the router answers.
 //! - [`http::router`]: an axum router with TileJSON 3.0, a catalog, an HTML preview, ETags, gzip
 //!   pass-through and CORS; the `tileserve` binary mounts it.
 //!
@@ -75,6 +77,7 @@ pub mod reader;
 pub mod route;
 pub mod scheme;
 pub mod tilejson;
+pub mod wmts;
 
 pub use catalog::{Catalog, Tileset};
 pub use error::{CoordError, Error, Result};

@@ -15,8 +15,7 @@
 //! | `/WMTSCapabilities.xml` | [`Route::WmtsCapabilities`] of every raster tileset |
 //! | `/{tileset}/WMTSCapabilities.xml` | [`Route::WmtsCapabilities`] of one |
 //! | `/wmts?SERVICE=WMTS&REQUEST=…` | [`Route::WmtsKvp`]: WMTS key-value requests (the query is read by the server) |
-//! | `/{tileset}/wmts/GoogleMapsCompatible/{TileMatrix}/{TileRow}/{TileCol}[.ext]` | [`Route::Tile`], ArcGIS order (`z/row/col`, Y down) |
-//! | `/{tileset}/wmts/Ocularis/{TileMatrix}/{TileRow}/{TileCol}[.ext]` | [`Route::Tile`], Ocularis (`level`, row and column swapped back) |
+//! | `/{tileset}/wmts/{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}[.ext]` | [`Route::WmtsTile`]: `GoogleMapsCompatible-{Z}` (XYZ zoom) or `Ocularis-{Z}` (level) |
 //!
 //! `{tileset}` is percent-decoded. A path of the right shape with a malformed or out-of-range
 //! number is [`RouteError::BadRequest`] (400); any other path is [`RouteError::NotFound`] (404).
@@ -65,6 +64,17 @@ pub enum Route<'a> {
     WmtsCapabilities {
         /// Tileset id, for one tileset's document.
         tileset: Option<Cow<'a, str>>,
+    },
+    /// A WMTS RESTful tile: `{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}`.
+    WmtsTile {
+        /// Tileset id (the layer).
+        tileset: Cow<'a, str>,
+        /// The tile matrix set's identifier (see [`crate::wmts::MatrixSet::parse`]).
+        matrix_set: Cow<'a, str>,
+        /// Tile matrix, row (from the north), column.
+        nums: [u32; 3],
+        /// The extension, if any.
+        ext: Option<&'a str>,
     },
     /// A WMTS key-value request at `/wmts` (`GetCapabilities`, `GetTile`): the query string says
     /// which.
@@ -137,20 +147,15 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         [WMTS_CAPABILITIES] => Ok(Route::WmtsCapabilities {
             tileset: Some(tileset()?),
         }),
-        ["wmts", set, m, row, col] => match *set {
-            GOOGLE_MAPS_COMPATIBLE => tile(tileset()?, SchemeKind::ArcGis, [m, row, col]),
-            OCULARIS_MATRIX_SET => {
-                // Ocularis URLs are level/x/y; WMTS's order is matrix/row/column.
-                let (nums, ext) = numbers([m, row, col])?;
-                Ok(Route::Tile {
-                    tileset: tileset()?,
-                    scheme: SchemeKind::Ocularis,
-                    nums: [nums[0], nums[2], nums[1]],
-                    ext,
-                })
-            }
-            _ => Err(RouteError::NotFound),
-        },
+        ["wmts", set, m, row, col] => {
+            let (nums, ext) = numbers([m, row, col])?;
+            Ok(Route::WmtsTile {
+                tileset: tileset()?,
+                matrix_set: decode(set)?,
+                nums,
+                ext,
+            })
+        }
         ["info", z, x, y] => {
             let (nums, ext) = numbers([z, x, y])?;
             if ext.is_some() {
@@ -167,9 +172,9 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
 
 /// The last segment of a WMTS capabilities URL.
 pub const WMTS_CAPABILITIES: &str = "WMTSCapabilities.xml";
-/// The WMTS identifier of the XYZ tile matrix set (OGC's well-known `GoogleMapsCompatible`).
+/// The WMTS name of the XYZ tile matrix sets (OGC's well-known `GoogleMapsCompatible`).
 pub const GOOGLE_MAPS_COMPATIBLE: &str = "GoogleMapsCompatible";
-/// The WMTS identifier of the tile matrix set whose matrices are Ocularis levels.
+/// The WMTS name of the tile matrix sets whose matrices are Ocularis levels.
 pub const OCULARIS_MATRIX_SET: &str = "Ocularis";
 /// The extension that turns a tile path into a UTFGrid path.
 pub const GRID_EXT: &str = ".grid.json";
@@ -220,7 +225,7 @@ fn bad(s: &str) -> RouteError {
 }
 
 /// A decimal number of at most 10 digits that fits a `u32`: no sign, no spaces.
-fn number(s: &str) -> Option<u32> {
+pub fn number(s: &str) -> Option<u32> {
     if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -430,14 +435,14 @@ mod tests {
             ),
             ("/wmts", Ok(Route::WmtsKvp)),
             (
-                "/w/wmts/GoogleMapsCompatible/3/2/1.png",
-                Ok(t("w", ArcGis, [3, 2, 1], Some("png"))),
+                "/w/wmts/GoogleMapsCompatible-3/3/2/1.png",
+                Ok(Route::WmtsTile {
+                    tileset: "w".into(),
+                    matrix_set: "GoogleMapsCompatible-3".into(),
+                    nums: [3, 2, 1],
+                    ext: Some("png"),
+                }),
             ),
-            (
-                "/w/wmts/Ocularis/0/5/6.png",
-                Ok(t("w", Ocularis, [0, 6, 5], Some("png"))),
-            ),
-            ("/w/wmts/EPSG:4326/0/0/0.png", nf.clone()),
         ];
         for (path, want) in cases {
             assert_eq!(parse(path), want, "{path}");
