@@ -545,7 +545,11 @@ impl App {
             )
             .into_ows());
         }
-        let (scheme, nums) = wmts_resolve(&t, &set, nums).map_err(WmtsError::into_ows)?;
+        // In KVP a parameter naming nothing is a 400 (WMTS 1.0.0 table 28), not the RESTful 404.
+        let (scheme, nums) = wmts_resolve(&t, &set, nums).map_err(|mut e| {
+            e.status = StatusCode::BAD_REQUEST;
+            e.into_ows()
+        })?;
         self.tile(&t, scheme, nums, None, headers)
     }
 

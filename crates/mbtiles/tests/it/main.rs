@@ -7,6 +7,7 @@ mod gdal;
 mod grid;
 mod http;
 mod reader;
+mod wmts;
 
 use std::path::Path;
 use std::sync::Arc;
