@@ -70,11 +70,15 @@ fn serves_a_file_and_prints_its_urls() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let _server = Server(child);
-    let lines: Vec<String> = BufReader::new(stdout)
-        .lines()
+    let mut out = BufReader::new(stdout).lines();
+    let lines: Vec<String> = out
+        .by_ref()
         .map(Result::unwrap)
         .take_while(|l| !l.contains("preview"))
         .collect();
+    let wmts = out.next().unwrap().unwrap();
+    // Keep reading: a closed pipe would make the server's next banner line fail (EPIPE).
+    std::thread::spawn(move || out.for_each(drop));
     let first = &lines[0];
     let addr = first
         .split("http://")
@@ -90,6 +94,10 @@ fn serves_a_file_and_prints_its_urls() {
         "{all}"
     );
     assert!(all.contains("broken DISABLED"), "{all}");
+    assert_eq!(
+        wmts.trim(),
+        format!("wmts     http://{addr}/floor%20plan/WMTSCapabilities.xml")
+    );
 
     // XYZ 1/1/1 is the south-east tile: TMS row 0.
     let (head, body) = http_get(&addr, "/floor%20plan/1/1/1.png");
