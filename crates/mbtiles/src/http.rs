@@ -9,6 +9,9 @@
 //!   decompressed ones, where `<hash>` is the XXH3-64 of the stored BLOB.
 //! - `If-None-Match` is compared with the weak comparison of [RFC 9110 §13.1.2]; a match gives
 //!   304 without reading past the BLOB.
+//! - UTFGrids ([`crate::grid`]) at the tile URLs with `.grid.json`, JSONP with a checked
+//!   `?callback=`; WMTS ([`crate::wmts`]) capabilities, KVP and RESTful `GetTile`, the tiles
+//!   going through the same tile path (cache, ETags) as the other schemes.
 //! - Missing tile: 404 (or 204, [`MissingTile::NoContent`]); a coordinate outside the grid or a
 //!   malformed number: 400; a tileset disabled by a bad file, or a file locked by a writer past
 //!   the busy timeout: 503 with `Retry-After: 1`.
