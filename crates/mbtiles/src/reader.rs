@@ -177,9 +177,9 @@ const GRID_QUERY: &str = "SELECT octet_length(grid), \
 // One row past ?5 (MAX_GRID_DATA_ROWS) tells that there are too many; a key name over ?6 bytes
 // or a value over ?4 is not loaded (NULL).
 const GRID_DATA_QUERY: &str = "SELECT \
-     CASE WHEN octet_length(key_name) <= ?6 THEN CAST(key_name AS TEXT) END, \
+     CASE WHEN octet_length(key_name) <= ?6 THEN key_name END, \
      octet_length(key_json), \
-     CASE WHEN octet_length(key_json) <= ?4 THEN CAST(key_json AS TEXT) END \
+     CASE WHEN octet_length(key_json) <= ?4 THEN key_json END \
      FROM grid_data WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3 LIMIT ?5";
 
 /// Connections kept open per file when idle: enough for every worker thread of a small server.
@@ -407,10 +407,18 @@ impl MbTiles {
                         MAX_KEY_NAME as i64,
                     ),
                     |r| {
+                        // Lossy: a hand-edited file's invalid UTF-8 costs that row's text, not
+                        // the whole grid.
+                        let text = |v: ValueRef<'_>| match v {
+                            ValueRef::Text(b) | ValueRef::Blob(b) => {
+                                Some(String::from_utf8_lossy(b).into_owned())
+                            }
+                            _ => None,
+                        };
                         Ok((
-                            r.get::<_, Option<String>>(0)?,
+                            text(r.get_ref(0)?),
                             r.get::<_, Option<i64>>(1)?,
-                            r.get::<_, Option<String>>(2)?,
+                            text(r.get_ref(2)?),
                         ))
                     },
                 )

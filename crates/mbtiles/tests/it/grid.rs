@@ -309,7 +309,9 @@ fn grid_data_over_its_limits_is_refused() {
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {limit})
          INSERT INTO grid_data SELECT 0, 0, 0, 'x' || i, '1' FROM n;
          INSERT INTO grid_data VALUES (1, 0, 0, 'big', CAST(zeroblob({}) AS TEXT));
-         INSERT INTO grid_data VALUES (1, 1, 0, zeroblob(2000), '1');",
+         INSERT INTO grid_data VALUES (1, 1, 0, zeroblob(2000), '1');
+         INSERT INTO grid_data VALUES (1, 0, 1, x'FF', x'22FF22');
+         INSERT INTO grid_data VALUES (1, 0, 1, 'n', 7);",
         (16 << 20) + 1
     ))
     .unwrap();
@@ -324,6 +326,11 @@ fn grid_data_over_its_limits_is_refused() {
     let g = t.grid(TileId::new(1, 1, 0).unwrap()).unwrap().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&g).unwrap();
     assert_eq!(v["data"].as_object().unwrap().len(), 2);
+    // Invalid UTF-8 is read lossily; a number (stored as text by the column's affinity) is JSON.
+    let g = t.grid(TileId::new(1, 0, 1).unwrap()).unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&g).unwrap();
+    assert_eq!(v["data"]["\u{fffd}"], "\u{fffd}", "{v}");
+    assert_eq!(v["data"]["n"], 7, "{v}");
     let g = t.grid(TileId::new(1, 1, 1).unwrap()).unwrap().unwrap();
     check_grid(&g, (1, 1, 1), "1/1/1");
 }
