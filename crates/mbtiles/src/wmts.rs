@@ -180,23 +180,47 @@ pub const MAX_LAT: f64 = 85.051_128_779_806_59;
 /// assert_eq!(e, [0.0, 0.0, HALF_WORLD, HALF_WORLD]);
 /// ```
 pub fn tile_aligned_extent(bounds: [f64; 4], z: u8) -> [f64; 4] {
-    let n = f64::from(1u32 << z.min(MAX_ZOOM));
-    let tile = 2.0 * HALF_WORLD / n;
+    let (tile, [x0, y0, x1, y1]) = tile_span(bounds, z);
+    let at = |i: u32| f64::from(i) * tile - HALF_WORLD;
+    [at(x0), at(y0), at(x1), at(y1)]
+}
+
+/// The tiles of zoom `z` that `bounds` (degrees) touch, as a WMTS `TileMatrixLimits`:
+/// `[min_row, max_row, min_col, max_col]`, rows from the north, inclusive.
+///
+/// ```
+/// use nvrkit_mbtiles::wmts::tile_limits;
+/// assert_eq!(tile_limits([-180.0, -85.06, 180.0, 85.06], 2), [0, 3, 0, 3]);
+/// // The north-east quarter of the world, at zoom 2: rows 0..=1, columns 2..=3.
+/// assert_eq!(tile_limits([10.0, 10.0, 170.0, 80.0], 2), [0, 1, 2, 3]);
+/// ```
+pub fn tile_limits(bounds: [f64; 4], z: u8) -> [u32; 4] {
+    let n = 1u32 << z.min(MAX_ZOOM);
+    let (_, [x0, y0, x1, y1]) = tile_span(bounds, z);
+    [n - y1, n - 1 - y0, x0, x1 - 1]
+}
+
+/// The tile size at `z` in metres, and the tiles `bounds` touch as `[west, south, east, north]`
+/// edge indices counted from the west and the south (`west < east`, `south < north`).
+fn tile_span(bounds: [f64; 4], z: u8) -> (f64, [u32; 4]) {
+    let n = 1u32 << z.min(MAX_ZOOM);
+    let nf = f64::from(n);
+    let tile = 2.0 * HALF_WORLD / nf;
     let x = |lon: f64| lon.clamp(-180.0, 180.0) / 180.0 * HALF_WORLD;
     let y = |lat: f64| {
         let lat = lat.clamp(-MAX_LAT, MAX_LAT).to_radians();
         (std::f64::consts::FRAC_PI_4 + lat / 2.0).tan().ln() * HALF_WORLD / std::f64::consts::PI
     };
-    // Tile indices from the west and from the south; the tolerance keeps an edge that is a tile
-    // boundary up to rounding (GDAL's ±85.0511287798 bounds) from taking one tile more.
+    // The tolerance keeps an edge that is a tile boundary up to rounding (GDAL's
+    // ±85.0511287798 bounds) from taking one tile more.
     const EPS: f64 = 1e-6;
-    let lo = |v: f64| (((v + HALF_WORLD) / tile + EPS).floor()).clamp(0.0, n);
-    let hi = |v: f64| (((v + HALF_WORLD) / tile - EPS).ceil()).clamp(0.0, n);
-    let at = |i: f64| i * tile - HALF_WORLD;
+    let lo = |v: f64| (((v + HALF_WORLD) / tile + EPS).floor()).clamp(0.0, nf - 1.0) as u32;
+    let hi = |v: f64, lo: u32| {
+        (((v + HALF_WORLD) / tile - EPS).ceil()).clamp(f64::from(lo + 1), nf) as u32
+    };
     let [w, s, e, north] = bounds;
-    let (x0, x1) = (lo(x(w)), hi(x(e)).max(lo(x(w)) + 1.0).min(n));
-    let (y0, y1) = (lo(y(s)), hi(y(north)).max(lo(y(s)) + 1.0).min(n));
-    [at(x0), at(y0), at(x1), at(y1)]
+    let (x0, y0) = (lo(x(w)), lo(y(s)));
+    (tile, [x0, y0, hi(x(e), x0), hi(y(north), y0)])
 }
 
 /// Replaces what XML 1.0 cannot carry even escaped (control characters but tab, LF and CR;
@@ -350,7 +374,10 @@ fn layer(w: &mut W, base: &str, l: &Layer) -> std::io::Result<()> {
         text(w, "Format", ctype)?;
         for s in l.matrix_sets() {
             w.create_element("TileMatrixSetLink")
-                .write_inner_content(|w| text(w, "TileMatrixSet", &s.identifier()))?;
+                .write_inner_content(|w| {
+                    text(w, "TileMatrixSet", &s.identifier())?;
+                    limits(w, l, s)
+                })?;
         }
         w.create_element("ResourceURL")
             .with_attributes([
@@ -362,6 +389,35 @@ fn layer(w: &mut W, base: &str, l: &Layer) -> std::io::Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// The tiles of each matrix the layer's bounds touch, so a client asks for no tile outside them.
+fn limits(w: &mut W, l: &Layer, s: MatrixSet) -> std::io::Result<()> {
+    let top = s.maxzoom.unwrap_or(0);
+    w.create_element("TileMatrixSetLimits")
+        .write_inner_content(|w| {
+            for z in 0..=top {
+                let [r0, r1, c0, c1] = tile_limits(l.bounds, z);
+                w.create_element("TileMatrixLimits")
+                    .write_inner_content(|w| {
+                        text(w, "TileMatrix", &matrix_id(s.kind, top, z).to_string())?;
+                        text(w, "MinTileRow", &r0.to_string())?;
+                        text(w, "MaxTileRow", &r1.to_string())?;
+                        text(w, "MinTileCol", &c0.to_string())?;
+                        text(w, "MaxTileCol", &c1.to_string())
+                    })?;
+            }
+            Ok(())
+        })?;
+    Ok(())
+}
+
+/// The identifier of zoom `z`'s matrix in a set whose deepest zoom is `top`.
+fn matrix_id(kind: MatrixSetKind, top: u8, z: u8) -> u8 {
+    match kind {
+        MatrixSetKind::GoogleMapsCompatible => z,
+        MatrixSetKind::Ocularis => top - z,
+    }
 }
 
 fn matrix_set(w: &mut W, s: MatrixSet) -> std::io::Result<()> {
@@ -385,10 +441,7 @@ fn matrix_set(w: &mut W, s: MatrixSet) -> std::io::Result<()> {
         // Coarsest first in both sets: zoom 0 is GoogleMapsCompatible's matrix 0 and Ocularis'
         // level `top`.
         for z in 0..=top {
-            let id = match s.kind {
-                MatrixSetKind::GoogleMapsCompatible => z,
-                MatrixSetKind::Ocularis => top - z,
-            };
+            let id = matrix_id(s.kind, top, z);
             let n = (1u64 << z).to_string();
             w.create_element("TileMatrix").write_inner_content(|w| {
                 text(w, "ows:Identifier", &id.to_string())?;

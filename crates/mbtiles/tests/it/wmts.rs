@@ -93,6 +93,28 @@ async fn capabilities_list_the_raster_tilesets_with_their_matrix_sets_escaped() 
         floor.contains(&format!("<ows:LowerCorner>0 0</ows:LowerCorner>\n        <ows:UpperCorner>{half} {half}</ows:UpperCorner>")),
         "{floor}"
     );
+    // Its tile matrix limits: at zoom 2 rows 0..=1 (from the north) and columns 2..=3, in
+    // both sets (Ocularis level 0 is zoom 2).
+    let links = doc
+        .split("<ows:Identifier>floor</ows:Identifier>")
+        .nth(1)
+        .unwrap();
+    let links = links.split("</Layer>").next().unwrap();
+    let flat: String = links.split_whitespace().collect();
+    for (set, matrix) in [("GoogleMapsCompatible-2", 2), ("Ocularis-2", 0)] {
+        let link = flat
+            .split(&format!("<TileMatrixSet>{set}</TileMatrixSet>"))
+            .nth(1)
+            .unwrap();
+        let link = link.split("</TileMatrixSetLink>").next().unwrap();
+        assert!(
+            link.contains(&format!(
+                "<TileMatrix>{matrix}</TileMatrix><MinTileRow>0</MinTileRow><MaxTileRow>1</MaxTileRow>\
+                 <MinTileCol>2</MinTileCol><MaxTileCol>3</MaxTileCol>"
+            )),
+            "{set}: {link}"
+        );
+    }
     // One tileset's document, the KVP GetCapabilities, and the 404s.
     let one = xml(&get(&router, "/world/WMTSCapabilities.xml", &[]).await.body);
     assert_eq!(one.matches("<Layer>").count(), 1);
