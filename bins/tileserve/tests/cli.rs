@@ -222,9 +222,6 @@ fn a_renamed_file_is_picked_up_by_the_running_binary() {
 #[test]
 #[ignore = "interop: needs GDAL, node, Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
 fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
-    let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
-        "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
-    );
     let dir = tempfile::tempdir().unwrap();
     // 1,024 × 1,024: the northern half red, the southern half blue, the westmost eighth green.
     let (w, h) = (1024usize, 1024usize);
@@ -275,18 +272,31 @@ fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let tilejson = String::from_utf8_lossy(&tilejson);
     assert!(tilejson.contains("\"maxzoom\":2"), "{tilejson}");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/preview.cjs");
+    browser_check(
+        "preview.cjs",
+        &[&format!("http://{addr}/world/preview"), "2"],
+    );
+}
+
+/// Runs `tests/SCRIPT` (playwright-core on Debian's chromium) with `args`; it prints one JSON
+/// line with `"ok":true` when every check passed.
+fn browser_check(script: &str, args: &[&str]) {
+    let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
+        "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
     let out = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{addr}/world/preview"))
-        .arg("2")
+        .arg(&path)
+        .args(args)
         .env("NODE_PATH", modules)
         .output()
         .expect("node is required");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && report.contains("\"ok\":true"),
-        "the preview is wrong: {report} {}",
+        "{script}: the page is wrong: {report} {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -312,16 +322,11 @@ fn sh(script: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The issue's "done when" for UTFGrid: an MBTiles made by the `sqlite3` shell in mbutil's
-/// schema, with grids zlib-compressed by python3's `zlib`, served by the binary: through `curl`,
-/// every grid in every scheme has keys that resolve to the `grid_data` rows of its stored tile
-/// (so the Y flip of TMS and the level inversion of Ocularis are right), and JSONP wraps it.
-#[test]
-#[ignore = "interop: needs sqlite3, python3 and curl; run by .ci/run"]
-fn utfgrid_made_by_sqlite3_and_python_zlib_resolves_keys_through_curl_in_every_scheme() {
-    use nvrkit_mbtiles::{SchemeKind, TileId};
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cams.mbtiles");
+/// `DIR/cams.mbtiles`, made by the `sqlite3` shell in mbutil's schema (mbutil/util.py
+/// `mbtiles_setup`) with python3's `zlib`: zooms 0..=2, fake PNG tiles, and for every tile but
+/// 2/3/0 (TMS) a 4 × 4 grid whose middle two rows are the key `cam-z-x-y` (its stored address),
+/// with `{"camera": key, "tile": "z/x/y"}` in `grid_data`.
+fn utfgrid_file(dir: &std::path::Path) -> std::path::PathBuf {
     // mbutil's schema (mbutil/util.py `mbtiles_setup`), zooms 0..=2, tile 2/3/0 without a grid.
     let py = r#"
 import json, zlib
@@ -352,9 +357,22 @@ print("COMMIT;")
            INSERT INTO metadata VALUES ('name', 'cameras'), ('format', 'png');\"
          python3 -c '{py}' | sqlite3 cams.mbtiles
          test \"$(sqlite3 cams.mbtiles 'SELECT hex(substr(grid, 1, 1)) FROM grids LIMIT 1')\" = 78",
-        dir = dir.path().display(),
+        dir = dir.display(),
         py = py.replace('\'', r"'\''"),
     ));
+    dir.join("cams.mbtiles")
+}
+
+/// The issue's "done when" for UTFGrid: an MBTiles made by the `sqlite3` shell in mbutil's
+/// schema, with grids zlib-compressed by python3's `zlib`, served by the binary: through `curl`,
+/// every grid in every scheme has keys that resolve to the `grid_data` rows of its stored tile
+/// (so the Y flip of TMS and the level inversion of Ocularis are right), and JSONP wraps it.
+#[test]
+#[ignore = "interop: needs sqlite3, python3 and curl; run by .ci/run"]
+fn utfgrid_made_by_sqlite3_and_python_zlib_resolves_keys_through_curl_in_every_scheme() {
+    use nvrkit_mbtiles::{SchemeKind, TileId};
+    let dir = tempfile::tempdir().unwrap();
+    let file = utfgrid_file(dir.path());
     let (_server, addr) = start(&[
         file.as_os_str(),
         "--listen".as_ref(),
@@ -414,4 +432,19 @@ print("COMMIT;")
         "curl -s -o /dev/null -w '%{{http_code}}' '{base}/0/0/0.grid.json?callback=alert(1)'"
     ));
     assert_eq!(code, "400");
+}
+
+/// The preview page of a tileset with UTFGrids shows, in headless Chromium, the key and data of
+/// the grid under the pointer, in every scheme (`tests/grid.cjs`).
+#[test]
+#[ignore = "interop: needs sqlite3, python3, node, Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
+fn the_preview_page_shows_the_utfgrid_data_under_the_pointer_in_every_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = utfgrid_file(dir.path());
+    let (_server, addr) = start(&[
+        file.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    browser_check("grid.cjs", &[&format!("http://{addr}/cams/preview")]);
 }

@@ -721,6 +721,7 @@ fn preview(t: &Tileset) -> Response {
         "name": m.name.clone().unwrap_or_else(|| t.id.clone()),
         "format": t.tiles.format(),
         "vector": t.tiles.format() == TileFormat::Pbf,
+        "grids": t.tiles.has_grids(),
         "minzoom": m.minzoom.unwrap_or(0),
         "maxzoom": m.maxzoom.unwrap_or(0),
         "bounds": m.bounds,
