@@ -689,8 +689,12 @@ fn catalog_html(list: &[serde_json::Value]) -> String {
         let id = v["id"].as_str().unwrap_or_default();
         let cell = |k: &str| html_escape(&v[k].to_string().replace('"', ""));
         if v["state"] == "ok" {
+            let wmts = match v["wmts"].as_str() {
+                Some(u) => format!(" · <a href=\"{}\">WMTS</a>", html_escape(u)),
+                None => String::new(),
+            };
             rows.push_str(&format!(
-                "<tr><td><a href=\"/{}/preview\">{}</a></td><td>{}</td><td>{}–{}</td><td><a href=\"/{}.json\">TileJSON</a></td></tr>\n",
+                "<tr><td><a href=\"/{}/preview\">{}</a></td><td>{}</td><td>{}–{}</td><td><a href=\"/{}.json\">TileJSON</a>{wmts}</td></tr>\n",
                 html_escape(&encode(id)),
                 html_escape(id),
                 cell("format"),

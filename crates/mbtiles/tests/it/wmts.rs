@@ -115,6 +115,28 @@ async fn capabilities_list_the_raster_tilesets_with_their_matrix_sets_escaped() 
             "{set}: {link}"
         );
     }
+    // The catalog links each raster tileset's capabilities.
+    let cat: serde_json::Value =
+        serde_json::from_slice(&get(&router, "/", &[("host", "h:1")]).await.body).unwrap();
+    let wmts: Vec<&str> = cat["tilesets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["wmts"].as_str())
+        .collect();
+    assert_eq!(
+        wmts,
+        [
+            "http://h:1/floor/WMTSCapabilities.xml",
+            "http://h:1/world/WMTSCapabilities.xml"
+        ]
+    );
+    let html = get(&router, "/", &[("accept", "text/html")]).await.body;
+    assert!(
+        String::from_utf8(html)
+            .unwrap()
+            .contains("/world/WMTSCapabilities.xml\">WMTS</a>")
+    );
     // One tileset's document, the KVP GetCapabilities, and the 404s.
     let one = xml(&get(&router, "/world/WMTSCapabilities.xml", &[]).await.body);
     assert_eq!(one.matches("<Layer>").count(), 1);
