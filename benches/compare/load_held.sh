@@ -4,7 +4,7 @@
 # kind held open, each run ROUNDS times, all in one run of this script.
 #
 # usage: benches/compare/load_held.sh SERVER [N] [SECS] [ROUNDS]
-#   SERVER  camevents | loopcam | tileserve (release builds in target/release; tileserve serves
+#   SERVER  camevents | loopcam | tileserve (builds of the profiling profile, release code with symbols, in target/profiling; tileserve serves
 #           a GDAL-made world, as benches/compare/mbtiles.sh does, or MBTILES=path)
 # Caps are raised above N (and per-address caps lifted) so the server really holds N connections;
 # DEFAULT_CAPS=1 keeps the binary's defaults instead (the attacker is then held to its cap).
@@ -15,8 +15,8 @@ server=$1
 n=${2:-1000}
 secs=${3:-15}
 rounds=${4:-3}
-bin=target/release/$server
-[ -x "$bin" ] || { echo "build it first: cargo build --release -p $server" >&2; exit 1; }
+bin=target/profiling/$server
+[ -x "$bin" ] || { echo "build it first: cargo build --profile profiling -p $server" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

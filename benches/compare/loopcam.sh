@@ -16,8 +16,8 @@ clip=${1:-${NVRKIT_SHARED_TESTDATA:-$(pwd)/../shared/testdata}/bigbuckbunny.mp4}
 secs=${SECS:-20}
 counts=${COUNTS:-1 10 50 100 500}
 pacing_secs=${PACING_SECS:-0}
-loopcam=${LOOPCAM:-target/release/loopcam}
-[ -n "${LOOPCAM:-}" ] || cargo build --release -q -p loopcam
+loopcam=${LOOPCAM:-target/profiling/loopcam}
+[ -n "${LOOPCAM:-}" ] || cargo build --profile profiling -q -p loopcam
 tmp=$(mktemp -d)
 pids=()
 cleanup() {

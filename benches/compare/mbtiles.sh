@@ -9,7 +9,7 @@
 # Needs: gdal-bin, sqlite3, wrk (Debian), and martin built outside the repo:
 #   cargo install martin --version 1.14.0 --locked --no-default-features --features mbtiles --root /tmp/martin
 # Usage: benches/compare/mbtiles.sh [SECONDS]   (default 15 s per run; MARTIN=path and
-#   TILESERVE=path use those binaries instead of /tmp/martin and a fresh release build; ROUNDS=n
+#   TILESERVE=path use those binaries instead of /tmp/martin and a fresh profiling build; ROUNDS=n
 #   runs each server n times, interleaved, default 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,9 +18,9 @@ rounds=${ROUNDS:-2}
 martin=${MARTIN:-/tmp/martin/bin/martin}
 [ -x "$martin" ] || { echo "martin not found at $martin (see the header of this script)"; exit 1; }
 if [ -z "${TILESERVE:-}" ]; then
-  cargo build --release -q -p tileserve
+  cargo build --profile profiling -q -p tileserve
 fi
-tileserve=${TILESERVE:-$PWD/target/release/tileserve}
+tileserve=${TILESERVE:-$PWD/target/profiling/tileserve}
 tmp=$(mktemp -d)
 pids=()
 cleanup() {

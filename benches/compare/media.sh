@@ -3,11 +3,11 @@
 #   nvr probe --read-all CLIP          (open, read and check every frame)
 #   ffmpeg -v error -i CLIP -c copy -f null -   (open, read every packet, no decoding)
 # on the 2 s 720p test clip and on a 10-minute file made from it. Needs hyperfine and ffmpeg.
-# Usage: benches/compare/media.sh   (builds nvr in release first)
+# Usage: benches/compare/media.sh   (builds nvr in the profiling profile first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -q -p nvr
-nvr=target/release/nvr
+cargo build --profile profiling -q -p nvr
+nvr=target/profiling/nvr
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 clip=testdata/h264_main_720p25_aac.mp4

@@ -13,9 +13,9 @@ cd "$(dirname "$0")/../.."
 peers=${NVRKIT_PEERS:-$(pwd)/../shared/peers}
 counts=${COUNTS:-1 8 32}
 secs=${SECS:-30}
-[ -n "${LOOPCAM:-}" ] || cargo build --release -q -p loopcam -p nvr
-loopcam=${LOOPCAM:-target/release/loopcam}
-nvr=${NVR:-target/release/nvr}
+[ -n "${LOOPCAM:-}" ] || cargo build --profile profiling -q -p loopcam -p nvr
+loopcam=${LOOPCAM:-target/profiling/loopcam}
+nvr=${NVR:-target/profiling/nvr}
 tmp=$(mktemp -d)
 pids=()
 cleanup() {

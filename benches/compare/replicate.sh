@@ -3,12 +3,12 @@
 # A store of 12 ten-second segments of one camera (about 5 MiB) whose event footage is the last
 # two segments in name order (an event that just happened). Measures, for each tool: the time
 # until every event segment is complete on the target, the total time, bytes sent and CPU.
-# Usage: benches/compare/replicate.sh [CAP_MBIT]   (default 8; needs rsync and a release segstore)
+# Usage: benches/compare/replicate.sh [CAP_MBIT]   (default 8; needs rsync and a profiling-profile segstore)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cap=${1:-8}
-S=${SEGSTORE:-target/release/segstore}
-[ -x "$S" ] || cargo build --release -q -p segstore
+S=${SEGSTORE:-target/profiling/segstore}
+[ -x "$S" ] || cargo build --profile profiling -q -p segstore
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 export RUST_LOG=warn

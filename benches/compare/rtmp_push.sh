@@ -15,8 +15,8 @@ clip=${1:-${NVRKIT_SHARED_TESTDATA:-$(pwd)/../shared/testdata}/bigbuckbunny.mp4}
 secs=${SECS:-60}
 streams=${STREAMS:-4}
 loops=${LOOPS:-10}
-loopcam=${LOOPCAM:-target/release/loopcam}
-[ -n "${LOOPCAM:-}" ] || cargo build --release -q -p loopcam
+loopcam=${LOOPCAM:-target/profiling/loopcam}
+[ -n "${LOOPCAM:-}" ] || cargo build --profile profiling -q -p loopcam
 tmp=$(mktemp -d)
 pids=()
 cleanup() {

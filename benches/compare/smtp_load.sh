@@ -6,12 +6,12 @@
 #   apt-get download postfix && dpkg -x postfix_*.deb /tmp/pf      # smtp-source and smtp-sink
 #   cd /tmp/peers && npm install simplesmtp smtp-server              # node peers
 #   python3 -m venv /tmp/peers/venv && /tmp/peers/venv/bin/pip install aiosmtpd
-#   cargo build --release -p camevents
+#   cargo build --profile profiling -p camevents
 # Run from the repository root: bash benches/compare/smtp_load.sh [ROUNDS]
 set -euo pipefail
 PF=${PF:-/tmp/pf}
 PEERS=${PEERS:-/tmp/peers}
-CAMEVENTS=${CAMEVENTS:-target/release/camevents}
+CAMEVENTS=${CAMEVENTS:-target/profiling/camevents}
 ROUNDS=${1:-1}
 export LD_LIBRARY_PATH=$PF/usr/lib/postfix
 SOURCE=$PF/usr/sbin/smtp-source

@@ -3,7 +3,7 @@
 a running camevents, while another camera mails (docs/benchmarks.md, hostile peers).
 
 usage: smtp_worst.py CAMEVENTS [SIZE_MIB] [ROUNDS]
-Starts CAMEVENTS (a release build) on a free loopback port with --max-size above SIZE, then for
+Starts CAMEVENTS (a profiling-profile build: release code with symbols) on a free loopback port with --max-size above SIZE, then for
 each shape of worst_mail.py sends one SIZE mail, ROUNDS times, and reports the time from the first
 byte of DATA's content to the 250 reply (min/median/max), and meanwhile a second client's small
 mails (one after another, from 127.0.0.3) and their p50/p99/max reply times, and the server's

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use nvrkit_cli::units::parse_duration;
 use nvrkit_feed::Clip;
 use nvrkit_feed::TlsSource;
 use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, RtmpUrl};
@@ -23,9 +24,11 @@ const EXAMPLES: &str = "\
 Examples:
   loopcam                                  serve the embedded sample at rtsp://127.0.0.1:8554/sample
   loopcam clip.mp4                         serve clip.mp4 at rtsp://HOST:8554/clip
-  loopcam ../shared/testdata/              serve every MP4 in a directory, one path per file stem
+  loopcam ../shared/testdata/              serve every .mp4/.m4v/.mov in a directory, one path per stem
   loopcam --auth admin:secret cam.mp4      require Basic or Digest credentials
   loopcam --listen 127.0.0.1:0 clip.mp4    any free port; the URL printed on stdout says which
+  loopcam --max-conns-per-addr 64 --request-timeout 5s
+                                           cap each client address; requests done within 5 s
   loopcam --rtsps-listen 0.0.0.0:8322      RTSPS too (self-signed; its fingerprint is logged)
   loopcam --rtsps-listen 0.0.0.0:8322 --tls-cert cert.pem --tls-key key.pem
   ffprobe -rtsp_transport tcp rtsps://127.0.0.1:8322/sample
@@ -43,7 +46,8 @@ Each stream's URL is printed alone on a line on stdout (logs go to stderr), so s
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 struct Cli {
-    /// MP4 files, or directories of them; the embedded sample when none is given.
+    /// MP4 or QuickTime (.mov) files, or directories of them; the embedded sample when none is
+    /// given.
     inputs: Vec<PathBuf>,
     /// Where to listen for RTSP.
     #[arg(long, default_value = "0.0.0.0:8554")]
@@ -75,9 +79,25 @@ struct Cli {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Idle sessions end after this many seconds.
-    #[arg(long, default_value_t = 60)]
-    session_timeout: u64,
+    /// A set-up RTSP session with no keepalive (request, or RTCP over UDP) for this long ends
+    /// (at least 5s; a session playing over TCP lives as long as its connection).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    session_timeout: Duration,
+    /// Most connections at once, RTSP and RTSPS together; one more is answered 503.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_conns: usize,
+    /// Most connections at once from one client address (IPv6: its /64); default: no cap (a
+    /// VMS opens many sessions from one address).
+    #[arg(long, value_name = "N")]
+    max_conns_per_addr: Option<usize>,
+    /// An RTSP request (and an RTSPS handshake) must be complete this long after its first
+    /// byte.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// A connection with no complete request for this long is closed (a partial request does
+    /// not count; one holding a session waits --session-timeout if longer).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     #[command(flatten)]
     push: PushArgs,
     #[command(subcommand)]
@@ -158,8 +178,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The clips to serve: every input file, every MP4 in every input directory. A clip that cannot
-/// be served is reported and skipped.
+/// The clips to serve: every input file, every MP4 or QuickTime file in every input directory.
+/// A clip that cannot be served is reported and skipped.
 fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
     if inputs.is_empty() {
         let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
@@ -173,13 +193,15 @@ fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.extension().is_some_and(|e| {
-                        e.eq_ignore_ascii_case("mp4") || e.eq_ignore_ascii_case("m4v")
+                        ["mp4", "m4v", "mov"]
+                            .iter()
+                            .any(|x| e.eq_ignore_ascii_case(x))
                     })
                 })
                 .collect();
             found.sort();
             if found.is_empty() {
-                tracing::warn!("{}: no .mp4 files", input.display());
+                tracing::warn!("{}: no .mp4, .m4v or .mov files", input.display());
             }
             files.extend(found);
         } else {
@@ -353,7 +375,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         mtu: cli.mtu.clamp(200, 65_000),
         auth,
         strict_start: cli.strict_start,
-        session_timeout: Duration::from_secs(cli.session_timeout.max(5)),
+        session_timeout: cli.session_timeout.max(Duration::from_secs(5)),
+        max_conns: cli.max_conns.max(1),
+        max_conns_per_addr: cli.max_conns_per_addr.map(|n| n.max(1)),
+        request_timeout: cli.request_timeout,
+        idle_timeout: cli.idle_timeout,
         udp: !cli.no_udp,
         tcp_nodelay: cli.tcp_nodelay,
         tls_listen: cli.rtsps_listen,

@@ -17,8 +17,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nvrkit_net::http::AllowedHosts;
 
-/// The largest request body any route reads (`POST /api/events`: an event's JSON, snapshots
-/// included, as base64); axum's default, made explicit so it cannot silently change.
+/// The largest request body any route reads; axum's default, made explicit so it cannot
+/// silently change. `POST /api/events` parses at most
+/// [`nvrkit_smtp::MAX_UNTRUSTED_EVENT_JSON`] of it.
 pub const MAX_BODY: usize = 2 << 20;
 
 /// `router` behind the Host and Content-Type checks and the body limit.

@@ -7,21 +7,21 @@
 //! - `GET /api/export.mp4?camera&from&to` — one MP4 of the range, with `Range` support so a
 //!   `<video>` element can seek.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use nvrkit_media::{CodecParams, WallTime};
 use nvrkit_ring::Ring;
-use nvrkit_smtp::CameraEvent;
+use nvrkit_smtp::{CameraEvent, MAX_UNTRUSTED_EVENT_JSON};
+use nvrkit_store::query::{ByteRange, RangeQuery, byte_range};
 use nvrkit_store::{ExportFormat, Store};
 use serde_json::json;
 
@@ -261,10 +261,35 @@ async fn snapshot(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response 
     }
 }
 
-async fn post_event(State(app): State<Arc<App>>, body: String) -> Response {
-    let mut event = match CameraEvent::from_json(&body) {
+/// `POST /api/events`: untrusted JSON ([`CameraEvent::from_untrusted_json`]); over
+/// [`MAX_UNTRUSTED_EVENT_JSON`] bytes is 413, anything else it refuses 400, both saying why. What
+/// is kept of the event is bounded by the dispatcher ([`crate::events::note`]), as for a mail.
+///
+/// The body is read whole up to [`crate::guard::MAX_BODY`] before the parser's limit applies:
+/// a refusal sent before the body is read would end in a reset that can lose the answer.
+async fn post_event(
+    State(app): State<Arc<App>>,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body over the limit of {} bytes (event JSON: {MAX_UNTRUSTED_EVENT_JSON})",
+                    crate::guard::MAX_BODY
+                ),
+            );
+        }
+        Err(e) => return bad(e.status(), e.body_text()),
+    };
+    let mut event = match CameraEvent::from_untrusted_json(&body) {
         Ok(e) => e,
-        Err(e) => return bad(StatusCode::BAD_REQUEST, format!("{e}")),
+        Err(e @ nvrkit_smtp::Error::EventJsonTooLarge { .. }) => {
+            return bad(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+        }
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
     // The recording window is placed by the NVR's clock, never the sender's.
     event.received_at = WallTime::now();
@@ -274,27 +299,11 @@ async fn post_event(State(app): State<Arc<App>>, body: String) -> Response {
     }
 }
 
-/// `camera`, `from` and `to` of a query, or why not (answered with 400).
-fn range_params(q: &HashMap<String, String>) -> Result<(String, WallTime, WallTime), String> {
-    let camera = q.get("camera").cloned().ok_or("camera= is required")?;
-    let time = |k: &str| -> Result<WallTime, String> {
-        let v = q.get(k).ok_or(format!("{k}= is required (RFC 3339)"))?;
-        WallTime::parse_rfc3339(v).map_err(|e| format!("{k}: {e}"))
-    };
-    let (from, to) = (time("from")?, time("to")?);
-    if to <= from {
-        return Err("to must be after from".into());
-    }
-    Ok((camera, from, to))
-}
-
-async fn recordings(
-    State(app): State<Arc<App>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let (camera, from, to) = match range_params(&q) {
+async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    // Untrusted input, bounded and checked by the store's parser; refused with 400 saying why.
+    let RangeQuery { camera, from, to } = match RangeQuery::parse(q.as_deref().unwrap_or("")) {
         Ok(x) => x,
-        Err(why) => return bad(StatusCode::BAD_REQUEST, why),
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let list: Vec<serde_json::Value> = app
         .store
@@ -328,19 +337,20 @@ async fn recordings(
 
 async fn export(
     State(app): State<Arc<App>>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (camera, from, to) = match range_params(&q) {
+    let query = match RangeQuery::parse(q.as_deref().unwrap_or("")) {
         Ok(x) => x,
-        Err(why) => return bad(StatusCode::BAD_REQUEST, why),
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    if to.micros_since(from) > MAX_EXPORT_US {
+    if let Err(e) = query.check_span(MAX_EXPORT_US) {
         return bad(
             StatusCode::BAD_REQUEST,
-            "an export covers at most one hour (use segstore export for more)",
+            format!("{e}: an export covers at most one hour (use segstore export for more)"),
         );
     }
+    let RangeQuery { camera, from, to } = query;
     let key = (camera.clone(), from, to);
     // One build per clip: a <video> element asks for many ranges of the same file. The lock is
     // held while building, so concurrent requests for the same clip wait for one build.
@@ -392,84 +402,22 @@ async fn export(
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_range(v, total));
+        .map_or(ByteRange::Whole, |v| byte_range(v, total as u64));
     match range {
-        Some(Ok((start, end))) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+        ByteRange::Part { first, last } => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{total}")) {
                 resp_headers.insert(header::CONTENT_RANGE, v);
             }
-            let slice = body.slice(start..=end);
+            // `byte_range` keeps `first <= last < total`, and `total` is a `usize`.
+            let slice = body.slice(first as usize..=last as usize);
             (StatusCode::PARTIAL_CONTENT, resp_headers, Body::from(slice)).into_response()
         }
-        Some(Err(())) => {
+        ByteRange::Unsatisfiable => {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
                 resp_headers.insert(header::CONTENT_RANGE, v);
             }
             (StatusCode::RANGE_NOT_SATISFIABLE, resp_headers).into_response()
         }
-        None => (StatusCode::OK, resp_headers, Body::from(body)).into_response(),
-    }
-}
-
-/// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n`. `None`: not a single byte range (serve all);
-/// `Some(Err)`: unsatisfiable.
-fn parse_range(v: &str, total: usize) -> Option<Result<(usize, usize), ()>> {
-    let spec = v.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    if total == 0 {
-        return Some(Err(()));
-    }
-    let r = match (a.is_empty(), b.is_empty()) {
-        (true, false) => {
-            let n: usize = b.parse().ok()?;
-            if n == 0 {
-                return Some(Err(()));
-            }
-            (total.saturating_sub(n), total - 1)
-        }
-        (false, _) => {
-            let start: usize = a.parse().ok()?;
-            let end = if b.is_empty() {
-                total - 1
-            } else {
-                // An invalid range (last before first) is ignored (RFC 9110 §14.1.1).
-                let last: usize = b.parse().ok()?;
-                if last < start {
-                    return None;
-                }
-                last.min(total - 1)
-            };
-            if start >= total {
-                return Some(Err(()));
-            }
-            (start, end)
-        }
-        (true, true) => return None,
-    };
-    Some(Ok(r))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-99", 1000), Some(Ok((0, 99))));
-        assert_eq!(parse_range("bytes=900-", 1000), Some(Ok((900, 999))));
-        assert_eq!(parse_range("bytes=-100", 1000), Some(Ok((900, 999))));
-        assert_eq!(parse_range("bytes=0-5000", 1000), Some(Ok((0, 999))));
-        assert_eq!(parse_range("bytes=1000-", 1000), Some(Err(())));
-        assert_eq!(
-            parse_range("bytes=5-3", 1000),
-            None,
-            "an invalid range is ignored"
-        );
-        assert_eq!(parse_range("bytes=0-1,5-9", 1000), None);
-        assert_eq!(parse_range("items=0-1", 1000), None);
+        ByteRange::Whole => (StatusCode::OK, resp_headers, Body::from(body)).into_response(),
     }
 }

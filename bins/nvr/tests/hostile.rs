@@ -2,85 +2,16 @@
 //! client on 127.0.0.3 must get its API answer; the attacking connection must end closed or
 //! refused. Deadlines are 1 s here; the tests assert outcomes, never timings.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
 use nvrkit_testutil::hostile::{
     ATTACKER, CLIENT, connect_from, eventually, get, long_header, read_until_closed, request,
     trickle_is_cut,
 };
 
-struct Nvr {
-    child: Child,
-    addr: SocketAddr,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Nvr {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(extra: &[&str]) -> Nvr {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nvr"))
-        .args([
-            "--smtp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--request-timeout",
-            "1s",
-            "--idle-timeout",
-            "1s",
-            "--store",
-        ])
-        .arg(data.path().join("store"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nvr starts");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut web = None;
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 {
-        if let Some(w) = line.trim().strip_prefix("web: http://") {
-            web = Some(w.trim_end_matches('/').parse().unwrap());
-            break;
-        }
-        line.clear();
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Nvr {
-        child,
-        addr: web.expect("nvr printed its web address"),
-        _data: data,
-    }
-}
-
-/// The legitimate client's request: it must get the camera list.
-fn assert_api_served(n: &Nvr) {
-    let r = get(CLIENT, n.addr, &n.addr.to_string(), "/api/cameras");
-    assert_eq!(r.status, 200, "{}", r.head);
-    let cams: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(cams[0]["name"], "demo");
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
-}
+mod common;
+use common::{assert_api_served, start};
 
 #[test]
 fn slowloris_request_is_cut_at_its_deadline() {

@@ -5,9 +5,9 @@
 //! The `#[ignore]`d tests need swaks and ffmpeg; `.ci/run` installs them and runs these with
 //! `-- --ignored`, where a missing peer fails the test.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nvrkit_feed::Clip;
@@ -16,9 +16,11 @@ use nvrkit_media::{Demuxer, WallTime};
 
 use nvrkit_testutil::shared_testdata as shared;
 
+mod common;
+
 /// A running `nvr` child with the addresses it printed.
 struct Nvr {
-    child: Child,
+    _child: common::Stopped,
     smtp: String,
     web: String,
     /// Every line it printed up to its instructions.
@@ -26,44 +28,11 @@ struct Nvr {
     _data: tempfile::TempDir,
 }
 
-impl Drop for Nvr {
-    fn drop(&mut self) {
-        // SIGINT: the recorder flushes and exits; the hang guard kills it otherwise.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_nvr(extra: &[&str]) -> Nvr {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nvr"))
-        .args([
-            "--smtp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--store",
-        ])
-        .arg(data.path().join("store"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nvr starts");
-    let stdout = child.stdout.take().unwrap();
+    let (child, stdout, data) = common::spawn(extra);
     let (mut smtp, mut web) = (String::new(), String::new());
     let mut printed = Vec::new();
-    for line in BufReader::new(stdout).lines() {
+    for line in stdout.lines() {
         let line = line.unwrap();
         printed.push(line.clone());
         if let Some(s) = line.strip_prefix("smtp: ") {
@@ -81,7 +50,7 @@ fn start_nvr(extra: &[&str]) -> Nvr {
         "nvr printed its addresses"
     );
     Nvr {
-        child,
+        _child: child,
         smtp,
         web,
         printed,

@@ -201,7 +201,9 @@ struct Cursor {
 }
 
 /// Gives every AAC frame its full coded duration (1024 or 960 samples), which is what a decoder
-/// presents for it over RTP, where an edit list's trim cannot be signalled. An MP4 whose audio
+/// presents for it over RTP, where an edit list's trim cannot be signalled. (G.711 frames need
+/// nothing: the demuxer cuts a trimmed frame's payload with its duration, so a frame presents
+/// exactly what it says.) An MP4 whose audio
 /// is not a whole number of frames (ffmpeg writes one whenever audio and video durations differ)
 /// trims its last frame by the edit list, and the demuxer reports that frame shorter: looped
 /// with that duration, the next loop's first frame would overlap it on the wire. A frame within
@@ -487,6 +489,51 @@ mod tests {
         let audio = 1 - clip.master();
         assert!(clip.frames(audio).iter().all(|f| f.duration == 1024));
         check(clip, 20);
+    }
+
+    /// G.711 frames are exact (a payload byte per sample and channel): the 10 ms last frame of
+    /// 2.99 s of audio under 3 s of video ends where it says, and the next loop's first frame
+    /// starts at or after that end, never inside it. The 10 ms left over is an announced gap.
+    #[test]
+    fn a_partial_last_g711_frame_never_overlaps_the_next_loop() {
+        for (path, laps) in [
+            ("testdata/h264_pcmu8k.mov", 12),
+            ("testdata/h264_pcma16k_stereo.mov", 8),
+        ] {
+            let clip = clip_from(path);
+            let audio = 1 - clip.master();
+            let g = *clip.tracks()[audio].params.g711().expect("G.711");
+            let bps = u64::from(g.bytes_per_sample());
+            assert!(
+                clip.frames(audio)
+                    .iter()
+                    .all(|f| f.data.len() as u64 == u64::from(f.duration) * bps)
+            );
+            check(clip.clone(), laps);
+            let mut prev: Option<Frame> = None;
+            let mut gaps = 0;
+            let period_us = clip.period_micros();
+            let src = LoopSource::new(clip.clone(), WallTime::EPOCH);
+            for f in src
+                .filter(|f| f.stream == audio)
+                .take_while(|f| f.wall.unwrap().as_micros() < laps * period_us)
+            {
+                if let Some(p) = &prev {
+                    assert!(
+                        f.pts >= p.end_pts(),
+                        "{path}: {f:?} overlaps the frame before, {p:?}"
+                    );
+                    gaps += usize::from(f.pts > p.end_pts());
+                }
+                prev = Some(f);
+            }
+            let short = clip.frames(audio).last().unwrap().duration < g.samples_in(20);
+            assert_eq!(
+                gaps > 0,
+                short,
+                "{path}: a gap at each seam of the 2.99 s clip"
+            );
+        }
     }
 
     #[test]

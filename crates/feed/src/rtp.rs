@@ -1,5 +1,6 @@
-//! RTP packetization (RFC 3550) of H.264 (RFC 6184), H.265 (RFC 7798) and AAC (RFC 3640,
-//! `mpeg4-generic` AAC-hbr), and RTCP sender reports, SDES and BYE.
+//! RTP packetization (RFC 3550) of H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640,
+//! `mpeg4-generic` AAC-hbr) and G.711 (RFC 3551 §4.5.14 PCMU/PCMA), and RTCP sender reports,
+//! SDES and BYE.
 //!
 //! Packetizers are pure: a frame goes in, RTP payloads (zero-copy slices of the frame where the
 //! format allows) come out with their marker bit; the caller adds the 12-byte header with its own
@@ -23,8 +24,12 @@ pub struct Payload {
     pub head_len: u8,
     /// The rest of the payload: a slice of the frame, not a copy.
     pub body: Bytes,
-    /// RTP marker bit: the last packet of an access unit (video) or of an AU (AAC).
+    /// RTP marker bit: the last packet of an access unit (video) or of an AU (AAC), the first
+    /// packet after a gap (G.711).
     pub marker: bool,
+    /// Added to the frame's RTP timestamp for this packet: the samples before it, when a G.711
+    /// frame too large for one packet is split (0 otherwise).
+    pub ts_offset: u32,
 }
 
 impl Payload {
@@ -36,6 +41,7 @@ impl Payload {
             head_len: head.len() as u8,
             body,
             marker,
+            ts_offset: 0,
         }
     }
 
@@ -57,11 +63,12 @@ impl Payload {
 
     /// Writes the RTP header and the payload-format header, not the body: a sender that can
     /// write the body from its own buffer (a vectored write of [`Payload::body`]) copies nothing.
+    /// `timestamp` is the frame's; the header carries it plus [`Payload::ts_offset`].
     pub fn write_header(&self, out: &mut BytesMut, pt: u8, seq: u16, timestamp: u32, ssrc: u32) {
         out.put_u8(0x80); // V=2, no padding, no extension, no CSRC
         out.put_u8(if self.marker { 0x80 | pt } else { pt });
         out.put_u16(seq);
-        out.put_u32(timestamp);
+        out.put_u32(timestamp.wrapping_add(self.ts_offset));
         out.put_u32(ssrc);
         out.put_slice(&self.head[..usize::from(self.head_len)]);
     }
@@ -78,15 +85,26 @@ pub struct Packetizer {
 enum Kind {
     Video(VideoCodec),
     Aac,
+    /// G.711, with the bytes of one sample of every channel.
+    G711 {
+        bytes_per_sample: usize,
+    },
+    /// A codec with no RTP payload format here: nothing is sent.
+    Unsupported,
 }
 
 impl Packetizer {
     /// A packetizer for a stream with these parameters, for packets of at most `mtu` bytes of
     /// RTP (header included).
     pub fn new(params: &CodecParams, mtu: usize) -> Self {
-        let kind = match params.video_codec() {
-            Some(v) => Kind::Video(v),
-            None => Kind::Aac,
+        let kind = match params {
+            CodecParams::H264(_) => Kind::Video(VideoCodec::H264),
+            CodecParams::H265(_) => Kind::Video(VideoCodec::H265),
+            CodecParams::Aac(_) => Kind::Aac,
+            CodecParams::G711(g) => Kind::G711 {
+                bytes_per_sample: g.bytes_per_sample() as usize,
+            },
+            _ => Kind::Unsupported,
         };
         Packetizer {
             kind,
@@ -115,6 +133,37 @@ impl Packetizer {
                 }
             }
             Kind::Aac => self.aac(&frame.data, out),
+            Kind::G711 { bytes_per_sample } => {
+                self.g711(&frame.data, bytes_per_sample, frame.discontinuity, out)
+            }
+            Kind::Unsupported => {}
+        }
+    }
+
+    /// RFC 3551 §4.5.14: a G.711 payload is the samples, one byte each, channels interleaved
+    /// (§4.1). A frame is sent whole (the demuxer's 20 ms: 160 bytes at 8 kHz mono); one larger
+    /// than a packet (20 ms of 48 kHz stereo is 1,920 bytes) goes in equal runs of whole
+    /// samples, each with its own timestamp. The marker bit starts a talkspurt (§4.1): set
+    /// after a gap, never in continuous audio.
+    fn g711(&self, data: &Bytes, bps: usize, after_gap: bool, out: &mut Vec<Payload>) {
+        let samples = data.len() / bps;
+        if samples == 0 {
+            return;
+        }
+        let per_packet_max = (self.max_payload / bps).max(1);
+        let packets = samples.div_ceil(per_packet_max);
+        let per_packet = samples.div_ceil(packets);
+        let mut at = 0;
+        while at < samples {
+            let n = per_packet.min(samples - at);
+            let mut p = Payload::new(
+                &[],
+                data.slice(at * bps..(at + n) * bps),
+                after_gap && at == 0,
+            );
+            p.ts_offset = at as u32;
+            out.push(p);
+            at += n;
         }
     }
 
@@ -371,6 +420,62 @@ mod tests {
             out.is_empty(),
             "an AU too large for 13 bits is not sent with a wrong size"
         );
+    }
+
+    fn g711(rate: u32, channels: u8) -> CodecParams {
+        CodecParams::G711(nvrkit_media::G711Params {
+            law: nvrkit_media::G711Law::Mulaw,
+            sample_rate: rate,
+            channels,
+        })
+    }
+
+    #[test]
+    fn g711_frames_go_whole_or_in_equal_runs_of_samples() {
+        // 20 ms at 8 kHz mono: one packet of 160 bytes, no marker, timestamp unchanged.
+        let mut out = Vec::new();
+        let twenty_ms = Bytes::from((0..160u8).collect::<Vec<_>>());
+        Packetizer::new(&g711(8000, 1), 1400).packetize(&frame(twenty_ms.clone()), &[], &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].head_len, out[0].marker, out[0].ts_offset),
+            (0, false, 0)
+        );
+        assert_eq!(out[0].body, twenty_ms);
+        // After a gap the first packet starts a talkspurt.
+        out.clear();
+        let mut f = frame(twenty_ms);
+        f.discontinuity = true;
+        Packetizer::new(&g711(8000, 1), 1400).packetize(&f, &[], &mut out);
+        assert!(out[0].marker);
+        // 20 ms of 48 kHz stereo (1,920 bytes) in two 10 ms packets of whole samples.
+        out.clear();
+        let big = Bytes::from((0..1920u32).map(|i| i as u8).collect::<Vec<_>>());
+        Packetizer::new(&g711(48_000, 2), 1400).packetize(&frame(big.clone()), &[], &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out.iter()
+                .map(|p| (p.body.len(), p.ts_offset))
+                .collect::<Vec<_>>(),
+            [(960, 0), (960, 480)]
+        );
+        let joined: Vec<u8> = out.iter().flat_map(|p| p.body.to_vec()).collect();
+        assert_eq!(joined, big.to_vec());
+        let mut b = BytesMut::new();
+        out[1].write_packet(&mut b, 97, 1, 1000, 7);
+        assert_eq!(
+            b[4..8],
+            1480u32.to_be_bytes(),
+            "the second packet's timestamp"
+        );
+        // A stray byte that is not a whole stereo sample is not sent.
+        out.clear();
+        Packetizer::new(&g711(8000, 2), 1400).packetize(
+            &frame(Bytes::from_static(&[1, 2, 3])),
+            &[],
+            &mut out,
+        );
+        assert_eq!(out[0].body.len(), 2);
     }
 
     #[test]

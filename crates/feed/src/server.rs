@@ -17,6 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use nvrkit_net::{ConnLimiter, Expired, MessageClock, Refusal};
+
 use crate::error::{Error, Result};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtp::{Packetizer, Payload, rtcp};
@@ -36,8 +38,26 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// A new client waits for the next keyframe instead of getting the current GOP at once.
     pub strict_start: bool,
-    /// Idle sessions end after this long (default 60 s).
+    /// A set-up RTSP session with no keepalive (a complete request, or over UDP the client's
+    /// RTCP) for this long ends (default 60 s), and the `Session` header announces it. A session
+    /// playing over TCP lives as long as its connection: the media flowing is its liveness.
     pub session_timeout: Duration,
+    /// Most connections at once, RTSP and RTSPS together (default 4,096): one more is answered
+    /// `RTSP/1.0 503 Service Unavailable` (RTSPS: closed before the handshake), with a warning
+    /// logged at most once a second.
+    pub max_conns: usize,
+    /// Most connections at once from one client address (IPv4 address, IPv6 /64), answered as
+    /// [`Config::max_conns`] past it. Off by default: a VMS opens hundreds of sessions from one
+    /// address.
+    pub max_conns_per_addr: Option<usize>,
+    /// An RTSP request must be complete this long after its first byte (default 10 s): a
+    /// trickling client cannot stretch it. Also the deadline of an RTSPS handshake.
+    pub request_timeout: Duration,
+    /// A connection with no complete request for this long is closed (default 60 s); a partial
+    /// request never resets it. A connection holding a set-up session waits
+    /// [`Config::session_timeout`] instead when that is longer; one playing over TCP is alive
+    /// while its media flows.
+    pub idle_timeout: Duration,
     /// Offer RTP over UDP (default true).
     pub udp: bool,
     /// How much of each loop the ring keeps for late joiners (default 4 s, and always at least
@@ -75,6 +95,10 @@ impl Default for Config {
             auth: None,
             strict_start: false,
             session_timeout: Duration::from_secs(60),
+            max_conns: 4096,
+            max_conns_per_addr: None,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             udp: true,
             ring_duration: Duration::from_secs(4),
             initial_rtptime: None,
@@ -160,6 +184,12 @@ struct Shared {
     udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
     /// Last RTCP packet from each client address (UDP liveness).
     udp_seen: Mutex<HashMap<SocketAddr, Instant>>,
+    /// The connection caps, shared by the RTSP and RTSPS listeners.
+    limiter: Arc<ConnLimiter>,
+    /// Refusals being delivered (each lingers up to [`REFUSAL_LINGER`]).
+    refusing: Arc<tokio::sync::Semaphore>,
+    /// When a refusal was last logged as a warning.
+    last_refusal_warning: Mutex<Option<Instant>>,
 }
 
 impl Catalog for Shared {
@@ -272,9 +302,12 @@ impl Server {
         let shared = Arc::new(Shared {
             feeds,
             auth: config.auth.clone().map(Arc::new),
+            limiter: ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
             config,
             udp,
             udp_seen: Mutex::new(HashMap::new()),
+            refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
+            last_refusal_warning: Mutex::new(None),
         });
         if let Some((_, rtcp_sock)) = &shared.udp {
             tasks.push(tokio::spawn(receive_rtcp(
@@ -540,8 +573,17 @@ async fn pace(
     }
 }
 
-/// How long a client may take over its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Refusals delivered at once; past them a refused connection is just closed.
+const MAX_REFUSING: usize = 256;
+
+/// How long a refused (or oversized-request) connection is kept to deliver its answer: the
+/// client's unread bytes are drained meanwhile, so that closing does not reset the connection
+/// before the client has read it.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// The answer to a connection past a cap (it has sent no request yet, so no `CSeq`).
+const BUSY: &[u8] =
+    b"RTSP/1.0 503 Service Unavailable\r\nServer: nvrkit-loopcam\r\nContent-Length: 0\r\n\r\n";
 
 async fn accept(
     listener: TcpListener,
@@ -555,19 +597,31 @@ async fn accept(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((sock, peer)) => {
+                    let permit = match shared.limiter.try_acquire(peer.ip()) {
+                        Ok(p) => p,
+                        Err(refusal) => {
+                            refuse(&shared, sock, peer, refusal, tls.is_some());
+                            continue;
+                        }
+                    };
                     let _ = sock.set_nodelay(shared.config.tcp_nodelay);
                     let local = sock.local_addr().unwrap_or(peer);
                     let (shared, stop) = (shared.clone(), shutdown.subscribe());
                     match tls.clone() {
                         None => {
                             let (rd, wr) = sock.into_split();
-                            conns.spawn(serve(Box::new(rd), Box::new(wr), local, peer, false, shared, stop));
+                            conns.spawn(async move {
+                                serve(Box::new(rd), Box::new(wr), local, peer, false, shared, stop).await;
+                                drop(permit);
+                            });
                         }
-                        // The handshake runs in the connection's own task: a slow or silent
-                        // client holds nobody else up.
+                        // The handshake runs in the connection's own task, within the request
+                        // deadline: a slow or silent client holds nobody else up, and holds its
+                        // slot only that long.
                         Some(acceptor) => {
                             conns.spawn(async move {
-                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                                let limit = shared.config.request_timeout;
+                                match tokio::time::timeout(limit, acceptor.accept(sock)).await {
                                     Ok(Ok(s)) => {
                                         let (rd, wr) = tokio::io::split(s);
                                         serve(Box::new(rd), Box::new(wr), local, peer, true, shared, stop).await;
@@ -575,6 +629,7 @@ async fn accept(
                                     Ok(Err(e)) => tracing::info!(%peer, "RTSPS handshake failed: {e}"),
                                     Err(_) => tracing::info!(%peer, "RTSPS handshake timed out"),
                                 }
+                                drop(permit);
                             });
                         }
                     }
@@ -590,6 +645,73 @@ async fn accept(
         }
     }
     while conns.join_next().await.is_some() {}
+}
+
+/// Turns away a connection past a cap: `503` on RTSP, delivered in a short-lived task (at most
+/// [`MAX_REFUSING`] at once, then one non-blocking try); on RTSPS the connection is just closed
+/// (a 503 would cost a handshake).
+fn refuse(shared: &Shared, sock: tokio::net::TcpStream, peer: SocketAddr, why: Refusal, tls: bool) {
+    warn_refusal(shared, peer, why);
+    if tls {
+        return;
+    }
+    match shared.refusing.clone().try_acquire_owned() {
+        Ok(slot) => {
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = sock.into_split();
+                if tokio::time::timeout(REFUSAL_LINGER, wr.write_all(BUSY))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                {
+                    linger(&mut rd, &mut wr).await;
+                }
+                drop(slot);
+            });
+        }
+        Err(_) => {
+            let _ = sock.try_write(BUSY);
+        }
+    }
+}
+
+/// Closes the write side and reads (and drops) what the client still sends, for at most
+/// [`REFUSAL_LINGER`]: the answer just written reaches the client before the connection ends.
+async fn linger<R, W>(rd: &mut R, wr: &mut W)
+where
+    R: tokio::io::AsyncRead + Unpin + ?Sized,
+    W: tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        wr.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while rd.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+/// One warning a second at most, with the counts: a flood must not flood the log too.
+fn warn_refusal(shared: &Shared, peer: SocketAddr, why: Refusal) {
+    let now = Instant::now();
+    let Ok(mut last) = shared.last_refusal_warning.lock() else {
+        return;
+    };
+    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        tracing::debug!(%peer, "{why}: 503");
+        return;
+    }
+    *last = Some(now);
+    drop(last);
+    let l = &shared.limiter;
+    tracing::warn!(
+        %peer,
+        open = l.open(),
+        refused = l.refused(),
+        "{why} ({} in all{}): 503",
+        l.max_total(),
+        l.max_per_addr()
+            .map_or(String::new(), |n| format!(", {n} per address"))
+    );
 }
 
 async fn receive_rtcp(sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -887,26 +1009,56 @@ async fn serve(
     let mut playback: Option<Playback> = None;
     // Requests are small; a large read buffer per client would only cost memory at fan-out.
     let mut rbuf = vec![0u8; 4 * 1024];
-    let mut last_activity = Instant::now();
+    // The request deadline (from a request's first byte) and, while there is no session, the
+    // idle timeout (from the last complete request): a trickled byte moves neither.
+    // Capped at a year: an absurd flag value must not overflow the clock's instants.
+    let year = Duration::from_secs(365 * 86_400);
+    let mut clock = MessageClock::new(
+        Instant::now().into_std(),
+        shared.config.request_timeout.min(year),
+        shared.config.idle_timeout.min(year),
+        None,
+    );
+    // The last sign of life of a session: a complete request, or interleaved RTCP while
+    // playing. A set-up session is kept this long past it (UDP RTCP counts too).
+    let mut last_alive = Instant::now();
+    let session_limit = shared.config.idle_timeout.max(timeout);
+    // Oversized request: the client's remaining bytes are drained before closing.
+    let mut linger_on_close = false;
     // Sender reports and the liveness check, every 5 s. While playing they run after a write
     // that finds them due, and shutdown is checked there too, so a playing session's wakeups
     // poll no timer and no shutdown channel (the ring closing when the pacer stops is the
-    // backstop).
+    // backstop); only a request begun and not finished arms its deadline then.
     let mut next_report = Instant::now() + REPORT_INTERVAL;
     tracing::debug!(%peer, "connection");
 
     'conn: loop {
         let playing = playback.as_ref().is_some_and(|p| p.playing);
         let mut periodic = false;
+        // The message clock applies to a request in progress, and its idle deadline to a
+        // connection without a session (a session has its own timeout, checked periodically).
+        let clocked = clock.in_message() || conn.session().is_none();
+        let deadline = clocked.then(|| Instant::from_std(clock.deadline()));
+        let wake = match (playing, deadline) {
+            (true, d) => d.filter(|_| clock.in_message()),
+            (false, Some(d)) => Some(d.min(next_report)),
+            (false, None) => Some(next_report),
+        };
         tokio::select! {
             r = rd.read(&mut rbuf) => {
                 let n = match r {
                     Ok(0) | Err(_) => break 'conn,
                     Ok(n) => n,
                 };
-                last_activity = Instant::now();
+                let now = Instant::now();
                 framer.push(&rbuf[..n]);
+                let mut close = false;
+                let mut completed = false;
                 while let Some(msg) = framer.next_message() {
+                    if matches!(msg, Incoming::Request(_)) {
+                        completed = true;
+                        last_alive = now;
+                    }
                     match msg {
                         Incoming::Request(req) => {
                             let (resp, action) = conn.handle(&req, shared.as_ref());
@@ -976,17 +1128,31 @@ async fn serve(
                         }
                         Incoming::Malformed(why) => {
                             tracing::debug!(%peer, "malformed request: {why}");
-                            let r = rtsp_types::Response::builder(
-                                rtsp_types::Version::V1_0,
-                                rtsp_types::StatusCode::BadRequest,
-                            )
-                            .build(Vec::new());
-                            io.queue_response(&r);
+                            io.queue_response(&bad_request());
                         }
-                        Incoming::Data { .. } | Incoming::Response => {}
+                        Incoming::TooLarge(why) => {
+                            tracing::info!(%peer, "request refused and connection closed: {why}");
+                            io.queue_response(&bad_request());
+                            close = true;
+                            linger_on_close = true;
+                            break;
+                        }
+                        Incoming::Data { .. } => {
+                            // Interleaved RTCP from a playing client is liveness; from any other
+                            // connection it keeps nothing alive.
+                            if playback.as_ref().is_some_and(|p| p.playing) {
+                                last_alive = now;
+                            }
+                        }
+                        Incoming::Response => {}
                     }
                 }
-                if io.flush().await.is_err() {
+                if completed {
+                    clock.on_message(now.into_std(), framer.in_message());
+                } else {
+                    clock.on_bytes(now.into_std(), framer.in_message());
+                }
+                if io.flush().await.is_err() || close {
                     break 'conn;
                 }
             }
@@ -1025,7 +1191,18 @@ async fn serve(
                 }
                 periodic = Instant::now() >= next_report;
             }
-            _ = tokio::time::sleep_until(next_report), if !playing => periodic = true,
+            _ = tokio::time::sleep_until(wake.unwrap_or(next_report)), if wake.is_some() => {
+                let now = Instant::now();
+                let expired = clock.expired(now.into_std()).filter(|e| match e {
+                    Expired::Message => clock.in_message(),
+                    _ => conn.session().is_none(),
+                });
+                if let Some(e) = expired {
+                    tracing::info!(%peer, "connection closed: {e}");
+                    break 'conn;
+                }
+                periodic = now >= next_report;
+            }
             _ = stop.changed(), if !playing => break 'conn,
         }
         if !periodic {
@@ -1038,8 +1215,8 @@ async fn serve(
                 break 'conn;
             }
         }
-        // Liveness: RTSP traffic on this connection, or RTCP from the client over UDP.
-        let mut alive = last_activity;
+        // Liveness: complete requests on this connection, or RTCP from the client.
+        let mut alive = last_alive;
         if let (Some(p), Ok(seen)) = (playback.as_ref(), shared.udp_seen.lock()) {
             for t in &p.tracks {
                 if let Transport::Udp { rtcp, .. } = t.transport
@@ -1058,7 +1235,7 @@ async fn serve(
                     .iter()
                     .all(|t| matches!(t.transport, Transport::Tcp { .. }))
         });
-        if !tcp_playing && alive.elapsed() > timeout {
+        if conn.session().is_some() && !tcp_playing && alive.elapsed() > session_limit {
             tracing::info!(%peer, "session timed out");
             break 'conn;
         }
@@ -1077,8 +1254,21 @@ async fn serve(
     // Over TLS, shutdown sends close_notify and waits for rustls's buffer to drain, which a
     // client that stopped reading never lets happen: bounded, so the task (and the server's
     // shutdown) is not held.
-    let _ = tokio::time::timeout(Duration::from_secs(1), io.wr.shutdown()).await;
+    if linger_on_close {
+        linger(&mut rd, &mut io.wr).await;
+    } else {
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.wr.shutdown()).await;
+    }
     tracing::debug!(%peer, "connection closed");
+}
+
+/// `400 Bad Request`, without a `CSeq` (the request had none we could read).
+fn bad_request() -> rtsp_types::Response<Vec<u8>> {
+    rtsp_types::Response::builder(
+        rtsp_types::Version::V1_0,
+        rtsp_types::StatusCode::BadRequest,
+    )
+    .build(Vec::new())
 }
 
 fn port_of(s: &UdpSocket) -> u16 {
@@ -1140,7 +1330,7 @@ async fn start_play(
                 stream: s.stream,
                 transport: s.transport,
                 ssrc: s.ssrc,
-                pt: sdp::payload_type(s.stream),
+                pt: sdp::payload_type(t),
                 clock,
                 packetizer: Packetizer::new(&t.params, shared.config.mtu),
                 seq: rand::random(),

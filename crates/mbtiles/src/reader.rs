@@ -642,34 +642,6 @@ where
     Ok(m)
 }
 
-/// Whether `json` nests arrays and objects at most `max` deep (strings skipped; one pass).
-fn json_depth_within(json: &str, max: usize) -> bool {
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    for b in json.bytes() {
-        if in_str {
-            match b {
-                _ if esc => esc = false,
-                b'\\' => esc = true,
-                b'"' => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
-}
-
 /// Parses the metadata rows kept (see [`parse_metadata_rows`]).
 pub(crate) fn parse_metadata(raw: BTreeMap<String, String>) -> Metadata {
     let get = |k: &str| {
@@ -698,7 +670,7 @@ pub(crate) fn parse_metadata(raw: BTreeMap<String, String>) -> Metadata {
         _ => None,
     });
     let json = get("json")
-        .filter(|j| json_depth_within(j, MAX_JSON_DEPTH))
+        .filter(|j| nvrkit_net::json_depth_within(j.as_bytes(), MAX_JSON_DEPTH))
         .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok());
     let vector_layers = json
         .as_ref()

@@ -16,6 +16,64 @@ pub enum CodecParams {
     H265(VideoParams),
     /// AAC (MPEG-4 Audio), raw access units.
     Aac(AacParams),
+    /// G.711 (ITU-T G.711) μ-law or A-law: one byte per sample and channel, interleaved; a
+    /// frame is a run of whole samples (20 ms as the demuxer groups them).
+    G711(G711Params),
+}
+
+/// The companding law of a G.711 stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum G711Law {
+    /// μ-law (North America, Japan): QuickTime `ulaw`, RTP `PCMU`, FLV SoundFormat 8.
+    Mulaw,
+    /// A-law (Europe, the rest): QuickTime `alaw`, RTP `PCMA`, FLV SoundFormat 7.
+    Alaw,
+}
+
+/// Parameters of a G.711 stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct G711Params {
+    /// μ-law or A-law.
+    pub law: G711Law,
+    /// Sampling rate in Hz (8,000 for telephony and most cameras).
+    pub sample_rate: u32,
+    /// Channel count, at least 1; samples of the channels are interleaved.
+    pub channels: u8,
+}
+
+impl G711Params {
+    /// Samples (per channel) in one packet of `millis` milliseconds, at least 1: 160 for 20 ms
+    /// at 8 kHz.
+    pub fn samples_in(&self, millis: u32) -> u32 {
+        (u64::from(self.sample_rate) * u64::from(millis) / 1000).clamp(1, u64::from(u32::MAX))
+            as u32
+    }
+
+    /// Bytes of one sample of every channel.
+    pub fn bytes_per_sample(&self) -> u32 {
+        u32::from(self.channels.max(1))
+    }
+
+    /// The RTP encoding name (RFC 3551 §4.5.14): `PCMU` or `PCMA`.
+    pub fn rtp_name(&self) -> &'static str {
+        match self.law {
+            G711Law::Mulaw => "PCMU",
+            G711Law::Alaw => "PCMA",
+        }
+    }
+
+    /// The static RTP payload type (RFC 3551 Table 4: 0 for PCMU, 8 for PCMA), which means
+    /// 8 kHz mono only; `None` for any other rate or channel count, which needs a dynamic type
+    /// and an `rtpmap`.
+    pub fn static_payload_type(&self) -> Option<u8> {
+        if self.sample_rate != 8000 || self.channels != 1 {
+            return None;
+        }
+        Some(match self.law {
+            G711Law::Mulaw => 0,
+            G711Law::Alaw => 8,
+        })
+    }
 }
 
 /// Parameters of an H.264 or H.265 stream.
@@ -143,12 +201,16 @@ impl VideoParams {
 }
 
 impl CodecParams {
-    /// The codec name as ffprobe prints it: `h264`, `hevc`, `aac`.
+    /// The codec name as ffprobe prints it: `h264`, `hevc`, `aac`, `pcm_mulaw`, `pcm_alaw`.
     pub fn name(&self) -> &'static str {
         match self {
             CodecParams::H264(_) => "h264",
             CodecParams::H265(_) => "hevc",
             CodecParams::Aac(_) => "aac",
+            CodecParams::G711(g) => match g.law {
+                G711Law::Mulaw => "pcm_mulaw",
+                G711Law::Alaw => "pcm_alaw",
+            },
         }
     }
 
@@ -156,7 +218,24 @@ impl CodecParams {
     pub fn video(&self) -> Option<&VideoParams> {
         match self {
             CodecParams::H264(v) | CodecParams::H265(v) => Some(v),
-            CodecParams::Aac(_) => None,
+            CodecParams::Aac(_) | CodecParams::G711(_) => None,
+        }
+    }
+
+    /// The G.711 parameters, for a G.711 stream.
+    pub fn g711(&self) -> Option<&G711Params> {
+        match self {
+            CodecParams::G711(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The audio sampling rate, for an audio stream.
+    pub fn sample_rate(&self) -> Option<u32> {
+        match self {
+            CodecParams::Aac(a) => Some(a.sample_rate),
+            CodecParams::G711(g) => Some(g.sample_rate),
+            _ => None,
         }
     }
 
@@ -173,7 +252,7 @@ impl CodecParams {
         match self {
             CodecParams::H264(_) => Some(VideoCodec::H264),
             CodecParams::H265(_) => Some(VideoCodec::H265),
-            CodecParams::Aac(_) => None,
+            CodecParams::Aac(_) | CodecParams::G711(_) => None,
         }
     }
 
@@ -182,8 +261,8 @@ impl CodecParams {
         self.video().is_some()
     }
 
-    /// The RFC 6381 `codecs` string (`avc1.4D401F`, `hvc1.1.6.L93.B0`, `mp4a.40.2`), as used in
-    /// HLS/DASH manifests and MIME types.
+    /// The RFC 6381 `codecs` string (`avc1.4D401F`, `hvc1.1.6.L93.B0`, `mp4a.40.2`, and the
+    /// sample entry `ulaw`/`alaw` for G.711), as used in HLS/DASH manifests and MIME types.
     pub fn rfc6381(&self) -> String {
         match self {
             CodecParams::H264(v) => match v.sps.first() {
@@ -219,6 +298,10 @@ impl CodecParams {
                 _ => "hvc1".to_owned(),
             },
             CodecParams::Aac(a) => format!("mp4a.40.{}", a.object_type),
+            CodecParams::G711(g) => match g.law {
+                G711Law::Mulaw => "ulaw".to_owned(),
+                G711Law::Alaw => "alaw".to_owned(),
+            },
         }
     }
 }
@@ -234,7 +317,7 @@ pub struct TrackInfo {
     pub timescale: u32,
     /// Codec and its parameters.
     pub params: CodecParams,
-    /// The MP4 sample entry (`avc1`, `avc3`, `hvc1`, `hev1`, `mp4a`).
+    /// The MP4 sample entry (`avc1`, `avc3`, `hvc1`, `hev1`, `mp4a`, `ulaw`, `alaw`).
     pub sample_entry: String,
     /// Number of frames (including discarded ones).
     pub frames: usize,
@@ -245,14 +328,14 @@ pub struct TrackInfo {
     pub language: Option<String>,
 }
 
-/// A track a source contains but nvrkit does not read (G.711, timed metadata, text...).
+/// A track a source contains but nvrkit does not read (Opus, timed metadata, text...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedTrack {
     /// The MP4 `track_ID`.
     pub track_id: u32,
     /// The handler type (`soun`, `meta`, `text`, ...).
     pub handler: String,
-    /// The sample entry four-character code (`ulaw`, `mett`, ...).
+    /// The sample entry four-character code (`Opus`, `mett`, ...).
     pub codec: String,
     /// Why it is skipped.
     pub reason: String,

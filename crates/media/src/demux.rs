@@ -15,7 +15,10 @@
 //! - fragmented files: `tfdt` decode times, shifted by the first edit (as ffmpeg does for
 //!   fragments), and every complete fragment of a truncated file;
 //! - video payloads rewritten to 4-byte NAL lengths whatever the `avcC`/`hvcC` length size, and
-//!   parameter sets taken from the first keyframe for `avc3`/`hev1` entries that carry none.
+//!   parameter sets taken from the first keyframe for `avc3`/`hev1` entries that carry none;
+//! - QuickTime `.mov` G.711 (`ulaw`/`alaw` sound descriptions, versions 0, 1 and 2), whose
+//!   tables list one entry per sample: regrouped into 20 ms frames (160 bytes at 8 kHz mono),
+//!   the last one shorter, each frame's payload exactly as long as its duration.
 
 use std::fs::File;
 use std::path::Path;
@@ -23,7 +26,9 @@ use std::path::Path;
 use bytes::Bytes;
 use mp4_atom::{Codec, Decode, Mvex, Mvhd, Trak};
 
-use crate::codec::{AacParams, CodecParams, SkippedTrack, TrackInfo, VideoParams};
+use crate::codec::{
+    AacParams, CodecParams, G711Law, G711Params, SkippedTrack, TrackInfo, VideoParams,
+};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::nal::{self, VideoCodec};
@@ -31,7 +36,8 @@ use crate::nal::{self, VideoCodec};
 /// Timing and position of one sample, as the demuxer resolved it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampleInfo {
-    /// Byte offset of the sample data in the file.
+    /// Byte offset of the sample data in the file (of its first byte, for a G.711 frame that
+    /// spans two chunks).
     pub offset: u64,
     /// Size of the sample data in bytes (before NAL length normalisation).
     pub size: u32,
@@ -122,6 +128,8 @@ pub struct Demuxer {
     samples: Vec<Vec<SampleInfo>>,
     /// Per stream: NAL length size of the source (0 for audio).
     length_size: Vec<u8>,
+    /// Per stream: the chunks of a G.711 track, whose frames may span two (empty otherwise).
+    g711_runs: Vec<Chunks>,
     /// Every sample of every stream in decode order: (stream, index).
     order: Vec<(u32, u32)>,
     fragmented: bool,
@@ -285,15 +293,21 @@ impl Demuxer {
         let mut tracks = Vec::new();
         let mut samples = Vec::new();
         let mut length_size = Vec::new();
+        let mut g711_runs = Vec::new();
         let mut dropped = 0;
-        for b in builders {
+        for mut b in builders {
+            let mut runs = Runs::new();
+            if let Some(CodecParams::G711(g)) = &b.params {
+                (b.raw, runs) = regroup_g711(&b.raw, g, len);
+            }
             let mut s = if fragmented {
                 apply_edits_fragmented(&b)
             } else {
                 apply_edits(&b)
             };
             let before = s.len();
-            s.retain(|x| x.offset.saturating_add(u64::from(x.size)) <= len);
+            // (G.711 frames may span chunks; regroup_g711 dropped what lies past the end.)
+            s.retain(|x| !runs.is_empty() || x.offset.saturating_add(u64::from(x.size)) <= len);
             dropped += before - s.len();
             if s.is_empty() {
                 skipped.push(SkippedTrack {
@@ -338,6 +352,7 @@ impl Demuxer {
                 language: b.language,
             });
             length_size.push(b.length_size);
+            g711_runs.push(Chunks::new(runs));
             samples.push(s);
         }
         if tracks.is_empty() {
@@ -353,7 +368,7 @@ impl Demuxer {
             return Err(Error::Unsupported {
                 name,
                 what: format!(
-                    "no H.264, H.265 or AAC track with samples{}{}",
+                    "no H.264, H.265, AAC or G.711 track with samples{}{}",
                     if list.is_empty() { "" } else { "; " },
                     list.join("; ")
                 ),
@@ -367,6 +382,7 @@ impl Demuxer {
             skipped,
             samples,
             length_size,
+            g711_runs,
             order,
             fragmented,
             dropped,
@@ -416,7 +432,12 @@ impl Demuxer {
                 what: format!("no sample {index}"),
             })?;
         let track = &self.tracks[stream];
-        let mut data = self.source.read(&self.name, s.offset, s.size as usize)?;
+        let chunks = &self.g711_runs[stream];
+        let mut data = if chunks.runs.is_empty() {
+            self.source.read(&self.name, s.offset, s.size as usize)?
+        } else {
+            chunks.read(&self.name, &self.source, s.offset, s.size as usize)?
+        };
         if track.params.is_video() {
             data = nal::to_four_byte_lengths(data, self.length_size[stream]).map_err(|e| {
                 Error::Malformed {
@@ -426,6 +447,18 @@ impl Demuxer {
                     what: e.to_string(),
                 }
             })?;
+        } else if let CodecParams::G711(g) = &track.params {
+            // An edit list may end inside the last 20 ms frame: its duration is cut there, and
+            // so is its payload, since a receiver plays every byte it gets (an RTP packet cannot
+            // say "the last 4 ms are not meant").
+            let samples =
+                crate::time::rescale(i64::from(s.duration), track.timescale, g.sample_rate);
+            let want = u64::try_from(samples)
+                .unwrap_or(0)
+                .saturating_mul(u64::from(g.bytes_per_sample()));
+            if want < data.len() as u64 {
+                data.truncate(want as usize);
+            }
         }
         Ok(Frame {
             stream,
@@ -627,10 +660,18 @@ fn track_builder(
                 AacParams::parse(Bytes::from(ds.raw.clone())).map_err(|e| e.to_string())?,
             ))
         }
+        Some(Codec::Unknown(kind, body)) if g711_law(*kind).is_some() => {
+            is_audio = true;
+            let law = g711_law(*kind).expect("checked by the guard");
+            match g711_params(law, body, timescale) {
+                Ok(p) => Some(CodecParams::G711(p)),
+                Err(e) => return skip(&e),
+            }
+        }
         Some(_) | None => {
             let what = match handler.as_str() {
                 "vide" => "video codec not supported (H.264 and H.265 are)",
-                "soun" => "audio codec not supported (AAC is)",
+                "soun" => "audio codec not supported (AAC and G.711 are)",
                 _ => "not an audio or video track",
             };
             return skip(what);
@@ -705,6 +746,242 @@ fn codec_fourcc(c: &Codec) -> String {
             .next()
             .unwrap_or("?")
             .to_lowercase(),
+    }
+}
+
+fn g711_law(kind: mp4_atom::FourCC) -> Option<G711Law> {
+    match &<[u8; 4]>::from(kind) {
+        b"ulaw" => Some(G711Law::Mulaw),
+        b"alaw" => Some(G711Law::Alaw),
+        _ => None,
+    }
+}
+
+/// The largest channel count accepted for G.711: cameras send mono, ffmpeg writes up to 8.
+const G711_MAX_CHANNELS: u16 = 8;
+
+/// Reads a QuickTime sound sample description (QTFF "Sound Sample Descriptions"), the body of a
+/// `ulaw`/`alaw` entry after its box header: 6 reserved bytes, the data reference index, then
+/// version, revision, vendor, channels, sample size, compression ID, packet size and a 16.16
+/// sample rate. Version 1 appends 16 bytes (samples per packet, bytes per packet, per frame,
+/// per sample) that G.711 does not need (a sample is one byte per channel); version 2 (what
+/// ffmpeg writes above 65,535 Hz) puts fixed values in the version-0 fields and appends the
+/// struct size, a float64 sample rate and a 32-bit channel count, then 20 more bytes.
+/// `timescale` stands in for a version-0/1 rate of 0.
+fn g711_params(
+    law: G711Law,
+    body: &[u8],
+    timescale: u32,
+) -> std::result::Result<G711Params, String> {
+    let u16_at = |i: usize| body.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let u32_at = |i: usize| {
+        body.get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let short = || format!("sound description of {} bytes is too short", body.len());
+    let version = u16_at(8).ok_or_else(short)?;
+    let (rate, channels) = match version {
+        0 | 1 => {
+            let channels = u16_at(16).ok_or_else(short)?;
+            let rate = u32_at(24).ok_or_else(short)? >> 16;
+            if version == 1 && body.len() < 44 {
+                return Err(short());
+            }
+            (if rate == 0 { timescale } else { rate }, channels)
+        }
+        2 => {
+            let bits = body
+                .get(32..40)
+                .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+                .ok_or_else(short)?;
+            let rate = f64::from_bits(bits);
+            let channels = u32_at(40).ok_or_else(short)?;
+            if !(1.0..=f64::from(u32::MAX)).contains(&rate) || rate.fract() != 0.0 {
+                return Err(format!(
+                    "sound description v2: sample rate {rate} is not a whole number of Hz"
+                ));
+            }
+            (rate as u32, u16::try_from(channels).unwrap_or(u16::MAX))
+        }
+        v => return Err(format!("sound description version {v} is not 0, 1 or 2")),
+    };
+    if rate == 0 {
+        return Err("sample rate 0".into());
+    }
+    if channels == 0 || channels > G711_MAX_CHANNELS {
+        return Err(format!(
+            "{channels} channels (G.711 is read with 1 to {G711_MAX_CHANNELS})"
+        ));
+    }
+    Ok(G711Params {
+        law,
+        sample_rate: rate,
+        channels: channels as u8,
+    })
+}
+
+/// The file ranges (offset, length) a G.711 track's samples occupy, in decode order and in
+/// increasing offsets: one per chunk.
+type Runs = Vec<(u64, u64)>;
+
+/// Groups a G.711 track's table into 20 ms frames.
+///
+/// QuickTime lists uncompressed-style audio one entry per sample (`stsz` size = bytes per
+/// sample of all channels, `stts` delta 1): 24,000 entries for 3 s at 8 kHz. Sent like that,
+/// RTP would carry one byte per packet. Consecutive entries are merged while they are
+/// contiguous on the timeline, up to 20 ms; an entry holding more than 20 ms (a writer that
+/// lists whole chunks) is split. A frame may span two chunks (ffmpeg writes 1,024 samples a
+/// chunk, 6.4 frames at 8 kHz): its bytes are then read from the [`Runs`] returned beside it.
+/// A timeline gap or a chunk earlier in the file than the one before starts a new frame.
+///
+/// Old QuickTime writers put a size of 1 in `stsz` for every channel count: such entries are
+/// taken as one sample of all channels. Entries that lie past the end of the file end the
+/// track, so the output never has more frames than the file has bytes. The timescale need not
+/// be the sample rate (ffmpeg writes it so): the ticks of each entry are spread over its samples.
+fn regroup_g711(raw: &[RawSample], g: &G711Params, file_len: u64) -> (Vec<RawSample>, Runs) {
+    let bps = u64::from(g.bytes_per_sample());
+    let per_packet = g.samples_in(20);
+    let qt_size_one = bps > 1 && raw.iter().all(|s| s.size == 1);
+    let mut runs: Runs = Vec::new();
+    let mut out: Vec<RawSample> = Vec::new();
+    // The run of the table being undone for `qt_size_one`: (table offset, real offset, samples).
+    let mut table_run: Option<(u64, u64, u64)> = None;
+    let mut cur: Option<(RawSample, u32)> = None; // the frame being built, and its samples
+    for s in raw {
+        let (offset, samples) = if qt_size_one {
+            // The table advanced one byte per sample inside a chunk: recover the real layout.
+            let (start, real, n) = match table_run {
+                Some((start, real, n)) if s.offset == start.saturating_add(n) => (start, real, n),
+                _ => (s.offset, s.offset, 0),
+            };
+            table_run = Some((start, real, n + 1));
+            (real.saturating_add(n.saturating_mul(bps)), 1)
+        } else {
+            (s.offset, u64::from(s.size) / bps)
+        };
+        let bytes = samples * bps;
+        if samples == 0 {
+            continue;
+        }
+        if offset.saturating_add(bytes) > file_len {
+            break;
+        }
+        let new_run = match runs.last_mut() {
+            Some((o, len)) if *o + *len == offset => {
+                *len += bytes;
+                false
+            }
+            Some((o, len)) if *o + *len > offset => {
+                // Back in the file (or overlapping): a frame must not read across this.
+                if let Some((c, _)) = cur.take() {
+                    out.push(c);
+                }
+                true
+            }
+            _ => true,
+        };
+        if new_run {
+            runs.push((offset, bytes));
+        }
+        let samples = samples as u32; // at most the entry's size
+        let mut done = 0u32;
+        while done < samples {
+            // Ticks of this entry spread over its samples (exact when a sample is a tick).
+            let tick = |k: u32| -> i64 {
+                (i128::from(s.duration) * i128::from(k) / i128::from(samples)) as i64
+            };
+            let at = offset + u64::from(done) * bps;
+            let dts = s.dts.saturating_add(tick(done));
+            let continues = cur.as_ref().is_some_and(|(c, n)| {
+                *n < per_packet && c.dts.saturating_add(i64::from(c.duration)) == dts
+            });
+            if !continues {
+                if let Some((c, _)) = cur.take() {
+                    out.push(c);
+                }
+                cur = Some((
+                    RawSample {
+                        offset: at,
+                        size: 0,
+                        dts,
+                        cts: 0,
+                        duration: 0,
+                        keyframe: true,
+                    },
+                    0,
+                ));
+            }
+            let (c, n) = cur.as_mut().expect("set above");
+            let take = (per_packet - *n).min(samples - done);
+            let end = s.dts.saturating_add(tick(done + take));
+            // At most 20 ms of at most 8 channels at most u32::MAX Hz: fits.
+            c.size = c.size.saturating_add(take.saturating_mul(bps as u32));
+            c.duration = u32::try_from(end.saturating_sub(c.dts)).unwrap_or(u32::MAX);
+            *n += take;
+            done += take;
+        }
+    }
+    if let Some((c, _)) = cur {
+        out.push(c);
+    }
+    (out, runs)
+}
+
+/// A G.711 track's [`Runs`], with an index by offset to find where a frame starts.
+#[derive(Debug, Default)]
+struct Chunks {
+    /// In decode order: a frame continues from one into the next.
+    runs: Runs,
+    /// (offset, index in `runs`), sorted by offset.
+    by_offset: Vec<(u64, u32)>,
+}
+
+impl Chunks {
+    fn new(runs: Runs) -> Self {
+        let mut by_offset: Vec<(u64, u32)> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, &(o, _))| (o, i as u32))
+            .collect();
+        by_offset.sort_unstable();
+        Chunks { runs, by_offset }
+    }
+
+    /// Reads `size` bytes from `offset` on: from the run that holds `offset`, then on through
+    /// the runs that follow it in decode order (one slice, not a copy, when the bytes lie in one
+    /// run). A damaged file whose chunks overlap reads some chunk's bytes, never out of bounds.
+    fn read(&self, name: &str, source: &Source, offset: u64, size: usize) -> Result<Bytes> {
+        let missing = || Error::Truncated {
+            name: name.to_owned(),
+            what: format!("G.711 frame of {size} bytes at offset {offset} runs past its chunks"),
+        };
+        // The last run starting at or before `offset`, if it holds `offset`.
+        let k = self.by_offset.partition_point(|&(o, _)| o <= offset);
+        let start = k
+            .checked_sub(1)
+            .map(|k| self.by_offset[k].1 as usize)
+            .filter(|&i| {
+                let (o, len) = self.runs[i];
+                offset < o.saturating_add(len)
+            })
+            .ok_or_else(missing)?;
+        let mut need = size as u64;
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut i = start;
+        while need > 0 {
+            let &(o, len) = self.runs.get(i).ok_or_else(missing)?;
+            // Inside the first run (checked above), at the start of the others: never past the
+            // run's end, and every run holds at least one byte.
+            let from = if i == start { offset } else { o };
+            let take = (o + len - from).min(need);
+            pieces.push(source.read(name, from, take as usize)?);
+            need -= take;
+            i += 1;
+        }
+        Ok(match pieces.len() {
+            1 => pieces.pop().expect("one piece"),
+            _ => Bytes::from(pieces.concat()),
+        })
     }
 }
 
@@ -1223,4 +1500,126 @@ fn decode_order(tracks: &[TrackInfo], samples: &[Vec<SampleInfo>]) -> Vec<(u32, 
         .then(ia.cmp(&ib))
     });
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-0 sound description body: reserved, data reference, version..., channels,
+    /// sample size 16, compression 0, packet size 0, 16.16 rate.
+    fn v0(channels: u16, rate: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 6];
+        b.extend_from_slice(&1u16.to_be_bytes());
+        b.extend_from_slice(&[0; 8]); // version 0, revision, vendor
+        b.extend_from_slice(&channels.to_be_bytes());
+        b.extend_from_slice(&16u16.to_be_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&(rate << 16).to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn g711_sound_descriptions_that_cannot_be_read_are_errors() {
+        let ok = g711_params(G711Law::Alaw, &v0(1, 8000), 8000).unwrap();
+        assert_eq!((ok.sample_rate, ok.channels), (8000, 1));
+        assert_eq!(
+            g711_params(G711Law::Alaw, &v0(1, 0), 16000)
+                .unwrap()
+                .sample_rate,
+            16000
+        );
+        assert!(g711_params(G711Law::Alaw, &v0(0, 8000), 8000).is_err());
+        assert!(g711_params(G711Law::Alaw, &v0(9, 8000), 8000).is_err());
+        assert!(g711_params(G711Law::Alaw, &v0(1, 8000)[..20], 8000).is_err());
+        let mut v3 = v0(1, 8000);
+        v3[9] = 3;
+        assert!(g711_params(G711Law::Alaw, &v3, 8000).is_err());
+        let mut v1 = v0(1, 8000);
+        v1[9] = 1;
+        assert!(
+            g711_params(G711Law::Alaw, &v1, 8000).is_err(),
+            "v1 without its 16 bytes"
+        );
+        let mut v2 = v0(3, 1);
+        v2[9] = 2;
+        v2.extend_from_slice(&72u32.to_be_bytes());
+        v2.extend_from_slice(&f64::NAN.to_bits().to_be_bytes());
+        v2.extend_from_slice(&1u32.to_be_bytes());
+        v2.extend_from_slice(&[0; 20]);
+        assert!(g711_params(G711Law::Alaw, &v2, 8000).is_err(), "a NaN rate");
+    }
+
+    fn raw(offset: u64, size: u32, dts: i64, duration: u32) -> RawSample {
+        RawSample {
+            offset,
+            size,
+            dts,
+            cts: 0,
+            duration,
+            keyframe: true,
+        }
+    }
+
+    #[test]
+    fn g711_entries_of_whole_chunks_are_split_and_chunks_joined() {
+        let g = G711Params {
+            law: G711Law::Mulaw,
+            sample_rate: 8000,
+            channels: 1,
+        };
+        // Two chunks of 250 samples listed as one entry each, with a gap in the file between
+        // them: 20 ms frames run across the chunk boundary.
+        let (frames, runs) = regroup_g711(
+            &[raw(100, 250, 0, 250), raw(1000, 250, 250, 250)],
+            &g,
+            10_000,
+        );
+        assert_eq!(runs, vec![(100, 250), (1000, 250)]);
+        let shape: Vec<(u64, u32, i64, u32)> = frames
+            .iter()
+            .map(|f| (f.offset, f.size, f.dts, f.duration))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (100, 160, 0, 160),
+                (260, 160, 160, 160),
+                (1070, 160, 320, 160),
+                (1230, 20, 480, 20)
+            ]
+        );
+        let chunks = Chunks::new(runs.clone());
+        let source = Source::Memory(Bytes::from(
+            (0..10_000u32).map(|i| i as u8).collect::<Vec<_>>(),
+        ));
+        let second = chunks.read("t", &source, 260, 160).unwrap();
+        let want: Vec<u8> = (260..350u32).chain(1000..1070).map(|i| i as u8).collect();
+        assert_eq!(second.to_vec(), want);
+        assert!(
+            chunks.read("t", &source, 1230, 21).is_err(),
+            "past the last chunk"
+        );
+        assert!(
+            chunks.read("t", &source, 50, 10).is_err(),
+            "before the first"
+        );
+        assert!(
+            chunks.read("t", &source, 400, 10).is_err(),
+            "between chunks"
+        );
+        // Chunks out of order and overlapping (a damaged file): some bytes, never a panic.
+        let odd = Chunks::new(vec![(1000, 10), (100, 2000), (500, 1)]);
+        for at in [99, 100, 500, 1000, 1005, 2099, 2100] {
+            let _ = odd.read("t", &source, at, 3000);
+            let _ = odd.read("t", &source, at, 1);
+        }
+        // Entries past the end of the file end the track.
+        let (frames, _) = regroup_g711(
+            &[raw(100, 250, 0, 250), raw(9_900, 250, 250, 250)],
+            &g,
+            10_000,
+        );
+        assert_eq!(frames.iter().map(|f| f.size).sum::<u32>(), 250);
+    }
 }

@@ -11,7 +11,7 @@ use crate::time::{WallTime, rescale};
 /// Video payloads are always a sequence of NAL units, each prefixed by a 4-byte big-endian
 /// length (the MP4 `avcC`/`hvcC` layout with `lengthSizeMinusOne = 3`), whatever the source used;
 /// [`crate::nal`] converts to and from Annex B. Audio payloads are one raw AAC access unit (no
-/// ADTS header).
+/// ADTS header), or a run of G.711 samples (one byte per sample and channel, interleaved).
 ///
 /// Cloning is cheap: the payload is a reference-counted [`Bytes`].
 #[derive(Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct Frame {
     /// There is a gap in the stream before this frame (a reconnect, a loop seam with dropped
     /// frames): timestamps before and after it are not contiguous.
     pub discontinuity: bool,
-    /// The payload: 4-byte length-prefixed NAL units, or one AAC access unit.
+    /// The payload: 4-byte length-prefixed NAL units, one AAC access unit, or G.711 samples.
     pub data: Bytes,
 }
 

@@ -8,8 +8,8 @@
 //! mp4-atom with them); without it the crate is only the vocabulary, for code that never touches
 //! a file (`nvrkit-ring`, `nvrkit-smtp`'s events).
 //!
-//! Non-goals: decoding pixels or audio, codecs other than H.264, H.265 and AAC (other tracks
-//! are listed and skipped), containers other than ISO BMFF / MP4.
+//! Non-goals: decoding pixels or audio, codecs other than H.264, H.265, AAC and G.711 (other
+//! tracks are listed and skipped), containers other than ISO BMFF / MP4 and QuickTime `.mov`.
 //!
 //! ## Read every frame of a file
 //!
@@ -62,7 +62,9 @@ pub mod nal;
 pub mod sps;
 pub mod time;
 
-pub use codec::{AacParams, CodecParams, SkippedTrack, TrackInfo, VideoParams};
+pub use codec::{
+    AacParams, CodecParams, G711Law, G711Params, SkippedTrack, TrackInfo, VideoParams,
+};
 #[cfg(feature = "mp4")]
 pub use demux::Demuxer;
 pub use error::{Error, Result};

@@ -1,4 +1,4 @@
-//! MP4 muxers for H.264, H.265 and AAC: [`FragmentedMuxer`] (an init segment, then one
+//! MP4 muxers for H.264, H.265, AAC and G.711: [`FragmentedMuxer`] (an init segment, then one
 //! `moof`+`mdat` per GOP) and [`ProgressiveMuxer`] (one `moov` in front of one `mdat`: a
 //! "faststart" file).
 //!
@@ -15,16 +15,16 @@
 
 use bytes::{Bytes, BytesMut};
 use mp4_atom::{
-    Audio, Avc1, Avcc, AvccExt, Co64, Codec, Ctts, CttsEntry, Dinf, Dref, DrefEntry, Edts, Elst,
-    ElstEntry, Encode, Esds, FourCC, Ftyp, Hdlr, Hvc1, HvcCArray, Hvcc, Mdhd, Mdia, Mfhd, Minf,
-    Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, StscEntry, Stsd, Stss, Stsz, StszSamples,
-    Stts, SttsEntry, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
-    Vmhd,
+    Atom, Audio, Avc1, Avcc, AvccExt, Co64, Codec, Ctts, CttsEntry, Dinf, Dref, DrefEntry, Edts,
+    Elst, ElstEntry, Encode, Esds, FourCC, Ftyp, Hdlr, Hvc1, HvcCArray, Hvcc, Mdhd, Mdia, Mfhd,
+    Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Sowt, Stbl, Stco, Stsc, StscEntry, Stsd, Stss, Stsz,
+    StszSamples, Stts, SttsEntry, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples,
+    Twos, Url, Visual, Vmhd,
 };
 
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor};
 
-use crate::codec::{CodecParams, TrackInfo};
+use crate::codec::{CodecParams, G711Law, TrackInfo};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::sps::{H264Sps, H265Sps};
@@ -153,7 +153,64 @@ fn sample_entry(track: &TrackInfo) -> Result<Codec> {
             btrt: None,
             taic: None,
         }),
+        CodecParams::G711(g) => {
+            // mp4-atom 0.17 cannot encode a `ulaw`/`alaw` entry, but its `sowt`/`twos` entries
+            // are the same version-0 sound description byte for byte: written as those, and
+            // renamed in the encoded bytes by `name_g711_entries` (one placeholder per law).
+            let audio = Audio {
+                data_reference_index: 1,
+                channel_count: u16::from(g.channels.max(1)),
+                sample_size: 16, // as ffmpeg writes it: the decoded size
+                sample_rate: u16::try_from(g.sample_rate)
+                    .map_err(|_| {
+                        mux_err(
+                            track.stream,
+                            "G.711 above 65,535 Hz needs a version-2 sound description",
+                        )
+                    })?
+                    .into(),
+            };
+            match g.law {
+                G711Law::Mulaw => Codec::Sowt(Sowt {
+                    audio,
+                    pcmc: None,
+                    chnl: None,
+                    btrt: None,
+                }),
+                G711Law::Alaw => Codec::Twos(Twos {
+                    audio,
+                    pcmc: None,
+                    chnl: None,
+                    btrt: None,
+                }),
+            }
+        }
     })
+}
+
+/// Renames the placeholder G.711 sample entries of an encoded `moov` (see `sample_entry`):
+/// the only entry of an `stsd`, 36 bytes long (a bare version-0 sound description), `sowt` →
+/// `ulaw` and `twos` → `alaw`. Nothing else we write has that shape.
+fn name_g711_entries(moov: &mut [u8]) {
+    const ENTRY_LEN: [u8; 4] = 36u32.to_be_bytes();
+    let mut i = 0;
+    while let Some(p) = moov[i..].windows(4).position(|w| w == b"stsd") {
+        let at = i + p;
+        // 'stsd', version and flags 0, one entry, the entry's size and fourcc.
+        let entry = at + 12;
+        if moov.len() >= entry + 8
+            && moov[at + 4..entry] == [0, 0, 0, 0, 0, 0, 0, 1]
+            && moov[entry..entry + 4] == ENTRY_LEN
+        {
+            let fourcc = &mut moov[entry + 4..entry + 8];
+            if *fourcc == <[u8; 4]>::from(Sowt::KIND) {
+                fourcc.copy_from_slice(b"ulaw");
+            } else if *fourcc == <[u8; 4]>::from(Twos::KIND) {
+                fourcc.copy_from_slice(b"alaw");
+            }
+        }
+        i = at + 4;
+    }
 }
 
 fn visual(width: u32, height: u32, stream: usize) -> Result<Visual> {
@@ -387,7 +444,9 @@ impl FragmentedMuxer {
         };
         let mut out = Vec::new();
         enc(&ftyp(b"iso6", &[b"iso6", b"iso5", b"mp41"]), &mut out)?;
+        let at = out.len();
         enc(&moov, &mut out)?;
+        name_g711_entries(&mut out[at..]);
         Ok(Bytes::from(out))
     }
 
@@ -695,6 +754,7 @@ impl ProgressiveMuxer {
             }
             moov_len = moov_bytes.len();
         }
+        name_g711_entries(&mut moov_bytes);
         let mut out = BytesMut::with_capacity(
             head.len() + moov_bytes.len() + mdat_header + mdat_payload as usize,
         );

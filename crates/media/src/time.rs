@@ -84,6 +84,13 @@ pub struct ParseTimeError {
     reason: &'static str,
 }
 
+impl ParseTimeError {
+    /// What is wrong with the input, without quoting it (`"too short"`, `"field out of range"`).
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 impl WallTime {
     /// The Unix epoch.
     pub const EPOCH: WallTime = WallTime(0);

@@ -129,16 +129,24 @@ fn assert_same_packets(
     }
 }
 
-fn ffprobe_packets(path: &Path) -> BTreeMap<usize, Vec<Packet>> {
+/// `ffprobe -show_entries packet=FIELDS -of csv=p=0 PATH`.
+fn run_ffprobe(path: &Path, fields: &str) -> String {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries"])
-        .arg("packet=stream_index,pts,dts,duration,size,flags")
+        .arg(format!("packet={fields}"))
         .args(["-of", "csv=p=0"])
         .arg(path)
         .output()
         .expect("ffprobe is required for this test (apt-get install ffmpeg)");
     assert!(out.status.success(), "ffprobe failed on {}", path.display());
-    by_stream(parse_ffprobe(&String::from_utf8_lossy(&out.stdout)))
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ffprobe_packets(path: &Path) -> BTreeMap<usize, Vec<Packet>> {
+    by_stream(parse_ffprobe(&run_ffprobe(
+        path,
+        "stream_index,pts,dts,duration,size,flags",
+    )))
 }
 
 #[test]
@@ -195,6 +203,7 @@ fn remux_progressive(d: &Demuxer) -> Bytes {
 
 fn all_clips_available() -> Vec<PathBuf> {
     let mut clips = committed_clips();
+    clips.extend(committed_mov_clips());
     // The shared clips are read by the plain test run too when they are present (they are on
     // every developer machine and in CI); the live-ffprobe test requires them.
     clips.extend(shared_clips_if_present().into_iter().filter(|p| p.exists()));
@@ -507,4 +516,354 @@ fn a_huge_edit_list_is_an_error_or_clamped_never_an_overflow() {
             let _ = f;
         }
     }
+}
+
+/// The G.711 `.mov` clips committed to this repository (testdata/README.md).
+fn committed_mov_clips() -> Vec<PathBuf> {
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(root().join("testdata"))
+        .expect("testdata/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mov"))
+        .collect();
+    clips.sort();
+    assert!(clips.len() >= 2, "G.711 clips are missing: {clips:?}");
+    clips
+}
+
+/// ffprobe's packet list with file offsets: (packet, pos), as `ffprobe-packets.sh` writes it for
+/// `.mov` clips (`stream_index,pts,dts,duration,size,pos,flags`).
+fn parse_ffprobe_with_pos(text: &str) -> Vec<(Packet, u64)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 7, "{l:?}: 7 fields");
+            let pos: u64 = f.remove(5).parse().expect("pos");
+            (parse_ffprobe(&f.join(",")).remove(0), pos)
+        })
+        .collect()
+}
+
+fn ffprobe_packets_with_pos(path: &Path) -> Vec<(Packet, u64)> {
+    parse_ffprobe_with_pos(&run_ffprobe(
+        path,
+        "stream_index,pts,dts,duration,size,pos,flags",
+    ))
+}
+
+/// A G.711 `.mov` against ffprobe: video packet for packet; G.711 by content, because ffmpeg
+/// hands out one packet per MOV chunk (1,024 samples) and the demuxer 20 ms frames. The bytes
+/// ffprobe's packets cover (at their offsets in the file), in order, are the bytes of the
+/// demuxer's frames; the first PTS and the total duration agree; every frame lasts 20 ms but the
+/// last, its payload one byte per sample and channel.
+fn assert_g711_clip_matches(path: &Path, ffprobe: &[(Packet, u64)]) {
+    let name = path.display().to_string();
+    let file = std::fs::read(path).unwrap();
+    let d = Demuxer::open(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let want = by_stream(ffprobe.iter().map(|(p, _)| p.clone()).collect());
+    let got = demux_packets(&d);
+    for t in d.tracks() {
+        let s = t.stream;
+        if t.params.is_video() {
+            assert_eq!(got[&s], want[&s], "{name}: video stream {s}");
+            continue;
+        }
+        let g = t
+            .params
+            .g711()
+            .unwrap_or_else(|| panic!("{name}: G.711 audio"));
+        assert_eq!(t.timescale, g.sample_rate, "{name}: ffmpeg's timescale");
+        let frames: Vec<Frame> = d.stream_frames(s).map(Result::unwrap).collect();
+        let ours: Vec<u8> = frames.iter().flat_map(|f| f.data.to_vec()).collect();
+        let theirs: Vec<u8> = ffprobe
+            .iter()
+            .filter(|(p, _)| p.stream == s)
+            .flat_map(|(p, pos)| file[*pos as usize..*pos as usize + p.size].to_vec())
+            .collect();
+        assert_eq!(ours.len(), theirs.len(), "{name}: G.711 byte count");
+        assert!(ours == theirs, "{name}: G.711 bytes differ from ffprobe's");
+        let total: i64 = frames.iter().map(|f| i64::from(f.duration)).sum();
+        assert_eq!(
+            total,
+            want[&s].iter().map(|p| p.duration).sum::<i64>(),
+            "{name}: G.711 duration"
+        );
+        assert_eq!(frames[0].pts, want[&s][0].pts, "{name}: first PTS");
+        let twenty_ms = g.samples_in(20);
+        for (i, f) in frames.iter().enumerate() {
+            assert!(f.keyframe && !f.discard, "{name}: frame {i}");
+            assert_eq!(
+                f.data.len() as u64,
+                u64::from(f.duration) * u64::from(g.channels),
+                "{name}: frame {i}: one byte per sample and channel"
+            );
+            if i + 1 < frames.len() {
+                assert_eq!(f.duration, twenty_ms, "{name}: frame {i} lasts 20 ms");
+                assert_eq!(
+                    f.end_pts(),
+                    frames[i + 1].pts,
+                    "{name}: frame {i} contiguous"
+                );
+            } else {
+                assert!(
+                    f.duration <= twenty_ms && f.duration > 0,
+                    "{name}: last frame"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn g711_mov_matches_recorded_ffprobe_packets() {
+    for clip in committed_mov_clips() {
+        let name = clip.display().to_string();
+        let recorded = std::fs::read_to_string(format!("{name}.packets"))
+            .unwrap_or_else(|e| panic!("{name}.packets: {e} (run testdata/ffprobe-packets.sh)"));
+        assert_g711_clip_matches(&clip, &parse_ffprobe_with_pos(&recorded));
+    }
+}
+
+#[test]
+#[ignore = "needs ffmpeg and ffprobe: run by .ci/run"]
+fn g711_mov_variants_match_live_ffprobe() {
+    // Every shape ffmpeg writes: both laws, 8/16/48 kHz, mono/stereo/6 channels, and 96 kHz,
+    // for which it writes a version-2 sound description.
+    let dir = tempfile::tempdir().unwrap();
+    let mut clips = committed_mov_clips();
+    for (codec, rate, channels) in [
+        ("pcm_mulaw", 8000, 1),
+        ("pcm_alaw", 8000, 1),
+        ("pcm_mulaw", 16000, 1),
+        ("pcm_alaw", 16000, 2),
+        ("pcm_mulaw", 48000, 2),
+        ("pcm_alaw", 8000, 6),
+        ("pcm_mulaw", 96000, 1),
+    ] {
+        let path = dir.path().join(format!("{codec}_{rate}_{channels}.mov"));
+        let ok = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x90:rate=25",
+            ])
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!(
+                "sine=frequency=440:sample_rate={rate}:duration=1.234"
+            ))
+            .args([
+                "-t",
+                "1.3",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-c:a",
+                codec,
+            ])
+            .args(["-ac", &channels.to_string()])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg is required for this test");
+        assert!(ok.success(), "ffmpeg failed for {}", path.display());
+        let d = Demuxer::open(&path).unwrap();
+        let g = *d.tracks()[1].params.g711().expect("G.711");
+        assert_eq!((g.sample_rate, u32::from(g.channels)), (rate, channels));
+        clips.push(path);
+    }
+    for clip in clips {
+        assert_g711_clip_matches(&clip, &ffprobe_packets_with_pos(&clip));
+    }
+}
+
+/// The offset of the first `kind` box in `file` (its size field), found by a plain search:
+/// good enough for the committed clips, whose mdat holds no such pattern.
+fn find_box(file: &[u8], kind: &[u8; 4], after: usize) -> usize {
+    file[after..]
+        .windows(4)
+        .position(|w| w == kind)
+        .map(|p| after + p - 4)
+        .unwrap_or_else(|| panic!("no {} box", String::from_utf8_lossy(kind)))
+}
+
+/// `file` with `extra` inserted at `at`, inside the boxes `ancestors` (their offsets), whose
+/// sizes grow to match. `at` must follow the mdat (the clips have their moov last), so no chunk
+/// offset moves.
+fn insert_in_boxes(file: &[u8], ancestors: &[usize], at: usize, extra: &[u8]) -> Bytes {
+    let mut out = file.to_vec();
+    for &b in ancestors {
+        let size = u32::from_be_bytes(out[b..b + 4].try_into().unwrap()) + extra.len() as u32;
+        out[b..b + 4].copy_from_slice(&size.to_be_bytes());
+    }
+    out.splice(at..at, extra.iter().copied());
+    Bytes::from(out)
+}
+
+/// The G.711 clip with its `ulaw` sound description rewritten as version 1 or 2.
+fn with_sound_description_version(version: u16) -> Bytes {
+    let file = std::fs::read(root().join("testdata/h264_pcmu8k.mov")).unwrap();
+    let entry = find_box(&file, b"ulaw", 0);
+    let mdat_end = find_box(&file, b"mdat", 0);
+    assert!(entry > mdat_end, "moov after mdat");
+    let moov = find_box(&file, b"moov", 0);
+    let trak = (moov..entry)
+        .rev()
+        .find(|&i| &file[i + 4..i + 8] == b"trak")
+        .unwrap();
+    let ancestors: Vec<usize> = [b"mdia", b"minf", b"stbl", b"stsd"]
+        .iter()
+        .map(|k| find_box(&file, k, trak))
+        .chain([moov, trak, entry])
+        .collect();
+    let body = entry + 8;
+    let mut file = file;
+    file[body + 8..body + 10].copy_from_slice(&version.to_be_bytes());
+    let extra: Vec<u8> = match version {
+        // samples per packet, bytes per packet, per frame, per sample.
+        1 => [1u32, 1, 1, 1]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect(),
+        _ => {
+            // QTFF: the v0 fields hold fixed values, the real ones follow.
+            file[body + 16..body + 28]
+                .copy_from_slice(&[0, 3, 0, 16, 0xff, 0xfe, 0, 0, 0, 1, 0, 0]);
+            let mut v = Vec::new();
+            v.extend_from_slice(&72u32.to_be_bytes());
+            v.extend_from_slice(&8000f64.to_bits().to_be_bytes());
+            v.extend_from_slice(&1u32.to_be_bytes());
+            for x in [0x7f00_0000u32, 8, 0, 1, 1] {
+                v.extend_from_slice(&x.to_be_bytes());
+            }
+            v
+        }
+    };
+    insert_in_boxes(&file, &ancestors, body + 28, &extra)
+}
+
+#[test]
+#[ignore = "needs ffmpeg and ffprobe: run by .ci/run"]
+fn remuxed_g711_matches_ffprobe_and_decodes_cleanly() {
+    // Our muxers write G.711 as `ulaw`/`alaw` entries with one 20 ms frame per sample: ffprobe
+    // reads back the same bytes and duration, and ffmpeg decodes it without a word.
+    let dir = tempfile::tempdir().unwrap();
+    for clip in committed_mov_clips() {
+        let name = clip.file_name().unwrap().to_string_lossy().into_owned();
+        let d = Demuxer::open(&clip).unwrap();
+        for (kind, bytes) in [
+            ("fragmented", remux_fragmented(&d)),
+            ("progressive", remux_progressive(&d)),
+        ] {
+            let out = dir.path().join(format!("{kind}-{name}.mp4"));
+            std::fs::write(&out, &bytes).unwrap();
+            assert_g711_clip_matches(&out, &ffprobe_packets_with_pos(&out));
+            let errors = run_ffmpeg_decode(&out);
+            assert!(errors.is_empty(), "{kind} {name}: {errors}");
+        }
+    }
+}
+
+#[test]
+fn g711_sound_descriptions_v1_and_v2_read_like_v0() {
+    let v0 = Demuxer::open(root().join("testdata/h264_pcmu8k.mov")).unwrap();
+    for version in [1, 2] {
+        let d = Demuxer::from_bytes(
+            format!("v{version}"),
+            with_sound_description_version(version),
+        )
+        .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        assert_eq!(d.tracks(), v0.tracks(), "v{version}");
+        assert_eq!(read_all(&d), read_all(&v0), "v{version}");
+    }
+}
+
+#[test]
+fn g711_mov_shapes() {
+    let d = Demuxer::open(root().join("testdata/h264_pcmu8k.mov")).unwrap();
+    assert!(d.skipped_tracks().is_empty(), "{:?}", d.skipped_tracks());
+    let a = &d.tracks()[1];
+    assert_eq!(a.sample_entry, "ulaw");
+    assert_eq!(a.params.name(), "pcm_mulaw");
+    let g = a.params.g711().unwrap();
+    assert_eq!(
+        (g.law, g.sample_rate, g.channels),
+        (nvrkit_media::G711Law::Mulaw, 8000, 1)
+    );
+    // 2.99 s: 149 frames of 160 samples and a last one of 80.
+    let s = d.samples(1);
+    assert_eq!(s.len(), 150);
+    assert!(s[..149].iter().all(|x| x.duration == 160 && x.size == 160));
+    assert_eq!(
+        (s[149].pts, s[149].duration, s[149].size),
+        (149 * 160, 80, 80)
+    );
+    assert_eq!(a.duration, 23_920);
+
+    let d = Demuxer::open(root().join("testdata/h264_pcma16k_stereo.mov")).unwrap();
+    let a = &d.tracks()[1];
+    assert_eq!(
+        (a.sample_entry.as_str(), a.params.name()),
+        ("alaw", "pcm_alaw")
+    );
+    let g = a.params.g711().unwrap();
+    assert_eq!((g.sample_rate, g.channels), (16_000, 2));
+    // 20 ms at 16 kHz stereo: 320 samples of 2 bytes.
+    assert!(
+        d.samples(1)
+            .iter()
+            .all(|x| x.duration == 320 && x.size == 640)
+    );
+    assert_eq!(d.samples(1).len(), 100);
+}
+
+#[test]
+fn g711_stsz_of_one_for_stereo_is_one_sample_of_every_channel() {
+    // Old QuickTime writers put 1 in stsz whatever the channel count; ffmpeg reads such a file
+    // by the channel count, and so does the demuxer.
+    let path = root().join("testdata/h264_pcma16k_stereo.mov");
+    let mut file = std::fs::read(&path).unwrap();
+    let entry = find_box(&file, b"alaw", 0);
+    let stsz = find_box(&file, b"stsz", entry);
+    assert_eq!(
+        file[stsz + 12..stsz + 16],
+        2u32.to_be_bytes(),
+        "constant size 2"
+    );
+    file[stsz + 12..stsz + 16].copy_from_slice(&1u32.to_be_bytes());
+    let d = Demuxer::from_bytes("stsz1", file.into()).unwrap();
+    assert_eq!(read_all(&d), read_all(&Demuxer::open(&path).unwrap()));
+}
+
+#[test]
+fn g711_edit_list_cut_inside_a_frame_cuts_its_payload() {
+    // An edit list 2.975 s long over 2.99 s of audio ends 120 samples into the last frame but
+    // one: that frame's duration and payload both stop there, and the last frame is left out
+    // (as ffmpeg's mov_fix_index leaves it).
+    let path = root().join("testdata/h264_pcmu8k.mov");
+    let mut file = std::fs::read(&path).unwrap();
+    let entry = find_box(&file, b"ulaw", 0);
+    let trak = (0..entry)
+        .rev()
+        .find(|&i| &file[i + 4..i + 8] == b"trak")
+        .unwrap();
+    let elst = find_box(&file, b"elst", trak);
+    assert_eq!(
+        file[elst + 16..elst + 20],
+        2990u32.to_be_bytes(),
+        "ms in mvhd's 1000"
+    );
+    file[elst + 16..elst + 20].copy_from_slice(&2975u32.to_be_bytes());
+    let d = Demuxer::from_bytes("cut", file.into()).unwrap();
+    let frames: Vec<Frame> = d.stream_frames(1).map(Result::unwrap).collect();
+    let kept: Vec<&Frame> = frames.iter().filter(|f| !f.discard).collect();
+    let last = kept.last().unwrap();
+    assert_eq!(
+        (last.pts, last.duration, last.data.len()),
+        (148 * 160, 120, 120)
+    );
+    assert_eq!(frames.len(), 149, "the frame after the edit");
+    assert_eq!(d.tracks()[1].duration, 23_800);
 }

@@ -10,6 +10,8 @@
 //!
 //! - [`ByteBudget`]: bytes buffered across all connections (mail being received), so that many
 //!   slow senders cannot exhaust memory together.
+//! - [`json_depth_within`]: a linear check of how deep untrusted JSON nests, before a parser
+//!   that recurses sees it.
 //!
 //! All are plain code with no runtime: the tokio layers of the SMTP, RTSP and HTTP servers
 //! enforce them. With the feature `http`, [`http`] (when built) is the HTTP server itself: an
@@ -398,6 +400,41 @@ impl ByteBudget {
     pub fn is_spent(&self) -> bool {
         self.used() >= self.limit
     }
+}
+
+/// Whether `json` nests arrays and objects at most `max` deep: one pass, strings (with their
+/// escapes) skipped. Malformed JSON is not refused here; that is the parser's job, and this only
+/// keeps a deep input from reaching it.
+///
+/// ```
+/// assert!(nvrkit_net::json_depth_within(br#"{"a":[1,{"b":"[[[["}]}"#, 3));
+/// assert!(!nvrkit_net::json_depth_within(b"[[[[]]]]", 3));
+/// ```
+pub fn json_depth_within(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in json {
+        if in_str {
+            match b {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -56,6 +56,20 @@ pub enum Error {
     /// Event JSON that does not decode, or decodes to an unsupported schema version.
     #[error("event JSON: {0}")]
     EventJson(String),
+    /// Untrusted event JSON over [`crate::MAX_UNTRUSTED_EVENT_JSON`] bytes, refused unread.
+    #[error("event JSON: {len} bytes, over the limit of {max} bytes")]
+    EventJsonTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit ([`crate::MAX_UNTRUSTED_EVENT_JSON`]).
+        max: usize,
+    },
+    /// Untrusted event JSON nested deeper than [`crate::MAX_UNTRUSTED_EVENT_DEPTH`].
+    #[error("event JSON: nested deeper than the limit of {max} levels")]
+    EventJsonTooDeep {
+        /// The limit ([`crate::MAX_UNTRUSTED_EVENT_DEPTH`]).
+        max: usize,
+    },
 }
 
 /// `Result` with [`Error`].

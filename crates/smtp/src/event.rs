@@ -17,6 +17,15 @@ use crate::error::{Error, Result};
 /// The version of the event JSON schema, the `"v"` field.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The most bytes of event JSON [`CameraEvent::from_untrusted_json`] reads. An event's JSON
+/// carries no image bytes (snapshots are named, not included), so a real one is a few hundred
+/// bytes to a few KiB.
+pub const MAX_UNTRUSTED_EVENT_JSON: usize = 64 * 1024;
+
+/// The deepest nesting of arrays and objects [`CameraEvent::from_untrusted_json`] reads (the
+/// schema's deepest value, a snapshot in `snapshots`, is at level 3).
+pub const MAX_UNTRUSTED_EVENT_DEPTH: usize = 16;
+
 /// A camera event, from one alarm mail (or the quiet after it: [`EventPhase::End`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -392,8 +401,32 @@ impl CameraEvent {
         serde_json::to_string(&wire).unwrap_or_default()
     }
 
+    /// Reads event JSON from a peer that may be hostile (the NVR's `POST /api/events`): at most
+    /// [`MAX_UNTRUSTED_EVENT_JSON`] bytes ([`Error::EventJsonTooLarge`] past it, before anything
+    /// is parsed), UTF-8, arrays and objects nested at most [`MAX_UNTRUSTED_EVENT_DEPTH`] deep
+    /// ([`Error::EventJsonTooDeep`], found by [`nvrkit_net::json_depth_within`] before serde
+    /// sees the input), then [`CameraEvent::from_json`]. Every string is thus bounded by the
+    /// byte limit; a caller that keeps or stores the event bounds it further (nvr keeps a note
+    /// bounded by `nvrkit_store::note::bound`, as for a mailed event).
+    pub fn from_untrusted_json(json: &[u8]) -> Result<CameraEvent> {
+        if json.len() > MAX_UNTRUSTED_EVENT_JSON {
+            return Err(Error::EventJsonTooLarge {
+                len: json.len(),
+                max: MAX_UNTRUSTED_EVENT_JSON,
+            });
+        }
+        let text = std::str::from_utf8(json)
+            .map_err(|e| Error::EventJson(format!("not UTF-8 at byte {}", e.valid_up_to())))?;
+        if !nvrkit_net::json_depth_within(json, MAX_UNTRUSTED_EVENT_DEPTH) {
+            return Err(Error::EventJsonTooDeep {
+                max: MAX_UNTRUSTED_EVENT_DEPTH,
+            });
+        }
+        CameraEvent::from_json(text)
+    }
+
     /// Reads the JSON form. Snapshot bytes are not in JSON: `data` is empty, `size` and `path`
-    /// are kept.
+    /// are kept. For input from the network, use [`CameraEvent::from_untrusted_json`].
     pub fn from_json(json: &str) -> Result<CameraEvent> {
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|e| Error::EventJson(e.to_string()))?;
@@ -436,5 +469,80 @@ impl CameraEvent {
                 .collect(),
             source: wire.source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = r#"{"v":1,"phase":"start","received_at":"2026-11-25T12:00:00Z","vendor":"generic","camera":"garage","kind":"motion","subject":"Motion","from":"a@b","to":["garage@nvr"],"snapshots":[{"name":"a.jpg","content_type":"image/jpeg","size":3,"path":null}],"source":{"peer":null,"helo":"x","auth_user":null,"tls":false,"mail_from":"a@b"}}"#;
+
+    #[test]
+    fn untrusted_json_within_the_limits_reads_like_from_json() {
+        let e = CameraEvent::from_untrusted_json(EVENT.as_bytes()).unwrap();
+        assert_eq!(e, CameraEvent::from_json(EVENT).unwrap());
+        assert_eq!(e.camera.as_deref(), Some("garage"));
+        assert!(nvrkit_net::json_depth_within(EVENT.as_bytes(), 3));
+        assert!(!nvrkit_net::json_depth_within(EVENT.as_bytes(), 2));
+    }
+
+    #[test]
+    fn oversized_untrusted_json_is_refused_naming_the_limit() {
+        // `"Motion"` (8 bytes) becomes a subject of `n` bytes, quotes included.
+        let with_subject =
+            |n: usize| EVENT.replace("\"Motion\"", &format!("\"{}\"", "M".repeat(n - 2)));
+        let at_limit = with_subject(MAX_UNTRUSTED_EVENT_JSON - EVENT.len() + 8);
+        assert_eq!(at_limit.len(), MAX_UNTRUSTED_EVENT_JSON);
+        assert!(CameraEvent::from_untrusted_json(at_limit.as_bytes()).is_ok());
+        let over = with_subject(MAX_UNTRUSTED_EVENT_JSON - EVENT.len() + 9);
+        let e = CameraEvent::from_untrusted_json(over.as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::EventJsonTooLarge {
+                    len: 65537,
+                    max: MAX_UNTRUSTED_EVENT_JSON
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("limit of 65536 bytes"), "{e}");
+    }
+
+    #[test]
+    fn deep_or_malformed_untrusted_json_is_refused() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let e = CameraEvent::from_untrusted_json(deep.as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::EventJsonTooDeep {
+                    max: MAX_UNTRUSTED_EVENT_DEPTH
+                }
+            ),
+            "{e}"
+        );
+        // Brackets inside strings (and escaped quotes) do not count.
+        let quoted = EVENT.replace("\"Motion\"", &format!("\"\\\"{}\"", "[{".repeat(100)));
+        assert!(CameraEvent::from_untrusted_json(quoted.as_bytes()).is_ok());
+        let nested = EVENT.replace(
+            "\"vendor\"",
+            &format!("\"x\":{}1{},\"vendor\"", "[".repeat(20), "]".repeat(20)),
+        );
+        assert!(matches!(
+            CameraEvent::from_untrusted_json(nested.as_bytes()),
+            Err(Error::EventJsonTooDeep { .. })
+        ));
+        for bad in [
+            &b"\xff\xfe"[..],
+            b"",
+            b"{",
+            b"null",
+            br#"{"v":2}"#,
+            br#"{"v":1}"#,
+        ] {
+            assert!(CameraEvent::from_untrusted_json(bad).is_err(), "{bad:?}");
+        }
     }
 }

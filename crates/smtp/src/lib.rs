@@ -87,7 +87,8 @@ pub use config::{
 pub use config::{ServerConfig, SnapshotStore};
 pub use error::{Error, Result};
 pub use event::{
-    CameraEvent, EventKind, EventPhase, EventTime, SCHEMA_VERSION, Snapshot, Source, Vendor,
+    CameraEvent, EventKind, EventPhase, EventTime, MAX_UNTRUSTED_EVENT_DEPTH,
+    MAX_UNTRUSTED_EVENT_JSON, SCHEMA_VERSION, Snapshot, Source, Vendor,
 };
 pub use extract::extract;
 #[cfg(feature = "server")]

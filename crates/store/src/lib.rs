@@ -81,6 +81,7 @@ mod io;
 pub mod layout;
 pub mod meta;
 pub mod note;
+pub mod query;
 pub mod queue;
 mod read;
 mod retention;

@@ -152,6 +152,20 @@ fn describe_track(o: &mut String, t: &TrackInfo, samples: &[SampleInfo]) {
                 t.timescale
             );
         }
+        CodecParams::G711(g) => {
+            let _ = writeln!(
+                o,
+                "  stream {}: audio {} ({}), {} Hz, {} channels, {} frames of 20 ms{disc}, {}",
+                t.stream,
+                t.params.name(),
+                t.sample_entry,
+                g.sample_rate,
+                g.channels,
+                t.frames,
+                seconds(t.duration, t.timescale),
+            );
+            let _ = writeln!(o, "    timescale {}", t.timescale);
+        }
         _ => {}
     }
 }
@@ -299,9 +313,11 @@ fn loop_verdict(d: &Demuxer) -> String {
     for a in d.tracks().iter().filter(|t| !t.params.is_video()) {
         let a_us = nvrkit_media::time::rescale(a.duration, a.timescale, 1_000_000);
         let diff = a_us - v_us;
-        let frame_us = a.params.aac().map_or(0, |p| {
-            i64::from(p.frame_length) * 1_000_000 / i64::from(p.sample_rate)
-        });
+        let frame_us = match &a.params {
+            CodecParams::Aac(p) => i64::from(p.frame_length) * 1_000_000 / i64::from(p.sample_rate),
+            CodecParams::G711(_) => 20_000, // the demuxer's frames
+            _ => 0,
+        };
         if diff.abs() > frame_us {
             let (which, by) = if diff > 0 {
                 ("longer", diff)
@@ -357,6 +373,20 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("1 discarded by the edit list"), "{r}");
+    }
+
+    #[test]
+    fn g711_in_mov_is_described() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/h264_pcmu8k.mov"
+        );
+        let d = Demuxer::open(path).unwrap();
+        let r = describe(&d, 1, "x");
+        assert!(
+            r.contains("audio pcm_mulaw (ulaw), 8000 Hz, 1 channels, 150 frames of 20 ms, 2.990 s"),
+            "{r}"
+        );
     }
 
     #[test]

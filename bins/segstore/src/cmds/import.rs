@@ -17,7 +17,8 @@ pub struct Args {
     /// The camera to record as.
     #[arg(long)]
     camera: String,
-    /// The MP4 file (H.264/H.265 and AAC). Default: the embedded 10 s sample clip.
+    /// The MP4 or QuickTime .mov file (H.264/H.265 with AAC or G.711). Default: the embedded
+    /// 10 s sample clip.
     file: Option<PathBuf>,
     /// Wall time of the first frame. Default: so the clip ends now (with --realtime: starts now).
     #[arg(long, value_parser = parse_time, allow_hyphen_values = true)]

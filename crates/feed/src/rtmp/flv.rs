@@ -8,7 +8,11 @@
 //! as Enhanced RTMP v1 ("ex header"): `0x80 | FrameType<<4 | PacketType`, the FourCC `hvc1`, then
 //! an HEVCDecoderConfigurationRecord (SequenceStart) or SI24 composition time + NAL units
 //! (CodedFrames). Audio (§E.4.2.1): `0xAF` (AAC, which always claims 44 kHz/16-bit/stereo and
-//! means the AudioSpecificConfig), then 0 + AudioSpecificConfig or 1 + one raw AAC frame.
+//! means the AudioSpecificConfig), then 0 + AudioSpecificConfig or 1 + one raw AAC frame;
+//! G.711 as SoundFormat 7 (A-law) or 8 (μ-law), whose rate is 8 kHz by definition (the rate
+//! bits are ignored; ffmpeg's FLV reader sets 8,000 Hz whatever they say), the flags byte then
+//! the samples, with no sequence header. FLV has no G.711 at any other rate, nor stereo in
+//! ffmpeg's writer: such a track is left out of the push with a warning.
 //!
 //! [`Timeline`] maps each stream's DTS to RTMP's 32-bit millisecond clock: every stream on one
 //! origin (the first frame published), rounded to the nearest millisecond from the exact media
@@ -18,7 +22,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::Atom;
 use nvrkit_media::time::rescale;
-use nvrkit_media::{CodecParams, Frame, TrackInfo};
+use nvrkit_media::{CodecParams, Frame, G711Law, G711Params, TrackInfo};
 use rml_rtmp::rml_amf0::Amf0Value;
 
 use crate::loop_source::Clip;
@@ -28,6 +32,10 @@ use crate::rtmp::error::PushError;
 const CODEC_AVC: u8 = 7;
 /// FLV SoundFormat of AAC (§E.4.2.1).
 const SOUND_AAC: u8 = 10;
+/// FLV SoundFormat of G.711 A-law (§E.4.2.1).
+const SOUND_ALAW: u8 = 7;
+/// FLV SoundFormat of G.711 μ-law (§E.4.2.1).
+const SOUND_MULAW: u8 = 8;
 /// `hvc1`, the Enhanced RTMP FourCC of H.265.
 pub const FOURCC_HEVC: [u8; 4] = *b"hvc1";
 
@@ -58,9 +66,19 @@ pub struct Tag {
 /// How a stream of the clip is carried.
 #[derive(Debug, Clone)]
 enum Carriage {
-    Avc { header: Bytes },
-    Hevc { header: Bytes },
-    Aac { header: Bytes },
+    Avc {
+        header: Bytes,
+    },
+    Hevc {
+        header: Bytes,
+    },
+    Aac {
+        header: Bytes,
+    },
+    /// G.711: the flags byte of every tag; no sequence header.
+    G711 {
+        flags: u8,
+    },
 }
 
 /// Turns a clip's frames into FLV tags on one RTMP clock. One per push; it lives across
@@ -124,6 +142,22 @@ impl FlvMapper {
                     b.put_slice(&a.config);
                     Some(Carriage::Aac { header: b.freeze() })
                 }
+                CodecParams::G711(g) => match g711_flags(g) {
+                    Some(flags) => Some(Carriage::G711 { flags }),
+                    None => {
+                        // Once per push: the mapper lives across reconnects.
+                        tracing::warn!(
+                            clip = %name,
+                            stream = t.stream,
+                            "{} at {} Hz, {} channels has no FLV carriage (G.711 in FLV is \
+                             8 kHz mono): the audio track is left out of the push",
+                            t.params.name(),
+                            g.sample_rate,
+                            g.channels
+                        );
+                        None
+                    }
+                },
                 _ => None,
             };
             carriage.push(c);
@@ -135,7 +169,12 @@ impl FlvMapper {
             (bytes as f64 * 8.0 / 1000.0 / period_s * 10.0).round() / 10.0
         };
         let video = clip.tracks().iter().position(|t| t.params.is_video());
-        let audio = clip.tracks().iter().position(|t| t.params.aac().is_some());
+        let audio = (0..carriage.len()).find(|&s| {
+            matches!(
+                carriage[s],
+                Some(Carriage::Aac { .. } | Carriage::G711 { .. })
+            )
+        });
         Ok(FlvMapper {
             clip_name: name,
             tracks: clip.tracks().to_vec(),
@@ -187,6 +226,7 @@ impl FlvMapper {
                     (TagKind::Video, header.clone())
                 }
                 Carriage::Aac { header } => (TagKind::Audio, header.clone()),
+                Carriage::G711 { .. } => continue,
             };
             tags.push(Tag {
                 kind,
@@ -225,6 +265,12 @@ impl FlvMapper {
             Carriage::Aac { .. } => {
                 let mut b = BytesMut::with_capacity(2 + f.data.len());
                 b.put_slice(&[aac_flags(), 1]);
+                b.put_slice(&f.data);
+                (TagKind::Audio, b.freeze())
+            }
+            Carriage::G711 { flags } => {
+                let mut b = BytesMut::with_capacity(1 + f.data.len());
+                b.put_u8(*flags);
                 b.put_slice(&f.data);
                 (TagKind::Audio, b.freeze())
             }
@@ -270,6 +316,14 @@ impl FlvMapper {
                     m.insert("audiochannels".into(), num(f64::from(a.channels)));
                     m.insert("audiodatarate".into(), num(self.audio_kbps));
                 }
+                (Some(Carriage::G711 { flags }), CodecParams::G711(g)) => {
+                    m.insert("audiocodecid".into(), num(f64::from(flags >> 4)));
+                    m.insert("audiosamplerate".into(), num(f64::from(g.sample_rate)));
+                    m.insert("audiosamplesize".into(), num(16.0));
+                    m.insert("stereo".into(), Amf0Value::Boolean(false));
+                    m.insert("audiochannels".into(), num(1.0));
+                    m.insert("audiodatarate".into(), num(self.audio_kbps));
+                }
                 _ => {}
             }
         }
@@ -284,6 +338,19 @@ impl FlvMapper {
 /// SoundFormat AAC, 44 kHz, 16-bit, stereo: what the FLV spec requires for every AAC stream.
 fn aac_flags() -> u8 {
     (SOUND_AAC << 4) | (3 << 2) | (1 << 1) | 1
+}
+
+/// The flags byte of a G.711 tag (what ffmpeg's FLV writer puts: SoundRate 0, which G.711
+/// ignores, 16-bit as decoded, mono), or `None` where FLV has no carriage for it.
+fn g711_flags(g: &G711Params) -> Option<u8> {
+    if g.sample_rate != 8000 || g.channels != 1 {
+        return None;
+    }
+    let format = match g.law {
+        G711Law::Alaw => SOUND_ALAW,
+        G711Law::Mulaw => SOUND_MULAW,
+    };
+    Some((format << 4) | (1 << 1))
 }
 
 fn put_i24(b: &mut BytesMut, v: i32) {
@@ -536,6 +603,50 @@ mod tests {
         assert!(frames[60..].iter().all(|f| m.is_new(f)));
         let t = m.tag(&frames[60]).unwrap();
         assert_eq!(t.timestamp, m.timeline().peek(&frames[60]));
+    }
+
+    #[test]
+    fn g711_8k_mono_goes_as_sound_format_8_and_16k_stereo_is_left_out() {
+        let c = clip("testdata/h264_pcmu8k.mov");
+        let mut m = FlvMapper::new(&c, false, 0).unwrap();
+        let first = LoopSource::new(c.clone(), WallTime::EPOCH).next().unwrap();
+        let h = m.headers(&first);
+        assert!(
+            h.iter().all(|t| t.kind != TagKind::Audio),
+            "G.711 has no sequence header"
+        );
+        let Amf0Value::Object(meta) = &m.metadata()[2] else {
+            panic!("onMetaData object")
+        };
+        assert_eq!(meta["audiocodecid"], Amf0Value::Number(8.0));
+        assert_eq!(meta["audiosamplerate"], Amf0Value::Number(8000.0));
+        let mut audio = 0;
+        for f in LoopSource::new(c.clone(), WallTime::EPOCH).take(200) {
+            let t = m.tag(&f).unwrap();
+            if f.stream != c.master() {
+                assert_eq!(t.kind, TagKind::Audio);
+                assert_eq!(t.body[0], 0x82, "μ-law, 16-bit, mono");
+                assert_eq!(&t.body[1..], &f.data[..]);
+                audio += 1;
+            }
+        }
+        assert!(audio > 50);
+        let g = |law| G711Params {
+            law,
+            sample_rate: 8000,
+            channels: 1,
+        };
+        assert_eq!(g711_flags(&g(G711Law::Alaw)), Some(0x72));
+
+        let c = clip("testdata/h264_pcma16k_stereo.mov");
+        let mut m = FlvMapper::new(&c, false, 0).unwrap();
+        let Amf0Value::Object(meta) = &m.metadata()[2] else {
+            panic!("onMetaData object")
+        };
+        assert!(!meta.contains_key("audiocodecid"));
+        for f in LoopSource::new(c.clone(), WallTime::EPOCH).take(100) {
+            assert_eq!(m.tag(&f).is_some(), f.stream == c.master(), "{f:?}");
+        }
     }
 
     #[test]

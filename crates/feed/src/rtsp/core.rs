@@ -7,7 +7,7 @@ use std::time::Duration;
 use nvrkit_media::TrackInfo;
 use rtsp_types::{HeaderName, Method, Request, Response, StatusCode, Version, headers};
 
-use super::auth::Auth;
+use super::auth::{Auth, ConnAuth, Verdict};
 use crate::sdp;
 
 /// What the server serves at one path.
@@ -114,6 +114,8 @@ pub struct Connection {
     config: ConnConfig,
     session: Option<Session>,
     sdp_session_id: u64,
+    /// The nonce this connection authenticated with, valid on it while it is open.
+    auth_state: ConnAuth,
 }
 
 /// Methods we answer (the `Public` header).
@@ -232,6 +234,7 @@ impl Connection {
             config,
             session: None,
             sdp_session_id: rand::random::<u32>().into(),
+            auth_state: ConnAuth::default(),
         }
     }
 
@@ -279,8 +282,10 @@ impl Connection {
 
         if let Some(auth) = &self.config.auth {
             let given = req.header(&headers::AUTHORIZATION).map(|v| v.as_str());
-            if !auth.check(<&str>::from(&method), given) {
-                let [digest, basic] = auth.challenges();
+            let uri = req.request_uri().map_or("", |u| u.as_str());
+            let verdict = auth.check(<&str>::from(&method), uri, given, &mut self.auth_state);
+            if verdict != Verdict::Granted {
+                let [digest, basic] = auth.challenges(verdict == Verdict::Stale);
                 let mut r = response(StatusCode::Unauthorized, cseq)
                     .header(headers::WWW_AUTHENTICATE, digest)
                     .build(Vec::new());
