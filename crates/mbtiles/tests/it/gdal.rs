@@ -24,6 +24,10 @@ fn need(tool: &str) {
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {
+    // GDAL's WMS/WMTS driver caches tiles in ./gdalwmscache by default: keep it out of the tree
+    // (and out of the next run's reads).
+    let cache = std::env::temp_dir().join(format!("nvrkit-gdalwmscache-{}", std::process::id()));
+    cmd.env("GDAL_DEFAULT_WMS_CACHE_PATH", &cache);
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
