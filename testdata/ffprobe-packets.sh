@@ -4,8 +4,8 @@
 # For .mov clips (G.711) the file offset `pos` comes before the flags: ffmpeg cuts MOV PCM into
 # one packet per chunk, the demuxer into 20 ms frames, so the test compares the bytes at those
 # offsets and the total duration rather than packet boundaries.
-# Usage: testdata/ffprobe-packets.sh [CLIP...]   (default: every .mp4/.mov here and in cuts/, and
-# the embedded sample)
+# Usage: testdata/ffprobe-packets.sh [CLIP...]   (default: every .mp4/.mov here and in cuts/, and the
+# embedded sample)
 set -euo pipefail
 cd "$(dirname "$0")"
 clips=("$@")

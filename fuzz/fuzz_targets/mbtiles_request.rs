@@ -21,6 +21,9 @@ const TOKENS: &[&str] = &[
     "/", "/", "/", "w", "0", "1", "2", "7", "30", "31", "4294967295", "4294967296", "00",
     ".png", ".pbf", ".jpg", ".", "tms", "ocularis", "MapServer", "mapserver", "tile", "info",
     "preview", ".json", "%20", "%2F", "%", "%ff", "%00", "-1", "+1", " ", "?", "#", "é", "\u{0}",
+    ".grid.json", "?callback=", "cb", "(", "wmts", "WMTSCapabilities.xml", "GoogleMapsCompatible",
+    "GoogleMapsCompatible-1", "Ocularis-1", "-", "&", "=", "REQUEST=GetTile", "REQUEST=",
+    "LAYER=w", "TILEMATRIXSET=", "TILEMATRIX=", "TILEROW=", "TILECOL=", "FORMAT=", "+",
 ];
 
 struct Fixture {

@@ -272,7 +272,11 @@ fn print_banner(
         None => format!("http://{addr}"),
     };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "tileserve listening on {base}/ (catalog: {base}/)")?;
+    writeln!(
+        out,
+        "tileserve listening on {base}/ (catalog: {base}/, WMTS: {base}/{})",
+        nvrkit_mbtiles::route::WMTS_CAPABILITIES
+    )?;
     writeln!(
         out,
         "  cors: {}; cache-control: {}; missing tile: {}; poll: {:?}; tile cache: {} MiB",
@@ -321,6 +325,21 @@ fn print_banner(
                     "    preview  {base}/{}/preview",
                     nvrkit_mbtiles::route::encode(&e.id)
                 )?;
+                if t.tiles.has_grids() {
+                    writeln!(
+                        out,
+                        "    utfgrid  {}",
+                        nvrkit_mbtiles::tilejson::grid_template(&base, &e.id, SchemeKind::Xyz)
+                    )?;
+                }
+                if fmt.is_raster() {
+                    writeln!(
+                        out,
+                        "    wmts     {base}/{}/{}",
+                        nvrkit_mbtiles::route::encode(&e.id),
+                        nvrkit_mbtiles::route::WMTS_CAPABILITIES
+                    )?;
+                }
             }
         }
     }

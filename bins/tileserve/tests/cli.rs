@@ -70,11 +70,15 @@ fn serves_a_file_and_prints_its_urls() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let _server = Server(child);
-    let lines: Vec<String> = BufReader::new(stdout)
-        .lines()
+    let mut out = BufReader::new(stdout).lines();
+    let lines: Vec<String> = out
+        .by_ref()
         .map(Result::unwrap)
         .take_while(|l| !l.contains("preview"))
         .collect();
+    let wmts = out.next().unwrap().unwrap();
+    // Keep reading: a closed pipe would make the server's next banner line fail (EPIPE).
+    std::thread::spawn(move || out.for_each(drop));
     let first = &lines[0];
     let addr = first
         .split("http://")
@@ -90,6 +94,10 @@ fn serves_a_file_and_prints_its_urls() {
         "{all}"
     );
     assert!(all.contains("broken DISABLED"), "{all}");
+    assert_eq!(
+        wmts.trim(),
+        format!("wmts     http://{addr}/floor%20plan/WMTSCapabilities.xml")
+    );
 
     // XYZ 1/1/1 is the south-east tile: TMS row 0.
     let (head, body) = http_get(&addr, "/floor%20plan/1/1/1.png");
@@ -214,9 +222,6 @@ fn a_renamed_file_is_picked_up_by_the_running_binary() {
 #[test]
 #[ignore = "interop: needs GDAL, node, Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
 fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
-    let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
-        "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
-    );
     let dir = tempfile::tempdir().unwrap();
     // 1,024 × 1,024: the northern half red, the southern half blue, the westmost eighth green.
     let (w, h) = (1024usize, 1024usize);
@@ -267,18 +272,31 @@ fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let tilejson = String::from_utf8_lossy(&tilejson);
     assert!(tilejson.contains("\"maxzoom\":2"), "{tilejson}");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/preview.cjs");
+    browser_check(
+        "preview.cjs",
+        &[&format!("http://{addr}/world/preview"), "2"],
+    );
+}
+
+/// Runs `tests/SCRIPT` (playwright-core on Debian's chromium) with `args`; it prints one JSON
+/// line with `"ok":true` when every check passed.
+fn browser_check(script: &str, args: &[&str]) {
+    let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
+        "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
     let out = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{addr}/world/preview"))
-        .arg("2")
+        .arg(&path)
+        .args(args)
         .env("NODE_PATH", modules)
         .output()
         .expect("node is required");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && report.contains("\"ok\":true"),
-        "the preview is wrong: {report} {}",
+        "{script}: the page is wrong: {report} {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -289,4 +307,144 @@ fn help_follows_the_cli_vocabulary() {
         "tileserve",
         std::path::Path::new(env!("CARGO_BIN_EXE_tileserve")),
     );
+}
+
+fn sh(script: &str) -> String {
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `DIR/cams.mbtiles`, made by the `sqlite3` shell in mbutil's schema (mbutil/util.py
+/// `mbtiles_setup`) with python3's `zlib`: zooms 0..=2, fake PNG tiles, and for every tile but
+/// 2/3/0 (TMS) a 4 × 4 grid whose middle two rows are the key `cam-z-x-y` (its stored address),
+/// with `{"camera": key, "tile": "z/x/y"}` in `grid_data`.
+fn utfgrid_file(dir: &std::path::Path) -> std::path::PathBuf {
+    // mbutil's schema (mbutil/util.py `mbtiles_setup`), zooms 0..=2, tile 2/3/0 without a grid.
+    let py = r#"
+import json, zlib
+print("BEGIN;")
+for z in range(3):
+    for x in range(2 ** z):
+        for y in range(2 ** z):
+            png = b"\x89PNG\r\n\x1a\n" + f"tile {z}/{x}/{y}".encode()
+            print(f"INSERT INTO tiles VALUES ({z}, {x}, {y}, x'{png.hex()}');")
+            if (z, x, y) == (2, 3, 0):
+                continue
+            key = f"cam-{z}-{x}-{y}"
+            grid = {"grid": [" " * 4, "!!!!", "!!!!", "    "], "keys": ["", key]}
+            blob = zlib.compress(json.dumps(grid).encode())
+            print(f"INSERT INTO grids VALUES ({z}, {x}, {y}, x'{blob.hex()}');")
+            data = json.dumps({"camera": key, "tile": f"{z}/{x}/{y}"}).replace("'", "''")
+            print(f"INSERT INTO grid_data VALUES ({z}, {x}, {y}, '{key}', '{data}');")
+print("COMMIT;")
+"#;
+    sh(&format!(
+        "cd {dir}
+         sqlite3 cams.mbtiles \"CREATE TABLE metadata (name text, value text);
+           CREATE TABLE tiles (zoom_level integer, tile_column integer, tile_row integer, tile_data blob);
+           CREATE TABLE grids (zoom_level integer, tile_column integer, tile_row integer, grid blob);
+           CREATE TABLE grid_data (zoom_level integer, tile_column integer, tile_row integer, key_name text, key_json text);
+           CREATE UNIQUE INDEX name ON metadata (name);
+           CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);
+           INSERT INTO metadata VALUES ('name', 'cameras'), ('format', 'png');\"
+         python3 -c '{py}' | sqlite3 cams.mbtiles
+         test \"$(sqlite3 cams.mbtiles 'SELECT hex(substr(grid, 1, 1)) FROM grids LIMIT 1')\" = 78",
+        dir = dir.display(),
+        py = py.replace('\'', r"'\''"),
+    ));
+    dir.join("cams.mbtiles")
+}
+
+/// The issue's "done when" for UTFGrid: an MBTiles made by the `sqlite3` shell in mbutil's
+/// schema, with grids zlib-compressed by python3's `zlib`, served by the binary: through `curl`,
+/// every grid in every scheme has keys that resolve to the `grid_data` rows of its stored tile
+/// (so the Y flip of TMS and the level inversion of Ocularis are right), and JSONP wraps it.
+#[test]
+#[ignore = "interop: needs sqlite3, python3 and curl; run by .ci/run"]
+fn utfgrid_made_by_sqlite3_and_python_zlib_resolves_keys_through_curl_in_every_scheme() {
+    use nvrkit_mbtiles::{SchemeKind, TileId};
+    let dir = tempfile::tempdir().unwrap();
+    let file = utfgrid_file(dir.path());
+    let (_server, addr) = start(&[
+        file.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    let base = format!("http://{addr}/cams");
+    let mut checked = 0;
+    for z in 0..3u32 {
+        for x in 0..1 << z {
+            for y in 0..1 << z {
+                let t = TileId::new(z, x, y).unwrap();
+                for scheme in SchemeKind::ALL {
+                    let [a, b, c] = scheme.coord_of(t, 2).unwrap();
+                    let url = match scheme {
+                        SchemeKind::Xyz => format!("{base}/{a}/{b}/{c}.grid.json"),
+                        SchemeKind::Tms => format!("{base}/tms/{a}/{b}/{c}.grid.json"),
+                        SchemeKind::Ocularis => format!("{base}/ocularis/{a}/{b}/{c}.grid.json"),
+                        _ => format!("{base}/MapServer/tile/{a}/{b}/{c}.grid.json"),
+                    };
+                    let out = sh(&format!("curl -s -w '\\n%{{http_code}}' '{url}'"));
+                    let (body, code) = out.rsplit_once('\n').unwrap();
+                    if (z, x, y) == (2, 3, 0) {
+                        assert_eq!(code, "404", "{url}");
+                        continue;
+                    }
+                    assert_eq!(code, "200", "{url}: {body}");
+                    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                    let key = format!("cam-{z}-{x}-{y}");
+                    assert_eq!(v["keys"][1], key.as_str(), "{url}");
+                    assert_eq!(v["data"][&key]["camera"], key.as_str(), "{url}");
+                    assert_eq!(v["data"][&key]["tile"], format!("{z}/{x}/{y}"), "{url}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 20);
+    let head = sh(&format!(
+        "curl -s -D - -o {dir}/body '{base}/0/0/0.grid.json?callback=showCamera'",
+        dir = dir.path().display()
+    ));
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/javascript"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    let body = std::fs::read_to_string(dir.path().join("body")).unwrap();
+    assert!(
+        body.starts_with("/**/showCamera({") && body.ends_with("});"),
+        "{body}"
+    );
+    let inner = &body["/**/showCamera(".len()..body.len() - 2];
+    let v: serde_json::Value = serde_json::from_str(inner).unwrap();
+    assert_eq!(v["data"]["cam-0-0-0"]["camera"], "cam-0-0-0", "{body}");
+    let code = sh(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' '{base}/0/0/0.grid.json?callback=alert(1)'"
+    ));
+    assert_eq!(code, "400");
+}
+
+/// The preview page of a tileset with UTFGrids shows, in headless Chromium, the key and data of
+/// the grid under the pointer, in every scheme (`tests/grid.cjs`).
+#[test]
+#[ignore = "interop: needs sqlite3, python3, node, Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
+fn the_preview_page_shows_the_utfgrid_data_under_the_pointer_in_every_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = utfgrid_file(dir.path());
+    let (_server, addr) = start(&[
+        file.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    browser_check("grid.cjs", &[&format!("http://{addr}/cams/preview")]);
 }

@@ -5,7 +5,7 @@
 // usage: NODE_PATH=…/node_modules node preview.cjs http://127.0.0.1:PORT/TILESET/preview MAXZOOM
 // Needs Debian's chromium and playwright-core (npm); prints one JSON line; exit 0 when all match.
 "use strict";
-const { chromium } = require("playwright-core");
+const { launch } = require("./browser.cjs");
 
 const RED = [200, 30, 30], BLUE = [30, 30, 200], GREEN = [0, 160, 0];
 // Points as fractions of the world's width and height, and the colour each must show.
@@ -14,11 +14,7 @@ const POINTS = [[0.5, 0.25, RED, "north"], [0.5, 0.75, BLUE, "south"], [0.04, 0.
 
 (async () => {
   const [base, maxzoom] = [process.argv[2], Number(process.argv[3])];
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   const result = { ok: true, checks: 0, failures: [] };
   try {
     // Tall and wide enough to hold the whole world at every zoom up to 2 (1,024 px).

@@ -658,47 +658,6 @@ mod tests {
         check(clip, 20);
     }
 
-    /// A clip cut at a CRA without an edit list (`ffmpeg -ss … -c copy -use_editlist 0`)
-    /// starts with the CRA's three RASL pictures, which reference the GOP cut away: they are
-    /// left out of every loop, so the loop starts at the CRA and presents nothing before it.
-    #[test]
-    fn the_rasl_pictures_of_a_clip_start_cra_are_dropped() {
-        let clip = clip_from("testdata/cuts/h265_open_gop_cra_start.mp4");
-        assert_eq!(clip.leading_dropped(), 3);
-        let video = clip.frames(clip.master());
-        assert!(video[0].keyframe);
-        assert!(video.iter().all(|f| f.pts >= video[0].pts));
-        assert_eq!(clip.first_pts[clip.master()], video[0].pts);
-        check(clip, 4);
-    }
-
-    /// The same cut with an edit list (what `ffmpeg -ss … -c copy` writes) discards the RASL
-    /// pictures instead: their decode times leave a hole, and kept as they were the next loop's
-    /// first DTS would fall three frames before the last one's. Decode times are re-derived
-    /// from the presentation times.
-    #[test]
-    fn an_edit_list_cut_of_an_open_gop_loops_forward() {
-        let clip = clip_from("testdata/cuts/h265_open_gop_cut_editlist.mp4");
-        assert_eq!(
-            clip.leading_dropped(),
-            0,
-            "the edit list already left them out"
-        );
-        let video = clip.frames(clip.master());
-        assert!(video.iter().all(|f| f.dts <= f.pts));
-        check(clip, 4);
-    }
-
-    /// Open GOPs inside the clip are kept whole: a continuous reader of the loop has the
-    /// pictures their RASL pictures reference (the loop's joiners are the server's concern).
-    #[test]
-    fn open_gops_after_an_idr_start_keep_their_leading_pictures() {
-        let clip = clip_from("testdata/h265_open_gop.mp4");
-        assert_eq!(clip.leading_dropped(), 0);
-        assert_eq!(clip.frames(clip.master()).len(), 75);
-        check(clip, 4);
-    }
-
     /// G.711 frames are exact (a payload byte per sample and channel): the 10 ms last frame of
     /// 2.99 s of audio under 3 s of video ends where it says, and the next loop's first frame
     /// starts at or after that end, never inside it. The 10 ms left over is an announced gap.
@@ -742,6 +701,47 @@ mod tests {
                 "{path}: a gap at each seam of the 2.99 s clip"
             );
         }
+    }
+
+    /// A clip cut at a CRA without an edit list (`ffmpeg -ss … -c copy -use_editlist 0`)
+    /// starts with the CRA's three RASL pictures, which reference the GOP cut away: they are
+    /// left out of every loop, so the loop starts at the CRA and presents nothing before it.
+    #[test]
+    fn the_rasl_pictures_of_a_clip_start_cra_are_dropped() {
+        let clip = clip_from("testdata/cuts/h265_open_gop_cra_start.mp4");
+        assert_eq!(clip.leading_dropped(), 3);
+        let video = clip.frames(clip.master());
+        assert!(video[0].keyframe);
+        assert!(video.iter().all(|f| f.pts >= video[0].pts));
+        assert_eq!(clip.first_pts[clip.master()], video[0].pts);
+        check(clip, 4);
+    }
+
+    /// The same cut with an edit list (what `ffmpeg -ss … -c copy` writes) discards the RASL
+    /// pictures instead: their decode times leave a hole, and kept as they were the next loop's
+    /// first DTS would fall three frames before the last one's. Decode times are re-derived
+    /// from the presentation times.
+    #[test]
+    fn an_edit_list_cut_of_an_open_gop_loops_forward() {
+        let clip = clip_from("testdata/cuts/h265_open_gop_cut_editlist.mp4");
+        assert_eq!(
+            clip.leading_dropped(),
+            0,
+            "the edit list already left them out"
+        );
+        let video = clip.frames(clip.master());
+        assert!(video.iter().all(|f| f.dts <= f.pts));
+        check(clip, 4);
+    }
+
+    /// Open GOPs inside the clip are kept whole: a continuous reader of the loop has the
+    /// pictures their RASL pictures reference (the loop's joiners are the server's concern).
+    #[test]
+    fn open_gops_after_an_idr_start_keep_their_leading_pictures() {
+        let clip = clip_from("testdata/h265_open_gop.mp4");
+        assert_eq!(clip.leading_dropped(), 0);
+        assert_eq!(clip.frames(clip.master()).len(), 75);
+        check(clip, 4);
     }
 
     #[test]

@@ -106,6 +106,22 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A UTFGrid could not be served: over a limit (a zip bomb), damaged, or not a UTFGrid.
+    #[error("{path}: grid {z}/{x}/{y} (TMS): {source}")]
+    Grid {
+        /// The file.
+        path: PathBuf,
+        /// Zoom level.
+        z: u8,
+        /// Column.
+        x: u32,
+        /// Row as stored (TMS, Y up).
+        y: u32,
+        /// What is wrong with it.
+        #[source]
+        source: crate::grid::GridError,
+    },
+
     /// A directory given as a tileset source could not be listed.
     #[error("{path}: cannot list directory: {source}")]
     Dir {

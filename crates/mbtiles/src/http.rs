@@ -9,6 +9,9 @@
 //!   decompressed ones, where `<hash>` is the XXH3-64 of the stored BLOB.
 //! - `If-None-Match` is compared with the weak comparison of [RFC 9110 §13.1.2]; a match gives
 //!   304 without reading past the BLOB.
+//! - UTFGrids ([`crate::grid`]) at the tile URLs with `.grid.json`, JSONP with a checked
+//!   `?callback=`; WMTS ([`crate::wmts`]) capabilities, KVP and RESTful `GetTile`, the tiles
+//!   going through the same tile path (cache, ETags) as the other schemes.
 //! - Missing tile: 404 (or 204, [`MissingTile::NoContent`]); a coordinate outside the grid or a
 //!   malformed number: 400; a tileset disabled by a bad file, or a file locked by a writer past
 //!   the busy timeout: 503 with `Retry-After: 1`.
@@ -35,7 +38,8 @@ use crate::catalog::{Catalog, Entry, Tileset};
 use crate::format::TileFormat;
 use crate::route::{Route, RouteError, encode, parse};
 use crate::scheme::{SchemeKind, TileScheme, Xyz, ZxyCoord};
-use crate::tilejson::{template, tilejson};
+use crate::tilejson::{grid_template, template, tilejson};
+use crate::wmts;
 
 /// What to answer for a valid coordinate with no tile in the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -145,7 +149,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         r
     } else {
         match parse(uri.path()) {
-            Ok(route) => app.dispatch(route, headers),
+            Ok(route) => app.dispatch(route, uri.query(), headers),
             Err(RouteError::NotFound) => text(StatusCode::NOT_FOUND, "not found\n"),
             Err(e @ RouteError::BadRequest(_)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         }
@@ -241,7 +245,7 @@ impl App {
         }
     }
 
-    fn dispatch(&self, route: Route<'_>, headers: &HeaderMap) -> Response {
+    fn dispatch(&self, route: Route<'_>, query: Option<&str>, headers: &HeaderMap) -> Response {
         let res = match route {
             Route::Catalog => Ok(self.catalog_page(headers)),
             Route::TileJson { tileset } => self.entry(&tileset).map(|t| {
@@ -261,6 +265,27 @@ impl App {
             Route::TileInfo { tileset, nums } => {
                 self.entry(&tileset).and_then(|t| self.info(&t, nums))
             }
+            Route::Grid {
+                tileset,
+                scheme,
+                nums,
+            } => self
+                .entry(&tileset)
+                .and_then(|t| self.grid(&t, scheme, nums, query, headers)),
+            Route::WmtsCapabilities { tileset } => {
+                self.wmts_capabilities(tileset.as_deref(), headers)
+            }
+            Route::WmtsKvp => self.wmts_kvp(query, headers),
+            Route::WmtsTile {
+                tileset,
+                matrix_set,
+                nums,
+                ext,
+            } => self.entry(&tileset).and_then(|t| {
+                let (scheme, nums) = wmts_resolve(&t, &matrix_set, nums)
+                    .map_err(|e| text(e.status, format!("{}\n", e.message)))?;
+                self.tile(&t, scheme, nums, ext, headers)
+            }),
         };
         res.unwrap_or_else(|r| r)
     }
@@ -276,18 +301,21 @@ impl App {
         t: &Tileset,
         id: crate::TileId,
     ) -> Result<Option<crate::reader::Tile>, Response> {
-        t.tiles.tile(id).map_err(|e| {
-            if e.is_busy() {
-                tracing::info!(tileset = %t.id, "{e}");
-                let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                r
-            } else {
-                tracing::warn!(tileset = %t.id, "{e}");
-                text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
-            }
-        })
+        t.tiles.tile(id).map_err(|e| self.read_error(t, e))
+    }
+
+    /// A file's error as a response: 503 with `Retry-After` for a writer's lock, else 500.
+    fn read_error(&self, t: &Tileset, e: crate::Error) -> Response {
+        if e.is_busy() {
+            tracing::info!(tileset = %t.id, "{e}");
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        } else {
+            tracing::warn!(tileset = %t.id, "{e}");
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+        }
     }
 
     fn tile(
@@ -317,12 +345,7 @@ impl App {
             Some(hit) => hit,
             None => {
                 let Some(tile) = self.read(t, id)? else {
-                    let mut r = match self.config.missing {
-                        MissingTile::NotFound => text(StatusCode::NOT_FOUND, "no tile here\n"),
-                        MissingTile::NoContent => StatusCode::NO_CONTENT.into_response(),
-                    };
-                    self.cache(r.headers_mut());
-                    return Ok(r);
+                    return Ok(self.missing());
                 };
                 let tile = CachedTile::new(tile);
                 self.cache.insert(t.generation, id, tile.clone());
@@ -336,20 +359,11 @@ impl App {
         } else {
             format!("\"{hash:016x}\"")
         };
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("hex digits and quotes are valid"),
-        );
-        self.cache(&mut h);
+        let mut h = self.validator(&etag);
         if tile.gzip {
             append_vary(&mut h, "Accept-Encoding");
         }
-        if let Some(inm) = headers.get(header::IF_NONE_MATCH)
-            && none_match_hits(inm.as_bytes(), etag.as_bytes())
-        {
-            let mut r = StatusCode::NOT_MODIFIED.into_response();
-            *r.headers_mut() = h;
+        if let Some(r) = not_modified(&h, &etag, headers) {
             return Ok(r);
         }
         h.insert(
@@ -379,6 +393,188 @@ impl App {
         let mut r = Response::new(Body::from(body));
         *r.headers_mut() = h;
         Ok(r)
+    }
+
+    /// A UTFGrid as JSON, or as JSONP with `?callback=NAME` (NAME checked by
+    /// [`crate::grid::valid_callback`], else 400). ETag: the XXH3-64 of the body.
+    fn grid(
+        &self,
+        t: &Tileset,
+        scheme: SchemeKind,
+        [a, b, c]: [u32; 3],
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Response, Response> {
+        let bad = |e: String| text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+        let id = scheme
+            .to_tile(a, b, c, t.ocularis_maxzoom)
+            .map_err(|e| bad(e.to_string()))?;
+        let callback =
+            crate::route::query_param(query, "callback").map_err(|e| bad(e.to_string()))?;
+        if let Some(cb) = &callback
+            && !crate::grid::valid_callback(cb)
+        {
+            return Err(bad(format!(
+                "callback must be 1 to {} characters of A-Z a-z 0-9 _ . $",
+                crate::grid::MAX_CALLBACK
+            )));
+        }
+        if !t.tiles.has_grids() {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                format!("tileset {:?} has no UTFGrids\n", t.id),
+            ));
+        }
+        let json = t.tiles.grid(id).map_err(|e| self.read_error(t, e))?;
+        let Some(json) = json else {
+            return Ok(self.missing());
+        };
+        let (body, ctype) = match &callback {
+            Some(cb) => (
+                crate::grid::jsonp(cb, &json),
+                "application/javascript; charset=utf-8",
+            ),
+            None => (json, "application/json"),
+        };
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
+        let mut h = self.validator(&etag);
+        if let Some(r) = not_modified(&h, &etag, headers) {
+            return Ok(r);
+        }
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        let mut r = Response::new(Body::from(body));
+        *r.headers_mut() = h;
+        Ok(r)
+    }
+
+    /// `/WMTSCapabilities.xml` (every raster tileset) or `/{tileset}/WMTSCapabilities.xml`.
+    fn wmts_capabilities(
+        &self,
+        tileset: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Response, Response> {
+        let layers = match tileset {
+            Some(id) => {
+                let t = self.entry(id)?;
+                vec![wmts::Layer::of(&t).ok_or_else(|| {
+                    text(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "tileset {id:?} holds {} tiles; WMTS serves images\n",
+                            t.tiles.format()
+                        ),
+                    )
+                })?]
+            }
+            None => self
+                .catalog
+                .entries()
+                .iter()
+                .filter_map(|e| e.state.as_ref().ok().and_then(|t| wmts::Layer::of(t)))
+                .collect(),
+        };
+        let doc = wmts::capabilities(&self.base(headers), &layers)
+            .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+        let mut r = xml_response(StatusCode::OK, doc);
+        self.cache(r.headers_mut());
+        Ok(r)
+    }
+
+    /// WMTS KVP at `/wmts`: `REQUEST=GetCapabilities` or `GetTile` (WMTS 1.0.0 §7.2.2, §8.2.1);
+    /// errors are OWS `ExceptionReport`s with the status codes of WMTS 1.0.0 table 28.
+    fn wmts_kvp(&self, query: Option<&str>, headers: &HeaderMap) -> Result<Response, Response> {
+        let param = |name: &'static str| {
+            crate::route::query_param(query, name)
+                .map_err(|e| WmtsError::invalid(name, e.to_string()).into_ows())
+        };
+        let required = |name: &'static str| {
+            param(name)?.ok_or_else(|| {
+                WmtsError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "MissingParameterValue",
+                    locator: name,
+                    message: format!("{name} is required"),
+                }
+                .into_ows()
+            })
+        };
+        if let Some(service) = param("SERVICE")?
+            && !service.eq_ignore_ascii_case("WMTS")
+        {
+            return Err(
+                WmtsError::invalid("SERVICE", format!("service {service:?} is not WMTS"))
+                    .into_ows(),
+            );
+        }
+        let request = required("REQUEST")?;
+        if request.eq_ignore_ascii_case("GetCapabilities") {
+            return self.wmts_capabilities(None, headers);
+        }
+        if !request.eq_ignore_ascii_case("GetTile") {
+            return Err(WmtsError {
+                status: StatusCode::NOT_IMPLEMENTED,
+                code: "OperationNotSupported",
+                locator: "REQUEST",
+                message: format!("request {request:?}: only GetCapabilities and GetTile"),
+            }
+            .into_ows());
+        }
+        let layer = required("LAYER")?;
+        if self.catalog.get(&layer).is_none() {
+            return Err(WmtsError::invalid("LAYER", format!("no layer {layer:?}")).into_ows());
+        }
+        let t = self.entry(&layer)?;
+        let set = required("TILEMATRIXSET")?;
+        let mut nums = [0u32; 3];
+        for (n, name) in nums.iter_mut().zip(["TILEMATRIX", "TILEROW", "TILECOL"]) {
+            let v = required(name)?;
+            *n = crate::route::number(&v).ok_or_else(|| {
+                WmtsError::invalid(name, format!("{name} {v:?} is not a number")).into_ows()
+            })?;
+        }
+        if let Some(f) = param("FORMAT")?
+            && f != t.tiles.format().content_type()
+        {
+            return Err(WmtsError::invalid(
+                "FORMAT",
+                format!(
+                    "format {f:?}: this layer is {}",
+                    t.tiles.format().content_type()
+                ),
+            )
+            .into_ows());
+        }
+        // In KVP a parameter naming nothing is a 400 (WMTS 1.0.0 table 28), not the RESTful 404.
+        let (scheme, nums) = wmts_resolve(&t, &set, nums).map_err(|mut e| {
+            e.status = StatusCode::BAD_REQUEST;
+            e.into_ows()
+        })?;
+        self.tile(&t, scheme, nums, None, headers)
+    }
+
+    /// The headers every cacheable answer carries: `ETag` and `Cache-Control`.
+    fn validator(&self, etag: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ETAG,
+            HeaderValue::from_str(etag).expect("hex digits and quotes are valid"),
+        );
+        self.cache(&mut h);
+        h
+    }
+
+    /// The answer for a valid address with nothing stored there.
+    fn missing(&self) -> Response {
+        let mut r = match self.config.missing {
+            MissingTile::NotFound => text(StatusCode::NOT_FOUND, "no tile here\n"),
+            MissingTile::NoContent => StatusCode::NO_CONTENT.into_response(),
+        };
+        self.cache(r.headers_mut());
+        r
     }
 
     fn info(&self, t: &Tileset, [z, x, y]: [u32; 3]) -> Result<Response, Response> {
@@ -464,6 +660,17 @@ fn entry_json(e: &Entry, base: &str) -> serde_json::Value {
                 "ocularis": template(base, &e.id, SchemeKind::Ocularis, ext),
                 "arcgis": template(base, &e.id, SchemeKind::ArcGis, ext),
             });
+            if t.tiles.format().is_raster() {
+                v["wmts"] = json!(format!("{base}/{id}/{}", crate::route::WMTS_CAPABILITIES));
+            }
+            if t.tiles.has_grids() {
+                v["grids"] = json!({
+                    "xyz": grid_template(base, &e.id, SchemeKind::Xyz),
+                    "tms": grid_template(base, &e.id, SchemeKind::Tms),
+                    "ocularis": grid_template(base, &e.id, SchemeKind::Ocularis),
+                    "arcgis": grid_template(base, &e.id, SchemeKind::ArcGis),
+                });
+            }
         }
     }
     v
@@ -482,8 +689,12 @@ fn catalog_html(list: &[serde_json::Value]) -> String {
         let id = v["id"].as_str().unwrap_or_default();
         let cell = |k: &str| html_escape(&v[k].to_string().replace('"', ""));
         if v["state"] == "ok" {
+            let wmts = match v["wmts"].as_str() {
+                Some(u) => format!(" · <a href=\"{}\">WMTS</a>", html_escape(u)),
+                None => String::new(),
+            };
             rows.push_str(&format!(
-                "<tr><td><a href=\"/{}/preview\">{}</a></td><td>{}</td><td>{}–{}</td><td><a href=\"/{}.json\">TileJSON</a></td></tr>\n",
+                "<tr><td><a href=\"/{}/preview\">{}</a></td><td>{}</td><td>{}–{}</td><td><a href=\"/{}.json\">TileJSON</a>{wmts}</td></tr>\n",
                 html_escape(&encode(id)),
                 html_escape(id),
                 cell("format"),
@@ -514,6 +725,7 @@ fn preview(t: &Tileset) -> Response {
         "name": m.name.clone().unwrap_or_else(|| t.id.clone()),
         "format": t.tiles.format(),
         "vector": t.tiles.format() == TileFormat::Pbf,
+        "grids": t.tiles.has_grids(),
         "minzoom": m.minzoom.unwrap_or(0),
         "maxzoom": m.maxzoom.unwrap_or(0),
         "bounds": m.bounds,
@@ -528,6 +740,104 @@ fn preview(t: &Tileset) -> Response {
     // inside strings, where `\u003c` means the same.
     let config = config.to_string().replace('<', "\\u003c");
     axum::response::Html(PAGE.replace("/*CONFIG*/{}", &config)).into_response()
+}
+
+/// Why a WMTS request names no tile.
+struct WmtsError {
+    status: StatusCode,
+    code: &'static str,
+    locator: &'static str,
+    message: String,
+}
+
+impl WmtsError {
+    fn invalid(locator: &'static str, message: String) -> WmtsError {
+        WmtsError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidParameterValue",
+            locator,
+            message,
+        }
+    }
+
+    fn into_ows(self) -> Response {
+        match wmts::exception(self.code, Some(self.locator), &self.message) {
+            Ok(doc) => xml_response(self.status, doc),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+}
+
+/// The scheme and URL-order numbers of a WMTS tile (matrix, row, column) in a tile matrix set
+/// of the tileset's.
+fn wmts_resolve(
+    t: &Tileset,
+    set: &str,
+    [m, row, col]: [u32; 3],
+) -> Result<(SchemeKind, [u32; 3]), WmtsError> {
+    let layer = wmts::Layer::of(t).ok_or_else(|| WmtsError {
+        status: StatusCode::NOT_FOUND,
+        code: "InvalidParameterValue",
+        locator: "LAYER",
+        message: format!(
+            "tileset {:?} holds {} tiles; WMTS serves images",
+            t.id,
+            t.tiles.format()
+        ),
+    })?;
+    let Some(s) = wmts::MatrixSet::parse(set).filter(|s| layer.has_matrix_set(*s)) else {
+        let [a, b] = layer.matrix_sets().map(|s| s.identifier());
+        return Err(WmtsError {
+            status: StatusCode::NOT_FOUND,
+            code: "InvalidParameterValue",
+            locator: "TILEMATRIXSET",
+            message: format!(
+                "no tile matrix set {set:?} for {:?}: it has {a} and {b}",
+                t.id
+            ),
+        });
+    };
+    let out_of_range = |message: String| WmtsError {
+        status: StatusCode::BAD_REQUEST,
+        code: "TileOutOfRange",
+        locator: "TILEMATRIX",
+        message,
+    };
+    let (scheme, nums) = match s.kind {
+        wmts::MatrixSetKind::GoogleMapsCompatible => {
+            if s.maxzoom.is_some_and(|z| m > u32::from(z)) {
+                return Err(out_of_range(format!("no tile matrix {m} in {set}")));
+            }
+            (SchemeKind::ArcGis, [m, row, col])
+        }
+        // Ocularis URLs are level/x/y.
+        wmts::MatrixSetKind::Ocularis => (SchemeKind::Ocularis, [m, col, row]),
+    };
+    scheme
+        .to_tile(nums[0], nums[1], nums[2], t.ocularis_maxzoom)
+        .map_err(|e| WmtsError {
+            locator: match e {
+                crate::CoordError::X { .. } => "TILECOL",
+                crate::CoordError::Y { .. } => "TILEROW",
+                _ => "TILEMATRIX",
+            },
+            ..out_of_range(e.to_string())
+        })?;
+    Ok((scheme, nums))
+}
+
+fn xml_response(status: StatusCode, doc: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/xml")], doc).into_response()
+}
+
+/// A 304 with the headers `h` if the request's `If-None-Match` matches `etag`.
+fn not_modified(h: &HeaderMap, etag: &str, req: &HeaderMap) -> Option<Response> {
+    let inm = req.get(header::IF_NONE_MATCH)?;
+    none_match_hits(inm.as_bytes(), etag.as_bytes()).then(|| {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        *r.headers_mut() = h.clone();
+        r
+    })
 }
 
 fn append_vary(h: &mut HeaderMap, name: &'static str) {

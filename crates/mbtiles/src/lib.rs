@@ -9,10 +9,14 @@
 //!   1 MiB, names 256 bytes, 10,000 rows and 16 MiB in all, the `json` row 64 levels deep, a
 //!   tile 16 MiB ([`Error::TileTooLarge`]); [`parse_metadata_rows`] builds the metadata from
 //!   (name, value) pairs without SQLite (the `mbtiles_metadata` fuzz target).
+//! - [`grid`]: UTFGrid from the `grids` and `grid_data` tables (mbutil) or views (TileMill),
+//!   zlib or gzip, inflated with a cap, `data` filled from `grid_data`; served as JSON or JSONP.
 //! - [`scheme`]: XYZ, TMS, Ocularis and ArcGIS as types, each a pair of pure functions between a
 //!   request address and the stored row ([`TileId`]), with the Ocularis mapping worked through.
 //! - [`Catalog`]: tilesets from files and directories, reopened when a file is replaced or
 //!   edited, a bad file disabling only its own tileset.
+//! - [`wmts`]: OGC WMTS 1.0.0 capabilities (GoogleMapsCompatible and Ocularis tile matrix sets)
+//!   and the KVP and RESTful `GetTile` the router answers.
 //! - [`http::router`]: an axum router with TileJSON 3.0, a catalog, an HTML preview, ETags, gzip
 //!   pass-through and CORS; the `tileserve` binary mounts it.
 //!
@@ -66,12 +70,14 @@ pub mod cache;
 pub mod catalog;
 pub mod error;
 pub mod format;
+pub mod grid;
 pub mod http;
 pub mod mvt;
 pub mod reader;
 pub mod route;
 pub mod scheme;
 pub mod tilejson;
+pub mod wmts;
 
 pub use catalog::{Catalog, Tileset};
 pub use error::{CoordError, Error, Result};

@@ -158,8 +158,29 @@ pub struct MbTiles {
     metadata: Metadata,
     format: TileFormat,
     zooms: Option<(u8, u8)>,
+    grids: Option<Grids>,
     pool: Mutex<Vec<Connection>>,
 }
+
+/// The UTFGrid tables or views a file has (see [`crate::grid`]).
+#[derive(Debug, Clone, Copy)]
+struct Grids {
+    /// Whether `grid_data` is there too (else `data` comes from the grid JSON, or is `{}`).
+    data: bool,
+}
+
+// The size first, the bytes only within ?4 (MAX_GRID_BYTES), as for tiles.
+const GRID_QUERY: &str = "SELECT octet_length(grid), \
+     CASE WHEN octet_length(grid) <= ?4 THEN grid END \
+     FROM grids WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3";
+
+// One row past ?5 (MAX_GRID_DATA_ROWS) tells that there are too many; a key name over ?6 bytes
+// or a value over ?4 is not loaded (NULL).
+const GRID_DATA_QUERY: &str = "SELECT \
+     CASE WHEN octet_length(key_name) <= ?6 THEN key_name END, \
+     octet_length(key_json), \
+     CASE WHEN octet_length(key_json) <= ?4 THEN key_json END \
+     FROM grid_data WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3 LIMIT ?5";
 
 /// Connections kept open per file when idle: enough for every worker thread of a small server.
 const MAX_IDLE: usize = 16;
@@ -203,6 +224,10 @@ impl MbTiles {
         let mut metadata = read_metadata(&conn, &path)?;
         let zooms = zoom_range(&conn, &path, layout)?;
         derive_missing(&conn, &path, layout, zooms, &mut metadata)?;
+        // A file whose grid tables are unreadable still serves its tiles: it just has no grids.
+        let grids = conn.prepare_cached(GRID_QUERY).is_ok().then(|| Grids {
+            data: conn.prepare_cached(GRID_DATA_QUERY).is_ok(),
+        });
         let format = match metadata.format.as_deref().map(TileFormat::from_metadata) {
             Some(f) if f != TileFormat::Unknown => f,
             _ => first_tile_format(&conn, &path, layout)?,
@@ -213,6 +238,7 @@ impl MbTiles {
             metadata,
             format,
             zooms,
+            grids,
             pool: Mutex::new(vec![conn]),
         })
     }
@@ -291,6 +317,132 @@ impl MbTiles {
                 limit: MAX_TILE_BYTES,
             }),
         }
+    }
+
+    /// Whether the file has UTFGrids (a readable `grids` table or view).
+    pub fn has_grids(&self) -> bool {
+        self.grids.is_some()
+    }
+
+    /// The UTFGrid of one tile as served (see [`crate::grid::assemble`]): `grid` and `keys` from
+    /// the `grids` row, inflated, and `data` from the tile's `grid_data` rows. `Ok(None)` if the
+    /// file has no grids or none for this tile.
+    ///
+    /// Bounded: a stored grid over [`crate::grid::MAX_GRID_BYTES`] is refused before it is
+    /// loaded, one that inflates past [`crate::grid::MAX_GRID_JSON`] is cut there, and the
+    /// tile's `grid_data` may hold at most [`crate::grid::MAX_GRID_DATA_ROWS`] rows and
+    /// [`crate::grid::MAX_GRID_DATA_BYTES`] bytes; past any of them, [`Error::Grid`].
+    pub fn grid(&self, id: TileId) -> Result<Option<Vec<u8>>> {
+        let Some(grids) = self.grids else {
+            return Ok(None);
+        };
+        let conn = self.take()?;
+        let res = self.read_grid(&conn, id, grids);
+        self.give_back(conn);
+        let Some((blob, rows)) = res? else {
+            return Ok(None);
+        };
+        let grid_err = |source| Error::Grid {
+            path: self.path.clone(),
+            z: id.z(),
+            x: id.x(),
+            y: id.y(),
+            source,
+        };
+        let json = crate::grid::inflate(&blob).map_err(grid_err)?;
+        crate::grid::assemble(&json, rows)
+            .map(Some)
+            .map_err(grid_err)
+    }
+
+    #[allow(clippy::type_complexity)] // (blob, rows), read under one connection
+    fn read_grid(
+        &self,
+        conn: &Connection,
+        id: TileId,
+        grids: Grids,
+    ) -> Result<Option<(Vec<u8>, Vec<(String, String)>)>> {
+        use crate::grid::{
+            GridError, MAX_GRID_BYTES, MAX_GRID_DATA_BYTES, MAX_GRID_DATA_ROWS, MAX_KEY_NAME,
+        };
+        use rusqlite::types::ValueRef;
+        let err = |e| Error::from_sqlite(&self.path, "reading a grid", e);
+        let too_large = |what, limit| Error::Grid {
+            path: self.path.clone(),
+            z: id.z(),
+            x: id.x(),
+            y: id.y(),
+            source: GridError::TooLarge { what, limit },
+        };
+        let data_limit = MAX_GRID_DATA_BYTES as u64;
+        let limit = i64::try_from(MAX_GRID_BYTES).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(GRID_QUERY).map_err(err)?;
+        let row = stmt
+            .query_row((id.z(), id.x(), id.y(), limit), |row| {
+                let size: Option<i64> = row.get(0)?;
+                Ok(match row.get_ref(1)? {
+                    ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Some(b.to_vec())),
+                    ValueRef::Null if size.is_some_and(|n| n > limit) => Err(()),
+                    _ => Ok(None),
+                })
+            })
+            .optional()
+            .map_err(err)?;
+        let blob = match row {
+            None | Some(Ok(None)) => return Ok(None),
+            Some(Ok(Some(b))) => b,
+            Some(Err(())) => return Err(too_large("stored grid", MAX_GRID_BYTES)),
+        };
+        let mut rows = Vec::new();
+        if grids.data {
+            let mut stmt = conn.prepare_cached(GRID_DATA_QUERY).map_err(err)?;
+            let q = stmt
+                .query_map(
+                    (
+                        id.z(),
+                        id.x(),
+                        id.y(),
+                        MAX_GRID_DATA_BYTES as i64,
+                        MAX_GRID_DATA_ROWS as i64 + 1,
+                        MAX_KEY_NAME as i64,
+                    ),
+                    |r| {
+                        // Lossy: a hand-edited file's invalid UTF-8 costs that row's text, not
+                        // the whole grid.
+                        let text = |v: ValueRef<'_>| match v {
+                            ValueRef::Text(b) | ValueRef::Blob(b) => {
+                                Some(String::from_utf8_lossy(b).into_owned())
+                            }
+                            _ => None,
+                        };
+                        Ok((
+                            text(r.get_ref(0)?),
+                            r.get::<_, Option<i64>>(1)?,
+                            text(r.get_ref(2)?),
+                        ))
+                    },
+                )
+                .map_err(err)?;
+            let mut bytes = 0usize;
+            for row in q {
+                let (name, size, value) = row.map_err(err)?;
+                if rows.len() >= MAX_GRID_DATA_ROWS {
+                    return Err(too_large("grid_data rows (more than 65,536)", data_limit));
+                }
+                if size.is_some_and(|n| n > MAX_GRID_DATA_BYTES as i64) {
+                    return Err(too_large("grid_data value", data_limit));
+                }
+                let (Some(name), Some(value)) = (name, value) else {
+                    continue;
+                };
+                bytes += name.len() + value.len();
+                if bytes > MAX_GRID_DATA_BYTES {
+                    return Err(too_large("grid_data of one tile", data_limit));
+                }
+                rows.push((name, value));
+            }
+        }
+        Ok(Some((blob, rows)))
     }
 
     /// Every stored tile address, sorted (rows with coordinates outside the grid are skipped).

@@ -11,6 +11,11 @@
 //! | `/{tileset}/ocularis/{level}/{x}/{y}[.ext]` | [`Route::Tile`], Ocularis |
 //! | `/{tileset}/MapServer/tile/{z}/{y}/{x}` | [`Route::Tile`], ArcGIS (`MapServer` in any case) |
 //! | `/{tileset}/info/{z}/{x}/{y}` | [`Route::TileInfo`]: size and vector layers of an XYZ tile |
+//! | any tile path above with `.grid.json` as its extension | [`Route::Grid`]: the tile's UTFGrid (`?callback=` for JSONP) |
+//! | `/WMTSCapabilities.xml` | [`Route::WmtsCapabilities`] of every raster tileset |
+//! | `/{tileset}/WMTSCapabilities.xml` | [`Route::WmtsCapabilities`] of one |
+//! | `/wmts?SERVICE=WMTS&REQUEST=…` | [`Route::WmtsKvp`]: WMTS key-value requests (the query is read by the server) |
+//! | `/{tileset}/wmts/{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}[.ext]` | [`Route::WmtsTile`]: `GoogleMapsCompatible-{Z}` (XYZ zoom) or `Ocularis-{Z}` (level) |
 //!
 //! `{tileset}` is percent-decoded. A path of the right shape with a malformed or out-of-range
 //! number is [`RouteError::BadRequest`] (400); any other path is [`RouteError::NotFound`] (404).
@@ -46,6 +51,34 @@ pub enum Route<'a> {
         /// The extension of the last segment, without the dot (`png`), if any.
         ext: Option<&'a str>,
     },
+    /// The UTFGrid of one tile.
+    Grid {
+        /// Tileset id.
+        tileset: Cow<'a, str>,
+        /// The scheme the numbers are in.
+        scheme: SchemeKind,
+        /// The three numbers in URL order (see [`SchemeKind::to_tile`]).
+        nums: [u32; 3],
+    },
+    /// WMTS capabilities: of every raster tileset (`None`) or of one.
+    WmtsCapabilities {
+        /// Tileset id, for one tileset's document.
+        tileset: Option<Cow<'a, str>>,
+    },
+    /// A WMTS RESTful tile: `{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}`.
+    WmtsTile {
+        /// Tileset id (the layer).
+        tileset: Cow<'a, str>,
+        /// The tile matrix set's identifier (see [`crate::wmts::MatrixSet::parse`]).
+        matrix_set: Cow<'a, str>,
+        /// Tile matrix, row (from the north), column.
+        nums: [u32; 3],
+        /// The extension, if any.
+        ext: Option<&'a str>,
+    },
+    /// A WMTS key-value request at `/wmts` (`GetCapabilities`, `GetTile`): the query string says
+    /// which.
+    WmtsKvp,
     /// Size and layers of one tile, by XYZ address.
     TileInfo {
         /// Tileset id.
@@ -85,6 +118,11 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     let first = segs.next().unwrap_or_default();
     let segs: Vec<&str> = segs.collect();
     if segs.is_empty() {
+        match first {
+            WMTS_CAPABILITIES => return Ok(Route::WmtsCapabilities { tileset: None }),
+            "wmts" => return Ok(Route::WmtsKvp),
+            _ => {}
+        }
         return match first.strip_suffix(".json") {
             Some(id) if !id.is_empty() => Ok(Route::TileJson {
                 tileset: decode(id)?,
@@ -106,6 +144,18 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         [ms, "tile", z, row, col] if ms.eq_ignore_ascii_case("mapserver") => {
             tile(tileset()?, SchemeKind::ArcGis, [z, row, col])
         }
+        [WMTS_CAPABILITIES] => Ok(Route::WmtsCapabilities {
+            tileset: Some(tileset()?),
+        }),
+        ["wmts", set, m, row, col] => {
+            let (nums, ext) = numbers([m, row, col])?;
+            Ok(Route::WmtsTile {
+                tileset: tileset()?,
+                matrix_set: decode(set)?,
+                nums,
+                ext,
+            })
+        }
         ["info", z, x, y] => {
             let (nums, ext) = numbers([z, x, y])?;
             if ext.is_some() {
@@ -120,11 +170,31 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     }
 }
 
+/// The last segment of a WMTS capabilities URL.
+pub const WMTS_CAPABILITIES: &str = "WMTSCapabilities.xml";
+/// The WMTS name of the XYZ tile matrix sets (OGC's well-known `GoogleMapsCompatible`).
+pub const GOOGLE_MAPS_COMPATIBLE: &str = "GoogleMapsCompatible";
+/// The WMTS name of the tile matrix sets whose matrices are Ocularis levels.
+pub const OCULARIS_MATRIX_SET: &str = "Ocularis";
+/// The extension that turns a tile path into a UTFGrid path.
+pub const GRID_EXT: &str = ".grid.json";
+
 fn tile<'a>(
     tileset: Cow<'a, str>,
     scheme: SchemeKind,
     parts: [&&'a str; 3],
 ) -> Result<Route<'a>, RouteError> {
+    if let Some(last) = parts[2].strip_suffix(GRID_EXT) {
+        let (nums, ext) = numbers([parts[0], parts[1], &last])?;
+        if ext.is_some() {
+            return Err(bad(parts[2]));
+        }
+        return Ok(Route::Grid {
+            tileset,
+            scheme,
+            nums,
+        });
+    }
     let (nums, ext) = numbers(parts)?;
     Ok(Route::Tile {
         tileset,
@@ -155,7 +225,7 @@ fn bad(s: &str) -> RouteError {
 }
 
 /// A decimal number of at most 10 digits that fits a `u32`: no sign, no spaces.
-fn number(s: &str) -> Option<u32> {
+pub fn number(s: &str) -> Option<u32> {
     if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -165,7 +235,45 @@ fn number(s: &str) -> Option<u32> {
 /// Percent-decodes a path segment (RFC 3986 §2.1). Malformed escapes and non-UTF-8 results are a
 /// 400; a decoded `/` or NUL is refused, since no tileset id holds one.
 pub fn decode(seg: &str) -> Result<Cow<'_, str>, RouteError> {
-    if !seg.contains('%') {
+    percent_decode(seg, false)
+}
+
+/// Percent-decodes a query-string key or value (`+` is a space, as in
+/// `application/x-www-form-urlencoded`); an escaped `/` is allowed (`image%2Fpng`), NUL and
+/// non-UTF-8 are refused as in [`decode`].
+pub fn decode_query(s: &str) -> Result<Cow<'_, str>, RouteError> {
+    percent_decode(s, true)
+}
+
+/// The most `key=value` pairs read from a query string (64); the rest are ignored.
+pub const MAX_QUERY_PAIRS: usize = 64;
+
+/// The value of the first query parameter named `name` (ASCII case-insensitive, as OGC KVP
+/// requests want), decoded. Only the first [`MAX_QUERY_PAIRS`] pairs are looked at.
+///
+/// ```
+/// use nvrkit_mbtiles::route::query_param;
+/// let q = "service=WMTS&Request=GetTile&FORMAT=image%2Fpng&callback=a+b";
+/// assert_eq!(query_param(Some(q), "REQUEST").unwrap().as_deref(), Some("GetTile"));
+/// assert_eq!(query_param(Some(q), "format").unwrap().as_deref(), Some("image/png"));
+/// assert_eq!(query_param(Some(q), "callback").unwrap().as_deref(), Some("a b"));
+/// assert_eq!(query_param(None, "x").unwrap(), None);
+/// ```
+pub fn query_param<'q>(
+    query: Option<&'q str>,
+    name: &str,
+) -> Result<Option<Cow<'q, str>>, RouteError> {
+    for pair in query.unwrap_or_default().split('&').take(MAX_QUERY_PAIRS) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode_query(k)?.eq_ignore_ascii_case(name) {
+            return decode_query(v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn percent_decode(seg: &str, plus_is_space: bool) -> Result<Cow<'_, str>, RouteError> {
+    if !(seg.contains('%') || plus_is_space && seg.contains('+')) {
         return Ok(Cow::Borrowed(seg));
     }
     let b = seg.as_bytes();
@@ -181,13 +289,16 @@ pub fn decode(seg: &str) -> Result<Cow<'_, str>, RouteError> {
                 (Some(h), Some(l)) => (h * 16 + l) as u8,
                 _ => return Err(RouteError::BadRequest("malformed percent-escape".into())),
             };
-            if v == b'/' || v == 0 {
+            if (v == b'/' && !plus_is_space) || v == 0 {
                 return Err(RouteError::BadRequest(
                     "escaped '/' or NUL in a tileset id".into(),
                 ));
             }
             out.push(v);
             i += 3;
+        } else if plus_is_space && b[i] == b'+' {
+            out.push(b' ');
+            i += 1;
         } else {
             out.push(b[i]);
             i += 1;
@@ -280,6 +391,58 @@ mod tests {
             ("//1/0/1", nf.clone()),
             ("/w/xyz/1/0/1", nf.clone()),
             ("/w/1/0", nf.clone()),
+            (
+                "/w/1/0/1.grid.json",
+                Ok(Route::Grid {
+                    tileset: "w".into(),
+                    scheme: Xyz,
+                    nums: [1, 0, 1],
+                }),
+            ),
+            (
+                "/w/ocularis/0/5/6.grid.json",
+                Ok(Route::Grid {
+                    tileset: "w".into(),
+                    scheme: Ocularis,
+                    nums: [0, 5, 6],
+                }),
+            ),
+            (
+                "/w/MapServer/tile/3/2/1.grid.json",
+                Ok(Route::Grid {
+                    tileset: "w".into(),
+                    scheme: ArcGis,
+                    nums: [3, 2, 1],
+                }),
+            ),
+            (
+                "/w/tms/3/2/1.grid.json",
+                Ok(Route::Grid {
+                    tileset: "w".into(),
+                    scheme: Tms,
+                    nums: [3, 2, 1],
+                }),
+            ),
+            (
+                "/WMTSCapabilities.xml",
+                Ok(Route::WmtsCapabilities { tileset: None }),
+            ),
+            (
+                "/w/WMTSCapabilities.xml",
+                Ok(Route::WmtsCapabilities {
+                    tileset: Some("w".into()),
+                }),
+            ),
+            ("/wmts", Ok(Route::WmtsKvp)),
+            (
+                "/w/wmts/GoogleMapsCompatible-3/3/2/1.png",
+                Ok(Route::WmtsTile {
+                    tileset: "w".into(),
+                    matrix_set: "GoogleMapsCompatible-3".into(),
+                    nums: [3, 2, 1],
+                    ext: Some("png"),
+                }),
+            ),
         ];
         for (path, want) in cases {
             assert_eq!(parse(path), want, "{path}");
@@ -297,6 +460,10 @@ mod tests {
             "/%zz/0/0/0",
             "/a%2Fb/0/0/0",
             "/%ff/0/0/0",
+            "/w/1/0/x.grid.json",
+            "/w/1/0/.grid.json",
+            "/w/1/0/1.png.grid.json",
+            "/w/wmts/GoogleMapsCompatible/1/0/-1.png",
         ] {
             assert!(
                 matches!(parse(path), Err(BadRequest(_))),

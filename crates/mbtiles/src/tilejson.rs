@@ -19,6 +19,17 @@ pub fn template(base: &str, id: &str, scheme: SchemeKind, ext: &str) -> String {
     }
 }
 
+/// The URL template of a tileset's UTFGrids in one scheme: the tile template with `.grid.json`
+/// as the extension (ArcGIS too).
+pub fn grid_template(base: &str, id: &str, scheme: SchemeKind) -> String {
+    let t = template(base, id, scheme, "");
+    format!(
+        "{}{}",
+        t.strip_suffix('.').unwrap_or(&t),
+        crate::route::GRID_EXT
+    )
+}
+
 /// The TileJSON document of a tileset, with XYZ tile URLs under `base`.
 ///
 /// `vector_layers` is required by TileJSON 3.0 for vector tilesets; it is copied from the
@@ -44,6 +55,12 @@ pub fn tilejson(t: &Tileset, base: &str) -> Value {
         if let Some(v) = v {
             o.insert(k.into(), json!(v));
         }
+    }
+    if t.tiles.has_grids() {
+        o.insert(
+            "grids".into(),
+            json!([grid_template(base, &t.id, SchemeKind::Xyz)]),
+        );
     }
     o.insert("scheme".into(), json!("xyz"));
     if let Some(z) = m.minzoom {

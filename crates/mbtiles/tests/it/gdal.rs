@@ -24,6 +24,10 @@ fn need(tool: &str) {
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {
+    // GDAL's WMS/WMTS driver caches tiles in ./gdalwmscache by default: keep it out of the tree
+    // (and out of the next run's reads).
+    let cache = std::env::temp_dir().join(format!("nvrkit-gdalwmscache-{}", std::process::id()));
+    cmd.env("GDAL_DEFAULT_WMS_CACHE_PATH", &cache);
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -345,4 +349,78 @@ fn curl_sees_etag_304_gzip_404_400() {
     assert_eq!(code(&[&format!("{base}/raster-png/ocularis/4/0/0")]), "400");
     assert_eq!(code(&[&format!("{base}/nope/0/0/0")]), "404");
     assert_eq!(code(&["-X", "DELETE", &url]), "405");
+}
+
+/// `gdalinfo -checksum` of a GeoTIFF, one checksum per band.
+fn checksums(tif: &Path) -> Vec<String> {
+    let out = String::from_utf8(run(Command::new("gdalinfo").arg("-checksum").arg(tif))).unwrap();
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("Checksum="))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The issue's "done when" for WMTS: GDAL opens the capabilities of each GDAL-made raster file,
+/// and a tile-aligned 2 × 2-tile window read through WMTS (both tile matrix sets, the deepest
+/// zoom and an overview zoom) has the checksums of the same window read from the file by GDAL's
+/// MBTiles driver.
+#[test]
+#[ignore = "interop: needs gdal-bin and curl (run by .ci/run)"]
+fn gdal_reads_wmts_and_its_2x2_tile_windows_match_the_mbtiles_driver() {
+    need("gdalinfo");
+    let dir = gdal_files();
+    let base = serve(dir);
+    let scratch = tempfile::tempdir().unwrap();
+    for id in ["raster-png", "raster-jpeg"] {
+        let caps = format!("WMTS:{base}/{id}/WMTSCapabilities.xml");
+        let info = String::from_utf8(run(Command::new("gdalinfo").arg(&caps))).unwrap();
+        assert!(info.contains("Driver: WMTS/"), "{info}");
+        assert!(info.contains("Size is 2048, 2048"), "{info}");
+        assert!(
+            info.contains("tilematrixset=GoogleMapsCompatible-3"),
+            "{info}"
+        );
+        assert!(info.contains("tilematrixset=Ocularis-3"), "{info}");
+        let file = dir.join(format!("{id}.mbtiles"));
+        // (zoom, window in pixels of that zoom): tiles (2..4, 2..4) at zoom 3, (1..3, 1..3) at 2.
+        for (zoom, off) in [(3, "512"), (2, "256")] {
+            let want_tif = scratch.path().join(format!("{id}-{zoom}-mbtiles.tif"));
+            run(Command::new("gdal_translate")
+                .args(["-q", "-oo", &format!("ZOOM_LEVEL={zoom}")])
+                .args(["-srcwin", off, off, "512", "512"])
+                .arg(&file)
+                .arg(&want_tif));
+            let want = checksums(&want_tif);
+            assert_eq!(want.len(), 4, "{id}: RGBA");
+            for set in ["GoogleMapsCompatible-3", "Ocularis-3"] {
+                let got_tif = scratch.path().join(format!("{id}-{zoom}-{set}.tif"));
+                run(Command::new("gdal_translate")
+                    .args(["-q", "-srcwin", off, off, "512", "512"])
+                    .arg(format!("{caps},tilematrixset={set},zoom_level={zoom}"))
+                    .arg(&got_tif));
+                assert_eq!(checksums(&got_tif), want, "{id} zoom {zoom} via {set}");
+            }
+        }
+    }
+    // The vector tileset is no WMTS layer; the catalog-wide document lists the two rasters.
+    let all = curl_one(&[&format!("{base}/WMTSCapabilities.xml")]);
+    assert_eq!(all.matches("<Layer>").count(), 2, "{all}");
+    let info = String::from_utf8(run(
+        Command::new("gdalinfo").arg(format!("WMTS:{base}/WMTSCapabilities.xml"))
+    ))
+    .unwrap();
+    assert!(
+        info.contains("layer=raster-jpeg") && info.contains("layer=raster-png"),
+        "{info}"
+    );
+    // KVP GetTile is the same tile as the RESTful and XYZ URLs.
+    let kvp = curl_bytes(&[&format!(
+        "{base}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=raster-png&STYLE=default\
+         &TILEMATRIXSET=GoogleMapsCompatible-3&TILEMATRIX=3&TILEROW=2&TILECOL=5&FORMAT=image%2Fpng"
+    )]);
+    assert_eq!(kvp, curl_bytes(&[&format!("{base}/raster-png/3/5/2.png")]));
+    assert_eq!(
+        kvp,
+        curl_bytes(&[&format!("{base}/raster-png/wmts/Ocularis-3/0/2/5.png")])
+    );
 }

@@ -11,19 +11,19 @@ use tower::ServiceExt;
 use crate::app;
 use crate::fixtures::{self, gz_pbf, png, pyramid};
 
-struct Got {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Got {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 }
 
-async fn get(router: &axum::Router, path: &str, headers: &[(&str, &str)]) -> Got {
+pub async fn get(router: &axum::Router, path: &str, headers: &[(&str, &str)]) -> Got {
     send(router, "GET", path, headers).await
 }
 

@@ -4,8 +4,10 @@
 
 mod fixtures;
 mod gdal;
+mod grid;
 mod http;
 mod reader;
+mod wmts;
 
 use std::path::Path;
 use std::sync::Arc;
