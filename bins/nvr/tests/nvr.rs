@@ -142,7 +142,15 @@ fn wait_for_clips(nvr: &Nvr, n: usize, post: i64) -> Vec<serde_json::Value> {
             })
             .cloned()
             .collect();
-        if done.len() >= n {
+        // Done means stored too: the recorder counts a clip once its range is closed and
+        // tagged in the store (under load that can come well after the post-roll).
+        let stored: u64 = cams
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["recorder"]["clips"].as_u64())
+            .sum();
+        if done.len() >= n && stored >= n as u64 {
             return done;
         }
         assert!(
