@@ -44,7 +44,9 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Send alarm mails to an SMTP server (a demo camera, or load).
-    Send(send::SendArgs),
+    Send(Box<send::SendArgs>),
+    #[command(flatten)]
+    Docs(nvrkit_cli::docs::DocsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +146,9 @@ fn parse_rate_or_off(text: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Docs(d)) = &args.command {
+        return d.run(<Args as clap::CommandFactory>::command());
+    }
     nvrkit_cli::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -157,7 +162,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match args.command {
-            Some(Command::Send(send)) => send::run(send).await,
+            Some(Command::Send(send)) => send::run(*send).await,
+            Some(Command::Docs(_)) => Ok(()), // answered before the runtime started
             None => serve(args.serve).await,
         }
     });

@@ -126,6 +126,8 @@ enum Command {
         #[command(flatten)]
         push: PushArgs,
     },
+    #[command(flatten)]
+    Docs(nvrkit_cli::docs::DocsCommand),
 }
 
 /// RTMP publishing options, for `loopcam push` and beside RTSP.
@@ -170,6 +172,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Docs(d)) = &cli.command {
+        return d.run(<Cli as clap::CommandFactory>::command());
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -51,12 +51,15 @@ enum Command {
     /// Describe an MP4 file: tracks, codecs, resolution, frame rate, GOPs, B-frames, durations,
     /// and whether it loops cleanly.
     Probe(cmds::probe::Args),
+    #[command(flatten)]
+    Docs(nvrkit_cli::docs::DocsCommand),
 }
 
 fn main() -> ExitCode {
     nvrkit_cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Docs(d)) => return d.run(<Cli as clap::CommandFactory>::command()),
         Some(Command::Probe(args)) => cmds::probe::run(&args),
         None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

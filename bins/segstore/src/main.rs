@@ -52,6 +52,8 @@ enum Command {
     /// Copy the store to a directory or S3-compatible bucket: event footage first, then motion,
     /// then continuous; under an upstream cap; resumable after a crash.
     Replicate(cmds::replicate::Args),
+    #[command(flatten)]
+    Docs(nvrkit_cli::docs::DocsCommand),
 }
 
 // The binary's one line to stderr: the error, with its causes.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
     nvrkit_cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Docs(d) => return d.run(<Cli as clap::CommandFactory>::command()),
         Command::Import(a) => cmds::import::run(&a),
         Command::Ls(a) => cmds::ls::run(&a),
         Command::Export(a) => cmds::export::run(&a),

@@ -31,8 +31,11 @@ Examples:
 /// Serve MBTiles files over HTTP: XYZ, TMS, Ocularis and ArcGIS tile URLs, TileJSON 3.0, a JSON
 /// catalog at `/` and an HTML preview per tileset.
 #[derive(Debug, Parser)]
-#[command(version, after_help = EXAMPLES)]
+#[command(version, after_help = EXAMPLES, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<nvrkit_cli::docs::DocsCommand>,
+
     /// MBTiles files, or directories whose *.mbtiles files are served (the id is the file stem).
     #[arg(required = true, value_name = "FILE|DIR")]
     sources: Vec<PathBuf>,
@@ -96,6 +99,9 @@ struct Args {
 fn main() -> ExitCode {
     nvrkit_cli::init_logging();
     let args = Args::parse();
+    if let Some(d) = &args.command {
+        return d.run(<Args as clap::CommandFactory>::command());
+    }
     nvrkit_cli::exit("tileserve", run(args))
 }
 

@@ -1,6 +1,7 @@
 //! What every nvrkit binary shares, so that they agree with each other (docs/architecture.md,
 //! "CLI vocabulary"):
 //!
+//! - [`docs`]: `BINARY completions SHELL` and `BINARY man`, from the binary's clap command;
 //! - [`units`]: the one grammar for sizes (`500M`, `10GB`), rates (`2Mbit`, `10KiB/s`) and
 //!   durations (`90s`, `1h30m`, `2.5s`; a bare number is seconds), as clap value parsers;
 //! - [`init_logging`]: logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`);
@@ -20,6 +21,7 @@
 
 use std::process::ExitCode;
 
+pub mod docs;
 pub mod units;
 
 /// The log filter when `RUST_LOG` is not set: `info`, with the chattiest dependencies quieter

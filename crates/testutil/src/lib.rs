@@ -211,4 +211,30 @@ pub fn check_cli_vocabulary(binary: &str, exe: &Path) {
         "CLI vocabulary (docs/architecture.md) mismatches:\n{}",
         problems.join("\n")
     );
+    check_completions_and_man(binary, exe);
+}
+
+/// Every binary has `completions SHELL` and `man` (nvrkit_cli::docs): the bash script registers
+/// a completion function for the binary and names its flags, the man page is roff titled with
+/// the binary's name.
+fn check_completions_and_man(binary: &str, exe: &Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(exe)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{binary} {args:?}: {e}"));
+        assert!(out.status.success(), "{binary} {args:?}: {}", out.status);
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains(&format!("complete -F _{binary} ")) && bash.contains("--help"),
+        "{binary} completions bash:\n{bash}"
+    );
+    assert!(run(&["completions", "zsh"]).contains(&format!("#compdef {binary}")));
+    let man = run(&["man"]);
+    assert!(
+        man.contains(&format!(".TH {binary} 1")) && man.contains(".SH OPTIONS"),
+        "{binary} man:\n{man}"
+    );
 }
