@@ -164,13 +164,7 @@ impl PushArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mp4_atom=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    nvrkit_cli::init_logging();
     let cli = Cli::parse();
     if let Some(Command::Docs(d)) = &cli.command {
         return d.run(<Cli as clap::CommandFactory>::command());
@@ -185,13 +179,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("loopcam: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    nvrkit_cli::exit("loopcam", runtime.block_on(run(cli)))
 }
 
 /// The clips to serve: every input file, every MP4 or QuickTime file in every input directory.
