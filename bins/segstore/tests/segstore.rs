@@ -991,3 +991,49 @@ fn help_follows_the_cli_vocabulary() {
         std::path::Path::new(env!("CARGO_BIN_EXE_segstore")),
     );
 }
+
+/// `segstore ls --json` lists what the text listing shows, as one document a script can read.
+#[test]
+fn ls_json_lists_recordings_and_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    run_ok(
+        segstore()
+            .args(["import", "--segment", "2s", "--store"])
+            .arg(&root)
+            .args(["--camera", "door", "--start", "2026-11-25T00:00:00Z"]),
+    );
+    let ls = |extra: &[&str]| -> serde_json::Value {
+        let out = run_ok(
+            segstore()
+                .args(["ls", "--json", "--store"])
+                .arg(&root)
+                .args(extra),
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON document")
+    };
+    let doc = ls(&[]);
+    let cams = doc["cameras"].as_array().unwrap();
+    assert_eq!(cams.len(), 1, "{doc}");
+    assert_eq!(cams[0]["name"], "door");
+    let recs = cams[0]["recordings"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{doc}");
+    assert_eq!(recs[0]["start"], "2026-11-25T00:00:00Z");
+    let segs = ls(&["--segments"]);
+    let segs = segs["cameras"][0]["segments"].as_array().unwrap().clone();
+    assert_eq!(
+        segs.len() as u64,
+        recs[0]["segments"].as_u64().unwrap(),
+        "one entry per segment"
+    );
+    let frames: u64 = segs.iter().map(|s| s["frames"].as_u64().unwrap()).sum();
+    assert_eq!(frames, 720, "the sample clip's frames");
+    let bytes: u64 = segs.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(bytes, recs[0]["bytes"].as_u64().unwrap());
+    assert!(
+        ls(&["--tag", "pinned"])["cameras"][0]["recordings"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

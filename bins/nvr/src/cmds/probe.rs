@@ -18,6 +18,10 @@ pub struct Args {
     /// bad frame; the throughput is printed on stderr).
     #[arg(long)]
     pub read_all: bool,
+    /// One JSON document on stdout instead of the text report: the file, each track (codec,
+    /// size, frame rate, frames, duration, B-frames), skipped tracks and the loop verdicts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `nvr probe`.
@@ -40,24 +44,113 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             )
         }
     };
+    if args.json {
+        let mut doc = describe_json(&demux, size, &label);
+        if args.read_all {
+            let (frames, bytes) = read_all(&demux)?;
+            doc["read_all"] = serde_json::json!({"frames": frames, "bytes": bytes});
+        }
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
     let report = describe(&demux, size, &label);
     std::io::stdout().lock().write_all(report.as_bytes())?;
     if args.read_all {
-        let started = std::time::Instant::now();
-        let (mut frames, mut bytes) = (0u64, 0u64);
-        for frame in demux.frames() {
-            let frame = frame.with_context(|| format!("reading frame {frames}"))?;
-            frames += 1;
-            bytes += frame.data.len() as u64;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        tracing::info!(frames, bytes, secs, "read every frame");
+        let (frames, bytes) = read_all(&demux)?;
         writeln!(
             std::io::stdout().lock(),
             "  read all: {frames} frames, {bytes} bytes of payload, every frame well formed"
         )?;
     }
     Ok(())
+}
+
+/// Reads every frame (checking its NAL framing): frames and payload bytes.
+fn read_all(demux: &Demuxer) -> anyhow::Result<(u64, u64)> {
+    let started = std::time::Instant::now();
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    for frame in demux.frames() {
+        let frame = frame.with_context(|| format!("reading frame {frames}"))?;
+        frames += 1;
+        bytes += frame.data.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(frames, bytes, secs, "read every frame");
+    Ok((frames, bytes))
+}
+
+/// The report, as one JSON document (`nvr probe --json`).
+pub fn describe_json(d: &Demuxer, size: u64, label: &str) -> serde_json::Value {
+    use serde_json::json;
+    let tracks: Vec<serde_json::Value> = d
+        .tracks()
+        .iter()
+        .map(|t| {
+            let samples = d.samples(t.stream);
+            let mut j = json!({
+                "stream": t.stream,
+                "codec": t.params.name(),
+                "sample_entry": t.sample_entry.to_string(),
+                "frames": t.frames,
+                "discarded": samples.iter().filter(|s| s.discard).count(),
+                "timescale": t.timescale,
+                "duration_s": t.duration as f64 / f64::from(t.timescale),
+            });
+            match &t.params {
+                CodecParams::H264(v) | CodecParams::H265(v) => {
+                    j["kind"] = "video".into();
+                    j["profile"] = profile_name(&t.params).into();
+                    j["codecs"] = t.params.rfc6381().into();
+                    j["width"] = v.width.into();
+                    j["height"] = v.height.into();
+                    j["frame_rate"] = frame_rate(samples, t.timescale).into();
+                    j["gops"] = gops(samples, t.timescale).into();
+                    j["b_frames"] = samples.windows(2).any(|w| w[1].pts < w[0].pts).into();
+                }
+                CodecParams::Aac(a) => {
+                    j["kind"] = "audio".into();
+                    j["profile"] = profile_name(&t.params).into();
+                    j["codecs"] = t.params.rfc6381().into();
+                    j["sample_rate"] = a.sample_rate.into();
+                    j["channels"] = a.channels.into();
+                }
+                CodecParams::G711(g) => {
+                    j["kind"] = "audio".into();
+                    j["sample_rate"] = g.sample_rate.into();
+                    j["channels"] = g.channels.into();
+                }
+                _ => {}
+            }
+            j
+        })
+        .collect();
+    let skipped: Vec<serde_json::Value> = d
+        .skipped_tracks()
+        .iter()
+        .map(|s| {
+            json!({"track_id": s.track_id, "handler": s.handler.to_string(),
+                   "codec": s.codec.to_string(), "reason": s.reason.to_string()})
+        })
+        .collect();
+    let check = match nvrkit_feed::Clip::load("probe", d) {
+        Ok(clip) => {
+            let r = nvrkit_feed::check::check_clip(&clip, nvrkit_feed::check::DEFAULT_LOOPS);
+            json!({"passed": r.passed(), "verdict": r.verdict().as_str(), "summary": r.summary()})
+        }
+        Err(e) => json!({"passed": false, "error": e.to_string()}),
+    };
+    json!({
+        "file": label,
+        "bytes": size,
+        "fragmented": d.is_fragmented(),
+        "truncated_samples": d.dropped_samples(),
+        "tracks": tracks,
+        "skipped_tracks": skipped,
+        "loop": loop_verdict(d),
+        "loop_check": check,
+    })
 }
 
 /// The report, as text.
@@ -360,6 +453,32 @@ fn loop_verdict(d: &Demuxer) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_report_says_what_the_text_says() {
+        let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let j = describe_json(&d, 1, "sample");
+        let v = &j["tracks"][0];
+        assert_eq!(
+            (v["kind"].as_str(), v["codec"].as_str()),
+            (Some("video"), Some("h264"))
+        );
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(640), Some(360))
+        );
+        assert_eq!(v["frames"], 250);
+        assert_eq!(v["frame_rate"], "25 fps");
+        assert_eq!(v["b_frames"], false);
+        let a = &j["tracks"][1];
+        assert_eq!(
+            (a["sample_rate"].as_u64(), a["channels"].as_u64()),
+            (Some(48000), Some(2))
+        );
+        assert_eq!(j["loop_check"]["passed"], true);
+        assert_eq!(j["loop_check"]["verdict"], "ok");
+        assert!(j["loop"].as_str().unwrap().starts_with("clean"));
+    }
 
     #[test]
     fn the_sample_is_described_and_loops_cleanly() {

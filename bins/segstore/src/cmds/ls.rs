@@ -28,6 +28,10 @@ pub struct Args {
     /// One line per segment instead of per recording.
     #[arg(long)]
     segments: bool,
+    /// One JSON document on stdout instead of lines: `{"cameras": [{"name", "bytes",
+    /// "recordings" | "segments": [...]}]}`, times in RFC 3339, sizes in bytes.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -49,6 +53,12 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         Some(c) => vec![c.clone()],
         None => store.cameras(),
     };
+    if a.json {
+        let doc = json_listing(&store, &cameras, from, to, a);
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for camera in cameras {
         writeln!(out, "{camera}  {}", human_bytes(store.bytes(Some(&camera))))?;
         let tags = |t: &std::collections::BTreeSet<Tag>| {
@@ -95,4 +105,64 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `segstore ls --json`: the same listing as one document.
+fn json_listing(
+    store: &Store,
+    cameras: &[String],
+    from: WallTime,
+    to: WallTime,
+    a: &Args,
+) -> serde_json::Value {
+    let tags = |t: &std::collections::BTreeSet<Tag>| -> Vec<&'static str> {
+        t.iter().map(|t| t.as_str()).collect()
+    };
+    let list: Vec<serde_json::Value> = cameras
+        .iter()
+        .map(|camera| {
+            let mut c = serde_json::json!({
+                "name": camera,
+                "bytes": store.bytes(Some(camera)),
+            });
+            if a.segments {
+                let segments: Vec<serde_json::Value> = store
+                    .segments(camera, from, to)
+                    .into_iter()
+                    .filter(|s| a.tag.is_none_or(|t| s.tags.contains(&t)))
+                    .map(|s| {
+                        serde_json::json!({
+                            "start": s.start.to_rfc3339(),
+                            "end": s.end.to_rfc3339(),
+                            "bytes": s.bytes,
+                            "frames": s.meta.frames(),
+                            "tags": tags(&s.tags),
+                            "open": s.open,
+                            "after_gap": s.meta.discontinuity,
+                            "recovered": s.meta.recovered,
+                        })
+                    })
+                    .collect();
+                c["segments"] = segments.into();
+            } else {
+                let recordings: Vec<serde_json::Value> = store
+                    .recordings(camera, from, to)
+                    .into_iter()
+                    .filter(|r| a.tag.is_none_or(|t| r.tags.contains(&t)))
+                    .map(|r| {
+                        serde_json::json!({
+                            "start": r.start.to_rfc3339(),
+                            "end": r.end.to_rfc3339(),
+                            "segments": r.segments,
+                            "bytes": r.bytes,
+                            "tags": tags(&r.tags),
+                        })
+                    })
+                    .collect();
+                c["recordings"] = recordings.into();
+            }
+            c
+        })
+        .collect();
+    serde_json::json!({ "cameras": list })
 }
