@@ -279,6 +279,7 @@ impl Catalog {
         Ok(changes)
     }
 
+    #[cfg(feature = "http")]
     /// Refreshes every `interval` on the tokio runtime, logging changes with `tracing`, until
     /// the returned handle is aborted.
     pub fn watch(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {

@@ -18,7 +18,10 @@
 //! - [`wmts`]: OGC WMTS 1.0.0 capabilities (GoogleMapsCompatible and Ocularis tile matrix sets)
 //!   and the KVP and RESTful `GetTile` the router answers.
 //! - [`http::router`]: an axum router with TileJSON 3.0, a catalog, an HTML preview, ETags, gzip
-//!   pass-through and CORS; the `tileserve` binary mounts it.
+//!   pass-through and CORS; the `tileserve` binary mounts it. It and [`Catalog::watch`] are
+//!   the default feature `http`: without it (`default-features = false`) the crate has no
+//!   tokio and no axum (`cargo tree -p nvrkit-mbtiles --no-default-features -e normal`: 53
+//!   lines, 133 with it).
 //!
 //! Non-goals: writing MBTiles, rendering vector tiles to images, over-zooming, PMTiles.
 //!
@@ -71,6 +74,7 @@ pub mod catalog;
 pub mod error;
 pub mod format;
 pub mod grid;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod mvt;
 pub mod reader;
