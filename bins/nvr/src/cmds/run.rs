@@ -545,7 +545,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out, "or over HTTP:")?;
         writeln!(
             out,
-            "  curl --json '{{\"v\":1,\"phase\":\"start\",\"received_at\":\"2026-01-01T00:00:00Z\",\"vendor\":\"generic\",\"camera\":\"{first}\",\"kind\":\"motion\",\"subject\":\"curl\",\"from\":\"curl@nvr\",\"to\":[\"{first}@nvr\"],\"snapshots\":[],\"source\":{{\"peer\":null,\"helo\":\"curl\",\"auth_user\":null,\"tls\":false,\"mail_from\":\"curl@nvr\"}}}}' http://{http_host}/api/events"
+            "  curl --json '{{\"camera\":\"{first}\",\"kind\":\"motion\"}}' http://{http_host}/api/events{}",
+            if args.http_auth.is_some() {
+                " --user USER:PASS"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             out,
