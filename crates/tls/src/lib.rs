@@ -149,6 +149,25 @@ pub fn fingerprint(cert: &[u8]) -> String {
     hex.join(":")
 }
 
+/// A client TLS configuration that verifies servers against Mozilla's roots (`webpki-roots`)
+/// plus `extra_roots` (a private CA), on the ring provider: for nvrkit's outgoing clients
+/// (`nvrkit-mqtt`'s `mqtts://`).
+///
+/// # Errors
+/// [`Error::Rustls`] if rustls refuses the configuration or an extra root.
+pub fn client_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra_roots {
+        roots.add(root.clone())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// A client TLS configuration that accepts any server certificate: for talking to one of our
 /// servers with a self-signed certificate in tests and demos, never for real traffic.
 ///
