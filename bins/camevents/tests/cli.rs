@@ -267,3 +267,76 @@ fn help_follows_the_cli_vocabulary() {
         std::path::Path::new(env!("CARGO_BIN_EXE_camevents")),
     );
 }
+
+/// Issue 18's "done when" for camevents: an alarm sent with swaks reaches `mosquitto_sub` as
+/// the event JSON, motion ON then OFF (`--mqtt-motion-hold 1s`), availability and the Home
+/// Assistant discovery config, the retained ones also for a subscriber that comes later; the
+/// last will marks the bridge offline when camevents dies.
+#[test]
+#[ignore = "interop: needs mosquitto, mosquitto-clients and swaks (.ci/run installs them)"]
+fn mqtt_gets_the_event_motion_availability_and_discovery_of_a_swaks_alarm() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let broker = Mosquitto::start();
+    let mut sub = MqttSub::start(broker.port());
+    let mut server = Camevents::start(&[
+        "--no-tls",
+        "--mqtt",
+        &broker.url(),
+        "--mqtt-motion-hold",
+        "1s",
+    ]);
+    let bridge = "nvrkit/bridge/nvrkit-camevents/availability";
+    sub.wait_for(bridge, GUARD, |m| m.payload == "online");
+    let status = Command::new("swaks")
+        .args([
+            "--server",
+            &server.addr,
+            "--from",
+            "cam@site",
+            "--to",
+            "garage@nvr",
+        ])
+        .args([
+            "--header",
+            "Subject: Motion Detected",
+            "--body",
+            "EVENT TYPE: Motion Detected",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run swaks ({e}): .ci/run installs it with apt-get"));
+    assert!(status.success());
+    let printed = server.next_json();
+    assert_eq!(printed["camera"], "garage", "{printed}");
+
+    let event = sub.wait_for("nvrkit/garage/event", GUARD, |_| true);
+    let json: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(json, printed, "the MQTT event is the printed JSON");
+    // OFF when the camera is first seen, ON for the alarm, OFF when the hold has passed.
+    sub.wait_in_order("nvrkit/garage/motion", &["OFF", "ON", "OFF"], GUARD);
+    sub.wait_for("nvrkit/garage/availability", GUARD, |m| {
+        m.payload == "online"
+    });
+    let config = "homeassistant/binary_sensor/nvrkit_garage/motion/config";
+    let discovery = sub.wait_for(config, GUARD, |_| true);
+    let d: serde_json::Value = serde_json::from_str(&discovery.payload).unwrap();
+    assert_eq!(d["device_class"], "motion", "{d}");
+    assert_eq!(d["state_topic"], "nvrkit/garage/motion", "{d}");
+    assert_eq!(d["availability"][0]["topic"], bridge, "{d}");
+
+    // A subscriber that comes later gets the retained state.
+    let mut late = MqttSub::start(broker.port());
+    late.wait_for(config, GUARD, |m| m.retained);
+    late.wait_for("nvrkit/garage/motion", GUARD, |m| {
+        m.retained && m.payload == "OFF"
+    });
+    late.wait_for("nvrkit/garage/availability", GUARD, |m| {
+        m.retained && m.payload == "online"
+    });
+    late.wait_for(bridge, GUARD, |m| m.retained && m.payload == "online");
+
+    // Killed, not stopped: the broker publishes the last will.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    sub.wait_for(bridge, GUARD, |m| m.payload == "offline");
+}

@@ -162,8 +162,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Publisher {
     shared: Arc<Shared>,
-    connection: JoinHandle<()>,
-    ticker: JoinHandle<()>,
+    tasks: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
 }
 
 impl Publisher {
@@ -258,8 +257,7 @@ impl Publisher {
         };
         Ok(Publisher {
             shared,
-            connection,
-            ticker,
+            tasks: Mutex::new(Some((connection, ticker))),
         })
     }
 
@@ -324,13 +322,13 @@ impl Publisher {
     /// Says goodbye: every camera's motion `OFF` and availability `offline`, the bridge
     /// `offline`, then a clean DISCONNECT; waits at most `timeout` for the broker to take them
     /// (a broker that is down gets nothing: it has already set the bridge `offline` from the
-    /// last will, or never saw it `online`).
-    pub async fn finish(self, timeout: Duration) {
-        let Publisher {
-            shared,
-            mut connection,
-            ticker,
-        } = self;
+    /// last will, or never saw it `online`). Messages after it are dropped.
+    pub async fn finish(&self, timeout: Duration) {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((mut connection, ticker)) = tasks else {
+            return;
+        };
+        let shared = &self.shared;
         ticker.abort();
         {
             let cameras = shared.cameras.lock().unwrap_or_else(|p| p.into_inner());

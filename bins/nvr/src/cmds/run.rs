@@ -138,6 +138,11 @@ pub struct Args {
     /// Do not replicate continuous footage without motion or events.
     #[arg(long, requires = "replicate_to")]
     pub skip_no_motion: bool,
+    /// Publish events to an MQTT broker, mqtt[s]://[USER:PASS@]HOST[:PORT]: JSON on
+    /// nvrkit/<camera>/event, retained motion ON (an event) / OFF (its range closed),
+    /// availability, Home Assistant discovery (docs/mqtt.md).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<nvrkit_mqtt::BrokerUrl>,
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
@@ -408,6 +413,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let names: Vec<String> = running.iter().map(|r| r.camera.name.clone()).collect();
+    let mqtt = match &args.mqtt {
+        Some(url) => {
+            let cameras: Vec<_> = running
+                .iter()
+                .map(|r| (r.camera.name.clone(), r.camera.recorder.clone()))
+                .collect();
+            tracing::info!("publishing to {url}");
+            Some(crate::mqtt::Mqtt::start(
+                url.clone(),
+                &cameras,
+                args.record,
+                args.post,
+            )?)
+        }
+        None => None,
+    };
 
     // Events: SMTP and HTTP both feed one dispatcher.
     let (smtp, mut smtp_events) = nvrkit_smtp::Server::start(smtp_config)
@@ -432,7 +453,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     {
         let (log, unmapped_all) = (log.clone(), args.unmapped == "all");
-        let names = names.clone();
+        let (names, mqtt) = (names.clone(), mqtt.clone());
         tokio::spawn(async move {
             while let Some(event) = dispatch_rx.recv().await {
                 if event.phase != nvrkit_smtp::EventPhase::Start {
@@ -465,6 +486,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 // Bounded: a subject of a megabyte is not kept (or tagged) whole.
                 let json = events::note(&event);
                 for t in &targets {
+                    if let Some(m) = &mqtt {
+                        m.event(t, &json);
+                    }
                     if let Some((_, tx)) = commands.iter().find(|(n, _)| n == t) {
                         let _ = tx.send(Command::Event {
                             at: event.received_at,
@@ -608,6 +632,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     for r in running {
         let _ = tokio::task::spawn_blocking(move || r.thread.join()).await;
+    }
+    if let Some(m) = &mqtt {
+        m.finish().await;
     }
     smtp.shutdown().await;
     if let Some(r) = replication {
