@@ -446,3 +446,55 @@ fn the_web_page_plays_an_event_clip_in_headless_chromium() {
 fn help_follows_the_cli_vocabulary() {
     nvrkit_testutil::check_cli_vocabulary("nvr", std::path::Path::new(env!("CARGO_BIN_EXE_nvr")));
 }
+
+/// Issue 18's "done when" for nvr: an alarm sent with swaks reaches `mosquitto_sub` as the event
+/// JSON on `nvrkit/demo/event`, motion ON and then OFF once the camera's event range has closed
+/// (`--post 2s`), availability and the Home Assistant discovery config; a clean stop says
+/// `offline`.
+#[test]
+#[ignore = "interop: needs mosquitto, mosquitto-clients and swaks; run by .ci/run"]
+fn mqtt_gets_the_event_and_motion_on_until_the_range_closes() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let guard = Duration::from_secs(60);
+    let broker = Mosquitto::start();
+    let mut sub = MqttSub::start(broker.port());
+    let nvr = start_nvr(&["--pre", "2s", "--post", "2s", "--mqtt", &broker.url()]);
+    let config = "homeassistant/binary_sensor/nvrkit_demo/motion/config";
+    let discovery = sub.wait_for(config, guard, |_| true);
+    let d: serde_json::Value = serde_json::from_str(&discovery.payload).unwrap();
+    assert_eq!(d["device_class"], "motion", "{d}");
+    assert_eq!(d["state_topic"], "nvrkit/demo/motion", "{d}");
+    assert_eq!(d["device"]["model"], "nvr", "{d}");
+    let bridge = "nvrkit/bridge/nvrkit-nvr/availability";
+    sub.wait_for(bridge, guard, |m| m.payload == "online");
+    sub.wait_for("nvrkit/demo/availability", guard, |m| m.payload == "online");
+    wait_for_ring(&nvr, "demo", 3);
+    let status = Command::new("swaks")
+        .args([
+            "--server", &nvr.smtp, "--from", "cam@demo", "--to", "demo@nvr",
+        ])
+        .args(["--header", "Subject: Motion Detected"])
+        .args(["--body", "EVENT TYPE: Motion Detected"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("swaks is required (.ci/run installs it)");
+    assert!(status.success());
+    let event = sub.wait_for("nvrkit/demo/event", guard, |_| true);
+    let e: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(e["kind"], "motion", "{e}");
+    assert_eq!(e["subject"], "Motion Detected", "{e}");
+    // OFF at start, ON at the event, OFF when the range (t − 2 s .. t + 2 s) has closed.
+    sub.wait_in_order("nvrkit/demo/motion", &["OFF", "ON", "OFF"], guard);
+    let cams = json(&format!("{}/api/cameras", nvr.web));
+    assert!(
+        cams[0]["recorder"]["recording"].is_null(),
+        "motion OFF while a range is open: {cams}"
+    );
+    // The range closed: the recorder has tagged the clip by then.
+    wait_for_clips(&nvr, 1, 2);
+    drop(nvr);
+    sub.wait_for("nvrkit/demo/availability", guard, |m| {
+        m.payload == "offline"
+    });
+    sub.wait_for(bridge, guard, |m| m.payload == "offline");
+}
