@@ -129,6 +129,10 @@ struct ServeArgs {
     /// (docs/mqtt.md).
     #[arg(long, value_name = "URL")]
     mqtt: Option<nvrkit_mqtt::BrokerUrl>,
+    /// Trust the certificates in this PEM file for mqtts:// (besides the Mozilla roots): a
+    /// private CA or a self-signed broker.
+    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    ca_file: Option<PathBuf>,
     /// --mqtt: a camera's motion goes OFF this long after its last alarm (cameras send no
     /// "motion ended" mail), or at its --end-after "end" event if that comes first.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -275,6 +279,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         webhook_attempts: args.webhook_attempts,
         webhook_timeout: args.webhook_timeout,
         mqtt: args.mqtt.clone(),
+        ca_file: args.ca_file.clone(),
         mqtt_motion_hold: args.mqtt_motion_hold,
     })?;
     if let Some(url) = &args.mqtt {

@@ -123,6 +123,7 @@ pub(crate) struct SinkOptions {
     pub(crate) webhook_attempts: u32,
     pub(crate) webhook_timeout: Duration,
     pub(crate) mqtt: Option<nvrkit_mqtt::BrokerUrl>,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
     pub(crate) mqtt_motion_hold: Duration,
 }
 
@@ -169,8 +170,11 @@ impl Sinks {
         });
         let mqtt = match o.mqtt {
             Some(url) => {
-                let publisher =
-                    nvrkit_mqtt::Publisher::start(nvrkit_mqtt::Options::new(url, "camevents"))?;
+                let mut options = nvrkit_mqtt::Options::new(url, "camevents");
+                if let Some(ca) = &o.ca_file {
+                    options.extra_roots = nvrkit_tls::load_certificates(ca)?;
+                }
+                let publisher = nvrkit_mqtt::Publisher::start(options)?;
                 Some((publisher, o.mqtt_motion_hold))
             }
             None => None,
@@ -331,6 +335,7 @@ mod tests {
             webhook_attempts: 1,
             webhook_timeout: Duration::from_secs(2),
             mqtt: None,
+            ca_file: None,
             mqtt_motion_hold: Duration::from_secs(30),
         })
         .unwrap();

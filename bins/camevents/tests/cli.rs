@@ -340,3 +340,36 @@ fn mqtt_gets_the_event_motion_availability_and_discovery_of_a_swaks_alarm() {
     let _ = server.child.wait();
     sub.wait_for(bridge, GUARD, |m| m.payload == "offline");
 }
+
+/// `--mqtt mqtts://` with `--ca-file`: camevents verifies mosquitto's self-signed certificate
+/// (rustls on ring) and the event arrives.
+#[test]
+#[ignore = "interop: needs mosquitto, mosquitto-clients, openssl and swaks (.ci/run installs them)"]
+fn mqtts_with_a_ca_file_reaches_a_tls_broker() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let broker = Mosquitto::start_with_tls();
+    let mut sub = MqttSub::start(broker.port());
+    let url = format!("mqtts://127.0.0.1:{}", broker.tls_port().unwrap());
+    let ca = broker.ca_file().display().to_string();
+    let server = Camevents::start(&["--no-tls", "--mqtt", &url, "--ca-file", &ca]);
+    sub.wait_for("nvrkit/bridge/nvrkit-camevents/availability", GUARD, |m| {
+        m.payload == "online"
+    });
+    send(&server.addr, &["--to", "yard@nvr"]);
+    let printed = server.next_json();
+    // `camevents send` names its camera "Demo Camera": the topic is its sanitized segment.
+    let mut key = printed["camera"].as_str().unwrap().to_owned();
+    if let Some(channel) = printed["channel"].as_str() {
+        key = format!("{key}#{channel}");
+    }
+    let topic = nvrkit_mqtt::topic::CameraTopics::new(&key).event;
+    assert!(
+        !topic.contains(' ') && topic.split('/').count() == 3,
+        "{topic}"
+    );
+    let event = sub.wait_for(&topic, GUARD, |_| true);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&event.payload).unwrap(),
+        printed
+    );
+}

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nvrkit_mqtt::{BrokerUrl, Options, Publisher};
+use nvrkit_tls::tokio_rustls::rustls::pki_types::CertificateDer;
 
 use crate::recorder::{Mode, RecorderStats};
 
@@ -42,11 +43,14 @@ impl Mqtt {
     /// Connects (in the background) and announces every camera; watches their recorders.
     pub fn start(
         url: BrokerUrl,
+        extra_roots: Vec<CertificateDer<'static>>,
         cameras: &[(String, Arc<RecorderStats>)],
         mode: Mode,
         post: Duration,
     ) -> anyhow::Result<Arc<Mqtt>> {
-        let publisher = Publisher::start(Options::new(url, "nvr"))?;
+        let mut options = Options::new(url, "nvr");
+        options.extra_roots = extra_roots;
+        let publisher = Publisher::start(options)?;
         for (name, _) in cameras {
             publisher.camera(name);
         }

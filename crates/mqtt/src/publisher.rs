@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nvrkit_tls::tokio_rustls::rustls::pki_types::CertificateDer;
 use rumqttc::{
     AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };
@@ -51,6 +52,9 @@ pub struct Options {
     pub max_cameras: usize,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
+    /// `mqtts://`: certificates trusted besides Mozilla's roots (a private CA, a self-signed
+    /// broker), e.g. from [`nvrkit_tls::load_certificates`].
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Options {
@@ -63,6 +67,7 @@ impl Options {
             queue: DEFAULT_QUEUE,
             max_cameras: DEFAULT_MAX_CAMERAS,
             keep_alive: Duration::from_secs(30),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -185,10 +190,11 @@ impl Publisher {
             mqtt.set_credentials(user, pass);
         }
         if b.tls {
-            let config = nvrkit_tls::client_config(&[]).map_err(|source| Error::Tls {
-                broker: format!("{}:{}", b.host, b.port),
-                source,
-            })?;
+            let config =
+                nvrkit_tls::client_config(&options.extra_roots).map_err(|source| Error::Tls {
+                    broker: format!("{}:{}", b.host, b.port),
+                    source,
+                })?;
             mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt, options.queue.max(1));

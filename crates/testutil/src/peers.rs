@@ -113,22 +113,71 @@ impl Drop for NginxRtmp {
 /// a directory of its own. Killed (its PID) on drop.
 #[derive(Debug)]
 pub struct Mosquitto {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     port: u16,
+    tls_port: Option<u16>,
     child: Child,
 }
 
 impl Mosquitto {
     /// Starts mosquitto and waits until it listens; fails if it is not installed.
     pub fn start() -> Mosquitto {
+        Mosquitto::launch(false)
+    }
+
+    /// Starts mosquitto with a TLS listener too ([`Mosquitto::tls_port`]), its certificate
+    /// self-signed for `127.0.0.1` by `openssl` ([`Mosquitto::ca_file`]).
+    pub fn start_with_tls() -> Mosquitto {
+        Mosquitto::launch(true)
+    }
+
+    fn launch(tls: bool) -> Mosquitto {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
+        let mut conf_text = format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n"
+        );
+        let tls_port = tls.then(|| {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let status = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+                // A leaf, not a CA: webpki refuses a CA certificate as the server's own
+                // (`CaUsedAsEndEntity`), which is what `openssl req -x509` makes by default.
+                .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl is not installed");
+            assert!(status.success(), "openssl could not make a certificate");
+            // mosquitto started as root drops to the `mosquitto` user before it reads the key:
+            // a throwaway test key, readable by all.
+            use std::os::unix::fs::PermissionsExt as _;
+            for (path, mode) in [(dir.path(), 0o755), (key.as_path(), 0o644)] {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .expect("permissions set");
+            }
+            let tls_port = free_port();
+            conf_text.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                cert.display(),
+                key.display()
+            ));
+            tls_port
+        });
         let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .expect("mosquitto.conf written");
+        std::fs::write(&conf, conf_text).expect("mosquitto.conf written");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
@@ -137,11 +186,25 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)");
         wait_for_port(port, "mosquitto");
+        if let Some(p) = tls_port {
+            wait_for_port(p, "mosquitto (TLS)");
+        }
         Mosquitto {
-            _dir: dir,
+            dir,
             port,
+            tls_port,
             child,
         }
+    }
+
+    /// The TLS listener's port ([`Mosquitto::start_with_tls`]).
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// The TLS listener's self-signed certificate, PEM ([`Mosquitto::start_with_tls`]).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("cert.pem")
     }
 
     /// Its port.

@@ -115,16 +115,7 @@ pub fn server_tls(source: &TlsSource, names: &[&str]) -> Result<Option<ServerTls
                     path: path.to_owned(),
                     reason: e.to_string(),
                 };
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| material(cert, e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| material(cert, e))?;
-            if chain.is_empty() {
-                return Err(Error::Material {
-                    path: cert.clone(),
-                    reason: "no CERTIFICATE in the file".to_owned(),
-                });
-            }
+            let chain = load_certificates(cert)?;
             let private = PrivateKeyDer::from_pem_file(key).map_err(|e| material(key, e))?;
             (chain, private, false)
         }
@@ -147,6 +138,24 @@ pub fn fingerprint(cert: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert);
     let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
     hex.join(":")
+}
+
+/// Every certificate of a PEM file, in order (a chain leaf first, or CA roots to trust).
+///
+/// # Errors
+/// [`Error::Material`] if the file cannot be read, is not PEM, or holds no certificate.
+pub fn load_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let material = |reason: String| Error::Material {
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| material(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(material("no CERTIFICATE in the file".to_owned()));
+    }
+    Ok(certs)
 }
 
 /// A client TLS configuration that verifies servers against Mozilla's roots (`webpki-roots`)

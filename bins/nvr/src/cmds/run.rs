@@ -143,6 +143,10 @@ pub struct Args {
     /// availability, Home Assistant discovery (docs/mqtt.md).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<nvrkit_mqtt::BrokerUrl>,
+    /// Trust the certificates in this PEM file for mqtts:// (besides the Mozilla roots): a
+    /// private CA or a self-signed broker.
+    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    pub ca_file: Option<PathBuf>,
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
@@ -420,8 +424,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .map(|r| (r.camera.name.clone(), r.camera.recorder.clone()))
                 .collect();
             tracing::info!("publishing to {url}");
+            let roots = match &args.ca_file {
+                Some(ca) => nvrkit_tls::load_certificates(ca)?,
+                None => Vec::new(),
+            };
             Some(crate::mqtt::Mqtt::start(
                 url.clone(),
+                roots,
                 &cameras,
                 args.record,
                 args.post,
