@@ -373,3 +373,36 @@ fn mqtts_with_a_ca_file_reaches_a_tls_broker() {
         printed
     );
 }
+
+/// A broker that restarts (losing its retained messages) is repopulated: camevents reconnects
+/// (backoff from 1 s) and publishes the bridge, the camera's discovery, availability and motion
+/// again; a new event goes out.
+#[test]
+#[ignore = "interop: needs mosquitto and mosquitto-clients (.ci/run installs them)"]
+fn mqtt_reconnects_to_a_restarted_broker_and_publishes_the_state_again() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let mut broker = Mosquitto::start();
+    let mut sub = MqttSub::start(broker.port());
+    let server = Camevents::start(&["--no-tls", "--mqtt", &broker.url()]);
+    send(&server.addr, &["--to", "gate@nvr"]);
+    let printed = server.next_json();
+    let mut key = printed["camera"].as_str().unwrap().to_owned();
+    if let Some(channel) = printed["channel"].as_str() {
+        key = format!("{key}#{channel}");
+    }
+    let topics = nvrkit_mqtt::topic::CameraTopics::new(&key);
+    sub.wait_for(&topics.event, GUARD, |_| true);
+    drop(sub);
+
+    broker.restart();
+    let mut late = MqttSub::start(broker.port());
+    late.wait_for(&topics.discovery, GUARD, |_| true);
+    late.wait_for(&topics.availability, GUARD, |m| m.payload == "online");
+    late.wait_for(&topics.motion, GUARD, |m| m.payload == "ON");
+    late.wait_for("nvrkit/bridge/nvrkit-camevents/availability", GUARD, |m| {
+        m.payload == "online"
+    });
+    send(&server.addr, &["--to", "gate@nvr"]);
+    server.next_json();
+    late.wait_for(&topics.event, GUARD, |_| true);
+}

@@ -178,13 +178,7 @@ impl Mosquitto {
         });
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(&conf, conf_text).expect("mosquitto.conf written");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)");
+        let child = Mosquitto::spawn(&conf);
         wait_for_port(port, "mosquitto");
         if let Some(p) = tls_port {
             wait_for_port(p, "mosquitto (TLS)");
@@ -195,6 +189,25 @@ impl Mosquitto {
             tls_port,
             child,
         }
+    }
+
+    fn spawn(conf: &Path) -> Child {
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
+    }
+
+    /// Kills mosquitto (every client is cut off; without persistence its retained messages are
+    /// gone) and starts it again on the same ports.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Mosquitto::spawn(&self.dir.path().join("mosquitto.conf"));
+        wait_for_port(self.port, "mosquitto after the restart");
     }
 
     /// The TLS listener's port ([`Mosquitto::start_with_tls`]).
