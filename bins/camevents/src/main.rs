@@ -27,6 +27,7 @@ Examples:
   camevents --auth cam:secret --snapshots ./snaps
   camevents --exec 'jq -c .kind >> kinds.log' --webhook http://127.0.0.1:8080/api/events
   camevents --end-after 60s | jq .
+  camevents --mqtt mqtt://user:pass@127.0.0.1:1883          # events, motion, Home Assistant discovery
   camevents send --to garage@nvr --attach snapshot.jpg     # send a test alarm mail
   swaks --server 127.0.0.1:2525 --to nvr@x --auth LOGIN --auth-user a --auth-password b";
 
@@ -125,6 +126,19 @@ struct ServeArgs {
     /// in a queue of 1024, then are dropped for --webhook with a warning).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     webhook_timeout: Duration,
+    /// Publish events to an MQTT broker, mqtt[s]://[USER:PASS@]HOST[:PORT]: JSON on
+    /// nvrkit/<camera>/event, retained motion ON/OFF and availability, Home Assistant discovery
+    /// (docs/mqtt.md).
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<nvrkit_mqtt::BrokerUrl>,
+    /// Trust the certificates in this PEM file for mqtts:// (besides the Mozilla roots): a
+    /// private CA or a self-signed broker.
+    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    ca_file: Option<PathBuf>,
+    /// --mqtt: a camera's motion goes OFF this long after its last alarm (cameras send no
+    /// "motion ended" mail), or at its --end-after "end" event if that comes first.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    mqtt_motion_hold: Duration,
     /// Emit an "end" event when a camera sends no mail for this long (e.g. 60s, 2m).
     #[arg(long, value_parser = parse_duration)]
     end_after: Option<Duration>,
@@ -270,7 +284,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         webhook: args.webhook.clone(),
         webhook_attempts: args.webhook_attempts,
         webhook_timeout: args.webhook_timeout,
-    });
+        mqtt: args.mqtt.clone(),
+        ca_file: args.ca_file.clone(),
+        mqtt_motion_hold: args.mqtt_motion_hold,
+    })?;
+    if let Some(url) = &args.mqtt {
+        eprintln!("camevents: publishing to {url} (topics nvrkit/<camera>/…)");
+    }
     let mut stdout = std::io::stdout();
     loop {
         tokio::select! {

@@ -1,18 +1,24 @@
-//! `--exec` and `--webhook`: per-event side effects that never stall the SMTP server, and never
-//! grow without bound when a sink is down or slow.
+//! `--exec`, `--webhook` and `--mqtt`: per-event side effects that never stall the SMTP server,
+//! and never grow without bound when a sink is down or slow.
 //!
 //! Each sink has a bounded queue of [`SINK_QUEUE`] events served by a fixed number of workers
 //! (`--exec-concurrency` for `--exec`, [`WEBHOOK_WORKERS`] for `--webhook`). When a queue is
 //! full the event is dropped for that sink alone, its `dropped` counter goes up, and a warning
 //! is logged for the first drop and then every [`WARN_EVERY`]th. A webhook request ends at
 //! `--webhook-timeout`; an `--exec` command is killed past `--exec-timeout`.
+//!
+//! `--mqtt` is an [`nvrkit_mqtt::Publisher`], with a bounded queue of its own (same policy:
+//! drop, count, warn) and a connection that reconnects by itself. Each event's JSON goes to
+//! `nvrkit/<camera>/event`; an alarm of a motion-like kind ([`motion_like`]) sets
+//! `nvrkit/<camera>/motion` ON until `--mqtt-motion-hold` passes with no further alarm from
+//! that camera, or until its `end` event (`--end-after`) if that comes first.
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use nvrkit_smtp::CameraEvent;
+use nvrkit_smtp::{CameraEvent, EventKind, EventPhase};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
@@ -116,16 +122,30 @@ pub(crate) struct SinkOptions {
     pub(crate) webhook: Option<String>,
     pub(crate) webhook_attempts: u32,
     pub(crate) webhook_timeout: Duration,
+    pub(crate) mqtt: Option<nvrkit_mqtt::BrokerUrl>,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    pub(crate) mqtt_motion_hold: Duration,
 }
 
 pub(crate) struct Sinks {
     exec: Option<Sink>,
     webhook: Option<Sink>,
+    mqtt: Option<(nvrkit_mqtt::Publisher, Duration)>,
     tasks: JoinSet<()>,
 }
 
+/// Whether an alarm of this kind turns a camera's MQTT motion state ON: what a motion sensor
+/// means (motion, a line crossed, an intrusion, an alarm input, a kind we do not know), not a
+/// test mail, a video loss, tampering or a failed login.
+pub(crate) fn motion_like(kind: &EventKind) -> bool {
+    !matches!(
+        kind,
+        EventKind::Test | EventKind::VideoLoss | EventKind::Tamper | EventKind::IllegalLogin
+    )
+}
+
 impl Sinks {
-    pub(crate) fn new(o: SinkOptions) -> Sinks {
+    pub(crate) fn new(o: SinkOptions) -> anyhow::Result<Sinks> {
         let mut tasks = JoinSet::new();
         let exec = o.exec.map(|cmd| {
             let action = Action::Exec {
@@ -148,14 +168,37 @@ impl Sinks {
             };
             Sink::start(name, action, WEBHOOK_WORKERS, &mut tasks)
         });
-        Sinks {
+        let mqtt = match o.mqtt {
+            Some(url) => {
+                let mut options = nvrkit_mqtt::Options::new(url, "camevents");
+                if let Some(ca) = &o.ca_file {
+                    options.extra_roots = nvrkit_tls::load_certificates(ca)?;
+                }
+                let publisher = nvrkit_mqtt::Publisher::start(options)?;
+                Some((publisher, o.mqtt_motion_hold))
+            }
+            None => None,
+        };
+        Ok(Sinks {
             exec,
             webhook,
+            mqtt,
             tasks,
-        }
+        })
     }
 
     pub(crate) fn dispatch(&self, event: &CameraEvent, json: String) {
+        if let Some((mqtt, hold)) = &self.mqtt {
+            // The key `--end-after` tracks: the camera name (else device, else sender) and
+            // the channel. Untrusted: nvrkit-mqtt makes a bounded, wildcard-free topic of it.
+            let camera = event.camera_key();
+            mqtt.event(&camera, &json);
+            match event.phase {
+                EventPhase::Start if motion_like(&event.kind) => mqtt.motion_for(&camera, *hold),
+                EventPhase::End => mqtt.motion(&camera, false),
+                _ => {}
+            }
+        }
         let kind = event.kind.as_str();
         let camera = event.camera.as_deref().unwrap_or_default();
         self.dispatch_parts(kind, camera, json);
@@ -182,10 +225,14 @@ impl Sinks {
         let Sinks {
             exec,
             webhook,
+            mqtt,
             mut tasks,
         } = self;
         drop((exec, webhook));
         while tasks.join_next().await.is_some() {}
+        if let Some((mqtt, _)) = mqtt {
+            mqtt.finish(Duration::from_secs(2)).await;
+        }
     }
 }
 
@@ -287,7 +334,11 @@ mod tests {
             webhook: Some(url),
             webhook_attempts: 1,
             webhook_timeout: Duration::from_secs(2),
-        });
+            mqtt: None,
+            ca_file: None,
+            mqtt_motion_hold: Duration::from_secs(30),
+        })
+        .unwrap();
         // Bounded: the workers are all the tasks there are, whatever the events.
         assert_eq!(sinks.tasks.len(), 4 + WEBHOOK_WORKERS);
         for i in 0..5000 {

@@ -267,3 +267,142 @@ fn help_follows_the_cli_vocabulary() {
         std::path::Path::new(env!("CARGO_BIN_EXE_camevents")),
     );
 }
+
+/// Issue 18's "done when" for camevents: an alarm sent with swaks reaches `mosquitto_sub` as
+/// the event JSON, motion ON then OFF (`--mqtt-motion-hold 1s`), availability and the Home
+/// Assistant discovery config, the retained ones also for a subscriber that comes later; the
+/// last will marks the bridge offline when camevents dies.
+#[test]
+#[ignore = "interop: needs mosquitto, mosquitto-clients and swaks (.ci/run installs them)"]
+fn mqtt_gets_the_event_motion_availability_and_discovery_of_a_swaks_alarm() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let broker = Mosquitto::start();
+    let mut sub = MqttSub::start(broker.port());
+    let mut server = Camevents::start(&[
+        "--no-tls",
+        "--mqtt",
+        &broker.url(),
+        "--mqtt-motion-hold",
+        "1s",
+    ]);
+    let bridge = "nvrkit/bridge/nvrkit-camevents/availability";
+    sub.wait_for(bridge, GUARD, |m| m.payload == "online");
+    let status = Command::new("swaks")
+        .args([
+            "--server",
+            &server.addr,
+            "--from",
+            "cam@site",
+            "--to",
+            "garage@nvr",
+        ])
+        .args([
+            "--header",
+            "Subject: Motion Detected",
+            "--body",
+            "EVENT TYPE: Motion Detected",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run swaks ({e}): .ci/run installs it with apt-get"));
+    assert!(status.success());
+    let printed = server.next_json();
+    assert_eq!(printed["camera"], "garage", "{printed}");
+
+    let event = sub.wait_for("nvrkit/garage/event", GUARD, |_| true);
+    let json: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(json, printed, "the MQTT event is the printed JSON");
+    // OFF when the camera is first seen, ON for the alarm, OFF when the hold has passed.
+    sub.wait_in_order("nvrkit/garage/motion", &["OFF", "ON", "OFF"], GUARD);
+    sub.wait_for("nvrkit/garage/availability", GUARD, |m| {
+        m.payload == "online"
+    });
+    let config = "homeassistant/binary_sensor/nvrkit_garage/motion/config";
+    let discovery = sub.wait_for(config, GUARD, |_| true);
+    let d: serde_json::Value = serde_json::from_str(&discovery.payload).unwrap();
+    assert_eq!(d["device_class"], "motion", "{d}");
+    assert_eq!(d["state_topic"], "nvrkit/garage/motion", "{d}");
+    assert_eq!(d["availability"][0]["topic"], bridge, "{d}");
+
+    // A subscriber that comes later gets the retained state.
+    let mut late = MqttSub::start(broker.port());
+    late.wait_for(config, GUARD, |m| m.retained);
+    late.wait_for("nvrkit/garage/motion", GUARD, |m| {
+        m.retained && m.payload == "OFF"
+    });
+    late.wait_for("nvrkit/garage/availability", GUARD, |m| {
+        m.retained && m.payload == "online"
+    });
+    late.wait_for(bridge, GUARD, |m| m.retained && m.payload == "online");
+
+    // Killed, not stopped: the broker publishes the last will.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    sub.wait_for(bridge, GUARD, |m| m.payload == "offline");
+}
+
+/// `--mqtt mqtts://` with `--ca-file`: camevents verifies mosquitto's self-signed certificate
+/// (rustls on ring) and the event arrives.
+#[test]
+#[ignore = "interop: needs mosquitto, mosquitto-clients, openssl and swaks (.ci/run installs them)"]
+fn mqtts_with_a_ca_file_reaches_a_tls_broker() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let broker = Mosquitto::start_with_tls();
+    let mut sub = MqttSub::start(broker.port());
+    let url = format!("mqtts://127.0.0.1:{}", broker.tls_port().unwrap());
+    let ca = broker.ca_file().display().to_string();
+    let server = Camevents::start(&["--no-tls", "--mqtt", &url, "--ca-file", &ca]);
+    sub.wait_for("nvrkit/bridge/nvrkit-camevents/availability", GUARD, |m| {
+        m.payload == "online"
+    });
+    send(&server.addr, &["--to", "yard@nvr"]);
+    let printed = server.next_json();
+    // `camevents send` names its camera "Demo Camera": the topic is its sanitized segment.
+    let mut key = printed["camera"].as_str().unwrap().to_owned();
+    if let Some(channel) = printed["channel"].as_str() {
+        key = format!("{key}#{channel}");
+    }
+    let topic = nvrkit_mqtt::topic::CameraTopics::new(&key).event;
+    assert!(
+        !topic.contains(' ') && topic.split('/').count() == 3,
+        "{topic}"
+    );
+    let event = sub.wait_for(&topic, GUARD, |_| true);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&event.payload).unwrap(),
+        printed
+    );
+}
+
+/// A broker that restarts (losing its retained messages) is repopulated: camevents reconnects
+/// (backoff from 1 s) and publishes the bridge, the camera's discovery, availability and motion
+/// again; a new event goes out.
+#[test]
+#[ignore = "interop: needs mosquitto and mosquitto-clients (.ci/run installs them)"]
+fn mqtt_reconnects_to_a_restarted_broker_and_publishes_the_state_again() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let mut broker = Mosquitto::start();
+    let mut sub = MqttSub::start(broker.port());
+    let server = Camevents::start(&["--no-tls", "--mqtt", &broker.url()]);
+    send(&server.addr, &["--to", "gate@nvr"]);
+    let printed = server.next_json();
+    let mut key = printed["camera"].as_str().unwrap().to_owned();
+    if let Some(channel) = printed["channel"].as_str() {
+        key = format!("{key}#{channel}");
+    }
+    let topics = nvrkit_mqtt::topic::CameraTopics::new(&key);
+    sub.wait_for(&topics.event, GUARD, |_| true);
+    drop(sub);
+
+    broker.restart();
+    let mut late = MqttSub::start(broker.port());
+    late.wait_for(&topics.discovery, GUARD, |_| true);
+    late.wait_for(&topics.availability, GUARD, |m| m.payload == "online");
+    late.wait_for(&topics.motion, GUARD, |m| m.payload == "ON");
+    late.wait_for("nvrkit/bridge/nvrkit-camevents/availability", GUARD, |m| {
+        m.payload == "online"
+    });
+    send(&server.addr, &["--to", "gate@nvr"]);
+    server.next_json();
+    late.wait_for(&topics.event, GUARD, |_| true);
+}

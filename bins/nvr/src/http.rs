@@ -2,7 +2,8 @@
 //!
 //! - `GET /` — the page: events with their snapshot and clip.
 //! - `GET /api/cameras`, `GET /api/events`, `GET /api/events/{id}/snapshot`
-//! - `POST /api/events` — an event in nvrkit-smtp's JSON schema (`docs/event-schema.json`).
+//! - `POST /api/events` — an event in nvrkit-smtp's JSON schema (`docs/event-schema.json`), or the
+//!   short form `{"camera": "demo", "kind": "motion"}` ([`CameraEvent::from_short_json`]).
 //! - `GET /api/recordings?camera&from&to` — what the store holds (RFC 3339 times).
 //! - `GET /api/export.mp4?camera&from&to` — one MP4 of the range, with `Range` support so a
 //!   `<video>` element can seek.

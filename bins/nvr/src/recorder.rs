@@ -57,6 +57,8 @@ pub struct RecorderStats {
     pub last_latency_us: AtomicU64,
     /// The range being written now, if any: (from, until).
     pub open: Mutex<Option<(WallTime, Option<WallTime>)>>,
+    /// Event ranges closed (with footage or not): `--mqtt` turns motion OFF when it moves.
+    pub ranges_closed: AtomicU64,
 }
 
 /// Settings.
@@ -306,6 +308,7 @@ fn finish(
     if let Ok(mut o) = stats.open.lock() {
         *o = None;
     }
+    stats.ranges_closed.fetch_add(1, Ordering::Relaxed);
     let (Some(first), Some(last)) = (a.first, a.last_end) else {
         if !a.events.is_empty() {
             tracing::warn!(

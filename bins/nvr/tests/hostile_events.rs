@@ -335,3 +335,19 @@ fn a_hostile_range_query_is_refused() {
     );
     assert_eq!(rec["camera"], "demo");
 }
+
+#[test]
+fn the_short_event_form_maps_to_its_camera_and_a_typo_is_refused() {
+    let n = start(&[]);
+    let r = post_event(&n, CLIENT, r#"{"camera":"demo","kind":"motion"}"#);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let list = events(&n, 1);
+    assert_eq!(list[0]["cameras"][0], "demo", "{list:?}");
+    assert_eq!(list[0]["kind"], "motion", "{list:?}");
+    let r = post_event(&n, CLIENT, r#"{"camera":"demo","knid":"motion"}"#);
+    assert_eq!(r.status, 400);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("knid"),
+        "the refusal names the unknown key"
+    );
+}

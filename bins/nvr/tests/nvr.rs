@@ -167,9 +167,27 @@ fn export(nvr: &Nvr, clip: &serde_json::Value) -> Vec<u8> {
     body
 }
 
-/// Posts a motion event for the demo camera through the HTTP API.
+/// Posts a motion event for the demo camera through the HTTP API: the full schema's JSON, from a
+/// sender with a clock in the year 2000.
 fn post_demo_event(nvr: &Nvr) {
     let event = r#"{"v":1,"phase":"start","received_at":"2000-01-01T00:00:00Z","vendor":"generic","camera":"demo","kind":"motion","subject":"test","from":"t@x","to":["demo@nvr"],"snapshots":[],"source":{"peer":"127.0.0.1:1","helo":"test","auth_user":null,"tls":false,"mail_from":"t@x"}}"#;
+    post_event(nvr, event);
+}
+
+/// The body of the curl line nvr printed, which is the short form.
+fn printed_curl_body(nvr: &Nvr) -> String {
+    let line = nvr
+        .printed
+        .iter()
+        .find(|l| l.trim_start().starts_with("curl --json"))
+        .unwrap_or_else(|| panic!("a curl line: {:?}", nvr.printed));
+    let body = line.split('\'').nth(1).unwrap().to_owned();
+    assert_eq!(body, r#"{"camera":"demo","kind":"motion"}"#);
+    assert!(line.ends_with(&format!("{}/api/events", nvr.web)), "{line}");
+    body
+}
+
+fn post_event(nvr: &Nvr, event: &str) {
     let out = Command::new("curl")
         .args([
             "-s",
@@ -198,6 +216,7 @@ fn an_http_event_on_the_demo_camera_becomes_a_clip() {
     assert_eq!(tracks.len(), 2, "{:?}", nvr.printed);
     assert!(tracks[0].contains("video h264") && tracks[0].contains("640x360"));
     assert!(tracks[1].contains("audio aac") && tracks[1].contains("48000 Hz"));
+    printed_curl_body(&nvr);
     wait_for_ring(&nvr, "demo", 3);
     post_demo_event(&nvr);
     let events = wait_for_clips(&nvr, 1, 2);
@@ -412,7 +431,8 @@ fn the_web_page_plays_an_event_clip_in_headless_chromium() {
     );
     let nvr = start_nvr(&["--pre", "2s", "--post", "2s"]);
     wait_for_ring(&nvr, "demo", 3);
-    post_demo_event(&nvr);
+    // The short form, as the printed curl line sends it.
+    post_event(&nvr, &printed_curl_body(&nvr));
     wait_for_clips(&nvr, 1, 2);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser.cjs");
     let out = Command::new("node")
@@ -433,4 +453,56 @@ fn the_web_page_plays_an_event_clip_in_headless_chromium() {
 #[test]
 fn help_follows_the_cli_vocabulary() {
     nvrkit_testutil::check_cli_vocabulary("nvr", std::path::Path::new(env!("CARGO_BIN_EXE_nvr")));
+}
+
+/// Issue 18's "done when" for nvr: an alarm sent with swaks reaches `mosquitto_sub` as the event
+/// JSON on `nvrkit/demo/event`, motion ON and then OFF once the camera's event range has closed
+/// (`--post 2s`), availability and the Home Assistant discovery config; a clean stop says
+/// `offline`.
+#[test]
+#[ignore = "interop: needs mosquitto, mosquitto-clients and swaks; run by .ci/run"]
+fn mqtt_gets_the_event_and_motion_on_until_the_range_closes() {
+    use nvrkit_testutil::peers::{Mosquitto, MqttSub};
+    let guard = Duration::from_secs(60);
+    let broker = Mosquitto::start();
+    let mut sub = MqttSub::start(broker.port());
+    let nvr = start_nvr(&["--pre", "2s", "--post", "2s", "--mqtt", &broker.url()]);
+    let config = "homeassistant/binary_sensor/nvrkit_demo/motion/config";
+    let discovery = sub.wait_for(config, guard, |_| true);
+    let d: serde_json::Value = serde_json::from_str(&discovery.payload).unwrap();
+    assert_eq!(d["device_class"], "motion", "{d}");
+    assert_eq!(d["state_topic"], "nvrkit/demo/motion", "{d}");
+    assert_eq!(d["device"]["model"], "nvr", "{d}");
+    let bridge = "nvrkit/bridge/nvrkit-nvr/availability";
+    sub.wait_for(bridge, guard, |m| m.payload == "online");
+    sub.wait_for("nvrkit/demo/availability", guard, |m| m.payload == "online");
+    wait_for_ring(&nvr, "demo", 3);
+    let status = Command::new("swaks")
+        .args([
+            "--server", &nvr.smtp, "--from", "cam@demo", "--to", "demo@nvr",
+        ])
+        .args(["--header", "Subject: Motion Detected"])
+        .args(["--body", "EVENT TYPE: Motion Detected"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("swaks is required (.ci/run installs it)");
+    assert!(status.success());
+    let event = sub.wait_for("nvrkit/demo/event", guard, |_| true);
+    let e: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(e["kind"], "motion", "{e}");
+    assert_eq!(e["subject"], "Motion Detected", "{e}");
+    // OFF at start, ON at the event, OFF when the range (t − 2 s .. t + 2 s) has closed.
+    sub.wait_in_order("nvrkit/demo/motion", &["OFF", "ON", "OFF"], guard);
+    let cams = json(&format!("{}/api/cameras", nvr.web));
+    assert!(
+        cams[0]["recorder"]["recording"].is_null(),
+        "motion OFF while a range is open: {cams}"
+    );
+    // The range closed: the recorder has tagged the clip by then.
+    wait_for_clips(&nvr, 1, 2);
+    drop(nvr);
+    sub.wait_for("nvrkit/demo/availability", guard, |m| {
+        m.payload == "offline"
+    });
+    sub.wait_for(bridge, guard, |m| m.payload == "offline");
 }

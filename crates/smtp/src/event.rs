@@ -408,6 +408,9 @@ impl CameraEvent {
     /// sees the input), then [`CameraEvent::from_json`]. Every string is thus bounded by the
     /// byte limit; a caller that keeps or stores the event bounds it further (nvr keeps a note
     /// bounded by `nvrkit_store::note::bound`, as for a mailed event).
+    ///
+    /// An object without `"v"` is read in the short form, [`CameraEvent::from_short_json`]
+    /// (`{"camera": "demo", "kind": "motion"}`), under the same limits.
     pub fn from_untrusted_json(json: &[u8]) -> Result<CameraEvent> {
         if json.len() > MAX_UNTRUSTED_EVENT_JSON {
             return Err(Error::EventJsonTooLarge {
@@ -422,7 +425,59 @@ impl CameraEvent {
                 max: MAX_UNTRUSTED_EVENT_DEPTH,
             });
         }
-        CameraEvent::from_json(text)
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::EventJson(e.to_string()))?;
+        if value.is_object() && value.get("v").is_none() {
+            return CameraEvent::from_short_value(value);
+        }
+        CameraEvent::from_value(value)
+    }
+
+    /// Reads the short form a person types: `{"camera": "demo", "kind": "motion"}`, with an
+    /// optional `"channel"` and `"kind_text"` and no other key (a typo is refused, not
+    /// ignored). `camera` is required, `kind` defaults to `motion`. The event is a
+    /// [`EventPhase::Start`] from the [`Vendor::Generic`] profile, received now, with the
+    /// camera's name as its subject and `api` as its sender.
+    pub fn from_short_json(json: &str) -> Result<CameraEvent> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| Error::EventJson(e.to_string()))?;
+        CameraEvent::from_short_value(value)
+    }
+
+    fn from_short_value(value: serde_json::Value) -> Result<CameraEvent> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Short {
+            camera: String,
+            kind: Option<String>,
+            kind_text: Option<String>,
+            channel: Option<String>,
+        }
+        let short: Short = serde_json::from_value(value)
+            .map_err(|e| Error::EventJson(format!("short form: {e}")))?;
+        if short.camera.is_empty() {
+            return Err(Error::EventJson("short form: camera is empty".to_owned()));
+        }
+        let kind = EventKind::from_json(
+            short.kind.as_deref().unwrap_or("motion"),
+            short.kind_text.as_deref(),
+        );
+        Ok(CameraEvent {
+            phase: EventPhase::Start,
+            received_at: WallTime::now(),
+            vendor: Vendor::Generic,
+            device: None,
+            subject: short.camera.clone(),
+            camera: Some(short.camera),
+            channel: short.channel,
+            kind,
+            kind_text: short.kind_text,
+            event_time: None,
+            from: "api".to_owned(),
+            to: Vec::new(),
+            snapshots: Vec::new(),
+            source: Source::default(),
+        })
     }
 
     /// Reads the JSON form. Snapshot bytes are not in JSON: `data` is empty, `size` and `path`
@@ -430,6 +485,10 @@ impl CameraEvent {
     pub fn from_json(json: &str) -> Result<CameraEvent> {
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|e| Error::EventJson(e.to_string()))?;
+        CameraEvent::from_value(value)
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<CameraEvent> {
         match value.get("v").and_then(serde_json::Value::as_u64) {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(v) => {
@@ -541,8 +600,40 @@ mod tests {
             b"null",
             br#"{"v":2}"#,
             br#"{"v":1}"#,
+            br#"{}"#,
+            br#"{"kind":"motion"}"#,
+            br#"{"camera":""}"#,
+            br#"{"camera":"demo","kind":"motion","subjcet":"typo"}"#,
+            br#"{"camera":7}"#,
         ] {
             assert!(CameraEvent::from_untrusted_json(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn short_form_names_a_camera_and_a_kind() {
+        let e = CameraEvent::from_untrusted_json(br#"{"camera":"demo","kind":"motion"}"#).unwrap();
+        assert_eq!(e.camera.as_deref(), Some("demo"));
+        assert_eq!(e.kind, EventKind::Motion);
+        assert_eq!(e.phase, EventPhase::Start);
+        assert_eq!(e.camera_key(), "demo");
+        let e = CameraEvent::from_short_json(r#"{"camera":"gate","channel":"2"}"#).unwrap();
+        assert_eq!(e.kind, EventKind::Motion);
+        assert_eq!(e.camera_key(), "gate#2");
+        let e = CameraEvent::from_untrusted_json(br#"{"camera":"x","kind":"doorbell"}"#).unwrap();
+        assert_eq!(e.kind, EventKind::Other("doorbell".into()));
+        // Its JSON is the full form, which reads back.
+        let back = CameraEvent::from_json(&e.to_json()).unwrap();
+        assert_eq!(back.to_json(), e.to_json());
+        // The limits hold for the short form too.
+        let deep = format!(
+            r#"{{"camera":"x","kind":{}1{}}}"#,
+            "[".repeat(20),
+            "]".repeat(20)
+        );
+        assert!(matches!(
+            CameraEvent::from_untrusted_json(deep.as_bytes()),
+            Err(Error::EventJsonTooDeep { .. })
+        ));
     }
 }

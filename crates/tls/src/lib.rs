@@ -115,16 +115,7 @@ pub fn server_tls(source: &TlsSource, names: &[&str]) -> Result<Option<ServerTls
                     path: path.to_owned(),
                     reason: e.to_string(),
                 };
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| material(cert, e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| material(cert, e))?;
-            if chain.is_empty() {
-                return Err(Error::Material {
-                    path: cert.clone(),
-                    reason: "no CERTIFICATE in the file".to_owned(),
-                });
-            }
+            let chain = load_certificates(cert)?;
             let private = PrivateKeyDer::from_pem_file(key).map_err(|e| material(key, e))?;
             (chain, private, false)
         }
@@ -147,6 +138,43 @@ pub fn fingerprint(cert: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert);
     let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
     hex.join(":")
+}
+
+/// Every certificate of a PEM file, in order (a chain leaf first, or CA roots to trust).
+///
+/// # Errors
+/// [`Error::Material`] if the file cannot be read, is not PEM, or holds no certificate.
+pub fn load_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let material = |reason: String| Error::Material {
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| material(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(material("no CERTIFICATE in the file".to_owned()));
+    }
+    Ok(certs)
+}
+
+/// A client TLS configuration that verifies servers against Mozilla's roots (`webpki-roots`)
+/// plus `extra_roots` (a private CA), on the ring provider: for nvrkit's outgoing clients
+/// (`nvrkit-mqtt`'s `mqtts://`).
+///
+/// # Errors
+/// [`Error::Rustls`] if rustls refuses the configuration or an extra root.
+pub fn client_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra_roots {
+        roots.add(root.clone())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// A client TLS configuration that accepts any server certificate: for talking to one of our

@@ -138,6 +138,15 @@ pub struct Args {
     /// Do not replicate continuous footage without motion or events.
     #[arg(long, requires = "replicate_to")]
     pub skip_no_motion: bool,
+    /// Publish events to an MQTT broker, mqtt[s]://[USER:PASS@]HOST[:PORT]: JSON on
+    /// nvrkit/<camera>/event, retained motion ON (an event) / OFF (its range closed),
+    /// availability, Home Assistant discovery (docs/mqtt.md).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<nvrkit_mqtt::BrokerUrl>,
+    /// Trust the certificates in this PEM file for mqtts:// (besides the Mozilla roots): a
+    /// private CA or a self-signed broker.
+    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    pub ca_file: Option<PathBuf>,
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
@@ -408,6 +417,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let names: Vec<String> = running.iter().map(|r| r.camera.name.clone()).collect();
+    let mqtt = match &args.mqtt {
+        Some(url) => {
+            let cameras: Vec<_> = running
+                .iter()
+                .map(|r| (r.camera.name.clone(), r.camera.recorder.clone()))
+                .collect();
+            tracing::info!("publishing to {url}");
+            let roots = match &args.ca_file {
+                Some(ca) => nvrkit_tls::load_certificates(ca)?,
+                None => Vec::new(),
+            };
+            Some(crate::mqtt::Mqtt::start(
+                url.clone(),
+                roots,
+                &cameras,
+                args.record,
+                args.post,
+            )?)
+        }
+        None => None,
+    };
 
     // Events: SMTP and HTTP both feed one dispatcher.
     let (smtp, mut smtp_events) = nvrkit_smtp::Server::start(smtp_config)
@@ -432,7 +462,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     {
         let (log, unmapped_all) = (log.clone(), args.unmapped == "all");
-        let names = names.clone();
+        let (names, mqtt) = (names.clone(), mqtt.clone());
         tokio::spawn(async move {
             while let Some(event) = dispatch_rx.recv().await {
                 if event.phase != nvrkit_smtp::EventPhase::Start {
@@ -465,6 +495,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 // Bounded: a subject of a megabyte is not kept (or tagged) whole.
                 let json = events::note(&event);
                 for t in &targets {
+                    if let Some(m) = &mqtt {
+                        m.event(t, &json);
+                    }
                     if let Some((_, tx)) = commands.iter().find(|(n, _)| n == t) {
                         let _ = tx.send(Command::Event {
                             at: event.received_at,
@@ -545,7 +578,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out, "or over HTTP:")?;
         writeln!(
             out,
-            "  curl --json '{{\"v\":1,\"phase\":\"start\",\"received_at\":\"2026-01-01T00:00:00Z\",\"vendor\":\"generic\",\"camera\":\"{first}\",\"kind\":\"motion\",\"subject\":\"curl\",\"from\":\"curl@nvr\",\"to\":[\"{first}@nvr\"],\"snapshots\":[],\"source\":{{\"peer\":null,\"helo\":\"curl\",\"auth_user\":null,\"tls\":false,\"mail_from\":\"curl@nvr\"}}}}' http://{http_host}/api/events"
+            "  curl --json '{{\"camera\":\"{first}\",\"kind\":\"motion\"}}' http://{http_host}/api/events{}",
+            if args.http_auth.is_some() {
+                " --user USER:PASS"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             out,
@@ -603,6 +641,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     for r in running {
         let _ = tokio::task::spawn_blocking(move || r.thread.join()).await;
+    }
+    if let Some(m) = &mqtt {
+        m.finish().await;
     }
     smtp.shutdown().await;
     if let Some(r) = replication {

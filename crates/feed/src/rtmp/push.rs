@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::loop_source::Clip;
 use crate::rtmp::error::PushError;
@@ -91,16 +91,7 @@ impl PushConfig {
 
 /// Reads every certificate of a PEM file, for [`PushConfig::extra_roots`].
 pub fn load_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PushError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| PushError::Tls(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(PushError::Tls(format!(
-            "{}: no CERTIFICATE in the file",
-            path.display()
-        )));
-    }
-    Ok(certs)
+    nvrkit_tls::load_certificates(path).map_err(|e| PushError::Tls(e.to_string()))
 }
 
 #[derive(Debug, Default)]
