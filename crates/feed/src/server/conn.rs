@@ -16,7 +16,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Config, Shared, linger};
+use super::listen::linger;
+use super::{Config, Shared};
 use crate::rtp::{Outgoing, Route};
 use crate::rtsp::core::{Action, ConnConfig, Connection, Transport};
 use crate::rtsp::framing::{Framer, Incoming};
