@@ -119,17 +119,14 @@ impl Packetizer {
     pub fn packetize(&self, frame: &Frame, extra_nals: &[Bytes], out: &mut Vec<Payload>) {
         match self.kind {
             Kind::Video(codec) => {
-                let mut nals: Vec<Bytes> = extra_nals.to_vec();
-                for n in nal::length_prefixed(&frame.data, 4) {
-                    match n {
-                        Ok(n) if !n.is_empty() => nals.push(frame.data.slice_ref(n)),
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                }
-                let last = nals.len().saturating_sub(1);
-                for (i, n) in nals.iter().enumerate() {
-                    self.video_nal(codec, n, i == last, out);
+                // Per client and frame: no allocation (nothing is collected).
+                let own = nal::length_prefixed(&frame.data, 4)
+                    .map_while(Result::ok)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| frame.data.slice_ref(n));
+                let mut nals = extra_nals.iter().cloned().chain(own).peekable();
+                while let Some(n) = nals.next() {
+                    self.video_nal(codec, &n, nals.peek().is_none(), out);
                 }
             }
             Kind::Aac => self.aac(&frame.data, out),
@@ -173,10 +170,11 @@ impl Packetizer {
             out.push(Payload::new(&[], nal.clone(), last_of_au));
             return;
         }
-        let (head, skip): (Vec<u8>, usize) = match codec {
+        // The FU indicator (or payload header) and FU header, in an array: no allocation.
+        let (head, head_len, skip) = match codec {
             VideoCodec::H264 => {
                 let indicator = (nal[0] & 0xe0) | 28;
-                (vec![indicator, nal[0] & 0x1f], 1)
+                ([indicator, nal[0] & 0x1f, 0], 2, 1)
             }
             VideoCodec::H265 => {
                 if nal.len() < 3 {
@@ -184,16 +182,16 @@ impl Packetizer {
                 }
                 let t = (nal[0] >> 1) & 0x3f;
                 // PayloadHdr: F and LayerId/TID from the NAL header, type 49.
-                (vec![(nal[0] & 0x81) | (49 << 1), nal[1], t], 2)
+                ([(nal[0] & 0x81) | (49 << 1), nal[1], t], 3, 2)
             }
         };
-        let fu_header_at = head.len() - 1;
-        let chunk = self.max_payload - head.len();
+        let fu_header_at = head_len - 1;
+        let chunk = self.max_payload - head_len;
         let body = nal.slice(skip..);
         let mut pos = 0;
         while pos < body.len() {
             let end = (pos + chunk).min(body.len());
-            let mut h = head.clone();
+            let mut h = head;
             if pos == 0 {
                 h[fu_header_at] |= 0x80; // S
             }
@@ -201,7 +199,7 @@ impl Packetizer {
                 h[fu_header_at] |= 0x40; // E
             }
             out.push(Payload::new(
-                &h,
+                &h[..head_len],
                 body.slice(pos..end),
                 end == body.len() && last_of_au,
             ));

@@ -138,6 +138,11 @@ fn response(status: StatusCode, cseq: Option<&str>) -> rtsp_types::ResponseBuild
     b
 }
 
+/// `400 Bad Request`, without a `CSeq` (for a request whose `CSeq` could not be read).
+pub fn bad_request() -> Response<Vec<u8>> {
+    Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new())
+}
+
 /// A response with no body.
 fn plain(status: StatusCode, cseq: Option<&str>) -> Response<Vec<u8>> {
     response(status, cseq).build(Vec::new())
@@ -589,15 +594,19 @@ impl Connection {
         self.with_session(b, &s.id)
     }
 
-    /// PLAY could not start (no keyframe arrived in time): the session is set up, not playing
-    /// (a previous PLAY's sender state is kept for the next one).
-    pub fn play_failed(&mut self) {
+    /// PLAY could not start (no keyframe arrived in time): the session is set up, not playing,
+    /// so the client may retry (a previous PLAY's sender state is kept for the next one). The
+    /// answer to the PLAY whose `CSeq` was `cseq`: `503 Service Unavailable`.
+    pub fn play_failed(&mut self, cseq: &str) -> Response<Vec<u8>> {
         if let Some(s) = self.session.as_mut() {
             s.state = State::Ready;
         }
         if let Some(p) = self.playout.as_mut() {
             p.pause();
         }
+        Response::builder(Version::V1_0, StatusCode::ServiceUnavailable)
+            .header(headers::CSEQ, cseq)
+            .build(Vec::new())
     }
 
     /// Forgets the session (the I/O layer closed it, e.g. on timeout).

@@ -131,6 +131,14 @@ impl Playout {
             .all(|t| matches!(t.transport(), Transport::Tcp { .. }))
     }
 
+    /// The client RTCP ports of the UDP tracks.
+    pub fn udp_rtcp_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.tracks.iter().filter_map(|t| match t.transport() {
+            Transport::Udp { rtcp, .. } => Some(rtcp),
+            Transport::Tcp { .. } => None,
+        })
+    }
+
     /// How frames of `stream` travel, if that track is set up.
     pub fn transport_of(&self, stream: usize) -> Option<Transport> {
         self.tracks

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::listen::linger;
 use super::{Config, Shared};
 use crate::rtp::{Outgoing, Route};
-use crate::rtsp::core::{Action, ConnConfig, Connection, Transport};
+use crate::rtsp::core::{Action, ConnConfig, Connection, Transport, bad_request};
 use crate::rtsp::framing::{Framer, Incoming};
 use crate::rtsp::play::RtpConfig;
 
@@ -171,10 +171,6 @@ pub(super) async fn serve(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let host = match local {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    };
     let timeout = shared.config.session_timeout;
     let mut conn = Connection::new(ConnConfig {
         auth: shared.auth.clone(),
@@ -186,7 +182,11 @@ pub(super) async fn serve(
         },
         session_timeout: timeout,
         scheme: if secure { "rtsps" } else { "rtsp" },
-        host,
+        // As a URL's host and port (an IPv6 scope is left out).
+        host: match local {
+            SocketAddr::V4(a) => a.to_string(),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        },
         server_ip: local.ip().to_string(),
         rtp: RtpConfig {
             mtu: shared.config.mtu,
@@ -279,18 +279,7 @@ pub(super) async fn serve(
                                             send(&mut io, &mut conn, &mut pb, &first, &shared.config).await;
                                             playback = Some(pb);
                                         }
-                                        None => {
-                                            // No keyframe in time: the session is Ready again,
-                                            // so the client may retry PLAY.
-                                            conn.play_failed();
-                                            let r = rtsp_types::Response::builder(
-                                                rtsp_types::Version::V1_0,
-                                                rtsp_types::StatusCode::ServiceUnavailable,
-                                            )
-                                            .header(rtsp_types::headers::CSEQ, cseq)
-                                            .build(Vec::new());
-                                            io.queue_response(&r);
-                                        }
+                                        None => io.queue_response(&conn.play_failed(&cseq)),
                                     }
                                 }
                                 Action::Teardown => {
@@ -434,28 +423,13 @@ pub(super) async fn serve(
     tracing::debug!(%peer, "connection closed");
 }
 
-/// `400 Bad Request`, without a `CSeq` (the request had none we could read).
-fn bad_request() -> rtsp_types::Response<Vec<u8>> {
-    rtsp_types::Response::builder(
-        rtsp_types::Version::V1_0,
-        rtsp_types::StatusCode::BadRequest,
-    )
-    .build(Vec::new())
-}
-
 fn port_of(s: &UdpSocket) -> u16 {
     s.local_addr().map(|a| a.port()).unwrap_or(0)
 }
 
 /// The client RTCP ports of the session's UDP tracks, once PLAY started it.
 fn udp_rtcp_ports(conn: &Connection) -> impl Iterator<Item = u16> + '_ {
-    conn.playout()
-        .into_iter()
-        .flat_map(|p| p.tracks())
-        .filter_map(|t| match t.transport() {
-            Transport::Udp { rtcp, .. } => Some(rtcp),
-            Transport::Tcp { .. } => None,
-        })
+    conn.playout().into_iter().flat_map(|p| p.udp_rtcp_ports())
 }
 
 /// Reads the session's ring from the newest keyframe until a keyframe it may start at arrives,
