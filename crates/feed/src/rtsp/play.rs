@@ -177,3 +177,198 @@ impl Playout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use nvrkit_media::{Demuxer, WallTime};
+    use rtsp_types::{HeaderName, Request};
+
+    use super::*;
+    use crate::rtp::Route;
+    use crate::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo};
+
+    struct One(Arc<StreamInfo>);
+    impl Catalog for One {
+        fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
+            (name == self.0.name).then(|| self.0.clone())
+        }
+    }
+
+    /// The sample, with wall times, from its first video keyframe on.
+    fn sample() -> (One, Vec<Frame>) {
+        let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let frames = d
+            .frames()
+            .map(Result::unwrap)
+            .skip_while(|f| f.stream != 0 || !f.keyframe)
+            .map(|mut f| {
+                f.wall = Some(WallTime::from_micros(1_000_000).add_ticks(f.dts, f.timescale));
+                f
+            })
+            .collect();
+        let info = StreamInfo {
+            name: "sample".into(),
+            tracks: d.tracks().to_vec(),
+        };
+        (One(Arc::new(info)), frames)
+    }
+
+    fn conn() -> Connection {
+        Connection::new(ConnConfig {
+            auth: None,
+            udp_ports: Some((8000, 8001)),
+            session_timeout: Duration::from_secs(60),
+            scheme: "rtsp",
+            host: "127.0.0.1:8554".into(),
+            server_ip: "127.0.0.1".into(),
+            rtp: RtpConfig {
+                mtu: 1400,
+                initial_rtptime: Some(u32::MAX - 100),
+            },
+        })
+    }
+
+    fn send(c: &mut Connection, cat: &One, text: &str) -> Action {
+        let req: Request<Vec<u8>> = match rtsp_types::Message::parse(text.as_bytes()).unwrap().0 {
+            rtsp_types::Message::Request(r) => r,
+            _ => panic!("not a request"),
+        };
+        c.handle(&req, cat).1
+    }
+
+    fn rtp_info(r: &rtsp_types::Response<Vec<u8>>) -> Vec<(u16, u32)> {
+        let name = HeaderName::from_static_str("RTP-Info").unwrap();
+        r.header(&name)
+            .unwrap()
+            .as_str()
+            .split(',')
+            .map(|t| {
+                let field = |k: &str| t.split(';').find_map(|p| p.strip_prefix(k)).unwrap();
+                (
+                    field("seq=").parse().unwrap(),
+                    field("rtptime=").parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Sets up both tracks (video interleaved, audio over UDP) and sends PLAY.
+    fn set_up(c: &mut Connection, cat: &One) {
+        send(
+            c,
+            cat,
+            "SETUP rtsp://h/sample/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n",
+        );
+        send(
+            c,
+            cat,
+            "SETUP rtsp://h/sample/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n",
+        );
+        assert_eq!(
+            send(c, cat, "PLAY rtsp://h/sample/ RTSP/1.0\r\nCSeq: 3\r\n\r\n"),
+            Action::Play
+        );
+    }
+
+    #[test]
+    fn play_announces_the_first_packet_and_reports_before_it() {
+        let (cat, frames) = sample();
+        let mut c = conn();
+        set_up(&mut c, &cat);
+        let mut out = Vec::new();
+        let r = c.play("3", &frames[0], 0, &mut out);
+        let info = rtp_info(&r);
+        assert_eq!(
+            info.iter().map(|i| i.1).collect::<Vec<_>>(),
+            [u32::MAX - 100; 2]
+        );
+        // One SR per track, before any RTP: interleaved for video, to the RTCP port for audio.
+        assert_eq!(
+            out.iter().map(|o| o.route).collect::<Vec<_>>(),
+            [Route::Interleaved, Route::UdpRtcp(5001)]
+        );
+        assert_eq!(out[0].head[5], 200, "an SR");
+        out.clear();
+        c.frame(&frames[0], &mut out);
+        let h = &out[0].head[4..];
+        assert_eq!(
+            u16::from_be_bytes([h[2], h[3]]),
+            info[0].0,
+            "RTP-Info's seq"
+        );
+        assert_eq!(u32::from_be_bytes([h[4], h[5], h[6], h[7]]), u32::MAX - 100);
+    }
+
+    #[test]
+    fn play_after_pause_runs_sequence_and_clock_on() {
+        let (cat, frames) = sample();
+        let mut c = conn();
+        set_up(&mut c, &cat);
+        let mut out = Vec::new();
+        let first = rtp_info(&c.play("3", &frames[0], 0, &mut out));
+        out.clear();
+        let video: Vec<&Frame> = frames.iter().filter(|f| f.stream == 0).collect();
+        for f in &video[..10] {
+            c.frame(f, &mut out);
+        }
+        let sent = out.len() as u16;
+        assert_eq!(
+            send(
+                &mut c,
+                &cat,
+                "PAUSE rtsp://h/sample/ RTSP/1.0\r\nCSeq: 4\r\n\r\n"
+            ),
+            Action::Pause
+        );
+        out.clear();
+        c.frame(video[10], &mut out);
+        c.sender_reports(&mut out);
+        assert!(out.is_empty(), "nothing while paused");
+        // Resumed at the next keyframe: the next sequence number, RTP time advanced by the
+        // media time.
+        let again = video.iter().skip(1).find(|f| f.keyframe).unwrap();
+        send(
+            &mut c,
+            &cat,
+            "PLAY rtsp://h/sample/ RTSP/1.0\r\nCSeq: 5\r\n\r\n",
+        );
+        let resumed = rtp_info(&c.play("5", again, 0, &mut out));
+        assert_eq!(resumed[0].0, first[0].0.wrapping_add(sent));
+        let elapsed =
+            nvrkit_media::time::rescale(again.pts - video[0].pts, again.timescale, 90_000) as u32;
+        assert_eq!(resumed[0].1, first[0].1.wrapping_add(elapsed));
+    }
+
+    #[test]
+    fn teardown_says_bye_once() {
+        let (cat, frames) = sample();
+        let mut c = conn();
+        set_up(&mut c, &cat);
+        let mut out = Vec::new();
+        let _ = c.play("3", &frames[0], 0, &mut out);
+        out.clear();
+        assert_eq!(
+            send(
+                &mut c,
+                &cat,
+                "TEARDOWN rtsp://h/sample/ RTSP/1.0\r\nCSeq: 4\r\n\r\n"
+            ),
+            Action::Teardown
+        );
+        c.frame(&frames[1], &mut out);
+        assert!(out.is_empty(), "nothing after TEARDOWN");
+        c.bye(&mut out);
+        assert_eq!(out.len(), 2, "a BYE per track");
+        assert!(
+            out.iter()
+                .all(|o| o.head.windows(2).any(|w| w == [0x81, 203]))
+        );
+        out.clear();
+        c.bye(&mut out);
+        assert!(out.is_empty());
+        assert!(c.playout().is_none());
+    }
+}
