@@ -616,18 +616,20 @@ impl Connection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use nvrkit_media::Demuxer;
 
-    struct One(Arc<StreamInfo>);
+    /// A catalog of one stream.
+    pub(crate) struct One(pub(crate) Arc<StreamInfo>);
     impl Catalog for One {
         fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
             (name == self.0.name).then(|| self.0.clone())
         }
     }
 
-    fn catalog() -> One {
+    /// The embedded sample at `sample`.
+    pub(crate) fn catalog() -> One {
         let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
         One(Arc::new(StreamInfo {
             name: "sample".into(),
@@ -636,6 +638,11 @@ mod tests {
     }
 
     fn conn(auth: Option<Auth>) -> Connection {
+        conn_with(auth, RtpConfig::default())
+    }
+
+    /// A plain connection that offers UDP (server ports 8000-8001).
+    pub(crate) fn conn_with(auth: Option<Auth>, rtp: RtpConfig) -> Connection {
         Connection::new(ConnConfig {
             auth: auth.map(Arc::new),
             udp_ports: Some((8000, 8001)),
@@ -643,11 +650,12 @@ mod tests {
             scheme: "rtsp",
             host: "127.0.0.1:8554".into(),
             server_ip: "127.0.0.1".into(),
-            rtp: RtpConfig::default(),
+            rtp,
         })
     }
 
-    fn req(text: &str) -> Request<Vec<u8>> {
+    /// Parses a request.
+    pub(crate) fn req(text: &str) -> Request<Vec<u8>> {
         match rtsp_types::Message::<Vec<u8>>::parse(text.as_bytes())
             .unwrap()
             .0

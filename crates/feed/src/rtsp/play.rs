@@ -180,63 +180,29 @@ impl Playout {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use nvrkit_media::{Demuxer, WallTime};
-    use rtsp_types::{HeaderName, Request};
+    use rtsp_types::HeaderName;
 
     use super::*;
     use crate::rtp::Route;
-    use crate::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo};
+    use crate::rtsp::core::tests::{One, catalog, conn_with, req};
+    use crate::rtsp::core::{Action, Connection};
 
-    struct One(Arc<StreamInfo>);
-    impl Catalog for One {
-        fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
-            (name == self.0.name).then(|| self.0.clone())
-        }
-    }
-
-    /// The sample, with wall times, from its first video keyframe on.
-    fn sample() -> (One, Vec<Frame>) {
+    /// The sample's frames with wall times, from its first video keyframe on.
+    fn frames() -> Vec<Frame> {
         let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
-        let frames = d
-            .frames()
+        d.frames()
             .map(Result::unwrap)
             .skip_while(|f| f.stream != 0 || !f.keyframe)
             .map(|mut f| {
                 f.wall = Some(WallTime::from_micros(1_000_000).add_ticks(f.dts, f.timescale));
                 f
             })
-            .collect();
-        let info = StreamInfo {
-            name: "sample".into(),
-            tracks: d.tracks().to_vec(),
-        };
-        (One(Arc::new(info)), frames)
-    }
-
-    fn conn() -> Connection {
-        Connection::new(ConnConfig {
-            auth: None,
-            udp_ports: Some((8000, 8001)),
-            session_timeout: Duration::from_secs(60),
-            scheme: "rtsp",
-            host: "127.0.0.1:8554".into(),
-            server_ip: "127.0.0.1".into(),
-            rtp: RtpConfig {
-                mtu: 1400,
-                initial_rtptime: Some(u32::MAX - 100),
-            },
-        })
+            .collect()
     }
 
     fn send(c: &mut Connection, cat: &One, text: &str) -> Action {
-        let req: Request<Vec<u8>> = match rtsp_types::Message::parse(text.as_bytes()).unwrap().0 {
-            rtsp_types::Message::Request(r) => r,
-            _ => panic!("not a request"),
-        };
-        c.handle(&req, cat).1
+        c.handle(&req(text), cat).1
     }
 
     fn rtp_info(r: &rtsp_types::Response<Vec<u8>>) -> Vec<(u16, u32)> {
@@ -255,29 +221,27 @@ mod tests {
             .collect()
     }
 
-    /// Sets up both tracks (video interleaved, audio over UDP) and sends PLAY.
-    fn set_up(c: &mut Connection, cat: &One) {
-        send(
-            c,
-            cat,
-            "SETUP rtsp://h/sample/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n",
-        );
-        send(
-            c,
-            cat,
-            "SETUP rtsp://h/sample/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n",
-        );
-        assert_eq!(
-            send(c, cat, "PLAY rtsp://h/sample/ RTSP/1.0\r\nCSeq: 3\r\n\r\n"),
-            Action::Play
-        );
+    /// A session that set up both tracks of the sample (video interleaved, audio over UDP,
+    /// RTP time starting just below 2³²) and sent PLAY, and the sample's frames.
+    fn set_up() -> (One, Connection, Vec<Frame>) {
+        let cat = catalog();
+        let rtp = RtpConfig {
+            mtu: 1400,
+            initial_rtptime: Some(u32::MAX - 100),
+        };
+        let mut c = conn_with(None, rtp);
+        let setup = "SETUP rtsp://h/sample/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n";
+        send(&mut c, &cat, setup);
+        let setup = "SETUP rtsp://h/sample/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n";
+        send(&mut c, &cat, setup);
+        let play = "PLAY rtsp://h/sample/ RTSP/1.0\r\nCSeq: 3\r\n\r\n";
+        assert_eq!(send(&mut c, &cat, play), Action::Play);
+        (cat, c, frames())
     }
 
     #[test]
     fn play_announces_the_first_packet_and_reports_before_it() {
-        let (cat, frames) = sample();
-        let mut c = conn();
-        set_up(&mut c, &cat);
+        let (_, mut c, frames) = set_up();
         let mut out = Vec::new();
         let r = c.play("3", &frames[0], 0, &mut out);
         let info = rtp_info(&r);
@@ -304,9 +268,7 @@ mod tests {
 
     #[test]
     fn play_after_pause_runs_sequence_and_clock_on() {
-        let (cat, frames) = sample();
-        let mut c = conn();
-        set_up(&mut c, &cat);
+        let (cat, mut c, frames) = set_up();
         let mut out = Vec::new();
         let first = rtp_info(&c.play("3", &frames[0], 0, &mut out));
         out.clear();
@@ -344,9 +306,7 @@ mod tests {
 
     #[test]
     fn teardown_says_bye_once() {
-        let (cat, frames) = sample();
-        let mut c = conn();
-        set_up(&mut c, &cat);
+        let (cat, mut c, frames) = set_up();
         let mut out = Vec::new();
         let _ = c.play("3", &frames[0], 0, &mut out);
         out.clear();
