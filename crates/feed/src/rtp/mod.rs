@@ -235,7 +235,7 @@ impl Packetizer {
 pub mod rtcp;
 pub mod sender;
 
-pub use sender::{Outgoing, Route, TrackSender};
+pub use sender::{Outgoing, Route, Sink, TrackSender};
 
 #[cfg(test)]
 mod tests {

@@ -48,6 +48,42 @@ pub struct Outgoing {
     pub body: Bytes,
 }
 
+/// Where a session's packets go, in order: a `Vec<Outgoing>` (to batch or inspect), or the I/O
+/// layer's own write queue.
+pub trait Sink {
+    /// Takes the next packet.
+    fn push(&mut self, packet: Outgoing);
+}
+
+impl Sink for Vec<Outgoing> {
+    fn push(&mut self, packet: Outgoing) {
+        Vec::push(self, packet);
+    }
+}
+
+/// A [`Sink`] for a connection's writer: interleaved packets go straight into its queue of byte
+/// chunks to write (head, then body), so no list of packets is kept per client; UDP ones are set
+/// aside to send as datagrams.
+#[derive(Debug)]
+pub struct Queue<'a> {
+    /// What the connection writes, in order.
+    pub chunks: &'a mut std::collections::VecDeque<Bytes>,
+    /// UDP packets, in order.
+    pub udp: &'a mut Vec<Outgoing>,
+}
+
+impl Sink for Queue<'_> {
+    fn push(&mut self, o: Outgoing) {
+        if o.route != Route::Interleaved {
+            return self.udp.push(o);
+        }
+        self.chunks.push_back(o.head);
+        if !o.body.is_empty() {
+            self.chunks.push_back(o.body);
+        }
+    }
+}
+
 /// Buffers one session reuses for every frame, so composing a frame's packets allocates nothing
 /// in the steady state.
 #[derive(Debug, Default)]
@@ -169,7 +205,7 @@ impl TrackSender {
     }
 
     /// Appends the packets of `f` (a frame of this track) to `out`, and counts them.
-    pub fn frame(&mut self, f: &Frame, scratch: &mut Scratch, out: &mut Vec<Outgoing>) {
+    pub fn frame(&mut self, f: &Frame, scratch: &mut Scratch, out: &mut impl Sink) {
         let Scratch {
             heads,
             payloads,
@@ -227,14 +263,14 @@ impl TrackSender {
     }
 
     /// Appends a sender report (with its SDES), once a frame was sent or the clock started.
-    pub fn sender_report(&self, out: &mut Vec<Outgoing>) {
+    pub fn sender_report(&self, out: &mut impl Sink) {
         if self.last.is_some() {
             out.push(self.rtcp(|b| self.write_sr(b)));
         }
     }
 
     /// Appends the last sender report and a BYE (RFC 3550 §6.6), in one compound packet.
-    pub fn bye(&self, out: &mut Vec<Outgoing>) {
+    pub fn bye(&self, out: &mut impl Sink) {
         out.push(self.rtcp(|b| {
             self.write_sr(b);
             rtcp::bye(b, self.ssrc);
@@ -341,6 +377,25 @@ mod tests {
         let data = &v[1].data;
         let inside = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
         assert!(inside.contains(&(body.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn a_queue_takes_interleaved_bytes_and_sets_udp_aside() {
+        let (mut chunks, mut udp) = (std::collections::VecDeque::new(), Vec::new());
+        let mut q = Queue {
+            chunks: &mut chunks,
+            udp: &mut udp,
+        };
+        let packet = |route, head: &'static [u8], body: &'static [u8]| Outgoing {
+            route,
+            head: Bytes::from_static(head),
+            body: Bytes::from_static(body),
+        };
+        q.push(packet(Route::Interleaved, b"$h", b"body"));
+        q.push(packet(Route::UdpRtp(5000), b"h", b"b"));
+        q.push(packet(Route::Interleaved, b"$rtcp", b""));
+        assert_eq!(chunks, [&b"$h"[..], b"body", b"$rtcp"]);
+        assert_eq!(udp.len(), 1);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The RTSP 1.0 server dialogue (RFC 2326), sans-I/O: a request and the connection's state go
 //! in, a response and an action for the I/O layer come out. The connection owns its session
 //! from SETUP to TEARDOWN, including what PLAY sends ([`Playout`]): frames go in, RTP and RTCP
-//! packets come out as data ([`Outgoing`]).
+//! packets come out as data ([`Outgoing`](crate::rtp::Outgoing), into a [`Sink`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use rtsp_types::{HeaderName, Method, Request, Response, StatusCode, Version, hea
 
 use super::auth::{Auth, ConnAuth, Verdict};
 use super::play::{Playout, RtpConfig};
-use crate::rtp::Outgoing;
+use crate::rtp::Sink;
 use crate::sdp;
 
 /// What the server serves at one path.
@@ -518,7 +518,7 @@ impl Connection {
         cseq: &str,
         first: &Frame,
         master: usize,
-        out: &mut Vec<Outgoing>,
+        out: &mut impl Sink,
     ) -> Response<Vec<u8>> {
         let Some(s) = &self.session else {
             return plain(StatusCode::MethodNotValidInThisState, Some(cseq));
@@ -544,14 +544,14 @@ impl Connection {
     }
 
     /// Appends the packets of `f` to `out` (none unless playing).
-    pub fn frame(&mut self, f: &Frame, out: &mut Vec<Outgoing>) {
+    pub fn frame(&mut self, f: &Frame, out: &mut impl Sink) {
         if let Some(p) = self.playout.as_mut() {
             p.frame(f, out);
         }
     }
 
     /// Appends the periodic sender reports to `out`, while playing.
-    pub fn sender_reports(&self, out: &mut Vec<Outgoing>) {
+    pub fn sender_reports(&self, out: &mut impl Sink) {
         if let Some(p) = self.playout.as_ref().filter(|p| p.playing()) {
             p.sender_reports(out);
         }
@@ -566,7 +566,7 @@ impl Connection {
 
     /// Ends what the session sends (after TEARDOWN, or as the connection closes): appends
     /// every track's last sender report and BYE to `out`. Nothing once ended.
-    pub fn bye(&mut self, out: &mut Vec<Outgoing>) {
+    pub fn bye(&mut self, out: &mut impl Sink) {
         if let Some(p) = self.playout.take() {
             p.bye(out);
         }

@@ -1,6 +1,6 @@
 //! What a session sends once PLAY starts it, sans-I/O: the per-track RTP sender state
 //! ([`TrackSender`]), where RTP-Info says the stream starts, the join filter, sender reports and
-//! BYE. Frames go in, packets come out as data ([`Outgoing`]), so the I/O layer only writes them
+//! BYE. Frames go in, packets come out as data ([`Outgoing`](crate::rtp::Outgoing), into a [`Sink`]), so the I/O layer only writes them
 //! (and a later change can batch them across sessions).
 //!
 //! Every frame and every RTCP packet a session sends passes through [`Playout`]: a per-session
@@ -12,7 +12,7 @@ use nvrkit_media::Frame;
 use super::core::{Session, Transport};
 use crate::join::JoinFilter;
 use crate::rtp::sender::Scratch;
-use crate::rtp::{Outgoing, TrackSender};
+use crate::rtp::{Sink, TrackSender};
 
 /// RTP settings of a connection's sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +154,7 @@ impl Playout {
 
     /// Appends the packets of `f` to `out`: none while paused, for a track not set up, or for
     /// a leading picture of the keyframe this session joined at.
-    pub fn frame(&mut self, f: &Frame, out: &mut Vec<Outgoing>) {
+    pub fn frame(&mut self, f: &Frame, out: &mut impl Sink) {
         if !self.playing || !self.join.keep(f) {
             return;
         }
@@ -164,14 +164,14 @@ impl Playout {
     }
 
     /// Appends a sender report of every track that has sent (or is about to send) media.
-    pub fn sender_reports(&self, out: &mut Vec<Outgoing>) {
+    pub fn sender_reports(&self, out: &mut impl Sink) {
         for t in &self.tracks {
             t.sender_report(out);
         }
     }
 
     /// Appends every track's last sender report and BYE: the session ends.
-    pub fn bye(&self, out: &mut Vec<Outgoing>) {
+    pub fn bye(&self, out: &mut impl Sink) {
         for t in &self.tracks {
             t.bye(out);
         }

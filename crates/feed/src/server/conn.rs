@@ -18,7 +18,8 @@ use tokio::time::Instant;
 
 use super::listen::linger;
 use super::{Config, Shared};
-use crate::rtp::{Outgoing, Route};
+use crate::rtp::sender::Queue;
+use crate::rtp::{Outgoing, Route, Sink};
 use crate::rtsp::core::{Action, ConnConfig, Connection, Transport, bad_request};
 use crate::rtsp::framing::{Framer, Incoming};
 use crate::rtsp::play::RtpConfig;
@@ -53,8 +54,8 @@ struct ConnIo {
     /// are never copied per client: they are slices of the ring's frames, written with vectored
     /// writes (500 clients of a 720p stream would otherwise each hold a copy of every keyframe).
     chunks: VecDeque<Bytes>,
-    /// What the session core composed, to write (reused).
-    packets: Vec<Outgoing>,
+    /// UDP packets the session core composed, to send (reused).
+    udp: Vec<Outgoing>,
     /// One UDP datagram being joined (reused).
     datagram: Vec<u8>,
 }
@@ -91,22 +92,22 @@ impl ConnIo {
         self.out.put_slice(&crate::rtsp::core::serialize(r));
     }
 
-    /// Queues (interleaved) or sends (UDP) what the core composed into `packets`, in order.
-    async fn emit(&mut self) {
+    /// Where the session core puts its packets, after what is already queued.
+    fn queue(&mut self) -> Queue<'_> {
         self.seal();
-        let mut packets = std::mem::take(&mut self.packets);
-        for o in packets.drain(..) {
+        Queue {
+            chunks: &mut self.chunks,
+            udp: &mut self.udp,
+        }
+    }
+
+    /// Sends the UDP packets the core composed, in order.
+    async fn send_udp(&mut self) {
+        for o in self.udp.drain(..) {
             let (sock, port) = match (o.route, &self.shared.udp) {
-                (Route::Interleaved, _) => {
-                    self.chunks.push_back(o.head);
-                    if !o.body.is_empty() {
-                        self.chunks.push_back(o.body);
-                    }
-                    continue;
-                }
                 (Route::UdpRtp(port), Some((rtp, _))) => (rtp, port),
                 (Route::UdpRtcp(port), Some((_, rtcp))) => (rtcp, port),
-                (_, None) => continue,
+                _ => continue,
             };
             self.datagram.clear();
             self.datagram.extend_from_slice(&o.head);
@@ -114,7 +115,6 @@ impl ConnIo {
             let to = SocketAddr::new(self.peer.ip(), port);
             let _ = sock.send_to(&self.datagram, to).await;
         }
-        self.packets = packets;
     }
 }
 
@@ -199,7 +199,7 @@ pub(super) async fn serve(
         shared: shared.clone(),
         out: BytesMut::new(),
         chunks: VecDeque::new(),
-        packets: Vec::new(),
+        udp: Vec::new(),
         datagram: Vec::new(),
     };
     let mut framer = Framer::new();
@@ -268,14 +268,17 @@ pub(super) async fn serve(
                                     playback = None;
                                     match first_keyframe(&conn, &shared).await {
                                         Some((mut pb, first, master)) => {
-                                            let r = conn.play(&cseq, &first, master, &mut io.packets);
+                                            // The response first, then the SRs it made.
+                                            let mut reports = Vec::new();
+                                            let r = conn.play(&cseq, &first, master, &mut reports);
                                             io.queue_response(&r);
+                                            reports.into_iter().for_each(|o| io.queue().push(o));
                                             if let Ok(mut seen) = shared.udp_seen.lock() {
                                                 for port in udp_rtcp_ports(&conn) {
                                                     seen.insert(SocketAddr::new(peer.ip(), port), Instant::now());
                                                 }
                                             }
-                                            io.emit().await;
+                                            io.send_udp().await;
                                             send(&mut io, &mut conn, &mut pb, &first, &shared.config).await;
                                             playback = Some(pb);
                                         }
@@ -285,8 +288,8 @@ pub(super) async fn serve(
                                 Action::Teardown => {
                                     io.queue_response(&resp);
                                     playback = None;
-                                    conn.bye(&mut io.packets);
-                                    io.emit().await;
+                                    conn.bye(&mut io.queue());
+                                    io.send_udp().await;
                                 }
                                 Action::Pause | Action::None => io.queue_response(&resp),
                             }
@@ -376,8 +379,8 @@ pub(super) async fn serve(
         }
         next_report = Instant::now() + REPORT_INTERVAL;
         if conn.playing() {
-            conn.sender_reports(&mut io.packets);
-            io.emit().await;
+            conn.sender_reports(&mut io.queue());
+            io.send_udp().await;
             if io.flush().await.is_err() {
                 break 'conn;
             }
@@ -401,8 +404,8 @@ pub(super) async fn serve(
         }
     }
     if conn.playout().is_some() {
-        conn.bye(&mut io.packets);
-        io.emit().await;
+        conn.bye(&mut io.queue());
+        io.send_udp().await;
         let _ = io.flush().await;
     }
     if let (Some(s), Ok(mut seen)) = (conn.drop_session(), shared.udp_seen.lock()) {
@@ -491,6 +494,6 @@ async fn send(
             pb.burst = None;
         }
     }
-    conn.frame(f, &mut io.packets);
-    io.emit().await;
+    conn.frame(f, &mut io.queue());
+    io.send_udp().await;
 }
