@@ -3,6 +3,10 @@
 //! yields the same messages however the bytes are split into reads (it resumes its search
 //! instead of rescanning; `-timeout=5` on 1 MiB inputs makes a quadratic framer a crash).
 //!
+//! A PLAY the core accepts starts the session's sender state at the sample's first keyframe and
+//! sends it a few frames; TEARDOWN ends it with BYE: RTP-Info, sequence numbers, timestamps and
+//! RTCP composition run on whatever state the dialogue leaves.
+//!
 //! With auth on, Digest is driven past its nonce and response checks, as a client with the
 //! password would: in an `Authorization` header, `NONCE` becomes the nonce of the last 401 this
 //! connection got (or a fresh one), and `RESPONSE` the correct response for the header's other
@@ -16,11 +20,13 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use md5::{Digest as _, Md5};
 use nvrkit_feed::rtsp::auth::Auth;
-use nvrkit_feed::rtsp::core::{Catalog, ConnConfig, Connection, StreamInfo, serialize};
+use nvrkit_feed::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo, serialize};
 use nvrkit_feed::rtsp::framing::{Framer, Incoming, MAX_MESSAGE};
+use nvrkit_feed::rtsp::play::RtpConfig;
+use nvrkit_media::Frame;
 use rtsp_types::headers;
 
-struct One(Arc<StreamInfo>);
+struct One(Arc<StreamInfo>, Vec<Frame>);
 
 impl Catalog for One {
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
@@ -32,10 +38,13 @@ fn catalog() -> &'static One {
     static C: OnceLock<One> = OnceLock::new();
     C.get_or_init(|| {
         let d = nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
-        One(Arc::new(StreamInfo {
-            name: "sample".into(),
-            tracks: d.tracks().to_vec(),
-        }))
+        One(
+            Arc::new(StreamInfo {
+                name: "sample".into(),
+                tracks: d.tracks().to_vec(),
+            }),
+            d.frames().take(8).map(Result::unwrap).collect(),
+        )
     })
 }
 
@@ -135,7 +144,12 @@ fuzz_target!(|data: &[u8]| {
         scheme: "rtsp",
         host: "127.0.0.1:8554".into(),
         server_ip: "127.0.0.1".into(),
+        rtp: RtpConfig {
+            mtu: 1400,
+            initial_rtptime: Some(u32::MAX - 1000),
+        },
     });
+    let mut packets = Vec::new();
     let mut framer = Framer::new();
     let mut seen = Vec::new();
     for piece in wire.chunks(chunk) {
@@ -146,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
                 if auth_on {
                     sign(&mut req, &nonce);
                 }
-                let (resp, _) = conn.handle(&req, cat);
+                let (resp, action) = conn.handle(&req, cat);
                 if u16::from(resp.status()) == 401
                     && let Some(n) = resp
                         .header(&headers::WWW_AUTHENTICATE)
@@ -155,7 +169,18 @@ fuzz_target!(|data: &[u8]| {
                     nonce = n;
                 }
                 let _ = serialize(&resp);
-                let _ = conn.play_response("1", &[(0, 1, 2)]);
+                packets.clear();
+                match action {
+                    Action::Play => {
+                        let _ = serialize(&conn.play("1", &cat.1[0], 0, &mut packets));
+                        for f in &cat.1 {
+                            conn.frame(f, &mut packets);
+                        }
+                        conn.sender_reports(&mut packets);
+                    }
+                    Action::Teardown => conn.bye(&mut packets),
+                    Action::Pause | Action::None => conn.frame(&cat.1[1], &mut packets),
+                }
             }
         }
         assert!(framer.buffered() <= MAX_MESSAGE + chunk + 70_000);

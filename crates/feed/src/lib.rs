@@ -10,14 +10,18 @@
 //!   (`loopcam check`, `nvr probe`).
 //! - [`join`]: [`join::JoinFilter`], which keeps a late joiner from being sent the leading
 //!   pictures of an open-GOP keyframe (H.265 RASL), which it cannot decode.
-//! - [`rtp`]: RTP packetizers for H.264 (RFC 6184), H.265 (RFC 7798) and AAC (RFC 3640), and
-//!   RTCP sender reports.
+//! - [`rtp`]: RTP packetizers for H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640) and
+//!   G.711, RTCP sender reports and BYE, and [`rtp::TrackSender`], one track's sender state
+//!   (SSRC, sequence, RTP clock), which composes a frame's packets as data ([`rtp::Outgoing`]).
 //! - [`sdp`]: session descriptions.
-//! - [`rtsp`]: request framing, the sans-I/O RTSP dialogue, Basic/Digest auth.
+//! - [`rtsp`]: request framing, Basic/Digest auth, and the sans-I/O session core:
+//!   [`rtsp::core::Connection`] answers requests and owns the session, including what PLAY
+//!   sends ([`rtsp::play::Playout`]: RTP-Info, sender reports, BYE); frames go in, packets
+//!   come out.
 //! - [`rtmp`]: the RTMP publisher (`loopcam push`): the same loop pushed to an RTMP server,
 //!   FLV tags built here over `rml_rtmp`'s handshake and chunk stream, reconnecting with
 //!   backoff, `rtmps://` through rustls.
-//! - [`server`]: the tokio layer. One [`LoopSource`] and one frame ring
+//! - [`server`]: the tokio layer, sockets and timers only. One [`LoopSource`] and one frame ring
 //!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.

@@ -1,13 +1,17 @@
 //! The RTSP 1.0 server dialogue (RFC 2326), sans-I/O: a request and the connection's state go
-//! in, a response and an action for the I/O layer come out.
+//! in, a response and an action for the I/O layer come out. The connection owns its session
+//! from SETUP to TEARDOWN, including what PLAY sends ([`Playout`]): frames go in, RTP and RTCP
+//! packets come out as data ([`Outgoing`](crate::rtp::Outgoing), into a [`Sink`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use nvrkit_media::TrackInfo;
+use nvrkit_media::{Frame, TrackInfo};
 use rtsp_types::{HeaderName, Method, Request, Response, StatusCode, Version, headers};
 
 use super::auth::{Auth, ConnAuth, Verdict};
+use super::play::{Playout, RtpConfig};
+use crate::rtp::Sink;
 use crate::sdp;
 
 /// What the server serves at one path.
@@ -82,12 +86,12 @@ pub struct Session {
 pub enum Action {
     /// Nothing beyond sending the response.
     None,
-    /// Start (or resume) playing: build the response with [`Connection::play_response`] once the
-    /// first frame to send is known, so RTP-Info can say where the stream starts.
+    /// Start (or resume) playing: build the response with [`Connection::play`] once the first
+    /// frame to send is known, so RTP-Info can say where the stream starts.
     Play,
-    /// Stop sending; keep the session.
+    /// Sending stopped ([`Playout::pause`]); the session is kept.
     Pause,
-    /// Send RTCP BYE and forget the session.
+    /// The session is gone: send what [`Connection::bye`] gives (RTCP BYE) and stop reading.
     Teardown,
 }
 
@@ -106,6 +110,8 @@ pub struct ConnConfig {
     pub host: String,
     /// The server's own IP, for the SDP origin line.
     pub server_ip: String,
+    /// How sessions packetize.
+    pub rtp: RtpConfig,
 }
 
 /// One RTSP connection's state.
@@ -113,6 +119,8 @@ pub struct ConnConfig {
 pub struct Connection {
     config: ConnConfig,
     session: Option<Session>,
+    /// What the session sends, from its first PLAY until TEARDOWN (or [`Connection::bye`]).
+    playout: Option<Playout>,
     sdp_session_id: u64,
     /// The nonce this connection authenticated with, valid on it while it is open.
     auth_state: ConnAuth,
@@ -128,6 +136,11 @@ fn response(status: StatusCode, cseq: Option<&str>) -> rtsp_types::ResponseBuild
         b = b.header(headers::CSEQ, c);
     }
     b
+}
+
+/// `400 Bad Request`, without a `CSeq` (for a request whose `CSeq` could not be read).
+pub fn bad_request() -> Response<Vec<u8>> {
+    Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new())
 }
 
 /// A response with no body.
@@ -233,6 +246,7 @@ impl Connection {
         Connection {
             config,
             session: None,
+            playout: None,
             sdp_session_id: rand::random::<u32>().into(),
             auth_state: ConnAuth::default(),
         }
@@ -335,6 +349,9 @@ impl Connection {
                 ),
                 Some(s) => {
                     s.state = State::Ready;
+                    if let Some(p) = self.playout.as_mut() {
+                        p.pause();
+                    }
                     let id = s.id.clone();
                     (
                         self.with_session(response(StatusCode::Ok, cseq), &id),
@@ -344,10 +361,15 @@ impl Connection {
             },
             Method::Teardown => match self.session.take() {
                 None => (plain(StatusCode::Ok, cseq), Action::None),
-                Some(s) => (
-                    self.with_session(response(StatusCode::Ok, cseq), &s.id),
-                    Action::Teardown,
-                ),
+                Some(s) => {
+                    if let Some(p) = self.playout.as_mut() {
+                        p.pause();
+                    }
+                    (
+                        self.with_session(response(StatusCode::Ok, cseq), &s.id),
+                        Action::Teardown,
+                    )
+                }
             },
             Method::GetParameter | Method::SetParameter => {
                 let b = response(StatusCode::Ok, cseq);
@@ -488,8 +510,70 @@ impl Connection {
         (self.with_session(b, &id), Action::None)
     }
 
-    /// The PLAY response, once the I/O layer knows, per set-up track, the sequence number and
-    /// RTP timestamp of the first packet it will send.
+    /// Starts (or resumes) playing at `first`, the keyframe of stream `master` the I/O layer
+    /// sends next (through [`Connection::frame`]): answers the PLAY whose `CSeq` was `cseq`, with
+    /// RTP-Info, and appends the sender reports that go before the first RTP packet to `out`.
+    pub fn play(
+        &mut self,
+        cseq: &str,
+        first: &Frame,
+        master: usize,
+        out: &mut impl Sink,
+    ) -> Response<Vec<u8>> {
+        let Some(s) = &self.session else {
+            return plain(StatusCode::MethodNotValidInThisState, Some(cseq));
+        };
+        let previous = self.playout.take();
+        let p = Playout::start(s, first, master, &self.config.rtp, previous);
+        let resp = self.play_response(cseq, &p.rtp_info());
+        if first.wall.is_some() {
+            p.sender_reports(out);
+        }
+        self.playout = Some(p);
+        resp
+    }
+
+    /// What the session sends, once PLAY started it.
+    pub fn playout(&self) -> Option<&Playout> {
+        self.playout.as_ref()
+    }
+
+    /// Playing (PLAY done, not paused).
+    pub fn playing(&self) -> bool {
+        self.playout.as_ref().is_some_and(Playout::playing)
+    }
+
+    /// Appends the packets of `f` to `out` (none unless playing).
+    pub fn frame(&mut self, f: &Frame, out: &mut impl Sink) {
+        if let Some(p) = self.playout.as_mut() {
+            p.frame(f, out);
+        }
+    }
+
+    /// Appends the periodic sender reports to `out`, while playing.
+    pub fn sender_reports(&self, out: &mut impl Sink) {
+        if let Some(p) = self.playout.as_ref().filter(|p| p.playing()) {
+            p.sender_reports(out);
+        }
+    }
+
+    /// The reader skipped ahead to a keyframe (it lagged): see [`Playout::rejoin`].
+    pub fn rejoin(&mut self) {
+        if let Some(p) = self.playout.as_mut() {
+            p.rejoin();
+        }
+    }
+
+    /// Ends what the session sends (after TEARDOWN, or as the connection closes): appends
+    /// every track's last sender report and BYE to `out`. Nothing once ended.
+    pub fn bye(&mut self, out: &mut impl Sink) {
+        if let Some(p) = self.playout.take() {
+            p.bye(out);
+        }
+    }
+
+    /// The PLAY response, given per set-up track the sequence number and RTP timestamp of the
+    /// first packet sent.
     pub fn play_response(&self, cseq: &str, rtp_info: &[(usize, u16, u32)]) -> Response<Vec<u8>> {
         let Some(s) = &self.session else {
             return plain(StatusCode::MethodNotValidInThisState, Some(cseq));
@@ -510,11 +594,19 @@ impl Connection {
         self.with_session(b, &s.id)
     }
 
-    /// PLAY could not start (no keyframe arrived in time): the session is set up, not playing.
-    pub fn play_failed(&mut self) {
+    /// PLAY could not start (no keyframe arrived in time): the session is set up, not playing,
+    /// so the client may retry (a previous PLAY's sender state is kept for the next one). The
+    /// answer to the PLAY whose `CSeq` was `cseq`: `503 Service Unavailable`.
+    pub fn play_failed(&mut self, cseq: &str) -> Response<Vec<u8>> {
         if let Some(s) = self.session.as_mut() {
             s.state = State::Ready;
         }
+        if let Some(p) = self.playout.as_mut() {
+            p.pause();
+        }
+        Response::builder(Version::V1_0, StatusCode::ServiceUnavailable)
+            .header(headers::CSEQ, cseq)
+            .build(Vec::new())
     }
 
     /// Forgets the session (the I/O layer closed it, e.g. on timeout).
@@ -524,18 +616,20 @@ impl Connection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use nvrkit_media::Demuxer;
 
-    struct One(Arc<StreamInfo>);
+    /// A catalog of one stream.
+    pub(crate) struct One(pub(crate) Arc<StreamInfo>);
     impl Catalog for One {
         fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
             (name == self.0.name).then(|| self.0.clone())
         }
     }
 
-    fn catalog() -> One {
+    /// The embedded sample at `sample`.
+    pub(crate) fn catalog() -> One {
         let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
         One(Arc::new(StreamInfo {
             name: "sample".into(),
@@ -544,6 +638,11 @@ mod tests {
     }
 
     fn conn(auth: Option<Auth>) -> Connection {
+        conn_with(auth, RtpConfig::default())
+    }
+
+    /// A plain connection that offers UDP (server ports 8000-8001).
+    pub(crate) fn conn_with(auth: Option<Auth>, rtp: RtpConfig) -> Connection {
         Connection::new(ConnConfig {
             auth: auth.map(Arc::new),
             udp_ports: Some((8000, 8001)),
@@ -551,10 +650,12 @@ mod tests {
             scheme: "rtsp",
             host: "127.0.0.1:8554".into(),
             server_ip: "127.0.0.1".into(),
+            rtp,
         })
     }
 
-    fn req(text: &str) -> Request<Vec<u8>> {
+    /// Parses a request.
+    pub(crate) fn req(text: &str) -> Request<Vec<u8>> {
         match rtsp_types::Message::<Vec<u8>>::parse(text.as_bytes())
             .unwrap()
             .0

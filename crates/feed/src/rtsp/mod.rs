@@ -3,3 +3,4 @@
 pub mod auth;
 pub mod core;
 pub mod framing;
+pub mod play;

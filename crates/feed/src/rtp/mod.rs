@@ -119,17 +119,14 @@ impl Packetizer {
     pub fn packetize(&self, frame: &Frame, extra_nals: &[Bytes], out: &mut Vec<Payload>) {
         match self.kind {
             Kind::Video(codec) => {
-                let mut nals: Vec<Bytes> = extra_nals.to_vec();
-                for n in nal::length_prefixed(&frame.data, 4) {
-                    match n {
-                        Ok(n) if !n.is_empty() => nals.push(frame.data.slice_ref(n)),
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                }
-                let last = nals.len().saturating_sub(1);
-                for (i, n) in nals.iter().enumerate() {
-                    self.video_nal(codec, n, i == last, out);
+                // Per client and frame: no allocation (nothing is collected).
+                let own = nal::length_prefixed(&frame.data, 4)
+                    .map_while(Result::ok)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| frame.data.slice_ref(n));
+                let mut nals = extra_nals.iter().cloned().chain(own).peekable();
+                while let Some(n) = nals.next() {
+                    self.video_nal(codec, &n, nals.peek().is_none(), out);
                 }
             }
             Kind::Aac => self.aac(&frame.data, out),
@@ -173,10 +170,11 @@ impl Packetizer {
             out.push(Payload::new(&[], nal.clone(), last_of_au));
             return;
         }
-        let (head, skip): (Vec<u8>, usize) = match codec {
+        // The FU indicator (or payload header) and FU header, in an array: no allocation.
+        let (head, head_len, skip) = match codec {
             VideoCodec::H264 => {
                 let indicator = (nal[0] & 0xe0) | 28;
-                (vec![indicator, nal[0] & 0x1f], 1)
+                ([indicator, nal[0] & 0x1f, 0], 2, 1)
             }
             VideoCodec::H265 => {
                 if nal.len() < 3 {
@@ -184,16 +182,16 @@ impl Packetizer {
                 }
                 let t = (nal[0] >> 1) & 0x3f;
                 // PayloadHdr: F and LayerId/TID from the NAL header, type 49.
-                (vec![(nal[0] & 0x81) | (49 << 1), nal[1], t], 2)
+                ([(nal[0] & 0x81) | (49 << 1), nal[1], t], 3, 2)
             }
         };
-        let fu_header_at = head.len() - 1;
-        let chunk = self.max_payload - head.len();
+        let fu_header_at = head_len - 1;
+        let chunk = self.max_payload - head_len;
         let body = nal.slice(skip..);
         let mut pos = 0;
         while pos < body.len() {
             let end = (pos + chunk).min(body.len());
-            let mut h = head.clone();
+            let mut h = head;
             if pos == 0 {
                 h[fu_header_at] |= 0x80; // S
             }
@@ -201,7 +199,7 @@ impl Packetizer {
                 h[fu_header_at] |= 0x40; // E
             }
             out.push(Payload::new(
-                &h,
+                &h[..head_len],
                 body.slice(pos..end),
                 end == body.len() && last_of_au,
             ));
@@ -234,64 +232,10 @@ impl Packetizer {
     }
 }
 
-/// The RTCP packets nvrkit sends (RFC 3550 §6).
-pub mod rtcp {
-    use bytes::{BufMut, BytesMut};
+pub mod rtcp;
+pub mod sender;
 
-    /// A sender report followed by an SDES with the CNAME: the compound packet RFC 3550 §6.1
-    /// requires.
-    #[allow(clippy::too_many_arguments)] // reason: one argument per field of the report
-    pub fn sender_report(
-        out: &mut BytesMut,
-        ssrc: u32,
-        ntp: u64,
-        rtp_timestamp: u32,
-        packets: u32,
-        octets: u32,
-        cname: &str,
-    ) {
-        // SR, §6.4.1: header, SSRC, NTP (64), RTP ts, packet count, octet count; no blocks.
-        out.put_u8(0x80);
-        out.put_u8(200);
-        out.put_u16(6); // length in 32-bit words minus one
-        out.put_u32(ssrc);
-        out.put_u64(ntp);
-        out.put_u32(rtp_timestamp);
-        out.put_u32(packets);
-        out.put_u32(octets);
-        sdes(out, ssrc, cname);
-    }
-
-    /// SDES with one CNAME item, §6.5.
-    pub fn sdes(out: &mut BytesMut, ssrc: u32, cname: &str) {
-        let name = &cname.as_bytes()[..cname.len().min(255)];
-        // SSRC (4) + type (1) + length (1) + text + at least one null, padded to 4.
-        let chunk = 4 + 2 + name.len() + 1;
-        let padded = chunk.div_ceil(4) * 4;
-        out.put_u8(0x81); // one chunk
-        out.put_u8(202);
-        out.put_u16((padded / 4) as u16);
-        out.put_u32(ssrc);
-        out.put_u8(1); // CNAME
-        out.put_u8(name.len() as u8);
-        out.put_slice(name);
-        out.put_bytes(0, padded - chunk + 1);
-    }
-
-    /// BYE for one source, §6.6.
-    pub fn bye(out: &mut BytesMut, ssrc: u32) {
-        out.put_u8(0x81);
-        out.put_u8(203);
-        out.put_u16(1);
-        out.put_u32(ssrc);
-    }
-
-    /// True if `packet` is an RTCP packet a receiver sends (RR, or a compound starting with
-    /// one; also SDES/BYE/APP/feedback): liveness from a client.
-    pub fn is_receiver_rtcp(packet: &[u8]) -> bool {
-        packet.len() >= 8 && packet[0] >> 6 == 2 && (201..=206).contains(&packet[1])
-    }
-}
+pub use sender::{Outgoing, Route, Sink, TrackSender};
 
 #[cfg(test)]
 mod tests {
