@@ -74,7 +74,7 @@ impl Mqtt {
                 loop {
                     tick.tick().await;
                     let Some(mqtt) = weak.upgrade() else { return };
-                    mqtt.watch_ranges();
+                    mqtt.watch_ranges(Instant::now());
                 }
             });
         }
@@ -105,13 +105,14 @@ impl Mqtt {
         }
     }
 
-    fn watch_ranges(&self) {
+    /// Turns motion OFF for each camera whose range has closed, as of `now`.
+    fn watch_ranges(&self, now: Instant) {
         for c in &self.cameras {
             let mut on = c.on_since.lock().unwrap_or_else(|p| p.into_inner());
             let Some((since, last)) = *on else { continue };
             let closed = c.stats.ranges_closed.load(Ordering::Relaxed) > since;
             let open = c.stats.open.lock().map(|o| o.is_some()).unwrap_or(true);
-            if closed && !open && last.elapsed() >= SETTLE {
+            if closed && !open && now.saturating_duration_since(last) >= SETTLE {
                 *on = None;
                 self.publisher.motion(&c.name, false);
             }
@@ -121,5 +122,51 @@ impl Mqtt {
     /// At shutdown, after the recorders have closed their ranges.
     pub async fn finish(&self) {
         self.publisher.finish(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(m: &Mqtt) -> bool {
+        m.cameras[0].on_since.lock().unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn motion_goes_off_only_when_a_range_closed_after_the_event_and_none_is_open() {
+        // No broker: the state machine is what is under test.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("mqtt://127.0.0.1:{port}").parse().unwrap();
+        let stats = Arc::new(RecorderStats::default());
+        let cams = [("cam".to_owned(), stats.clone())];
+        let m = Mqtt::start(url, Vec::new(), &cams, Mode::Events, Duration::from_secs(2)).unwrap();
+        let later = || Instant::now() + SETTLE;
+        m.event("cam", &serde_json::json!({"kind": "motion"}));
+        assert!(on(&m));
+        *stats.open.lock().unwrap() = Some((nvrkit_media::WallTime::now(), None));
+        m.watch_ranges(later());
+        assert!(on(&m), "the range is open");
+        // Closed, but a new range (a later event) is already open: still ON.
+        stats.ranges_closed.fetch_add(1, Ordering::Relaxed);
+        m.watch_ranges(later());
+        assert!(on(&m), "another range is open");
+        *stats.open.lock().unwrap() = None;
+        m.watch_ranges(Instant::now());
+        assert!(
+            on(&m),
+            "an event less than SETTLE ago may still be on its way"
+        );
+        m.watch_ranges(later());
+        assert!(!on(&m), "closed, none open: OFF");
+        // The next event counts from the closes so far.
+        m.event("cam", &serde_json::json!({"kind": "motion"}));
+        m.watch_ranges(later());
+        assert!(on(&m), "no range closed since this event");
+        m.finish().await;
     }
 }

@@ -467,6 +467,12 @@ fn mqtt_gets_the_event_and_motion_on_until_the_range_closes() {
     let broker = Mosquitto::start();
     let mut sub = MqttSub::start(broker.port());
     let nvr = start_nvr(&["--pre", "2s", "--post", "2s", "--mqtt", &broker.url()]);
+    let said = format!("mqtt: {}", broker.url());
+    assert!(
+        nvr.printed.iter().any(|l| l.starts_with(&said)),
+        "{:?}",
+        nvr.printed
+    );
     let config = "homeassistant/binary_sensor/nvrkit_demo/motion/config";
     let discovery = sub.wait_for(config, guard, |_| true);
     let d: serde_json::Value = serde_json::from_str(&discovery.payload).unwrap();

@@ -565,6 +565,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out, "smtp: {smtp_host}{smtp_auth}")?;
         writeln!(out, "web: http://{http_host}/")?;
         writeln!(out, "store: {}", args.store.display())?;
+        if let Some(url) = &args.mqtt {
+            writeln!(
+                out,
+                "mqtt: {url} (nvrkit/<camera>/event, …/motion, Home Assistant discovery)"
+            )?;
+        }
         writeln!(out, "trigger an event by e-mail:")?;
         writeln!(
             out,
