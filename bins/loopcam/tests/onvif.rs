@@ -56,6 +56,8 @@ fn onvif_zeep_async_reads_the_device_and_ffprobe_plays_its_stream() {
     );
     assert!(text.contains("model=loopcam"), "{text}");
     assert!(text.contains("profile=main H264 640x360"), "{text}");
+    assert!(text.contains("hostname=loopcam-sample"), "{text}");
+    assert!(text.contains("onvif://www.onvif.org/name/sample"), "{text}");
     let stream = text
         .lines()
         .find_map(|l| l.strip_prefix("stream="))

@@ -8,6 +8,7 @@ profiles, gets the stream URI (Media1, and Media2 when offered) and prints, one 
   serial=<SerialNumber>
   profile=<token> <encoding> <width>x<height>
   stream=<rtsp uri>
+(and the snapshot URI, the scopes and the host name). onvif-zeep-async 4.3 has no Media2 client.
 Exits non-zero on any error. bins/loopcam/tests/onvif.rs runs it and plays the URI with ffprobe.
 """
 
@@ -29,7 +30,18 @@ async def main() -> int:
         if info.SerialNumber != clip:
             print(f"serial {info.SerialNumber!r} is not the clip {clip!r}", file=sys.stderr)
             return 1
+        # The rest of the Device service, parsed against the ONVIF schemas by zeep.
+        await devicemgmt.GetCapabilities({"Category": "All"})
+        await devicemgmt.GetServices({"IncludeCapability": True})
+        scopes = await devicemgmt.GetScopes()
+        print("scopes=" + " ".join(s.ScopeItem for s in scopes))
+        await devicemgmt.GetNetworkInterfaces()
+        host = await devicemgmt.GetHostname()
+        print(f"hostname={host.Name}")
         media = await cam.create_media_service()
+        await media.GetVideoSources()
+        await media.GetVideoSourceConfigurations()
+        await media.GetVideoEncoderConfigurations()
         profiles = await media.GetProfiles()
         for p in profiles:
             enc = p.VideoEncoderConfiguration
