@@ -355,6 +355,28 @@ async fn hostile_requests_are_bounded() {
     rig.stop().await;
 }
 
+/// The devices' listeners are `nvrkit_net::http` servers: a half-sent request is cut at the
+/// request deadline (1 s here), and a client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_request_is_cut_at_its_deadline() {
+    use std::io::Write as _;
+    let rig = rig(None).await;
+    let dev = rig.device("alpha");
+    let held = tokio::task::spawn_blocking(move || {
+        let mut s = hostile::connect_from(ATTACKER, dev);
+        s.write_all(b"POST /onvif/device_service HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .unwrap();
+        hostile::read_until_closed(&mut s)
+    });
+    let (status, _) = post(dev, envelope("", &device_action("GetHostname"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        held.await.unwrap().is_some(),
+        "the half-sent request was cut before the hang guard"
+    );
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_port_is_a_warning() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
