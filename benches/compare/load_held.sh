@@ -37,7 +37,7 @@ case $server in
   loopcam)
     proto=rtsp
     path=/sample
-    "$bin" --listen "127.0.0.1:$port" --rtsps-listen "127.0.0.1:$tls_port" "${caps[@]}" \
+    "$bin" --listen "127.0.0.1:$port" --no-onvif --rtsps-listen "127.0.0.1:$tls_port" "${caps[@]}" \
       >/dev/null 2>&1 &
     kinds="slowloris trickle tls"
     ;;

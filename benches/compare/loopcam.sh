@@ -33,7 +33,7 @@ declare -A url=([loopcam]="rtsp://127.0.0.1:18554/$name" [gst-rtsp-server]="rtsp
 # prepared again after the last client left, so both servers are restarted alike.
 start_server() { # name [extra loopcam flags] → pid on stdout
   case $1 in
-    loopcam) "$loopcam" --listen 127.0.0.1:18554 --no-udp "${@:2}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
+    loopcam) "$loopcam" --listen 127.0.0.1:18554 --no-udp --no-onvif "${@:2}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
     # --audio: the AAC track too, as loopcam serves it (the light client sets up video only).
     gst-rtsp-server) /usr/bin/python3 "$peers/gst_loop_server.py" "$clip" --port 18555 ${GST_AUDIO---audio} >>"$tmp/gst.log" 2>&1 & ;;
   esac
@@ -82,7 +82,7 @@ done
 # 16 clips × 4 readers, loopcam only (one process serving 16 streams).
 mkdir -p "$tmp/clips"
 for i in $(seq -w 1 16); do ln -s "$clip" "$tmp/clips/cam$i.mp4"; done
-"$loopcam" --listen 127.0.0.1:18556 --no-udp "$tmp/clips" >/dev/null 2>"$tmp/loopcam16.log" &
+"$loopcam" --listen 127.0.0.1:18556 --no-udp --no-onvif "$tmp/clips" >/dev/null 2>"$tmp/loopcam16.log" &
 lc16=$!
 pids+=("$lc16")
 sleep 2

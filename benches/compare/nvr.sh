@@ -30,7 +30,7 @@ ffmpeg -v error -f lavfi -i testsrc2=size=1280x720:rate=25 -t 10 -c:v libx264 -p
 max=$(echo $counts | tr ' ' '\n' | sort -n | tail -1)
 mkdir -p "$tmp/clips"
 for i in $(seq -w 1 "$max"); do ln -s "$tmp/cam.mp4" "$tmp/clips/cam$i.mp4"; done
-"$loopcam" --listen 127.0.0.1:18700 --no-udp "$tmp/clips" >/dev/null 2>"$tmp/loopcam.log" &
+"$loopcam" --listen 127.0.0.1:18700 --no-udp --no-onvif "$tmp/clips" >/dev/null 2>"$tmp/loopcam.log" &
 pids+=($!)
 sleep 3
 

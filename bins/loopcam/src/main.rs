@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use nvrkit_cli::units::parse_duration;
 use nvrkit_feed::Clip;
 use nvrkit_feed::TlsSource;
+use nvrkit_feed::onvif::Onvif;
 use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, RtmpUrl};
 use nvrkit_feed::rtsp::auth::Auth;
 use nvrkit_feed::server::{Config, Looper, Server};
@@ -35,6 +36,8 @@ Examples:
   loopcam --rtsps-listen 0.0.0.0:8322 --tls-cert cert.pem --tls-key key.pem
   ffprobe -rtsp_transport tcp rtsps://127.0.0.1:8322/sample
   ffplay -rtsp_transport tcp rtsp://127.0.0.1:8554/sample
+  loopcam --onvif-listen 127.0.0.1:8000 a.mp4 b.mp4
+                                           ONVIF devices at http://127.0.0.1:8000 (a) and :8001 (b)
   loopcam push rtmp://127.0.0.1/live/cam clip.mp4
                                            publish the loop to an RTMP server (nginx-rtmp, Wowza…)
   loopcam push rtmp://a/live/cam clip.mp4 --push rtmps://b/live/cam?key=K
@@ -103,6 +106,22 @@ struct Cli {
     /// not count; one holding a session waits --session-timeout if longer).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// The first ONVIF device's HTTP address: one device per clip, on consecutive ports in
+    /// clip-name order, each at http://HOST:PORT/onvif/device_service (a port already taken
+    /// is a warning and that clip has no device). With --auth, WS-UsernameToken
+    /// (PasswordDigest) is required.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8000")]
+    onvif_listen: SocketAddr,
+    /// Serve no ONVIF devices (and no WS-Discovery).
+    #[arg(long)]
+    no_onvif: bool,
+    /// Answer directed (unicast) WS-Discovery probes on this UDP address; no multicast group
+    /// is joined.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3702")]
+    discovery_listen: SocketAddr,
+    /// Answer no WS-Discovery probes (the ONVIF devices stay).
+    #[arg(long)]
+    no_discovery: bool,
     #[command(flatten)]
     push: PushArgs,
     #[command(subcommand)]
@@ -371,6 +390,46 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     Ok(pushes)
 }
 
+/// The ONVIF devices of every clip, and the WS-Discovery responder.
+async fn start_onvif(cli: &Cli, server: &Server) -> anyhow::Result<Onvif> {
+    let credentials = match &cli.auth {
+        Some(spec) => {
+            let (u, p) = spec.split_once(':').context("--auth wants USER:PASS")?;
+            Some((u.to_owned(), p.to_owned()))
+        }
+        None => None,
+    };
+    let config = nvrkit_feed::onvif::Config {
+        listen: cli.onvif_listen,
+        http: nvrkit_net_http_config(cli),
+        credentials,
+        discovery_listen: (!cli.no_discovery).then_some(cli.discovery_listen),
+    };
+    let onvif = Onvif::start(config, nvrkit_feed::onvif::devices(server)).await?;
+    for l in onvif.devices() {
+        tracing::info!(
+            "ONVIF device {} at http://{}:{}/onvif/device_service",
+            l.device.name,
+            printable_host(l.addr),
+            l.addr.port()
+        );
+    }
+    if let Some(addr) = onvif.discovery_addr() {
+        tracing::info!("WS-Discovery: answering directed probes on UDP {addr} (no multicast)");
+    }
+    Ok(onvif)
+}
+
+/// The ONVIF listeners' limits: the RTSP ones (--max-conns and the timeouts).
+fn nvrkit_net_http_config(cli: &Cli) -> nvrkit_feed::onvif::HttpConfig {
+    nvrkit_feed::onvif::HttpConfig {
+        max_conns: cli.max_conns.max(1),
+        max_conns_per_addr: cli.max_conns_per_addr.map(|n| n.max(1)),
+        request_timeout: cli.request_timeout,
+        idle_timeout: cli.idle_timeout,
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Check(args)) = &cli.command {
         return check::run(args);
@@ -437,6 +496,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server.local_addr()
         );
     }
+    let onvif = if cli.no_onvif {
+        None
+    } else {
+        Some(start_onvif(&cli, &server).await?)
+    };
     let pushes = pushes_beside(&server, &cli.push)?;
     if pushes.is_empty() {
         tokio::signal::ctrl_c()
@@ -462,6 +526,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 p.max_us as f64 / 1000.0
             );
         }
+    }
+    if let Some(o) = onvif {
+        o.shutdown().await;
     }
     tracing::info!("shutting down: sending RTCP BYE to every session");
     server.shutdown().await;

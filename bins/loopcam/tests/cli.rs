@@ -93,7 +93,14 @@ fn max_conns_and_request_timeout_flags_take_effect() {
     use nvrkit_testutil::hostile::{ATTACKER, CLIENT, connect_from, read_until_closed};
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_loopcam"))
-        .args(["--listen", "127.0.0.1:0", "--no-udp", "--max-conns", "1"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-udp",
+            "--no-onvif",
+            "--max-conns",
+            "1",
+        ])
         .args(["--request-timeout", "1s", "--idle-timeout", "30s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -296,7 +296,7 @@ fn every_corpus_clip_loops_seamlessly_offline_and_over_rtsp_and_rtmp() {
     // Over the wire: one loopcam serving every clip, ffprobe reading three seams of each.
     let mut server = Command::new(env!("CARGO_BIN_EXE_loopcam"))
         .env("RUST_LOG", "warn,mp4_atom=error")
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--no-onvif"])
         .args(&files)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

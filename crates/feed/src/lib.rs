@@ -26,6 +26,9 @@
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
 //!
+//! - `onvif` (feature `onvif`): an ONVIF Profile S device per clip, each on its own HTTP
+//!   listener, and directed WS-Discovery probes answered (never multicast).
+//!
 //! Non-goals: RTSP 2.0, multicast, SRTP, recording (ANNOUNCE/RECORD), playing RTMP.
 //!
 //! ## Serve the embedded sample
@@ -67,6 +70,8 @@ pub mod check;
 pub mod error;
 pub mod join;
 pub mod loop_source;
+#[cfg(feature = "onvif")]
+pub mod onvif;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;

@@ -382,3 +382,10 @@ impl Server {
         }
     }
 }
+
+/// Resolves once shutdown was signalled, also when that happened before `stop` was subscribed
+/// (a task that subscribes in its own body may do so after [`Server::shutdown`] sent it:
+/// waiting for a *change* would then wait for ever).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1349,3 +1349,21 @@ async fn gstreamer_decodes_pcmu_and_pcma_across_a_seam() {
     );
     s.shutdown().await;
 }
+
+/// A server shut down at once, before its tasks first ran, still stops: its accept loop may
+/// subscribe to the shutdown signal after it was sent (it hung about 1 run in 6 when it waited
+/// for a change instead of for the value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shut_down_right_after_start_stops() {
+    let c = nvrkit_feed::Clip::load(
+        "sample",
+        &Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap(),
+    )
+    .unwrap();
+    for _ in 0..30 {
+        let s = server(vec![c.clone()], Config::default()).await;
+        tokio::time::timeout(Duration::from_secs(20), s.shutdown())
+            .await
+            .expect("hang guard: shutdown returned");
+    }
+}

@@ -216,12 +216,7 @@ impl App {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.len() <= 255
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-            })
+            .filter(|h| nvrkit_net::plausible_host(h))
             .unwrap_or("localhost");
         format!("http://{host}")
     }

@@ -402,6 +402,24 @@ impl ByteBudget {
     }
 }
 
+/// Whether an HTTP `Host` header value is a plausible `host[:port]` (at most 255 bytes of
+/// letters, digits and `.-:[]_`), so that a server may write it into a URL it answers with:
+/// anything else (quotes, angle brackets, spaces) would let a client inject markup.
+///
+/// ```
+/// assert!(nvrkit_net::plausible_host("cam.local:8000"));
+/// assert!(nvrkit_net::plausible_host("[fe80::1]:80"));
+/// assert!(!nvrkit_net::plausible_host("a\"><x"));
+/// assert!(!nvrkit_net::plausible_host(""));
+/// ```
+pub fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+}
+
 /// Whether `json` nests arrays and objects at most `max` deep: one pass, strings (with their
 /// escapes) skipped. Malformed JSON is not refused here; that is the parser's job, and this only
 /// keeps a deep input from reaching it.

@@ -11,8 +11,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Shared;
 use super::conn::serve;
+use super::{Shared, stopped};
 use crate::error::{Error, Result};
 use crate::rtp::rtcp;
 
@@ -109,7 +109,7 @@ pub(super) async fn accept(
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = stop.changed() => break,
+            _ = stopped(&mut stop) => break,
         }
     }
     while conns.join_next().await.is_some() {}
@@ -202,7 +202,7 @@ pub(super) async fn receive_rtcp(
                     *at = Instant::now();
                 }
             }
-            _ = stop.changed() => break,
+            _ = stopped(&mut stop) => break,
         }
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use nvrkit_media::{Frame, WallTime};
 use nvrkit_ring::Ring;
 use tokio::sync::watch;
+
+use super::stopped;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -162,7 +164,7 @@ pub(super) async fn pace(
         let due = start + Duration::from_micros(source.deadline_micros(&frame).max(0) as u64);
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
-            _ = stop.changed() => break,
+            _ = stopped(&mut stop) => break,
         }
         if let Ok(mut p) = pacing.lock() {
             p.record(Instant::now().saturating_duration_since(due));

@@ -1,0 +1,394 @@
+//! ONVIF Profile S devices (feature `onvif`): each clip of a [`Server`] as its own device on its
+//! own HTTP listener, and directed WS-Discovery ([`discovery`]).
+//!
+//! - One listener per device on consecutive ports from [`Config::listen`] (devices in clip-name
+//!   order); a port that cannot be bound is a warning and that device is left out.
+//! - Each listener serves `POST /onvif/device_service` (also `/onvif/media_service` and
+//!   `/onvif/media2_service`, which the capabilities name as the same address): the Device,
+//!   Media and Media2 actions of [`service`]. `/snapshot/<name>.jpg` answers `501 Not
+//!   Implemented` for now (snapshots are a later change).
+//! - The hardened server of [`nvrkit_net::http`] (connection caps, deadlines from a request's
+//!   first byte); SOAP bodies above [`soap::MAX_SOAP_BODY`] are refused `413` unread.
+//! - With credentials, every action but `GetSystemDateAndTime` needs a WS-UsernameToken
+//!   `PasswordDigest` ([`auth`]); HTTP Digest is not implemented.
+//!
+//! ONVIF is not part of [`crate::server::Config`]: a [`Server`] serves RTSP only, and a caller
+//! that wants devices starts [`Onvif`] beside it (loopcam does, by default).
+
+pub mod auth;
+pub mod discovery;
+pub mod service;
+pub mod soap;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use nvrkit_media::{CodecParams, WallTime};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::server::Server;
+use crate::{Error, Result};
+
+/// The limits of the devices' HTTP listeners (re-exported so callers need not depend on
+/// nvrkit-net).
+pub use nvrkit_net::http::Config as HttpConfig;
+
+/// Where and how the devices listen.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The first device's HTTP address; device `i` (in name order) listens on port + `i`
+    /// (port 0: each on any free port). loopcam's `--onvif-listen`, default `0.0.0.0:8000`.
+    pub listen: SocketAddr,
+    /// Limits of the HTTP listeners (shared by all of them).
+    pub http: nvrkit_net::http::Config,
+    /// Require a WS-UsernameToken for this user name and password (loopcam's `--auth`).
+    pub credentials: Option<(String, String)>,
+    /// Answer directed WS-Discovery probes on this UDP address (`--discovery-listen`, default
+    /// `0.0.0.0:3702`); `None`: no discovery.
+    pub discovery_listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8000),
+            http: nvrkit_net::http::Config::default(),
+            credentials: None,
+            discovery_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3702)),
+        }
+    }
+}
+
+/// The video codec a device announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// H.264.
+    H264,
+    /// H.265.
+    H265,
+}
+
+/// A device's video.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Video {
+    /// Codec.
+    pub codec: VideoCodec,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second (frames over presented duration).
+    pub fps: f64,
+}
+
+/// One device: a clip served over RTSP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    /// The clip (stream) name: its RTSP path.
+    pub name: String,
+    /// The RTSP port the clip is served on.
+    pub rtsp_port: u16,
+    /// Its video, when it has a video track.
+    pub video: Option<Video>,
+}
+
+/// The devices of a server's clips, in name order.
+pub fn devices(server: &Server) -> Vec<Device> {
+    let rtsp_port = server.local_addr().port();
+    server
+        .names()
+        .into_iter()
+        .map(|name| {
+            let video = server.clip(&name).and_then(|clip| {
+                clip.tracks().iter().find_map(|t| {
+                    let (codec, p) = match &t.params {
+                        CodecParams::H264(p) => (VideoCodec::H264, p),
+                        CodecParams::H265(p) => (VideoCodec::H265, p),
+                        _ => return None,
+                    };
+                    let fps = if t.duration > 0 {
+                        t.frames as f64 * f64::from(t.timescale) / t.duration as f64
+                    } else {
+                        0.0
+                    };
+                    Some(Video {
+                        codec,
+                        width: p.width,
+                        height: p.height,
+                        fps,
+                    })
+                })
+            });
+            Device {
+                name,
+                rtsp_port,
+                video,
+            }
+        })
+        .collect()
+}
+
+/// A device being served.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The device.
+    pub device: Device,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+}
+
+/// The running devices and discovery responder.
+#[derive(Debug)]
+pub struct Onvif {
+    devices: Vec<Listening>,
+    discovery: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Ctx {
+    device: Device,
+    listen: SocketAddr,
+    verifier: Option<auth::Verifier>,
+}
+
+impl Onvif {
+    /// Binds a listener per device (a port that cannot be bound is logged and skipped) and the
+    /// discovery socket (likewise), and serves them until [`Onvif::shutdown`].
+    pub async fn start(config: Config, devices: Vec<Device>) -> Result<Onvif> {
+        let (stop, stop_rx) = watch::channel(false);
+        let http = nvrkit_net::http::Server::new(config.http);
+        let mut listening = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, device) in devices.into_iter().enumerate() {
+            let mut addr = config.listen;
+            if addr.port() != 0 {
+                let Some(port) = u16::try_from(i)
+                    .ok()
+                    .and_then(|i| addr.port().checked_add(i))
+                else {
+                    tracing::warn!("ONVIF device {}: no port left above {addr}", device.name);
+                    continue;
+                };
+                addr.set_port(port);
+            }
+            let listener = match TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(
+                        "ONVIF device {}: cannot listen on {addr}: {e}; not served",
+                        device.name
+                    );
+                    continue;
+                }
+            };
+            let addr = listener.local_addr().map_err(|source| Error::Io {
+                what: "ONVIF listener address".into(),
+                source,
+            })?;
+            let ctx = Arc::new(Ctx {
+                device: device.clone(),
+                listen: addr,
+                verifier: config
+                    .credentials
+                    .as_ref()
+                    .map(|(u, p)| auth::Verifier::new(u.clone(), p.clone())),
+            });
+            let router = Router::new()
+                .route("/onvif/device_service", post(soap))
+                .route("/onvif/media_service", post(soap))
+                .route("/onvif/media2_service", post(soap))
+                .route("/snapshot/{file}", get(snapshot))
+                .with_state(ctx);
+            let http = http.clone();
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                http.serve(listener, router, async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+            }));
+            listening.push(Listening { device, addr });
+        }
+        let mut discovery_addr = None;
+        if let Some(addr) = config.discovery_listen {
+            match tokio::net::UdpSocket::bind(addr).await {
+                Ok(sock) => {
+                    discovery_addr = sock.local_addr().ok();
+                    let responder = discovery::Responder::new(
+                        listening
+                            .iter()
+                            .map(|l| (l.device.clone(), l.addr))
+                            .collect(),
+                    );
+                    let rx = stop_rx.clone();
+                    tasks.push(tokio::spawn(responder.run(sock, rx)));
+                }
+                Err(e) => tracing::warn!("WS-Discovery: cannot listen on UDP {addr}: {e}"),
+            }
+        }
+        Ok(Onvif {
+            devices: listening,
+            discovery: discovery_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The devices served and their HTTP addresses, in name order.
+    pub fn devices(&self) -> &[Listening] {
+        &self.devices
+    }
+
+    /// The WS-Discovery UDP address, when it is bound.
+    pub fn discovery_addr(&self) -> Option<SocketAddr> {
+        self.discovery
+    }
+
+    /// Stops every listener; requests in flight finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The host a client used to reach us (its `Host` header, when it is a plausible host), else
+/// the listener's address (loopback for a wildcard).
+fn reached_host(headers: &HeaderMap, listen: SocketAddr) -> String {
+    let from_header = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| nvrkit_net::plausible_host(h))
+        .map(|h| {
+            // Strip the port: `[v6]:port`, `host:port`, or a bare host.
+            if let Some(rest) = h.strip_prefix('[') {
+                match rest.split_once(']') {
+                    Some((ip, _)) => format!("[{ip}]"),
+                    None => h.to_owned(),
+                }
+            } else {
+                match h.rsplit_once(':') {
+                    Some((host, _)) if !host.contains(':') => host.to_owned(),
+                    _ => h.to_owned(),
+                }
+            }
+        });
+    from_header.unwrap_or_else(|| host_of(listen.ip()))
+}
+
+/// `ip` as a URL host (IPv6 in brackets; loopback for a wildcard).
+pub fn host_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".into(),
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".into(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn soap_response(status: StatusCode, xml: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/soap+xml; charset=utf-8")],
+        xml,
+    )
+        .into_response()
+}
+
+fn fault_response(f: &service::Fault) -> Response {
+    let status = if f.code == "env:Sender" {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    soap_response(status, soap::fault(f.code, f.subcode, &f.reason))
+}
+
+async fn soap(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, soap::MAX_SOAP_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return soap_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                soap::fault(
+                    "env:Sender",
+                    "ter:InvalidArgs",
+                    &format!(
+                        "the request body is larger than {} bytes",
+                        soap::MAX_SOAP_BODY
+                    ),
+                ),
+            );
+        }
+    };
+    let req = match soap::parse(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return fault_response(&service::Fault {
+                code: "env:Sender",
+                subcode: "ter:WellFormed",
+                reason: e.to_string(),
+            });
+        }
+    };
+    let now = WallTime::now();
+    if let Some(v) = &ctx.verifier
+        && !service::is_public(&req)
+        && let Err(e) = v.verify(req.token.as_ref(), now)
+    {
+        tracing::debug!("ONVIF {}: {} refused: {e}", ctx.device.name, req.action);
+        return fault_response(&service::Fault {
+            code: "env:Sender",
+            subcode: "ter:NotAuthorized",
+            reason: format!("sender not authorized: {e}"),
+        });
+    }
+    let at = service::Reached {
+        host: reached_host(&headers, ctx.listen),
+        http_port: ctx.listen.port(),
+    };
+    match service::answer(&ctx.device, &at, &req, now) {
+        Ok(body) => soap_response(StatusCode::OK, soap::envelope("", &body)),
+        Err(f) => fault_response(&f),
+    }
+}
+
+/// `/snapshot/<name>.jpg`: not implemented yet (a later change decodes the latest keyframe).
+async fn snapshot() -> Response {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "snapshots are not implemented yet\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header() {
+        let listen: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(reached_host(&h, listen), "127.0.0.1");
+        h.insert(header::HOST, "cam.local:8000".parse().unwrap());
+        assert_eq!(reached_host(&h, listen), "cam.local");
+        h.insert(header::HOST, "[fe80::1]:8000".parse().unwrap());
+        assert_eq!(reached_host(&h, listen), "[fe80::1]");
+        h.insert(header::HOST, "10.0.0.2".parse().unwrap());
+        assert_eq!(reached_host(&h, listen), "10.0.0.2");
+        h.insert(header::HOST, "a\"<b".parse().unwrap());
+        assert_eq!(reached_host(&h, listen), "127.0.0.1");
+    }
+}

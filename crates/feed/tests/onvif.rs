@@ -1,0 +1,455 @@
+//! The ONVIF devices and WS-Discovery responder over loopback (feature `onvif`): SOAP envelopes
+//! shaped as onvif-zeep-async sends them, answers read back with quick-xml (through
+//! `nvrkit_feed::onvif::soap::parse`), a directed Probe to 127.0.0.1. Clients connect from
+//! 127.0.0.3, a hostile peer from 127.0.0.2.
+#![cfg(feature = "onvif")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use nvrkit_feed::Clip;
+use nvrkit_feed::onvif::soap::{self, Request};
+use nvrkit_feed::onvif::{self, Onvif, auth::password_digest};
+use nvrkit_feed::server::{Config, Server};
+use nvrkit_media::{Demuxer, WallTime};
+use nvrkit_testutil::hostile;
+
+const CLIENT: [u8; 4] = [127, 0, 0, 3];
+const ATTACKER: [u8; 4] = [127, 0, 0, 2];
+
+fn sample(name: &str) -> Arc<Clip> {
+    let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    Clip::load(name, &demux).unwrap()
+}
+
+struct Rig {
+    server: Server,
+    onvif: Onvif,
+}
+
+async fn rig(credentials: Option<(&str, &str)>) -> Rig {
+    let server = Server::start(
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            udp: false,
+            ..Config::default()
+        },
+        vec![sample("bravo"), sample("alpha")],
+    )
+    .await
+    .unwrap();
+    let onvif = Onvif::start(
+        onvif::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            http: nvrkit_net::http::Config {
+                request_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(2),
+                ..nvrkit_net::http::Config::default()
+            },
+            credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+            discovery_listen: Some("127.0.0.1:0".parse().unwrap()),
+        },
+        onvif::devices(&server),
+    )
+    .await
+    .unwrap();
+    Rig { server, onvif }
+}
+
+impl Rig {
+    fn device(&self, name: &str) -> SocketAddr {
+        self.onvif
+            .devices()
+            .iter()
+            .find(|l| l.device.name == name)
+            .unwrap()
+            .addr
+    }
+
+    async fn stop(self) {
+        self.onvif.shutdown().await;
+        self.server.shutdown().await;
+    }
+}
+
+/// A WS-Security header as zeep's UsernameToken(use_digest=True) writes it.
+fn security(user: &str, pass: &str, nonce: &[u8], created: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        r#"<soap-env:Header><wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"><wsse:UsernameToken><wsse:Username>{user}</wsse:Username><wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest">{}</wsse:Password><wsse:Nonce EncodingType="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary">{}</wsse:Nonce><wsu:Created xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd">{created}</wsu:Created></wsse:UsernameToken></wsse:Security></soap-env:Header>"#,
+        password_digest(nonce, created, pass),
+        b64.encode(nonce)
+    )
+}
+
+fn envelope(header: &str, body: &str) -> String {
+    format!(
+        r#"<?xml version='1.0' encoding='utf-8'?>
+<soap-env:Envelope xmlns:soap-env="http://www.w3.org/2003/05/soap-envelope">{header}<soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>"#
+    )
+}
+
+fn device_action(action: &str) -> String {
+    format!(r#"<ns0:{action} xmlns:ns0="http://www.onvif.org/ver10/device/wsdl"/>"#)
+}
+
+fn media_action(action: &str, inner: &str) -> String {
+    format!(
+        r#"<ns0:{action} xmlns:ns0="http://www.onvif.org/ver10/media/wsdl">{inner}</ns0:{action}>"#
+    )
+}
+
+async fn post_raw(from: [u8; 4], to: SocketAddr, path: &str, body: String) -> hostile::Response {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/soap+xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        to.port(),
+        body.len()
+    );
+    tokio::task::spawn_blocking(move || hostile::request(from, to, &req))
+        .await
+        .unwrap()
+}
+
+async fn post(to: SocketAddr, body: String) -> (u16, Request) {
+    let r = post_raw(CLIENT, to, "/onvif/device_service", body).await;
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/soap+xml; charset=utf-8"),
+        "{}",
+        r.head
+    );
+    let parsed = soap::parse(&r.body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)));
+    (r.status, parsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_and_media_services() {
+    let rig = rig(None).await;
+    let names: Vec<&str> = rig
+        .onvif
+        .devices()
+        .iter()
+        .map(|l| l.device.name.as_str())
+        .collect();
+    assert_eq!(names, ["alpha", "bravo"], "devices in clip-name order");
+    let dev = rig.device("bravo");
+    let rtsp_port = rig.server.local_addr().port();
+
+    let (status, r) = post(dev, envelope("", &device_action("GetSystemDateAndTime"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(r.action, "GetSystemDateAndTimeResponse");
+    let year: i64 = r.field("Year").unwrap().parse().unwrap();
+    assert!(year >= 2024);
+
+    let (_, r) = post(dev, envelope("", &device_action("GetDeviceInformation"))).await;
+    assert_eq!(r.field("Model"), Some("loopcam"));
+    assert_eq!(r.field("SerialNumber"), Some("bravo"));
+
+    let caps = envelope(
+        "",
+        r#"<ns0:GetCapabilities xmlns:ns0="http://www.onvif.org/ver10/device/wsdl"><ns0:Category>All</ns0:Category></ns0:GetCapabilities>"#,
+    );
+    let (_, r) = post(dev, caps).await;
+    let xaddr = format!("http://127.0.0.1:{}/onvif/device_service", dev.port());
+    assert_eq!(r.field("XAddr"), Some(xaddr.as_str()));
+
+    let (_, r) = post(dev, envelope("", &device_action("GetServices"))).await;
+    let namespaces: Vec<&str> = r
+        .fields
+        .iter()
+        .filter(|(n, _)| n == "Namespace")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        namespaces,
+        [
+            "http://www.onvif.org/ver10/device/wsdl",
+            "http://www.onvif.org/ver10/media/wsdl",
+            "http://www.onvif.org/ver20/media/wsdl"
+        ]
+    );
+
+    let (_, r) = post(dev, envelope("", &device_action("GetScopes"))).await;
+    assert!(
+        r.fields
+            .iter()
+            .any(|(n, v)| n == "ScopeItem" && v == "onvif://www.onvif.org/name/bravo")
+    );
+    let (_, r) = post(dev, envelope("", &device_action("GetHostname"))).await;
+    assert_eq!(r.field("Name"), Some("loopcam-bravo"));
+    let (_, r) = post(dev, envelope("", &device_action("GetNetworkInterfaces"))).await;
+    assert_eq!(r.field("Address"), Some("127.0.0.1"));
+
+    let (_, r) = post(dev, envelope("", &media_action("GetProfiles", ""))).await;
+    assert_eq!(r.action, "GetProfilesResponse");
+    assert_eq!(r.field("Encoding"), Some("H264"));
+    assert_eq!(r.field("Width"), Some("640"), "{:?}", r.fields);
+    assert_eq!(r.field("Height"), Some("360"));
+    let (_, r) = post(dev, envelope("", &media_action("GetVideoSources", ""))).await;
+    assert_eq!(r.field("Framerate"), Some("25.000"));
+    let (_, r) = post(
+        dev,
+        envelope("", &media_action("GetVideoSourceConfigurations", "")),
+    )
+    .await;
+    assert_eq!(r.field("SourceToken"), Some("source"));
+    let (_, r) = post(
+        dev,
+        envelope("", &media_action("GetVideoEncoderConfigurations", "")),
+    )
+    .await;
+    assert_eq!(r.field("FrameRateLimit"), Some("25"));
+
+    let setup = r#"<ns0:StreamSetup><ns1:Stream xmlns:ns1="http://www.onvif.org/ver10/schema">RTP-Unicast</ns1:Stream><ns2:Transport xmlns:ns2="http://www.onvif.org/ver10/schema"><ns2:Protocol>RTSP</ns2:Protocol></ns2:Transport></ns0:StreamSetup><ns0:ProfileToken>main</ns0:ProfileToken>"#;
+    let (status, r) = post(dev, envelope("", &media_action("GetStreamUri", setup))).await;
+    assert_eq!(status, 200);
+    let uri = format!("rtsp://127.0.0.1:{rtsp_port}/bravo");
+    assert_eq!(r.field("Uri"), Some(uri.as_str()));
+    assert_eq!(
+        rig.server.urls("127.0.0.1")[1],
+        uri,
+        "the URL the RTSP server serves"
+    );
+
+    let (_, r) = post(
+        dev,
+        envelope(
+            "",
+            &media_action(
+                "GetSnapshotUri",
+                "<ns0:ProfileToken>main</ns0:ProfileToken>",
+            ),
+        ),
+    )
+    .await;
+    let snap = format!("http://127.0.0.1:{}/snapshot/bravo.jpg", dev.port());
+    assert_eq!(r.field("Uri"), Some(snap.as_str()));
+    let s = tokio::task::spawn_blocking(move || {
+        hostile::get(CLIENT, dev, "127.0.0.1", "/snapshot/bravo.jpg")
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.status, 501, "snapshots are a later change");
+
+    // Media2.
+    let m2 = |action: &str, inner: &str| {
+        envelope(
+            "",
+            &format!(
+                r#"<ns0:{action} xmlns:ns0="http://www.onvif.org/ver20/media/wsdl">{inner}</ns0:{action}>"#
+            ),
+        )
+    };
+    let (_, r) = post(dev, m2("GetProfiles", "<ns0:Type>All</ns0:Type>")).await;
+    assert_eq!(r.field("Encoding"), Some("H264"));
+    let (_, r) = post(
+        dev,
+        m2(
+            "GetStreamUri",
+            "<ns0:Protocol>RtspUnicast</ns0:Protocol><ns0:ProfileToken>main</ns0:ProfileToken>",
+        ),
+    )
+    .await;
+    assert_eq!(r.field("Uri"), Some(uri.as_str()));
+
+    // Faults.
+    let (status, r) = post(dev, envelope("", &device_action("SystemReboot"))).await;
+    assert_eq!(status, 500);
+    assert_eq!(r.action, "Fault");
+    let values: Vec<&str> = r
+        .fields
+        .iter()
+        .filter(|(n, _)| n == "Value")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(values, ["env:Receiver", "ter:ActionNotSupported"]);
+    let (status, r) = post(
+        dev,
+        envelope(
+            "",
+            &media_action("GetStreamUri", "<ns0:ProfileToken>nope</ns0:ProfileToken>"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(r.fields.iter().any(|(_, v)| v == "ter:NoProfile"));
+    let (status, r) = post(dev, "<soap-env:Envelope><oops".to_string()).await;
+    assert_eq!(status, 400);
+    assert!(r.fields.iter().any(|(_, v)| v == "ter:WellFormed"));
+
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_token_digest() {
+    let rig = rig(Some(("admin", "secret"))).await;
+    let dev = rig.device("alpha");
+    let now = WallTime::now().to_rfc3339();
+
+    // The clock is public: clients read it to date their tokens.
+    let (status, _) = post(dev, envelope("", &device_action("GetSystemDateAndTime"))).await;
+    assert_eq!(status, 200);
+
+    let (status, r) = post(dev, envelope("", &device_action("GetDeviceInformation"))).await;
+    assert_eq!(status, 400);
+    assert!(r.fields.iter().any(|(_, v)| v == "ter:NotAuthorized"));
+
+    let good = envelope(
+        &security("admin", "secret", b"nonce-1", &now),
+        &device_action("GetDeviceInformation"),
+    );
+    let (status, r) = post(dev, good.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(r.field("SerialNumber"), Some("alpha"));
+    // The same token again is a replay.
+    let (status, _) = post(dev, good).await;
+    assert_eq!(status, 400);
+
+    let wrong = envelope(
+        &security("admin", "guess", b"nonce-2", &now),
+        &device_action("GetDeviceInformation"),
+    );
+    assert_eq!(post(dev, wrong).await.0, 400);
+    let old = WallTime::from_micros(WallTime::now().as_micros() - 10 * 60 * 1_000_000);
+    let stale = envelope(
+        &security("admin", "secret", b"nonce-3", &old.to_rfc3339()),
+        &device_action("GetDeviceInformation"),
+    );
+    assert_eq!(post(dev, stale).await.0, 400);
+
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_are_bounded() {
+    let rig = rig(None).await;
+    let dev = rig.device("alpha");
+    // A body over the SOAP limit is refused unread.
+    let big = envelope(
+        "",
+        &format!("<x>{}</x>", "a".repeat(soap::MAX_SOAP_BODY + 1)),
+    );
+    let r = post_raw(ATTACKER, dev, "/onvif/device_service", big).await;
+    assert_eq!(r.status, 413);
+    // Deep nesting is a fault, not a stack overflow.
+    let deep = envelope(
+        "",
+        &format!("{}{}", "<a>".repeat(5_000), "</a>".repeat(5_000)),
+    );
+    let r = post_raw(ATTACKER, dev, "/onvif/device_service", deep).await;
+    assert_eq!(r.status, 400);
+    // A DTD is refused.
+    let dtd = format!(
+        "<!DOCTYPE x [<!ENTITY a \"{}\">]>{}",
+        "a".repeat(100),
+        envelope("", &device_action("GetHostname"))
+    );
+    let r = post_raw(ATTACKER, dev, "/onvif/device_service", dtd).await;
+    assert_eq!(r.status, 400);
+    // A client still gets its answer.
+    let (status, _) = post(dev, envelope("", &device_action("GetHostname"))).await;
+    assert_eq!(status, 200);
+    rig.stop().await;
+}
+
+/// The devices' listeners are `nvrkit_net::http` servers: a half-sent request is cut at the
+/// request deadline (1 s here), and a client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_request_is_cut_at_its_deadline() {
+    use std::io::Write as _;
+    let rig = rig(None).await;
+    let dev = rig.device("alpha");
+    let held = tokio::task::spawn_blocking(move || {
+        let mut s = hostile::connect_from(ATTACKER, dev);
+        s.write_all(b"POST /onvif/device_service HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .unwrap();
+        hostile::read_until_closed(&mut s)
+    });
+    let (status, _) = post(dev, envelope("", &device_action("GetHostname"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        held.await.unwrap().is_some(),
+        "the half-sent request was cut before the hang guard"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_a_warning() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let device = |name: &str| onvif::Device {
+        name: name.into(),
+        rtsp_port: 8554,
+        video: None,
+    };
+    // (No RTSP server: devices are plain descriptions.)
+    let onvif = Onvif::start(
+        onvif::Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            discovery_listen: None,
+            ..onvif::Config::default()
+        },
+        vec![device("alpha"), device("bravo")],
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = onvif
+        .devices()
+        .iter()
+        .map(|l| l.device.name.as_str())
+        .collect();
+    // alpha's port is taken: a warning; bravo (port + 1) is served unless that one is taken
+    // too by someone else.
+    assert!(!names.contains(&"alpha"));
+    if let Some(l) = onvif.devices().first() {
+        assert_eq!(l.addr.port(), port + 1);
+    }
+    onvif.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directed_probe_gets_every_clip() {
+    let rig = rig(None).await;
+    let to = rig.onvif.discovery_addr().unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let probe = r#"<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery" xmlns:dn="http://www.onvif.org/ver10/network/wsdl"><s:Header><a:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</a:Action><a:MessageID>urn:uuid:11111111-2222-3333-4444-555555555555</a:MessageID><a:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</a:To></s:Header><s:Body><d:Probe><d:Types>dn:NetworkVideoTransmitter</d:Types></d:Probe></s:Body></s:Envelope>"#;
+    // Garbage first: ignored, the responder goes on.
+    sock.send_to(b"<not xml", to).await.unwrap();
+    sock.send_to(probe.as_bytes(), to).await.unwrap();
+    let mut xaddrs = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while xaddrs.len() < 2 {
+        let (n, from) = tokio::time::timeout(hostile::HANG_GUARD, sock.recv_from(&mut buf))
+            .await
+            .expect("ProbeMatches before the hang guard")
+            .unwrap();
+        assert_eq!(from, to);
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(
+            text.contains(
+                "<wsa:RelatesTo>urn:uuid:11111111-2222-3333-4444-555555555555</wsa:RelatesTo>"
+            ),
+            "{text}"
+        );
+        let r = soap::parse(&buf[..n]).unwrap();
+        assert_eq!(r.action, "ProbeMatches");
+        xaddrs.push(r.field("XAddrs").unwrap().to_owned());
+    }
+    xaddrs.sort();
+    let mut want: Vec<String> = ["alpha", "bravo"]
+        .iter()
+        .map(|n| {
+            format!(
+                "http://127.0.0.1:{}/onvif/device_service",
+                rig.device(n).port()
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(xaddrs, want);
+    rig.stop().await;
+}
