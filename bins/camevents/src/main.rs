@@ -126,8 +126,8 @@ struct ServeArgs {
     /// in a queue of 1024, then are dropped for --webhook with a warning).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     webhook_timeout: Duration,
-    /// Publish events to an MQTT broker, mqtt[s]://[USER:PASS@]HOST[:PORT]: JSON on
-    /// nvrkit/<camera>/event, retained motion ON/OFF and availability, Home Assistant discovery
+    /// Publish events to an MQTT broker, `mqtt[s]://[USER:PASS@]HOST[:PORT]`: JSON on
+    /// `nvrkit/<camera>/event`, retained motion ON/OFF and availability, Home Assistant discovery
     /// (docs/mqtt.md).
     #[arg(long, value_name = "URL")]
     mqtt: Option<nvrkit_mqtt::BrokerUrl>,

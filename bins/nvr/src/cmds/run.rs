@@ -138,8 +138,8 @@ pub struct Args {
     /// Do not replicate continuous footage without motion or events.
     #[arg(long, requires = "replicate_to")]
     pub skip_no_motion: bool,
-    /// Publish events to an MQTT broker, mqtt[s]://[USER:PASS@]HOST[:PORT]: JSON on
-    /// nvrkit/<camera>/event, retained motion ON (an event) / OFF (its range closed),
+    /// Publish events to an MQTT broker, `mqtt[s]://[USER:PASS@]HOST[:PORT]`: JSON on
+    /// `nvrkit/<camera>/event`, retained motion ON (an event) / OFF (its range closed),
     /// availability, Home Assistant discovery (docs/mqtt.md).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<nvrkit_mqtt::BrokerUrl>,
