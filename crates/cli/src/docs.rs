@@ -15,7 +15,7 @@
 //! }
 //!
 //! let mut script = Vec::new();
-//! nvrkit_cli::docs::write_completions(Cli::command(), clap_complete::Shell::Bash, &mut script);
+//! nvrkit_cli::docs::write_completions(Cli::command(), clap_complete::Shell::Bash, &mut script).unwrap();
 //! assert!(String::from_utf8(script).unwrap().contains("--listen"));
 //! let mut page = Vec::new();
 //! nvrkit_cli::docs::write_man(Cli::command(), &mut page).unwrap();
@@ -36,9 +36,18 @@ pub struct CompletionsArgs {
 
 /// Writes `cmd`'s completion script for `shell`: source it (bash:
 /// `source <(loopcam completions bash)`) or install it where the shell looks.
-pub fn write_completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn Write) {
+///
+/// The script is made in memory first: clap_complete panics on a failed write (a closed pipe,
+/// `loopcam completions bash | head`), this returns the error.
+pub fn write_completions(
+    mut cmd: clap::Command,
+    shell: Shell,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let name = cmd.get_name().to_owned();
-    clap_complete::generate(shell, &mut cmd, name, out);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    out.write_all(&script)
 }
 
 /// Writes `cmd`'s man page (roff, section 1) with every subcommand's options after it:
@@ -58,11 +67,11 @@ pub fn write_man(cmd: clap::Command, out: &mut dyn Write) -> std::io::Result<()>
     Ok(())
 }
 
-/// Runs the `completions`/`man` subcommands for a binary's main: writes to stdout, and a closed
-/// pipe (`loopcam man | head`) is success.
+/// `BINARY completions SHELL`: the script on stdout (a closed pipe is an error here, which
+/// [`DocsCommand::run`] turns into success through [`crate::exit`]).
 pub fn print_completions(cmd: clap::Command, shell: Shell) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    write_completions(cmd, shell, &mut out);
+    write_completions(cmd, shell, &mut out)?;
     out.flush()
 }
 

@@ -232,6 +232,23 @@ fn check_completions_and_man(binary: &str, exe: &Path) {
         "{binary} completions bash:\n{bash}"
     );
     assert!(run(&["completions", "zsh"]).contains(&format!("#compdef {binary}")));
+    // A reader that went away (`BINARY completions bash | head -1`) is no failure: stdout is a
+    // pipe whose reading end is closed, so every write fails with EPIPE.
+    for args in [&["completions", "bash"][..], &["man"][..]] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = std::process::Command::new(exe)
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap_or_else(|e| panic!("{binary} {args:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{binary} {args:?} into a closed pipe: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let man = run(&["man"]);
     assert!(
         man.contains(&format!(".TH {binary} 1")) && man.contains(".SH OPTIONS"),

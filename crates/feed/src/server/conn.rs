@@ -171,6 +171,11 @@ pub(super) async fn serve(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Accepted as shutdown was sent: `stop` was subscribed after it, so `changed()` below
+    // would never fire for it.
+    if *stop.borrow() {
+        return;
+    }
     let timeout = shared.config.session_timeout;
     let mut conn = Connection::new(ConnConfig {
         auth: shared.auth.clone(),
