@@ -12,12 +12,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmds;
-mod events;
 mod guard;
 mod http;
-mod ingest;
 mod mqtt;
-mod recorder;
 
 const EXAMPLES: &str = "\
 Examples:
