@@ -23,6 +23,7 @@ Examples:
   nvr --camera garage=rtsp://admin:pw@10.0.0.5/stream1 --camera yard=rtsp://10.0.0.6/h264
   nvr --camera garage=rtsp://… --map 'channel=2:garage' --pre 5s --post 30s --record all
   nvr --http-listen 0.0.0.0:8080 --http-auth admin:secret   serve the API beyond loopback
+  nvr --rtsp-listen 0.0.0.0:8554 --rtsp-auth view:secret   restream rtsp://HOST:8554/<camera>
   nvr --mqtt mqtt://user:pass@127.0.0.1:1883   events, motion and Home Assistant discovery on MQTT
   nvr --config nvr.toml                        cameras and map rules from a file:
                                                  map = [\"channel=2:garage\"]

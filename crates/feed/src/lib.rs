@@ -27,6 +27,8 @@
 //!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
+//! - [`source`]: [`source::LiveSource`], a ring filled elsewhere (a camera's) whose tracks are
+//!   known late and may change, served beside the clips ([`server::Server::start_with`]).
 //!
 //! - `onvif` (feature `onvif`): an ONVIF Profile S device per clip, each on its own HTTP
 //!   listener, and directed WS-Discovery probes answered (never multicast).
@@ -80,6 +82,7 @@ pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod server;
+pub mod source;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};

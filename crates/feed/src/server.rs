@@ -28,6 +28,7 @@ use crate::fault::{Alias, FaultSet};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtsp::auth::Auth;
 use crate::rtsp::core::{Catalog, StreamInfo};
+use crate::source::LiveSource;
 
 mod conn;
 mod listen;
@@ -206,6 +207,8 @@ impl Feed {
 #[derive(Debug)]
 struct Shared {
     feeds: HashMap<String, Arc<Feed>>,
+    /// Rings filled elsewhere (a camera's), served as they come ([`LiveSource`]).
+    live: HashMap<String, LiveSource>,
     config: Config,
     auth: Option<Arc<Auth>>,
     udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
@@ -221,7 +224,10 @@ struct Shared {
 
 impl Catalog for Shared {
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
-        self.feeds.get(name).map(|f| f.info.clone())
+        match self.feeds.get(name) {
+            Some(f) => Some(f.info.clone()),
+            None => self.live.get(name).and_then(LiveSource::info),
+        }
     }
 }
 
@@ -240,6 +246,16 @@ pub struct Server {
 impl Server {
     /// Binds the sockets and starts looping every clip. Clip names must be unique.
     pub async fn start(config: Config, clips: Vec<Arc<Clip>>) -> Result<Server> {
+        Server::start_with(config, clips, Vec::new()).await
+    }
+
+    /// [`Server::start`], also serving `live` rings filled elsewhere (a camera's; see
+    /// [`crate::source`]). Every path (clip, fault alias, live source) must be unique.
+    pub async fn start_with(
+        config: Config,
+        clips: Vec<Arc<Clip>>,
+        live: Vec<LiveSource>,
+    ) -> Result<Server> {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Io {
@@ -331,8 +347,16 @@ impl Server {
             };
             feeds.insert(a.alias.clone(), feed);
         }
+        let mut live_sources = HashMap::new();
+        for l in live {
+            if feeds.contains_key(l.name()) || live_sources.contains_key(l.name()) {
+                return Err(Error::DuplicateName(l.name().to_owned()));
+            }
+            live_sources.insert(l.name().to_owned(), l);
+        }
         let shared = Arc::new(Shared {
             feeds,
+            live: live_sources,
             auth: config.auth.clone().map(Arc::new),
             limiter: ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
             config,
@@ -379,6 +403,12 @@ impl Server {
         self.local_addr
     }
 
+    /// Client connections open now, RTSP and RTSPS together (a camera's own count of its
+    /// sessions, for a test that proves a restream holds one).
+    pub fn connections(&self) -> usize {
+        self.shared.limiter.open()
+    }
+
     /// The RTSPS address actually bound, when [`Config::tls_listen`] is set.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
         self.tls.as_ref().map(|(a, _)| *a)
@@ -398,6 +428,7 @@ impl Server {
     /// The stream names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.shared.feeds.keys().cloned().collect();
+        v.extend(self.shared.live.keys().cloned());
         v.sort();
         v
     }
@@ -430,7 +461,10 @@ impl Server {
 
     /// The ring of a stream (to watch it, or to read it in-process).
     pub fn ring(&self, name: &str) -> Option<Ring> {
-        self.shared.feeds.get(name).map(|f| f.ring.clone())
+        match self.shared.feeds.get(name) {
+            Some(f) => Some(f.ring.clone()),
+            None => self.shared.live.get(name).map(|l| l.ring().clone()),
+        }
     }
 
     /// The clip served as a stream (to publish the same loop over RTMP).
