@@ -668,3 +668,37 @@ fn a_restream_beyond_loopback_needs_credentials_or_no_auth() {
         "refused before the store is made"
     );
 }
+
+/// `nvr selftest` as CI runs it (issue 18): the stored clip holds exactly the frames from the
+/// keyframe at or before t − pre to the last one decoded before t + post. Needs no peer.
+fn selftest(extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nvr"))
+        .args(["selftest", "--pre", "2s", "--post", "2s"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "selftest failed: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("ok: every frame, none missing, none repeated"),
+        "{report}"
+    );
+    assert!(
+        report.contains("latency: alarm to whole clip readable"),
+        "{report}"
+    );
+}
+
+#[test]
+fn selftest_passes_on_the_demo_camera() {
+    selftest(&[]);
+}
+
+#[test]
+fn selftest_passes_with_record_all() {
+    selftest(&["--record", "all"]);
+}

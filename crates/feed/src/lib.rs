@@ -27,6 +27,8 @@
 //!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
+//! - [`stamp`]: each video frame numbered by an SEI NAL unit ([`LoopSource::stamped`],
+//!   [`server::Config::stamp_frames`]), for recorder self-tests.
 //! - [`source`]: [`source::LiveSource`], a ring filled elsewhere (a camera's) whose tracks are
 //!   known late and may change, served beside the clips ([`server::Server::start_with`]).
 //!
@@ -83,6 +85,7 @@ pub mod rtsp;
 pub mod sdp;
 pub mod server;
 pub mod source;
+pub mod stamp;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};

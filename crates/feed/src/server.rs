@@ -99,6 +99,9 @@ pub struct Config {
     /// Fault-file aliases ([`crate::fault::parse_fault_file`]): each served as its own path,
     /// playing a clip with its faults. A clip it names must be among those served.
     pub aliases: Vec<Alias>,
+    /// Number every video frame with an SEI stamp ([`crate::stamp`]; `nvr selftest`'s demo
+    /// camera). Off by default.
+    pub stamp_frames: bool,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
             tls_listen: None,
             tls: nvrkit_tls::TlsSource::SelfSigned,
             aliases: Vec::new(),
+            stamp_frames: false,
         }
     }
 }
@@ -162,7 +166,10 @@ impl Feed {
         let (video_writer, video_ring) = nvrkit_ring::ring(
             ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
         )?;
-        let source = LoopSource::new(clip.clone(), start_wall);
+        let mut source = LoopSource::new(clip.clone(), start_wall);
+        if config.stamp_frames {
+            source = source.stamped();
+        }
         let pacing = Arc::new(Mutex::new(Lateness::new()));
         let task = tokio::spawn(pace(
             source,
