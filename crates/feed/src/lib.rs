@@ -68,6 +68,7 @@
 
 pub mod check;
 pub mod error;
+pub mod fault;
 pub mod join;
 pub mod loop_source;
 #[cfg(feature = "onvif")]
