@@ -24,6 +24,7 @@ use nvrkit_media::nal::{self, VideoCodec};
 use nvrkit_media::time::{cmp_ticks, rescale, rescale_floor};
 use nvrkit_media::{CodecParams, Frame};
 
+use super::{FaultSet, MilliFps, SpsChange};
 use crate::loop_source::{Clip, retime_decode};
 
 /// Why a frame fault cannot be applied to a clip: the path is refused when its loop starts.
@@ -250,6 +251,59 @@ impl SeamRetimer {
             bent.dts = bent.dts.saturating_add(shift);
             bent
         })
+    }
+}
+
+/// The per-session faults of this module one session plays, from its [`FaultSet`]: `noidr`
+/// ([`NoIdr`]), and `ts_reset_at_seam` or `dts_backwards_at_seam` ([`SeamRetimer`], given where
+/// the loop's seams are). Empty for a set without them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFaults {
+    no_idr: Option<NoIdr>,
+    seams: Option<SeamRetimer>,
+}
+
+impl SessionFaults {
+    /// The faults of `faults` that bend one session, for a loop of `geometry` (`None`: a
+    /// stream whose seams are not known, where the seam faults do nothing).
+    /// `ts_reset_at_seam` wins over `dts_backwards_at_seam` when both are given.
+    pub fn new(faults: &FaultSet, geometry: Option<LoopGeometry>) -> Self {
+        let mode = if faults.ts_reset_at_seam {
+            Some(SeamTimestamps::Reset)
+        } else if faults.dts_backwards_at_seam {
+            Some(SeamTimestamps::Backwards)
+        } else {
+            None
+        };
+        SessionFaults {
+            no_idr: faults.no_idr.map(NoIdr::new),
+            seams: geometry.zip(mode).map(|(g, m)| SeamRetimer::new(g, m)),
+        }
+    }
+
+    /// No fault: every frame passes unchanged.
+    pub fn is_empty(&self) -> bool {
+        self.no_idr.is_none() && self.seams.is_none()
+    }
+
+    /// PLAY started (or resumed) at `first`.
+    pub fn start(&mut self, first: &Frame) {
+        if let Some(n) = self.no_idr.as_mut() {
+            n.start(first);
+        }
+        if let Some(s) = self.seams.as_mut() {
+            s.start(first);
+        }
+    }
+
+    /// Whether `f` is sent at all ([`NoIdr::keep`]).
+    pub fn keep(&self, f: &Frame, master: usize) -> bool {
+        self.no_idr.as_ref().is_none_or(|n| n.keep(f, master))
+    }
+
+    /// `f` with its timestamps bent, or `None` to send it as it is ([`SeamRetimer::bend`]).
+    pub fn bend(&self, f: &Frame) -> Option<Frame> {
+        self.seams.as_ref().and_then(|s| s.bend(f))
     }
 }
 
@@ -574,6 +628,52 @@ pub fn alternate(first: &Clip, second: &Clip) -> crate::Result<Arc<Clip>> {
         all.extend(frames);
     }
     Clip::from_frames(first.name(), a.to_vec(), all)
+}
+
+/// The clip a path with `faults` loops: `clip` itself when none of them changes frames, else
+/// `clip` with `sps_change_at_seam` (alternating with the served clip it names, or with bare
+/// `sps_change_at_seam` the first of `served` in name order whose parameter sets differ and
+/// that can follow it) and then `fps` applied. An error names the clip and why the path is
+/// refused (the rate it reaches, the clip that cannot follow).
+pub fn loop_clip(
+    clip: &Arc<Clip>,
+    faults: &FaultSet,
+    served: &[Arc<Clip>],
+) -> crate::Result<Arc<Clip>> {
+    let mut out = clip.clone();
+    match &faults.sps_change_at_seam {
+        None => {}
+        Some(SpsChange::Clip(name)) => {
+            let Some(other) = served.iter().find(|c| c.name() == name) else {
+                return Err(FrameFaultError::Incompatible {
+                    clip: clip.name().into(),
+                    other: name.clone(),
+                    why: "no clip of that name is served".into(),
+                }
+                .into());
+            };
+            out = alternate(clip, other)?;
+        }
+        Some(SpsChange::AnyOther) => {
+            let mut others: Vec<&Arc<Clip>> =
+                served.iter().filter(|c| c.name() != clip.name()).collect();
+            others.sort_by(|a, b| a.name().cmp(b.name()));
+            out = others
+                .iter()
+                .find_map(|o| alternate(clip, o).ok())
+                .ok_or_else(|| FrameFaultError::Incompatible {
+                    clip: clip.name().into(),
+                    other: "(any)".into(),
+                    why: "no other served clip has the same track layout and other parameter \
+                          sets; name one with sps_change_at_seam=CLIP"
+                        .into(),
+                })?;
+        }
+    }
+    if let Some(MilliFps(milli)) = faults.fps {
+        out = thin_clip(&out, f64::from(milli) / 1000.0)?;
+    }
+    Ok(out)
 }
 
 /// The same codec configuration (video size aside, which is the point of the alternation).
@@ -993,5 +1093,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("track 1"), "{e}");
+    }
+
+    #[test]
+    fn a_path_loop_clip_applies_the_frame_faults_of_its_set() {
+        let big = clip_from("testdata/h264_main_720p25_aac.mp4");
+        let small = sample();
+        let ntsc = clip_from("testdata/h264_ntsc_29.97.mp4");
+        let served = vec![big.clone(), small.clone(), ntsc];
+        let set = |q: &str| -> FaultSet { q.parse().unwrap() };
+        // No frame fault: the clip itself, not a copy.
+        let same = loop_clip(&big, &set("noidr=1s&ts_reset_at_seam"), &served).unwrap();
+        assert!(Arc::ptr_eq(&same, &big));
+        let both = loop_clip(&big, &set("sps_change_at_seam=sample"), &served).unwrap();
+        assert_eq!(
+            both.period_ticks(),
+            big.period_ticks() + small.period_ticks()
+        );
+        // Bare: the first other clip in name order that can follow (h264_ntsc_29.97, whose
+        // AAC differs from the 720p clip's, cannot; the sample can).
+        let any = loop_clip(&big, &set("sps_change_at_seam"), &served).unwrap();
+        assert_eq!(any.period_ticks(), both.period_ticks());
+        let e = loop_clip(&big, &set("sps_change_at_seam=nope"), &served).unwrap_err();
+        assert!(e.to_string().contains("no clip of that name"), "{e}");
+        // fps after the alternation: thinned over both clips' frames.
+        let e = loop_clip(&big, &set("fps=5"), &served)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clip h264_main_720p25_aac: fps=5"), "{e}");
+        let slow = loop_clip(&big, &set("fps=20"), &served).unwrap();
+        assert_eq!(slow.frames(0).len(), 40);
     }
 }
