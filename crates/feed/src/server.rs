@@ -24,11 +24,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::fault::frames::{LoopGeometry, loop_clip};
+use crate::fault::{Alias, FaultSet};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtsp::auth::Auth;
 use crate::rtsp::core::{Catalog, StreamInfo};
 
 mod conn;
+mod fault_feeds;
 mod listen;
 mod pacer;
 
@@ -94,6 +97,9 @@ pub struct Config {
     /// The RTSPS certificate: PEM files, or (the default) a self-signed one made at start whose
     /// SHA-256 fingerprint [`Server::tls_fingerprint`] gives.
     pub tls: nvrkit_tls::TlsSource,
+    /// Fault-file aliases ([`crate::fault::parse_fault_file`]): each served as its own path,
+    /// playing a clip with its faults. A clip it names must be among those served.
+    pub aliases: Vec<Alias>,
 }
 
 impl Default for Config {
@@ -115,11 +121,12 @@ impl Default for Config {
             tcp_nodelay: false,
             tls_listen: None,
             tls: nvrkit_tls::TlsSource::SelfSigned,
+            aliases: Vec::new(),
         }
     }
 }
 
-/// One served clip: its description and the ring its pacer fills.
+/// One served path: its description and the ring its pacer fills.
 #[derive(Debug)]
 struct Feed {
     info: Arc<StreamInfo>,
@@ -129,7 +136,84 @@ struct Feed {
     /// 25 fps clip with 48 kHz AAC, at every one of hundreds of clients).
     video_ring: Ring,
     clip: Arc<Clip>,
+    /// The served clip `clip` was made from by frame faults (`clip` itself without them).
+    origin: Arc<Clip>,
     pacing: Arc<Mutex<Lateness>>,
+}
+
+impl Feed {
+    /// A path playing `origin` with `faults` (its own, announced in its [`StreamInfo`]) and the
+    /// frame faults of `loop_faults` applied to its loop ([`loop_clip`]; `served` are the clips
+    /// `sps_change_at_seam` may name), and the pacer task filling its own rings from
+    /// `start_wall` on. Refused when the frame faults cannot be applied to the clip.
+    #[allow(clippy::too_many_arguments)] // reason: the path, its loop and the server's clock
+    fn spawn(
+        origin: Arc<Clip>,
+        name: &str,
+        faults: FaultSet,
+        loop_faults: &FaultSet,
+        served: &[Arc<Clip>],
+        config: &Config,
+        start_wall: WallTime,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<Feed>, JoinHandle<()>)> {
+        let clip = loop_clip(&origin, loop_faults, served)?;
+        let ring_config = nvrkit_ring::Config::new()
+            .max_duration(config.ring_duration)
+            .max_bytes(256 << 20)
+            .video_stream(clip.master());
+        let all: Vec<usize> = (0..clip.tracks().len()).collect();
+        let (writer, ring) = nvrkit_ring::ring(
+            ring_config
+                .clone()
+                .max_frames(clip.ring_frames(&all, config.ring_duration)),
+        )?;
+        let (video_writer, video_ring) = nvrkit_ring::ring(
+            ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
+        )?;
+        let source = LoopSource::new(clip.clone(), start_wall);
+        let pacing = Arc::new(Mutex::new(Lateness::new()));
+        let task = tokio::spawn(pace(
+            source,
+            writer,
+            Some(video_writer),
+            pacing.clone(),
+            stop,
+            Timing::EachFrame,
+        ));
+        let info = StreamInfo {
+            faults,
+            laps: Some(clip.laps()),
+            geometry: Some(LoopGeometry::of(&clip)),
+            ..StreamInfo::new(name, clip.tracks().to_vec())
+        };
+        let feed = Feed {
+            info: Arc::new(info),
+            ring,
+            video_ring,
+            clip,
+            origin,
+            pacing,
+        };
+        Ok((Arc::new(feed), task))
+    }
+
+    /// Another path reading `base`'s rings, with faults of its own that do not change frames.
+    fn alias(base: &Feed, name: &str, faults: FaultSet) -> Arc<Feed> {
+        let info = StreamInfo {
+            name: name.to_owned(),
+            faults,
+            ..StreamInfo::clone(&base.info)
+        };
+        Arc::new(Feed {
+            info: Arc::new(info),
+            ring: base.ring.clone(),
+            video_ring: base.video_ring.clone(),
+            clip: base.clip.clone(),
+            origin: base.origin.clone(),
+            pacing: base.pacing.clone(),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -146,11 +230,25 @@ struct Shared {
     refusing: Arc<tokio::sync::Semaphore>,
     /// When a refusal was last logged as a warning.
     last_refusal_warning: Mutex<Option<Instant>>,
+    /// Every served clip (what `sps_change_at_seam=CLIP` names).
+    clips: Vec<Arc<Clip>>,
+    /// Loops of their own for URL queries whose faults change frames.
+    fault_feeds: fault_feeds::FaultFeeds,
+    /// Shutdown, for the pacers of [`Shared::fault_feeds`].
+    stop: watch::Receiver<bool>,
 }
 
 impl Catalog for Shared {
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
         self.feeds.get(name).map(|f| f.info.clone())
+    }
+
+    fn stream_with(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> std::result::Result<Option<Arc<StreamInfo>>, String> {
+        Ok(self.feed_for(name, faults)?.map(|f| f.info.clone()))
     }
 }
 
@@ -213,47 +311,56 @@ impl Server {
         let mut tasks = Vec::new();
         let mut feeds = HashMap::new();
         let start_wall = WallTime::now();
-        for clip in clips {
+        for clip in &clips {
             let name = clip.name().to_owned();
             if feeds.contains_key(&name) {
                 return Err(Error::DuplicateName(name));
             }
-            let ring_config = nvrkit_ring::Config::new()
-                .max_duration(config.ring_duration)
-                .max_bytes(256 << 20)
-                .video_stream(clip.master());
-            let all: Vec<usize> = (0..clip.tracks().len()).collect();
-            let (writer, ring) = nvrkit_ring::ring(
-                ring_config
-                    .clone()
-                    .max_frames(clip.ring_frames(&all, config.ring_duration)),
-            )?;
-            let (video_writer, video_ring) = nvrkit_ring::ring(
-                ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
-            )?;
-            let source = LoopSource::new(clip.clone(), start_wall);
-            let pacing = Arc::new(Mutex::new(Lateness::new()));
-            tasks.push(tokio::spawn(pace(
-                source,
-                writer,
-                Some(video_writer),
-                pacing.clone(),
+            let (feed, task) = Feed::spawn(
+                clip.clone(),
+                &name,
+                FaultSet::default(),
+                &FaultSet::default(),
+                &clips,
+                &config,
+                start_wall,
                 shutdown.subscribe(),
-                Timing::EachFrame,
-            )));
-            feeds.insert(
-                name.clone(),
-                Arc::new(Feed {
-                    info: Arc::new(StreamInfo {
-                        name,
-                        tracks: clip.tracks().to_vec(),
-                    }),
-                    ring,
-                    video_ring,
-                    clip,
-                    pacing,
-                }),
-            );
+            )?;
+            tasks.push(task);
+            feeds.insert(name, feed);
+        }
+        // Fault-file aliases: the clip's ring, unless their faults change frames.
+        for a in &config.aliases {
+            let Some(clip) = clips.iter().find(|c| c.name() == a.clip) else {
+                return Err(Error::Unusable {
+                    name: a.alias.clone(),
+                    what: format!(
+                        "the fault file names clip {:?}, which is not served",
+                        a.clip
+                    ),
+                });
+            };
+            if feeds.contains_key(&a.alias) {
+                return Err(Error::DuplicateName(a.alias.clone()));
+            }
+            let feed = if a.faults.changes_frames() {
+                let (feed, task) = Feed::spawn(
+                    clip.clone(),
+                    &a.alias,
+                    a.faults.clone(),
+                    &a.faults,
+                    &clips,
+                    &config,
+                    start_wall,
+                    shutdown.subscribe(),
+                )?;
+                tasks.push(task);
+                feed
+            } else {
+                let base = &feeds[clip.name()];
+                Feed::alias(base, &a.alias, a.faults.clone())
+            };
+            feeds.insert(a.alias.clone(), feed);
         }
         let shared = Arc::new(Shared {
             feeds,
@@ -264,6 +371,9 @@ impl Server {
             udp_seen: Mutex::new(HashMap::new()),
             refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
             last_refusal_warning: Mutex::new(None),
+            fault_feeds: fault_feeds::FaultFeeds::default(),
+            stop: shutdown.subscribe(),
+            clips,
         });
         if let Some((_, rtcp_sock)) = &shared.udp {
             tasks.push(tokio::spawn(receive_rtcp(
@@ -380,6 +490,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.fault_feeds.join().await;
     }
 }
 

@@ -37,6 +37,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub mod frames;
+pub mod session;
+
+#[cfg(test)]
+mod dialogue_tests;
 
 /// The longest query a fault set is read from, in bytes (all fourteen keys with long values fit
 /// in a quarter of it).
@@ -151,6 +155,30 @@ impl FaultSet {
             dts_backwards_at_seam: self.dts_backwards_at_seam,
             sps_change_at_seam: self.sps_change_at_seam.clone(),
             ..FaultSet::default()
+        }
+    }
+
+    /// These faults with `over`'s on top: each fault `over` sets replaces this one's (an
+    /// alias's faults under the query of a URL naming it).
+    pub fn with(&self, over: &FaultSet) -> FaultSet {
+        FaultSet {
+            deny_tcp: self.deny_tcp || over.deny_tcp,
+            deny_udp: self.deny_udp || over.deny_udp,
+            auth: over.auth.or(self.auth),
+            no_idr: over.no_idr.or(self.no_idr),
+            stall: over.stall.or(self.stall),
+            drop_ppm: over.drop_ppm.or(self.drop_ppm),
+            jitter: over.jitter.or(self.jitter),
+            bye_at_seam: self.bye_at_seam || over.bye_at_seam,
+            ts_reset_at_seam: self.ts_reset_at_seam || over.ts_reset_at_seam,
+            dts_backwards_at_seam: self.dts_backwards_at_seam || over.dts_backwards_at_seam,
+            disconnect_every: over.disconnect_every.or(self.disconnect_every),
+            fps: over.fps.or(self.fps),
+            sps_change_at_seam: over
+                .sps_change_at_seam
+                .clone()
+                .or_else(|| self.sps_change_at_seam.clone()),
+            session_expires: over.session_expires.or(self.session_expires),
         }
     }
 
@@ -695,6 +723,14 @@ mod tests {
             assert!(f.changes_frames(), "{q}");
             assert_eq!(f.frame_faults(), parse(q).unwrap());
         }
+    }
+
+    #[test]
+    fn a_query_goes_over_an_alias() {
+        let alias = parse("denytcp&stall=10s").unwrap();
+        let got = alias.with(&parse("stall=2s&bye_at_seam").unwrap());
+        assert_eq!(got.to_string(), "denytcp&stall=2s&bye_at_seam");
+        assert_eq!(alias.with(&FaultSet::default()), alias);
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! fault set (dropped keyframes, stalls, timestamp resets, BYE at the seam) belongs here, beside
 //! the state it bends, so each fault is unit-testable without sockets.
 
+use std::time::Instant;
+
 use nvrkit_media::Frame;
 
 use super::core::{Session, Transport};
 use crate::fault::frames::SessionFaults;
+use crate::fault::session::{Admit, Shaped, Shaper};
 use crate::join::JoinFilter;
 use crate::rtp::sender::Scratch;
 use crate::rtp::{Sink, TrackSender};
@@ -44,6 +47,8 @@ pub struct Playout {
     /// This session's frame and timestamp faults (`noidr`, `ts_reset_at_seam`,
     /// `dts_backwards_at_seam`), applied before the join filter.
     frame_faults: SessionFaults,
+    /// The session's stall, BYE-at-seam, drop and jitter faults ([`crate::fault::session`]).
+    shaper: Shaper,
 }
 
 impl Playout {
@@ -58,10 +63,11 @@ impl Playout {
         config: &RtpConfig,
         previous: Option<Playout>,
     ) -> Playout {
-        let (mut before, scratch) = match previous {
-            Some(p) => (p.tracks, p.scratch),
+        let (mut before, scratch, shaper) = match previous {
+            Some(p) => (p.tracks, p.scratch, Some(p.shaper)),
             None => Default::default(),
         };
+        let shaper = shaper.unwrap_or_else(|| Self::new_shaper(session));
         let tracks = session
             .tracks
             .iter()
@@ -91,7 +97,12 @@ impl Playout {
             join: JoinFilter::new(master),
             scratch,
             frame_faults: SessionFaults::default(),
+            shaper,
         };
+        p.arm_frame_faults(
+            SessionFaults::new(&session.faults, session.stream.geometry),
+            first,
+        );
         // RTP-Info announces the timestamp of the first frame sent, for every track.
         for t in &mut p.tracks {
             t.anchor(first.pts, first.timescale);
@@ -127,6 +138,7 @@ impl Playout {
     /// PAUSE: nothing more is sent until the next PLAY.
     pub fn pause(&mut self) {
         self.playing = false;
+        self.shaper.clear();
     }
 
     /// Whether every track is interleaved on the connection.
@@ -159,6 +171,7 @@ impl Playout {
 
     /// Arms this session's frame and timestamp faults ([`SessionFaults`]) from `first`, the
     /// frame PLAY started at: `noidr` counts from it, the seam faults start at the next seam.
+    /// [`Playout::start`] arms the session's own at every PLAY.
     pub fn arm_frame_faults(&mut self, mut faults: SessionFaults, first: &Frame) {
         faults.start(first);
         self.frame_faults = faults;
@@ -168,28 +181,84 @@ impl Playout {
     /// frame a fault withholds, or for a leading picture of the keyframe this session joined
     /// at. A timestamp fault stamps it bent.
     pub fn frame(&mut self, f: &Frame, out: &mut impl Sink) {
-        if !self.playing || !self.frame_faults.keep(f, self.join.master()) || !self.join.keep(f) {
+        self.frame_at(f, Instant::now(), out);
+    }
+
+    /// [`Playout::frame`] at `now`, the I/O layer's clock: the faults of the session
+    /// (its [`SessionFaults`], then `stall`, `bye_at_seam`, `drop` and `jitter`) apply.
+    pub fn frame_at(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
+        if !self.playing || !self.frame_faults.keep(f, self.join.master()) || !self.join.keep(f)
+        {
             return;
         }
         let bent = self.frame_faults.bend(f);
-        let f = bent.as_ref().unwrap_or(f);
-        if let Some(t) = self.tracks.iter_mut().find(|t| t.stream() == f.stream) {
-            t.frame(f, &mut self.scratch, out);
-        }
+        self.faulted_frame(bent.as_ref().unwrap_or(f), now, out);
     }
 
-    /// Appends a sender report of every track that has sent (or is about to send) media.
+    /// Appends a sender report of every track that has sent (or is about to send) media
+    /// (none once a fault silenced the session).
     pub fn sender_reports(&self, out: &mut impl Sink) {
+        if self.shaper.silent() {
+            return;
+        }
         for t in &self.tracks {
             t.sender_report(out);
         }
     }
 
-    /// Appends every track's last sender report and BYE: the session ends.
+    /// Appends every track's last sender report and BYE: the session ends. Nothing when
+    /// `bye_at_seam` already sent them.
     pub fn bye(&self, out: &mut impl Sink) {
+        if self.shaper.ended_at_seam() {
+            return;
+        }
         for t in &self.tracks {
             t.bye(out);
         }
+    }
+
+    /// The shaper of a new session's faults.
+    fn new_shaper(session: &Session) -> Shaper {
+        Shaper::new(&session.faults, session.stream.laps, rand::random())
+    }
+
+    /// Sends `f` through the session's faults: `stall` and `bye_at_seam` decide whether it
+    /// goes at all, `drop` and `jitter` bend its UDP packets (held ones leave by
+    /// [`Playout::release`]).
+    fn faulted_frame(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
+        match self.shaper.admit(f) {
+            Admit::Hold => return,
+            Admit::ByeAtSeam => {
+                for t in &self.tracks {
+                    t.bye(out);
+                }
+                return;
+            }
+            Admit::Send => {}
+        }
+        let Some(t) = self.tracks.iter_mut().find(|t| t.stream() == f.stream) else {
+            return;
+        };
+        if self.shaper.shapes() {
+            let mut shaped = Shaped {
+                shaper: &mut self.shaper,
+                now,
+                out,
+            };
+            t.frame(f, &mut self.scratch, &mut shaped);
+        } else {
+            t.frame(f, &mut self.scratch, out);
+        }
+    }
+
+    /// When the next packet `jitter` holds is due (the I/O layer's timer).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.shaper.next_due()
+    }
+
+    /// Appends the held packets due by `now`.
+    pub fn release(&mut self, now: Instant, out: &mut impl Sink) {
+        self.shaper.release(now, out);
     }
 }
 
@@ -350,13 +419,19 @@ mod tests {
     /// A playout of the sample's video alone (interleaved), PLAY at the keyframe 4 s in, with
     /// `faults` armed; the loop's frames from there on, and the RTP-Info of the start.
     fn faulty_playout(q: &str) -> (Playout, Vec<Frame>, (usize, u16, u32)) {
-        use crate::fault::frames::{LoopGeometry, SessionFaults};
-        let cat = catalog();
+        use crate::fault::frames::LoopGeometry;
         let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
         let clip = crate::Clip::load("sample", &d).unwrap();
+        let info = crate::rtsp::core::StreamInfo {
+            geometry: Some(LoopGeometry::of(&clip)),
+            ..crate::rtsp::core::StreamInfo::new("sample", clip.tracks().to_vec())
+        };
         let session = Session {
             id: "1".into(),
-            stream: cat.0.clone(),
+            stream: std::sync::Arc::new(info),
+            faults: q.parse().unwrap(),
+            url_query: None,
+            created: Instant::now(),
             tracks: vec![super::super::core::TrackSetup {
                 stream: 0,
                 transport: Transport::Tcp { rtp: 0, rtcp: 1 },
@@ -373,9 +448,7 @@ mod tests {
             mtu: 1400,
             initial_rtptime: Some(1000),
         };
-        let mut p = Playout::start(&session, &frames[0], 0, &rtp, None);
-        let faults = SessionFaults::new(&q.parse().unwrap(), Some(LoopGeometry::of(&clip)));
-        p.arm_frame_faults(faults, &frames[0]);
+        let p = Playout::start(&session, &frames[0], 0, &rtp, None);
         let info = p.rtp_info()[0];
         (p, frames, info)
     }
