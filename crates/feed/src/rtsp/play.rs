@@ -187,8 +187,7 @@ impl Playout {
     /// [`Playout::frame`] at `now`, the I/O layer's clock: the faults of the session
     /// (its [`SessionFaults`], then `stall`, `bye_at_seam`, `drop` and `jitter`) apply.
     pub fn frame_at(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
-        if !self.playing || !self.frame_faults.keep(f, self.join.master()) || !self.join.keep(f)
-        {
+        if !self.playing || !self.frame_faults.keep(f, self.join.master()) || !self.join.keep(f) {
             return;
         }
         let bent = self.frame_faults.bend(f);
