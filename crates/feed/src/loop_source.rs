@@ -211,6 +211,16 @@ impl Clip {
         self.master
     }
 
+    /// The loop period in ticks of the master stream (exact).
+    pub fn period_ticks(&self) -> i64 {
+        self.period
+    }
+
+    /// The first presented PTS of `stream` in lap 0, in its ticks (0 for a stream it lacks).
+    pub fn first_pts(&self, stream: usize) -> i64 {
+        self.first_pts.get(stream).copied().unwrap_or(0)
+    }
+
     /// Which loop lap a frame of the master belongs to ([`Laps`]).
     pub fn laps(&self) -> Laps {
         Laps {
@@ -388,7 +398,7 @@ fn drop_unreferenced_leading(track: &TrackInfo, frames: &mut Vec<Frame>) -> usiz
 /// or before its PTS. Without it the decode times keep the holes, the clip decodes for longer
 /// than it presents, and the next loop's first DTS (one period later) would fall before the
 /// last one's.
-fn retime_decode(frames: &mut [Frame]) {
+pub(crate) fn retime_decode(frames: &mut [Frame]) {
     let mut presented: Vec<i64> = frames.iter().map(|f| f.pts).collect();
     presented.sort_unstable();
     let delay = frames

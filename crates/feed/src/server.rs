@@ -25,12 +25,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::fault::frames::{LoopGeometry, loop_clip};
 use crate::fault::{Alias, FaultSet};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtsp::auth::Auth;
 use crate::rtsp::core::{Catalog, StreamInfo};
 
 mod conn;
+mod fault_feeds;
 mod listen;
 mod pacer;
 
@@ -135,20 +137,28 @@ struct Feed {
     /// 25 fps clip with 48 kHz AAC, at every one of hundreds of clients).
     video_ring: Ring,
     clip: Arc<Clip>,
+    /// The served clip `clip` was made from by frame faults (`clip` itself without them).
+    origin: Arc<Clip>,
     pacing: Arc<Mutex<Lateness>>,
 }
 
 impl Feed {
-    /// A path playing `clip` with `faults`, and the pacer task filling its own rings from
-    /// `start_wall` on.
+    /// A path playing `origin` with `faults` (its own, announced in its [`StreamInfo`]) and the
+    /// frame faults of `loop_faults` applied to its loop ([`loop_clip`]; `served` are the clips
+    /// `sps_change_at_seam` may name), and the pacer task filling its own rings from
+    /// `start_wall` on. Refused when the frame faults cannot be applied to the clip.
+    #[allow(clippy::too_many_arguments)] // reason: the path, its loop and the server's clock
     fn spawn(
-        clip: Arc<Clip>,
+        origin: Arc<Clip>,
         name: &str,
         faults: FaultSet,
+        loop_faults: &FaultSet,
+        served: &[Arc<Clip>],
         config: &Config,
         start_wall: WallTime,
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<Feed>, JoinHandle<()>)> {
+        let clip = loop_clip(&origin, loop_faults, served)?;
         let ring_config = nvrkit_ring::Config::new()
             .max_duration(config.ring_duration)
             .max_bytes(256 << 20)
@@ -175,6 +185,7 @@ impl Feed {
         let info = StreamInfo {
             faults,
             laps: Some(clip.laps()),
+            geometry: Some(LoopGeometry::of(&clip)),
             ..StreamInfo::new(name, clip.tracks().to_vec())
         };
         let feed = Feed {
@@ -182,6 +193,7 @@ impl Feed {
             ring,
             video_ring,
             clip,
+            origin,
             pacing,
         };
         Ok((Arc::new(feed), task))
@@ -199,6 +211,7 @@ impl Feed {
             ring: base.ring.clone(),
             video_ring: base.video_ring.clone(),
             clip: base.clip.clone(),
+            origin: base.origin.clone(),
             pacing: base.pacing.clone(),
         })
     }
@@ -214,11 +227,25 @@ struct Shared {
     udp_seen: Mutex<HashMap<SocketAddr, Instant>>,
     /// The connection caps and their refusals, shared by the RTSP and RTSPS listeners.
     refuser: Refuser,
+    /// Every served clip (what `sps_change_at_seam=CLIP` names).
+    clips: Vec<Arc<Clip>>,
+    /// Loops of their own for URL queries whose faults change frames.
+    fault_feeds: fault_feeds::FaultFeeds,
+    /// Shutdown, for the pacers of [`Shared::fault_feeds`].
+    stop: watch::Receiver<bool>,
 }
 
 impl Catalog for Shared {
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
         self.feeds.get(name).map(|f| f.info.clone())
+    }
+
+    fn stream_with(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> std::result::Result<Option<Arc<StreamInfo>>, String> {
+        Ok(self.feed_for(name, faults)?.map(|f| f.info.clone()))
     }
 }
 
@@ -290,6 +317,8 @@ impl Server {
                 clip.clone(),
                 &name,
                 FaultSet::default(),
+                &FaultSet::default(),
+                &clips,
                 &config,
                 start_wall,
                 shutdown.subscribe(),
@@ -316,6 +345,8 @@ impl Server {
                     clip.clone(),
                     &a.alias,
                     a.faults.clone(),
+                    &a.faults,
+                    &clips,
                     &config,
                     start_wall,
                     shutdown.subscribe(),
@@ -338,6 +369,9 @@ impl Server {
             config,
             udp,
             udp_seen: Mutex::new(HashMap::new()),
+            fault_feeds: fault_feeds::FaultFeeds::default(),
+            stop: shutdown.subscribe(),
+            clips,
         });
         if let Some((_, rtcp_sock)) = &shared.udp {
             tasks.push(tokio::spawn(receive_rtcp(
@@ -454,6 +488,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.fault_feeds.join().await;
     }
 }
 
