@@ -28,6 +28,9 @@
 //!
 //! - `onvif` (feature `onvif`): an ONVIF Profile S device per clip, each on its own HTTP
 //!   listener, and directed WS-Discovery probes answered (never multicast).
+//! - `snapshot` (feature `snapshot`, on with `onvif`): [`snapshot::Snapshotter`], a JPEG of a
+//!   clip's latest keyframe (H.264 decoded with OpenH264; H.265 from a sidecar JPEG), encoded
+//!   once per keyframe and cached.
 //!
 //! Non-goals: RTSP 2.0, multicast, SRTP, recording (ANNOUNCE/RECORD), playing RTMP.
 //!
@@ -77,6 +80,8 @@ pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod server;
+#[cfg(feature = "snapshot")]
+pub mod snapshot;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};
