@@ -26,6 +26,9 @@
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
 //!
+//! - [`substream`]: a clip served at `NAME/sub` is the sub stream of clip `NAME`, its loop
+//!   checked at start to be aligned with the main one frame for frame.
+//!
 //! - `onvif` (feature `onvif`): an ONVIF Profile S device per clip, each on its own HTTP
 //!   listener, and directed WS-Discovery probes answered (never multicast).
 //! - `snapshot` (feature `snapshot`, on with `onvif`): [`snapshot::Snapshotter`], a JPEG of a
@@ -82,6 +85,7 @@ pub mod sdp;
 pub mod server;
 #[cfg(feature = "snapshot")]
 pub mod snapshot;
+pub mod substream;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};

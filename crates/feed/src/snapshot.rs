@@ -318,10 +318,16 @@ struct Inner {
 }
 
 /// The snapshots of one clip: a cheap handle (clones share the cache), for the ONVIF snapshot
-/// URL and for alarm mails.
+/// URL and for alarm mails. Two handles are equal when they share the cache.
 #[derive(Debug, Clone)]
 pub struct Snapshotter {
     inner: Arc<Inner>,
+}
+
+impl PartialEq for Snapshotter {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
 }
 
 impl Snapshotter {
