@@ -66,6 +66,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod alarm;
 pub mod auth;
 pub mod check;
 pub mod error;

@@ -94,6 +94,9 @@ pub struct Config {
     /// The RTSPS certificate: PEM files, or (the default) a self-signed one made at start whose
     /// SHA-256 fingerprint [`Server::tls_fingerprint`] gives.
     pub tls: nvrkit_tls::TlsSource,
+    /// Scripted alarms: each clip's pacer reports the frames they are cued on as it releases
+    /// them ([`crate::alarm`]); `None` (the default): no alarms.
+    pub alarms: Option<crate::alarm::Tap>,
 }
 
 impl Default for Config {
@@ -115,6 +118,7 @@ impl Default for Config {
             tcp_nodelay: false,
             tls_listen: None,
             tls: nvrkit_tls::TlsSource::SelfSigned,
+            alarms: None,
         }
     }
 }
@@ -233,6 +237,10 @@ impl Server {
             )?;
             let source = LoopSource::new(clip.clone(), start_wall);
             let pacing = Arc::new(Mutex::new(Lateness::new()));
+            let cues = match &config.alarms {
+                Some(tap) => tap.cues(&clip)?,
+                None => None,
+            };
             tasks.push(tokio::spawn(pace(
                 source,
                 writer,
@@ -240,6 +248,7 @@ impl Server {
                 pacing.clone(),
                 shutdown.subscribe(),
                 Timing::EachFrame,
+                cues,
             )));
             feeds.insert(
                 name.clone(),
