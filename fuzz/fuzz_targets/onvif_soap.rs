@@ -12,7 +12,7 @@ use nvrkit_feed::onvif::auth::Verifier;
 use nvrkit_feed::onvif::discovery::{self, MAX_DATAGRAM, Responder};
 use nvrkit_feed::onvif::service::{self, Reached};
 use nvrkit_feed::onvif::soap::{self, MAX_SOAP_BODY};
-use nvrkit_feed::onvif::{Device, Video, VideoCodec};
+use nvrkit_feed::onvif::{Device, SubStream, Video, VideoCodec};
 use nvrkit_media::WallTime;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,6 +25,11 @@ fuzz_target!(|data: &[u8]| {
             height: 1080,
             fps: 25.0,
         }),
+        sub: Some(SubStream {
+            path: "cam<&>/sub".into(),
+            video: None,
+        }),
+        snapshot: None,
     };
     let now = WallTime::from_micros(1_796_000_000_000_000);
     let body = &data[..data.len().min(MAX_SOAP_BODY)];

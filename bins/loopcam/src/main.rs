@@ -406,6 +406,37 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     Ok(pushes)
 }
 
+/// The alarm mails' JPEG: the ONVIF devices' snapshot caches (one decode per keyframe for
+/// both). A clip without snapshots (H.265 without a sidecar) mails without one.
+fn snapshots(onvif: &Onvif) -> nvrkit_feed::alarm::JpegSource {
+    let by_name: Vec<(String, nvrkit_feed::snapshot::Snapshotter)> = onvif
+        .devices()
+        .iter()
+        .filter_map(|l| {
+            l.device
+                .snapshot
+                .clone()
+                .map(|s| (l.device.name.clone(), s))
+        })
+        .collect();
+    let by_name = Arc::new(by_name);
+    Arc::new(move |clip: &str| {
+        let snap = by_name
+            .iter()
+            .find(|(n, _)| n == clip)
+            .map(|(_, s)| s.clone());
+        Box::pin(async move {
+            match snap?.latest_jpeg().await {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    tracing::warn!("alarm snapshot: {e}");
+                    None
+                }
+            }
+        })
+    })
+}
+
 /// Reads `CLIP@POS=onvif` or `CLIP@POS=smtp://HOST:PORT`.
 fn parse_alarm(spec: &str) -> anyhow::Result<Alarm> {
     let want = "--alarm wants CLIP@POS=onvif or CLIP@POS=smtp://HOST:PORT";
@@ -591,8 +622,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            // Snapshots are not decoded yet: alarm mails go without a JPEG.
-            jpeg: None,
+            jpeg: onvif.as_ref().map(snapshots),
         };
         for a in &alarms {
             tracing::info!(

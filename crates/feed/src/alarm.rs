@@ -183,8 +183,14 @@ pub const MAIL_ATTEMPTS: u32 = 3;
 /// Deadline of each SMTP reply (and of connecting).
 pub const MAIL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The latest snapshot JPEG of a clip, by name (`None`: none yet; the mail goes without one).
-pub type JpegSource = Arc<dyn Fn(&str) -> Option<Bytes> + Send + Sync>;
+/// The latest snapshot JPEG of a clip, by name (`None`: none; the mail goes without one). A
+/// future, so a decode runs in the mail's task, never in the dispatcher's loop (loopcam gives
+/// the ONVIF device's [`Snapshotter`](crate::snapshot::Snapshotter), the one cache both use).
+pub type JpegSource = Arc<
+    dyn Fn(&str) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The alarm mail's parts: (subject, body, attachment name), as a Hikvision IP camera writes
 /// them (`X-Mailer: HIKMailer`, `EVENT TYPE: Motion Detected`, `IPC NAME`), which nvrkit-smtp

@@ -26,8 +26,14 @@
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
 //!
+//! - [`substream`]: a clip served at `NAME/sub` is the sub stream of clip `NAME`, its loop
+//!   checked at start to be aligned with the main one frame for frame.
+//!
 //! - `onvif` (feature `onvif`): an ONVIF Profile S device per clip, each on its own HTTP
 //!   listener, and directed WS-Discovery probes answered (never multicast).
+//! - `snapshot` (feature `snapshot`, on with `onvif`): [`snapshot::Snapshotter`], a JPEG of a
+//!   clip's latest keyframe (H.264 decoded with OpenH264; H.265 from a sidecar JPEG), encoded
+//!   once per keyframe and cached.
 //!
 //! Non-goals: RTSP 2.0, multicast, SRTP, recording (ANNOUNCE/RECORD), playing RTMP.
 //!
@@ -79,6 +85,9 @@ pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod server;
+#[cfg(feature = "snapshot")]
+pub mod snapshot;
+pub mod substream;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};

@@ -171,7 +171,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the sockets and starts looping every clip. Clip names must be unique.
+    /// Binds the sockets and starts looping every clip, all from the same instant. Clip names
+    /// must be unique; a clip named `NAME/sub` is the sub stream of clip `NAME`, which must be
+    /// there, with a loop aligned with it ([`crate::substream::check_aligned`]).
     pub async fn start(config: Config, clips: Vec<Arc<Clip>>) -> Result<Server> {
         let listener = TcpListener::bind(config.listen)
             .await
@@ -263,6 +265,20 @@ impl Server {
                     pacing,
                 }),
             );
+        }
+        // A sub stream (`NAME/sub`) needs its main stream, and a loop aligned with it.
+        for (name, feed) in &feeds {
+            if let Some(main) = crate::substream::main_of(name) {
+                let Some(main) = feeds.get(main) else {
+                    return Err(Error::Unusable {
+                        name: name.clone(),
+                        what: format!(
+                            "a sub stream needs its main stream {main:?}, which is not served"
+                        ),
+                    });
+                };
+                crate::substream::check_aligned(&main.clip, &feed.clip)?;
+            }
         }
         let shared = Arc::new(Shared {
             feeds,

@@ -142,6 +142,26 @@ fn param<'a>(challenge: &'a str, key: &str) -> &'a str {
     &rest[..rest.find('"').unwrap()]
 }
 
+/// `GET path` of a snapshot, with `extra` header lines; retried while the first keyframe is not
+/// yet paced (503), up to a hang guard.
+async fn snapshot(to: SocketAddr, path: &str, extra: &str) -> hostile::Response {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{extra}Connection: close\r\n\r\n",
+        to.port()
+    );
+    for _ in 0..100 {
+        let req = req.clone();
+        let r = tokio::task::spawn_blocking(move || hostile::request(CLIENT, to, &req))
+            .await
+            .unwrap();
+        if r.status != 503 {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no keyframe in the ring before the hang guard");
+}
+
 async fn post(to: SocketAddr, body: String) -> (u16, Request) {
     let r = post_raw(CLIENT, to, "/onvif/device_service", body).await;
     assert_eq!(
@@ -258,12 +278,31 @@ async fn device_and_media_services() {
     .await;
     let snap = format!("http://127.0.0.1:{}/snapshot/bravo.jpg", dev.port());
     assert_eq!(r.field("Uri"), Some(snap.as_str()));
-    let s = tokio::task::spawn_blocking(move || {
-        hostile::get(CLIENT, dev, "127.0.0.1", "/snapshot/bravo.jpg")
-    })
-    .await
-    .unwrap();
-    assert_eq!(s.status, 501, "snapshots are a later change");
+    let s = snapshot(dev, "/snapshot/bravo.jpg", "").await;
+    assert_eq!(s.status, 200, "{}", s.head);
+    assert_eq!(s.header("content-type"), Some("image/jpeg"));
+    assert_eq!(s.header("cache-control"), Some("no-cache"));
+    assert_eq!(
+        nvrkit_feed::snapshot::jpeg_size(&s.body),
+        Some((640, 360)),
+        "a JPEG at the clip's size"
+    );
+    // Revalidation with the ETag: 304 while the keyframe is the same (or 200 with a new one).
+    let tag = s.header("etag").unwrap().to_owned();
+    let again = snapshot(
+        dev,
+        "/snapshot/bravo.jpg",
+        &format!("If-None-Match: {tag}\r\n"),
+    )
+    .await;
+    assert!(
+        (again.status == 304 && again.body.is_empty())
+            || (again.status == 200 && again.header("etag") != Some(tag.as_str())),
+        "{}",
+        again.head
+    );
+    assert_eq!(snapshot(dev, "/snapshot/alpha.jpg", "").await.status, 404);
+    assert_eq!(snapshot(dev, "/snapshot/bravo.png", "").await.status, 404);
 
     // Media2.
     let m2 = |action: &str, inner: &str| {
@@ -352,7 +391,125 @@ async fn username_token_digest() {
     );
     assert_eq!(post(dev, stale).await.0, 400);
 
+    // The snapshot URL: HTTP Digest (offered first) or Basic, with the same credentials.
+    let r = snapshot(dev, "/snapshot/alpha.jpg", "").await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.head.contains("www-authenticate: digest realm="),
+        "{}",
+        r.head
+    );
+    assert!(
+        r.head.contains("www-authenticate: basic realm="),
+        "{}",
+        r.head
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let basic = |cred: &str| format!("Authorization: Basic {}\r\n", b64.encode(cred));
+    let r = snapshot(dev, "/snapshot/alpha.jpg", &basic("admin:guess")).await;
+    assert_eq!(r.status, 401);
+    let r = snapshot(dev, "/snapshot/alpha.jpg", &basic("admin:secret")).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+
     rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
+    let server = Server::start(
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            udp: false,
+            ..Config::default()
+        },
+        vec![sample("cam"), sample("cam/sub"), sample("other")],
+    )
+    .await
+    .unwrap();
+    let devices = onvif::devices(&server);
+    let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["cam", "other"], "the sub stream is not a device");
+    assert_eq!(devices[0].sub.as_ref().unwrap().path, "cam/sub");
+    assert!(devices[1].sub.is_none());
+    let onvif = Onvif::start(
+        onvif::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            discovery_listen: None,
+            ..onvif::Config::default()
+        },
+        devices,
+    )
+    .await
+    .unwrap();
+    let dev = onvif.devices()[0].addr;
+    let rtsp_port = server.local_addr().port();
+    let (status, r) = post(dev, envelope("", &media_action("GetProfiles", ""))).await;
+    assert_eq!(status, 200);
+    let tokens: Vec<&str> = r
+        .fields
+        .iter()
+        .filter(|(n, _)| n == "Name")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| *v == "main" || *v == "sub")
+        .collect();
+    assert_eq!(tokens, ["main", "sub"]);
+    for (token, path) in [("main", "cam"), ("sub", "cam/sub")] {
+        let (_, r) = post(
+            dev,
+            envelope(
+                "",
+                &media_action(
+                    "GetStreamUri",
+                    &format!("<ns0:ProfileToken>{token}</ns0:ProfileToken>"),
+                ),
+            ),
+        )
+        .await;
+        let want = format!("rtsp://127.0.0.1:{rtsp_port}/{path}");
+        assert_eq!(r.field("Uri"), Some(want.as_str()));
+        let m2 = format!(
+            r#"<ns0:GetStreamUri xmlns:ns0="http://www.onvif.org/ver20/media/wsdl"><ns0:Protocol>RtspUnicast</ns0:Protocol><ns0:ProfileToken>{token}</ns0:ProfileToken></ns0:GetStreamUri>"#
+        );
+        let (_, r) = post(dev, envelope("", &m2)).await;
+        assert_eq!(r.field("Uri"), Some(want.as_str()));
+    }
+    let m2 = r#"<ns0:GetProfiles xmlns:ns0="http://www.onvif.org/ver20/media/wsdl"/>"#;
+    let (_, r) = post(dev, envelope("", m2)).await;
+    let encoders: Vec<&str> = r
+        .fields
+        .iter()
+        .filter(|(n, v)| n == "Name" && v.starts_with("encoder_"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(encoders, ["encoder_main", "encoder_sub"]);
+    onvif.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_stream_without_its_main_or_out_of_step_is_refused_at_start() {
+    let config = || Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp: false,
+        ..Config::default()
+    };
+    let e = Server::start(config(), vec![sample("cam/sub")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("main stream \"cam\""), "{e}");
+    let ntsc = Demuxer::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/h264_ntsc_29.97.mp4"
+    ))
+    .unwrap();
+    let sub = Clip::load("cam/sub", &ntsc).unwrap();
+    let e = Server::start(config(), vec![sample("cam"), sub])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sub stream of cam"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,6 +574,8 @@ async fn a_taken_port_is_a_warning() {
         name: name.into(),
         rtsp_port: 8554,
         video: None,
+        sub: None,
+        snapshot: None,
     };
     // (No RTSP server: devices are plain descriptions.)
     let onvif = Onvif::start(

@@ -123,12 +123,16 @@ pub fn run(d: Dispatcher, mut rx: mpsc::Receiver<Fired>) -> JoinHandle<()> {
                 );
                 continue;
             }
-            let jpeg = d.jpeg.as_ref().and_then(|f| f(&clip));
-            if jpeg.is_none() {
-                tracing::warn!("alarm {clip}: no snapshot yet; the mail goes without one");
-            }
-            let (from, to, bytes) = mail(&clip, &fired, jpeg);
+            let jpeg = d.jpeg.as_ref().map(|f| f(&clip));
             tokio::spawn(async move {
+                let jpeg = match jpeg {
+                    Some(j) => j.await,
+                    None => None,
+                };
+                if jpeg.is_none() {
+                    tracing::warn!("alarm {clip}: no snapshot; the mail goes without one");
+                }
+                let (from, to, bytes) = mail(&clip, &fired, jpeg);
                 for attempt in 1..=MAIL_ATTEMPTS {
                     match send_once(addr, &from, &to, &bytes).await {
                         Ok(()) => break,

@@ -5,12 +5,20 @@
 //!   order); a port that cannot be bound is a warning and that device is left out.
 //! - Each listener serves `POST /onvif/device_service` (also `/onvif/media_service` and
 //!   `/onvif/media2_service`, which the capabilities name as the same address): the Device,
-//!   Media and Media2 actions of [`service`]. `/snapshot/<name>.jpg` answers `501 Not
-//!   Implemented` for now (snapshots are a later change).
+//!   Media and Media2 actions of [`service`]; and `GET /snapshot/<name>.jpg`, the JPEG of the
+//!   clip's latest keyframe ([`crate::snapshot`]; `GetSnapshotUri` names it), with
+//!   `Cache-Control: no-cache` and an `ETag` that changes with the keyframe (`If-None-Match`
+//!   gets `304`); `501` with the reason for a clip without one (H.265 without a sidecar JPEG),
+//!   `503` before the first keyframe.
+//! - A clip with a sub stream (`NAME/sub`, [`crate::substream`]) is one device with two
+//!   profiles, `main` and `sub`, in Media and Media2; the sub stream is not a device of its
+//!   own.
 //! - The hardened server of [`nvrkit_net::http`] (connection caps, deadlines from a request's
 //!   first byte); SOAP bodies above [`soap::MAX_SOAP_BODY`] are refused `413` unread.
 //! - With credentials, every action but `GetSystemDateAndTime` needs a WS-UsernameToken
-//!   `PasswordDigest` ([`auth`]); HTTP Digest is not implemented.
+//!   `PasswordDigest` ([`auth`]); HTTP Digest on SOAP is not implemented. The snapshot URL
+//!   needs HTTP Digest or Basic with the same credentials (what ONVIF clients send there:
+//!   onvif-zeep-async's `get_snapshot` uses Digest), checked by [`crate::rtsp::auth`].
 //!
 //! ONVIF is not part of [`crate::server::Config`]: a [`Server`] serves RTSP only, and a caller
 //! that wants devices starts [`Onvif`] beside it (loopcam does, by default).
@@ -36,7 +44,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::rtsp::auth::{Auth, ConnAuth, Verdict};
 use crate::server::Server;
+use crate::snapshot::{Snapshot, SnapshotError, Snapshotter};
 use crate::{Error, Result};
 
 /// The limits of the devices' HTTP listeners (re-exported so callers need not depend on
@@ -101,42 +111,81 @@ pub struct Device {
     pub rtsp_port: u16,
     /// Its video, when it has a video track.
     pub video: Option<Video>,
+    /// Its sub stream (the second profile), when the clip has one.
+    pub sub: Option<SubStream>,
+    /// Where its snapshot URL's pictures come from; `None`: that URL answers `501`.
+    pub snapshot: Option<Snapshotter>,
 }
 
-/// The devices of a server's clips, in name order.
+/// A device's sub stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubStream {
+    /// Its RTSP path (`NAME/sub`).
+    pub path: String,
+    /// Its video.
+    pub video: Option<Video>,
+}
+
+/// The devices of a server's clips, in name order: one per clip, except that a sub stream
+/// (`NAME/sub`) is the second profile of clip `NAME`'s device. Snapshots are decoded from the
+/// clips (an H.265 clip has none: see [`devices_with`]).
 pub fn devices(server: &Server) -> Vec<Device> {
+    devices_with(server, |_| None)
+}
+
+/// [`devices`], with `sidecar(name)` the picture of an H.265 clip (see
+/// [`crate::snapshot::load_sidecar`]).
+pub fn devices_with(server: &Server, sidecar: impl Fn(&str) -> Option<Snapshot>) -> Vec<Device> {
     let rtsp_port = server.local_addr().port();
-    server
-        .names()
-        .into_iter()
+    let names = server.names();
+    names
+        .iter()
+        .filter(|name| {
+            crate::substream::main_of(name).is_none_or(|main| !names.iter().any(|n| n == main))
+        })
         .map(|name| {
-            let video = server.clip(&name).and_then(|clip| {
-                clip.tracks().iter().find_map(|t| {
-                    let (codec, p) = match &t.params {
-                        CodecParams::H264(p) => (VideoCodec::H264, p),
-                        CodecParams::H265(p) => (VideoCodec::H265, p),
-                        _ => return None,
-                    };
-                    let fps = if t.duration > 0 {
-                        t.frames as f64 * f64::from(t.timescale) / t.duration as f64
-                    } else {
-                        0.0
-                    };
-                    Some(Video {
-                        codec,
-                        width: p.width,
-                        height: p.height,
-                        fps,
-                    })
-                })
+            let name = name.clone();
+            let sub_path = crate::substream::sub_name(&name);
+            let sub = server.clip(&sub_path).map(|clip| SubStream {
+                video: video_of(&clip),
+                path: sub_path,
+            });
+            let video = server.clip(&name).as_deref().and_then(video_of);
+            let snapshot = server.clip(&name).and_then(|clip| {
+                let ring = server.ring(&name)?;
+                Some(Snapshotter::new(&clip, ring, sidecar(&name)))
             });
             Device {
                 name,
                 rtsp_port,
                 video,
+                sub,
+                snapshot,
             }
         })
         .collect()
+}
+
+/// The video of a clip, as a device announces it.
+fn video_of(clip: &crate::Clip) -> Option<Video> {
+    clip.tracks().iter().find_map(|t| {
+        let (codec, p) = match &t.params {
+            CodecParams::H264(p) => (VideoCodec::H264, p),
+            CodecParams::H265(p) => (VideoCodec::H265, p),
+            _ => return None,
+        };
+        let fps = if t.duration > 0 {
+            t.frames as f64 * f64::from(t.timescale) / t.duration as f64
+        } else {
+            0.0
+        };
+        Some(Video {
+            codec,
+            width: p.width,
+            height: p.height,
+            fps,
+        })
+    })
 }
 
 /// A device being served.
@@ -162,8 +211,8 @@ struct Ctx {
     device: Device,
     listen: SocketAddr,
     verifier: Option<auth::Verifier>,
-    /// HTTP Digest with the same credentials (the RTSP implementation, [`crate::auth`]).
-    digest: Option<crate::auth::Auth>,
+    /// HTTP Digest/Basic for the snapshot URL (the same credentials).
+    http_auth: Option<Auth>,
     events: Arc<events::Hub>,
     stop: watch::Receiver<bool>,
 }
@@ -212,10 +261,10 @@ impl Onvif {
                     .credentials
                     .as_ref()
                     .map(|(u, p)| auth::Verifier::new(u.clone(), p.clone())),
-                digest: config
+                http_auth: config
                     .credentials
                     .as_ref()
-                    .map(|(u, p)| crate::auth::Auth::new(u.clone(), p.clone())),
+                    .map(|(u, p)| Auth::new(u.clone(), p.clone())),
                 events: hub,
                 stop: stop_rx.clone(),
             });
@@ -369,7 +418,7 @@ async fn subscription(
 /// HTTP); `Err(stale)` otherwise.
 fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
     let (Some(digest), Some(value)) = (
-        &ctx.digest,
+        &ctx.http_auth,
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
@@ -479,7 +528,7 @@ fn unauthorized(ctx: &Ctx, req: &soap::Request, stale: bool) -> Response {
             "sender not authorized: send a WS-UsernameToken or HTTP Digest credentials",
         ),
     );
-    if let Some(d) = &ctx.digest {
+    if let Some(d) = &ctx.http_auth {
         let [digest, _basic] = d.challenges(stale);
         if let Ok(v) = digest.parse() {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
@@ -516,14 +565,96 @@ async fn long_poll(ctx: &Ctx, id: &str, limit: usize, wait: std::time::Duration)
     }
 }
 
-/// `/snapshot/<name>.jpg`: not implemented yet (a later change decodes the latest keyframe).
-async fn snapshot() -> Response {
+fn text_response(status: StatusCode, text: String) -> Response {
     (
-        StatusCode::NOT_IMPLEMENTED,
+        status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "snapshots are not implemented yet\n",
+        text,
     )
         .into_response()
+}
+
+/// The `ETag` of a snapshot: the keyframe's place on the loop's timeline.
+fn etag(s: &Snapshot) -> String {
+    format!("\"{:x}\"", s.tag)
+}
+
+/// `GET /snapshot/<name>.jpg`: the JPEG of the device clip's latest keyframe.
+async fn snapshot(
+    State(ctx): State<Arc<Ctx>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    // The path is percent-decoded by the extractor: compare with the clip name as it is.
+    if file.strip_suffix(".jpg") != Some(ctx.device.name.as_str()) {
+        return text_response(StatusCode::NOT_FOUND, "no such snapshot\n".into());
+    }
+    if let Some(a) = &ctx.http_auth {
+        let request_uri = format!(
+            "http://{}{}",
+            host_of(ctx.listen.ip()),
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let verdict = a.check("GET", &request_uri, authorization, &mut ConnAuth::default());
+        if verdict != Verdict::Granted {
+            let mut r = text_response(StatusCode::UNAUTHORIZED, "credentials needed\n".into());
+            for c in a.challenges(verdict == Verdict::Stale) {
+                if let Ok(v) = c.parse() {
+                    r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            return r;
+        }
+    }
+    let Some(snapshots) = &ctx.device.snapshot else {
+        return text_response(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("device {} has no snapshot source\n", ctx.device.name),
+        );
+    };
+    match snapshots.latest().await {
+        Ok(s) => {
+            let tag = etag(&s);
+            let fresh = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+            // As go2rtc's and cameras' snapshot URLs: never served from a cache unchecked
+            // (the picture changes every keyframe); the ETag lets a poller revalidate.
+            let common = [
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+                (header::ETAG, tag),
+            ];
+            if fresh {
+                (StatusCode::NOT_MODIFIED, common).into_response()
+            } else {
+                (
+                    StatusCode::OK,
+                    common,
+                    [(header::CONTENT_TYPE, "image/jpeg".to_owned())],
+                    Body::from(s.jpeg),
+                )
+                    .into_response()
+            }
+        }
+        Err(e) => {
+            let status = match e {
+                SnapshotError::NoVideo { .. } | SnapshotError::NeedsSidecar { .. } => {
+                    StatusCode::NOT_IMPLEMENTED
+                }
+                SnapshotError::NoKeyframe { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::warn!("snapshot of {}: {e}", ctx.device.name);
+            }
+            text_response(status, format!("{e}\n"))
+        }
+    }
 }
 
 #[cfg(test)]
