@@ -1,8 +1,8 @@
 //! Arbitrary bytes as an ONVIF SOAP request body and as a WS-Discovery datagram: the quick-xml
 //! envelope reader, the action dispatch of one device (every answer must parse back as a SOAP
-//! envelope), the UsernameToken check, and the probe parser with its matching. Nothing may
-//! panic. The service bounds: a SOAP body at most 64 KiB, a datagram at most 16 KiB; longer
-//! inputs are cut there, as the listeners refuse them unread.
+//! envelope), the UsernameToken check, the probe parser with its matching, and the sidecar JPEG
+//! size reader. Nothing may panic. The service bounds: a SOAP body at most 64 KiB, a datagram at
+//! most 16 KiB; longer inputs are cut there, as the listeners refuse them unread.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -51,6 +51,8 @@ fuzz_target!(|data: &[u8]| {
         let xml = discovery::probe_matches(&probe, &device, "127.0.0.1", 8000);
         assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
     }
+    // The sidecar JPEG check walks marker segments by their lengths.
+    let _ = nvrkit_feed::snapshot::jpeg_size(data);
     let peer: SocketAddr = ([127, 0, 0, 1], 3702).into();
     let _ = Responder::new(vec![(device, ([127, 0, 0, 1], 8000).into())]).answer(datagram, peer);
 });

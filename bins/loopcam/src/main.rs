@@ -4,6 +4,7 @@
 // apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ use nvrkit_feed::onvif::Onvif;
 use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, RtmpUrl};
 use nvrkit_feed::rtsp::auth::Auth;
 use nvrkit_feed::server::{Config, Looper, Server};
+use nvrkit_feed::snapshot::{Snapshot, load_sidecar, sidecar_path};
+use nvrkit_feed::substream::sub_name;
 use nvrkit_media::Demuxer;
 
 mod check;
@@ -45,6 +48,12 @@ Examples:
                                            the snapshot to camevents on port 2525
   loopcam bikes.mp4 --alarm bikes@0s=onvif --alarm bikes@5s=onvif
                                            ONVIF motion events only, twice a loop
+  curl -o a.jpg http://127.0.0.1:8000/snapshot/a.jpg
+                                           the JPEG of a's latest keyframe (its GetSnapshotUri)
+  loopcam cam.mp4                          with cam.sub.mp4 beside it: one device, profiles main
+                                           (rtsp://HOST:8554/cam) and sub (rtsp://HOST:8554/cam/sub)
+  ffmpeg -i cam.mp4 -vf scale=640:-2 -c:a copy cam.sub.mp4
+                                           make a sub stream that aligns (same frames, same length)
   loopcam push rtmp://127.0.0.1/live/cam clip.mp4
                                            publish the loop to an RTMP server (nginx-rtmp, Wowza…)
   loopcam push rtmp://a/live/cam clip.mp4 --push rtmps://b/live/cam?key=K
@@ -54,6 +63,12 @@ Examples:
   loopcam check clip.mp4 ../shared/testdata/
                                            loop each clip 1,000 times offline and report its seams
   loopcam check --json clips/              the same as one JSON document (exit 1 if one fails)
+
+Sub streams: clip.sub.mp4 beside clip.mp4 is served at /clip/sub and is the second ONVIF profile
+(sub) of clip's device, not a device of its own; it must have the same frame rate, frame count and
+length as clip.mp4 (its loop stays aligned frame for frame), else loopcam refuses to start.
+Snapshots: H.264 clips' keyframes are decoded (OpenH264); an H.265 clip's snapshot is clip.jpg
+beside clip.mp4, else its snapshot URL answers 501.
 
 Each stream's URL is printed alone on a line on stdout (logs go to stderr), so scripts can read them.";
 
@@ -115,8 +130,10 @@ struct Cli {
     idle_timeout: Duration,
     /// The first ONVIF device's HTTP address: one device per clip, on consecutive ports in
     /// clip-name order, each at http://HOST:PORT/onvif/device_service (a port already taken
-    /// is a warning and that clip has no device). With --auth, WS-UsernameToken
-    /// (PasswordDigest) is required.
+    /// is a warning and that clip has no device), with its snapshot at
+    /// http://HOST:PORT/snapshot/NAME.jpg; a sub stream (clip.sub.mp4) is the device's second
+    /// profile. With --auth, WS-UsernameToken (PasswordDigest) is required, and HTTP Digest or
+    /// Basic on the snapshot URL.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8000")]
     onvif_listen: SocketAddr,
     /// Serve no ONVIF devices (and no WS-Discovery).
@@ -217,20 +234,52 @@ fn main() -> ExitCode {
     nvrkit_cli::exit("loopcam", runtime.block_on(run(cli)))
 }
 
-/// The clips to serve: every input file, every MP4 or QuickTime file in every input directory.
-/// A clip that cannot be served is reported and skipped.
-fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
+/// The clips to serve, and the sidecar snapshot JPEGs of the H.265 ones.
+struct Clips {
+    clips: Vec<Arc<Clip>>,
+    sidecars: HashMap<String, Snapshot>,
+}
+
+/// The clips to serve: every input file, every MP4 or QuickTime file in every input directory;
+/// `clip.sub.mp4` is served as `clip/sub`, the sub stream of `clip.mp4` (also when only
+/// `clip.mp4` is named). A clip that cannot be read is reported and skipped; a sub stream that
+/// does not align with its main clip stops the start (`Server::start` says why).
+fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Clips> {
     if inputs.is_empty() {
         let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
-        return Ok(vec![Clip::load("sample", &demux)?]);
+        return Ok(Clips {
+            clips: vec![Clip::load("sample", &demux)?],
+            sidecars: HashMap::new(),
+        });
     }
     let files = clip_files(inputs)?;
     let mut clips = Vec::new();
+    let mut sidecars = HashMap::new();
     let mut names = std::collections::HashSet::new();
     for path in files {
         let name = stem(&path);
         match load_one(&path, &name) {
-            Ok(c) if names.insert(name.clone()) => clips.push(c),
+            Ok(c) if names.insert(name.clone()) => {
+                if is_h265(&c) {
+                    match load_sidecar(&sidecar_path(&path)) {
+                        Ok(Some(s)) => {
+                            tracing::info!(
+                                "{}: snapshots from {}",
+                                path.display(),
+                                sidecar_path(&path).display()
+                            );
+                            sidecars.insert(name.clone(), s);
+                        }
+                        Ok(None) => tracing::info!(
+                            "{}: H.265, so no snapshot (not decoded) unless {} is there",
+                            path.display(),
+                            sidecar_path(&path).display()
+                        ),
+                        Err(e) => tracing::warn!("{e}; no snapshot for /{name}"),
+                    }
+                }
+                clips.push(c)
+            }
             Ok(_) => tracing::warn!(
                 "{}: skipped: another clip is already served as /{name}",
                 path.display()
@@ -241,7 +290,13 @@ fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
     if clips.is_empty() {
         bail!("no clip can be served");
     }
-    Ok(clips)
+    Ok(Clips { clips, sidecars })
+}
+
+fn is_h265(clip: &Clip) -> bool {
+    clip.tracks()
+        .get(clip.master())
+        .is_some_and(|t| matches!(t.params, nvrkit_media::CodecParams::H265(_)))
 }
 
 /// The clip files of `inputs`: each file, and every MP4 in each directory (sorted).
@@ -267,15 +322,31 @@ fn clip_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             files.extend(found);
         } else {
             files.push(input.clone());
+            // `clip.mp4` brings `clip.sub.mp4` beside it, its sub stream.
+            if let (Some(stem), Some(ext)) = (input.file_stem(), input.extension()) {
+                let mut sub = stem.to_os_string();
+                sub.push(".sub.");
+                sub.push(ext);
+                let sub = input.with_file_name(sub);
+                if !stem.to_string_lossy().ends_with(".sub") && sub.is_file() {
+                    files.push(sub);
+                }
+            }
         }
     }
     Ok(files)
 }
 
+/// The stream name of a clip file: its stem; `clip.sub.mp4` is `clip/sub`.
 fn stem(path: &Path) -> String {
-    path.file_stem()
+    let name = path
+        .file_stem()
         .map(|s| s.to_string_lossy().replace([' ', '/', '?', '#'], "_"))
-        .unwrap_or_else(|| "clip".into())
+        .unwrap_or_else(|| "clip".into());
+    match name.strip_suffix(".sub") {
+        Some(main) if !main.is_empty() => sub_name(main),
+        _ => name,
+    }
 }
 
 fn load_one(path: &Path, name: &str) -> anyhow::Result<Arc<Clip>> {
@@ -319,7 +390,7 @@ fn primary_ip() -> Option<IpAddr> {
 async fn push_only(url: &str, file: Option<&Path>, args: &PushArgs) -> anyhow::Result<()> {
     let clip = match file {
         Some(path) => load_one(path, &stem(path))?,
-        None => load_clips(&[])?.remove(0),
+        None => load_clips(&[])?.clips.remove(0),
     };
     let mut configs = vec![args.config(url)?];
     for u in &args.urls {
@@ -472,7 +543,11 @@ fn parse_alarm(spec: &str) -> anyhow::Result<Alarm> {
 }
 
 /// The ONVIF devices of every clip, and the WS-Discovery responder.
-async fn start_onvif(cli: &Cli, server: &Server) -> anyhow::Result<Onvif> {
+async fn start_onvif(
+    cli: &Cli,
+    server: &Server,
+    sidecars: &HashMap<String, Snapshot>,
+) -> anyhow::Result<Onvif> {
     let credentials = match &cli.auth {
         Some(spec) => {
             let (u, p) = spec.split_once(':').context("--auth wants USER:PASS")?;
@@ -486,13 +561,20 @@ async fn start_onvif(cli: &Cli, server: &Server) -> anyhow::Result<Onvif> {
         credentials,
         discovery_listen: (!cli.no_discovery).then_some(cli.discovery_listen),
     };
-    let onvif = Onvif::start(config, nvrkit_feed::onvif::devices(server)).await?;
+    let devices = nvrkit_feed::onvif::devices_with(server, |name| sidecars.get(name).cloned());
+    let onvif = Onvif::start(config, devices).await?;
     for l in onvif.devices() {
+        let host = printable_host(l.addr);
+        let port = l.addr.port();
+        let profiles = if l.device.sub.is_some() {
+            "profiles main and sub"
+        } else {
+            "profile main"
+        };
         tracing::info!(
-            "ONVIF device {} at http://{}:{}/onvif/device_service",
+            "ONVIF device {} at http://{host}:{port}/onvif/device_service ({profiles}), snapshot http://{host}:{port}/snapshot/{}.jpg",
             l.device.name,
-            printable_host(l.addr),
-            l.addr.port()
+            nvrkit_feed::onvif::service::uri_segment(&l.device.name)
         );
     }
     if let Some(addr) = onvif.discovery_addr() {
@@ -522,7 +604,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(spec) => Some(Auth::parse(spec).context("--auth wants USER:PASS")?),
         None => None,
     };
-    let clips = load_clips(&cli.inputs)?;
+    let Clips { clips, sidecars } = load_clips(&cli.inputs)?;
     let alarms = cli
         .alarms
         .iter()
@@ -603,7 +685,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let onvif = if cli.no_onvif {
         None
     } else {
-        Some(start_onvif(&cli, &server).await?)
+        Some(start_onvif(&cli, &server, &sidecars).await?)
     };
     let dispatcher = fired.map(|rx| {
         let names = server.names();

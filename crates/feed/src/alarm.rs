@@ -12,8 +12,8 @@
 //!   channel (a full one drops the report with a warning).
 //! - The dispatcher ([`run`], feature `alarm`) sends ONVIF motion ON at once and OFF after
 //!   [`hold`] (1 s, or half the loop when that is shorter, so OFF always comes before the next
-//!   ON), and mails with nvrkit-smtp's client: at most one mail in flight per alarm (a lap
-//!   whose mail finds the last one still going is skipped with a warning), each tried
+//!   ON), and mails with nvrkit-smtp's client: at most [`MAILS_IN_FLIGHT`] mails in flight per
+//!   alarm (a lap past that is skipped with a warning), each tried
 //!   [`MAIL_ATTEMPTS`] times with a [`MAIL_TIMEOUT`] deadline per reply; a mail that fails
 //!   them all is a warning. Nothing of this can stall the loop.
 
@@ -178,6 +178,8 @@ pub fn hold(period_micros: i64) -> Duration {
     Duration::from_micros(u64::try_from(period_micros / 2).unwrap_or(0)).min(Duration::from_secs(1))
 }
 
+/// The most mails of one alarm in flight at once (a lap past it is skipped with a warning).
+pub const MAILS_IN_FLIGHT: usize = 4;
 /// Attempts per alarm mail.
 pub const MAIL_ATTEMPTS: u32 = 3;
 /// Deadline of each SMTP reply (and of connecting).

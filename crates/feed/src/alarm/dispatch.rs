@@ -2,15 +2,16 @@
 //! with nvrkit-smtp's client.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use nvrkit_media::WallTime;
 use nvrkit_smtp::client::{AlarmMail, Client, ClientOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{Alarm, Fired, JpegSource, MAIL_ATTEMPTS, MAIL_TIMEOUT, Target, hold, mail_text};
+use super::{
+    Alarm, Fired, JpegSource, MAIL_ATTEMPTS, MAIL_TIMEOUT, MAILS_IN_FLIGHT, Target, hold, mail_text,
+};
 use crate::onvif::events::Hub;
 
 /// Where the dispatcher sends what the pacers report.
@@ -77,10 +78,10 @@ async fn send_once(
 /// Handles the pacers' reports until the channel closes (every [`super::Cues`] dropped).
 /// Returns at once; the task runs on the current runtime.
 pub fn run(d: Dispatcher, mut rx: mpsc::Receiver<Fired>) -> JoinHandle<()> {
-    let busy: Vec<Arc<AtomicBool>> = d
+    let in_flight: Vec<Arc<Semaphore>> = d
         .alarms
         .iter()
-        .map(|_| Arc::new(AtomicBool::new(false)))
+        .map(|_| Arc::new(Semaphore::new(MAILS_IN_FLIGHT)))
         .collect();
     tokio::spawn(async move {
         while let Some(fired) = rx.recv().await {
@@ -115,14 +116,13 @@ pub fn run(d: Dispatcher, mut rx: mpsc::Receiver<Fired>) -> JoinHandle<()> {
             let Target::Smtp(addr) = alarm.target else {
                 continue;
             };
-            let flag = Arc::clone(&busy[fired.alarm]);
-            if flag.swap(true, Ordering::AcqRel) {
+            let Ok(permit) = Arc::clone(&in_flight[fired.alarm]).try_acquire_owned() else {
                 tracing::warn!(
-                    "alarm {clip}: lap {} mail skipped: the last one to {addr} is still being sent",
+                    "alarm {clip}: lap {} mail skipped: {MAILS_IN_FLIGHT} to {addr} are still being sent",
                     fired.lap
                 );
                 continue;
-            }
+            };
             let jpeg = d.jpeg.as_ref().map(|f| f(&clip));
             tokio::spawn(async move {
                 let jpeg = match jpeg {
@@ -146,7 +146,7 @@ pub fn run(d: Dispatcher, mut rx: mpsc::Receiver<Fired>) -> JoinHandle<()> {
                         ),
                     }
                 }
-                flag.store(false, Ordering::Release);
+                drop(permit);
             });
         }
     })
