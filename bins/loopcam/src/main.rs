@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use nvrkit_cli::units::parse_duration;
 use nvrkit_feed::Clip;
 use nvrkit_feed::TlsSource;
+use nvrkit_feed::alarm::{self, Alarm, Dispatcher, Tap, Target};
 use nvrkit_feed::onvif::Onvif;
 use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, RtmpUrl};
 use nvrkit_feed::rtsp::auth::Auth;
@@ -41,6 +42,12 @@ Examples:
   ffplay -rtsp_transport tcp rtsp://127.0.0.1:8554/sample
   loopcam --onvif-listen 127.0.0.1:8000 a.mp4 b.mp4
                                            ONVIF devices at http://127.0.0.1:8000 (a) and :8001 (b)
+  loopcam bikes.mp4 --alarm bikes@3.2s=smtp://127.0.0.1:2525
+                                           every loop, when the frame at 3.2 s is sent: ONVIF motion
+                                           (ON, OFF 1 s later) and a Hikvision-style alarm mail with
+                                           the snapshot to camevents on port 2525
+  loopcam bikes.mp4 --alarm bikes@0s=onvif --alarm bikes@5s=onvif
+                                           ONVIF motion events only, twice a loop
   curl -o a.jpg http://127.0.0.1:8000/snapshot/a.jpg
                                            the JPEG of a's latest keyframe (its GetSnapshotUri)
   loopcam cam.mp4                          with cam.sub.mp4 beside it: one device, profiles main
@@ -166,6 +173,15 @@ struct Cli {
     /// each a path of its own playing that clip with those faults.
     #[arg(long, value_name = "FILE")]
     faults: Option<PathBuf>,
+    /// A scripted alarm, `CLIP@POS=onvif` or `CLIP@POS=smtp://HOST:PORT` (repeatable): every
+    /// loop, when the pacer sends the video frame presented at POS (a duration into the loop,
+    /// `3.2s`), the clip's ONVIF device raises motion (ON, OFF after 1 s or half the loop) on
+    /// tns1:RuleEngine/CellMotionDetector/Motion and tns1:VideoSource/MotionAlarm, timed at the
+    /// frame's wall clock; `smtp://` also mails a Hikvision-style motion alarm (X-Mailer:
+    /// HIKMailer) with the clip's snapshot JPEG, named `CLIP_UTC_lapN_posS.jpg` after the frame.
+    /// A failed mail is a warning (3 attempts); the loop never waits for one.
+    #[arg(long = "alarm", value_name = "CLIP@POS=TARGET")]
+    alarms: Vec<String>,
     #[command(flatten)]
     push: PushArgs,
     #[command(subcommand)]
@@ -488,6 +504,71 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     Ok(pushes)
 }
 
+/// The alarm mails' JPEG: the ONVIF devices' snapshot caches (one decode per keyframe for
+/// both). A clip without snapshots (H.265 without a sidecar) mails without one.
+fn snapshots(onvif: &Onvif) -> nvrkit_feed::alarm::JpegSource {
+    let by_name: Vec<(String, nvrkit_feed::snapshot::Snapshotter)> = onvif
+        .devices()
+        .iter()
+        .filter_map(|l| {
+            l.device
+                .snapshot
+                .clone()
+                .map(|s| (l.device.name.clone(), s))
+        })
+        .collect();
+    let by_name = Arc::new(by_name);
+    Arc::new(move |clip: &str| {
+        let snap = by_name
+            .iter()
+            .find(|(n, _)| n == clip)
+            .map(|(_, s)| s.clone());
+        Box::pin(async move {
+            match snap?.latest_jpeg().await {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    tracing::warn!("alarm snapshot: {e}");
+                    None
+                }
+            }
+        })
+    })
+}
+
+/// Reads `CLIP@POS=onvif` or `CLIP@POS=smtp://HOST:PORT`.
+fn parse_alarm(spec: &str) -> anyhow::Result<Alarm> {
+    let want = "--alarm wants CLIP@POS=onvif or CLIP@POS=smtp://HOST:PORT";
+    let (left, target) = spec
+        .rsplit_once('=')
+        .with_context(|| format!("{want}: {spec:?}"))?;
+    let (clip, pos) = left
+        .rsplit_once('@')
+        .with_context(|| format!("{want}: {spec:?}"))?;
+    if clip.is_empty() {
+        bail!("{want}: no clip in {spec:?}");
+    }
+    let position = parse_duration(pos).map_err(|e| anyhow::anyhow!("--alarm {spec}: {e}"))?;
+    let target = if target == "onvif" {
+        Target::Onvif
+    } else if let Some(hostport) = target.strip_prefix("smtp://") {
+        use std::net::ToSocketAddrs as _;
+        let hostport = hostport.trim_end_matches('/');
+        let addr = hostport
+            .to_socket_addrs()
+            .with_context(|| format!("--alarm {spec}: cannot resolve {hostport} (HOST:PORT)"))?
+            .next()
+            .with_context(|| format!("--alarm {spec}: {hostport} has no address"))?;
+        Target::Smtp(addr)
+    } else {
+        bail!("{want}: unknown target {target:?}");
+    };
+    Ok(Alarm {
+        clip: clip.to_owned(),
+        position_micros: i64::try_from(position.as_micros()).unwrap_or(i64::MAX),
+        target,
+    })
+}
+
 /// The ONVIF devices of every clip, and the WS-Discovery responder.
 async fn start_onvif(
     cli: &Cli,
@@ -560,6 +641,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("fault file {}", path.display()))?
         }
     };
+    let alarms = cli
+        .alarms
+        .iter()
+        .map(|s| parse_alarm(s))
+        .collect::<anyhow::Result<Vec<Alarm>>>()?;
+    for a in &alarms {
+        if !clips.iter().any(|c| c.name() == a.clip) {
+            bail!("--alarm {}@…: no clip is served as /{}", a.clip, a.clip);
+        }
+        if cli.no_onvif && a.target == Target::Onvif {
+            bail!(
+                "--alarm {}@…=onvif needs the ONVIF devices (drop --no-onvif)",
+                a.clip
+            );
+        }
+    }
+    let (tap, fired) = if alarms.is_empty() {
+        (None, None)
+    } else {
+        let (tap, rx) = Tap::new(alarms.clone());
+        (Some(tap), Some(rx))
+    };
     let config = Config {
         aliases,
         listen: cli.listen,
@@ -581,6 +684,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             },
             _ => TlsSource::SelfSigned,
         },
+        alarms: tap,
         ..Config::default()
     };
     let server = Server::start(config, clips).await?;
@@ -620,6 +724,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         Some(start_onvif(&cli, &server, &sidecars).await?)
     };
+    let dispatcher = fired.map(|rx| {
+        let names = server.names();
+        let d = Dispatcher {
+            alarms: alarms.clone(),
+            periods: names
+                .iter()
+                .filter_map(|n| server.period_micros(n).map(|p| (n.clone(), p)))
+                .collect(),
+            hubs: onvif
+                .as_ref()
+                .map(|o| {
+                    names
+                        .iter()
+                        .filter_map(|n| o.events(n).map(|h| (n.clone(), h)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            jpeg: onvif.as_ref().map(snapshots),
+        };
+        for a in &alarms {
+            tracing::info!(
+                "alarm: /{} at {:.6} s every loop → {}",
+                a.clip,
+                a.position_micros as f64 / 1e6,
+                match &a.target {
+                    Target::Onvif => "ONVIF motion".to_owned(),
+                    Target::Smtp(addr) => format!("ONVIF motion and a mail to smtp://{addr}"),
+                }
+            );
+        }
+        alarm::run(d, rx)
+    });
     let pushes = pushes_beside(&server, &cli.push)?;
     if pushes.is_empty() {
         tokio::signal::ctrl_c()
@@ -645,6 +781,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 p.max_us as f64 / 1000.0
             );
         }
+    }
+    if let Some(d) = dispatcher {
+        d.abort();
     }
     if let Some(o) = onvif {
         o.shutdown().await;

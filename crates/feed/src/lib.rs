@@ -74,6 +74,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod alarm;
+pub mod auth;
 pub mod check;
 pub mod error;
 pub mod fault;

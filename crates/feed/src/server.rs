@@ -101,6 +101,9 @@ pub struct Config {
     /// Fault-file aliases ([`crate::fault::parse_fault_file`]): each served as its own path,
     /// playing a clip with its faults. A clip it names must be among those served.
     pub aliases: Vec<Alias>,
+    /// Scripted alarms: each clip's pacer reports the frames they are cued on as it releases
+    /// them ([`crate::alarm`]); `None` (the default): no alarms.
+    pub alarms: Option<crate::alarm::Tap>,
 }
 
 impl Default for Config {
@@ -123,6 +126,7 @@ impl Default for Config {
             tls_listen: None,
             tls: nvrkit_tls::TlsSource::SelfSigned,
             aliases: Vec::new(),
+            alarms: None,
         }
     }
 }
@@ -174,6 +178,12 @@ impl Feed {
         )?;
         let source = LoopSource::new(clip.clone(), start_wall);
         let pacing = Arc::new(Mutex::new(Lateness::new()));
+        // Scripted alarms are cued on the clip's own path only (an alias or a fault loop of it
+        // would raise each alarm again).
+        let cues = match &config.alarms {
+            Some(tap) if name == origin.name() && loop_faults.is_empty() => tap.cues(&clip)?,
+            _ => None,
+        };
         let task = tokio::spawn(pace(
             source,
             writer,
@@ -181,6 +191,7 @@ impl Feed {
             pacing.clone(),
             stop,
             Timing::EachFrame,
+            cues,
         ));
         let info = StreamInfo {
             faults,

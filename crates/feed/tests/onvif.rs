@@ -102,14 +102,44 @@ fn media_action(action: &str, inner: &str) -> String {
 }
 
 async fn post_raw(from: [u8; 4], to: SocketAddr, path: &str, body: String) -> hostile::Response {
+    post_from(from, to, path, "", body).await
+}
+
+async fn post_with(to: SocketAddr, path: &str, headers: &str, body: String) -> hostile::Response {
+    post_from(CLIENT, to, path, headers, body).await
+}
+
+/// A POST of `body` with extra `headers` (each line ending in CRLF).
+async fn post_from(
+    from: [u8; 4],
+    to: SocketAddr,
+    path: &str,
+    headers: &str,
+    body: String,
+) -> hostile::Response {
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/soap+xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/soap+xml; charset=utf-8\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         to.port(),
         body.len()
     );
     tokio::task::spawn_blocking(move || hostile::request(from, to, &req))
         .await
         .unwrap()
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `k="v"` of a challenge.
+fn param<'a>(challenge: &'a str, key: &str) -> &'a str {
+    let at = challenge.find(&format!("{key}=\"")).unwrap() + key.len() + 2;
+    let rest = &challenge[at..];
+    &rest[..rest.find('"').unwrap()]
 }
 
 /// `GET path` of a snapshot, with `extra` header lines; retried while the first keyframe is not
@@ -188,7 +218,8 @@ async fn device_and_media_services() {
         [
             "http://www.onvif.org/ver10/device/wsdl",
             "http://www.onvif.org/ver10/media/wsdl",
-            "http://www.onvif.org/ver20/media/wsdl"
+            "http://www.onvif.org/ver20/media/wsdl",
+            "http://www.onvif.org/ver10/events/wsdl"
         ]
     );
 
@@ -332,8 +363,9 @@ async fn username_token_digest() {
     let (status, _) = post(dev, envelope("", &device_action("GetSystemDateAndTime"))).await;
     assert_eq!(status, 200);
 
+    // No credentials at all: 401 with an HTTP Digest challenge (ONVIF Core 5.9.1).
     let (status, r) = post(dev, envelope("", &device_action("GetDeviceInformation"))).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 401);
     assert!(r.fields.iter().any(|(_, v)| v == "ter:NotAuthorized"));
 
     let good = envelope(
@@ -610,5 +642,150 @@ async fn directed_probe_gets_every_clip() {
         .collect();
     want.sort();
     assert_eq!(xaddrs, want);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_digest_on_soap() {
+    let rig = rig(Some(("admin", "secret"))).await;
+    let dev = rig.device("alpha");
+    let path = "/onvif/device_service";
+    let body = envelope("", &device_action("GetDeviceInformation"));
+    let r = post_with(dev, path, "", body.clone()).await;
+    assert_eq!(r.status, 401, "{}", r.head);
+    let challenge = r.header("www-authenticate").unwrap().to_owned();
+    assert!(
+        challenge.to_ascii_lowercase().starts_with("digest "),
+        "{challenge}"
+    );
+    let (realm, nonce) = (param(&challenge, "realm"), param(&challenge, "nonce"));
+    let answer = |pass: &str, nc: &str, uri: &str| {
+        let ha1 = md5_hex(&format!("admin:{realm}:{pass}"));
+        let ha2 = md5_hex(&format!("POST:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:abcdef:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"admin\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", qop=auth, nc={nc}, cnonce=\"abcdef\", response=\"{response}\"\r\n"
+        )
+    };
+    let r = post_with(dev, path, &answer("secret", "00000001", path), body.clone()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        soap::parse(&r.body).unwrap().field("SerialNumber"),
+        Some("alpha")
+    );
+    // The same nc again is a replay; a wrong password is refused; Basic is not taken.
+    let r = post_with(dev, path, &answer("secret", "00000001", path), body.clone()).await;
+    assert_eq!(r.status, 401);
+    let r = post_with(dev, path, &answer("guess", "00000002", path), body.clone()).await;
+    assert_eq!(r.status, 401);
+    let basic = "Authorization: Basic YWRtaW46c2VjcmV0\r\n";
+    assert_eq!(post_with(dev, path, basic, body.clone()).await.status, 401);
+    // The digest's uri must be the path it is sent to.
+    let media = "/onvif/media_service";
+    let r = post_with(dev, media, &answer("secret", "00000003", path), body).await;
+    assert_eq!(r.status, 401);
+    rig.stop().await;
+}
+
+fn events_action(action: &str, inner: &str) -> String {
+    format!(
+        r#"<ns0:{action} xmlns:ns0="http://www.onvif.org/ver10/events/wsdl">{inner}</ns0:{action}>"#
+    )
+}
+
+/// Motion values (`IsMotion`, `State`) and their `PropertyOperation`s in a PullMessages answer.
+fn motion(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split("<tt:Message ")
+        .skip(1)
+        .map(|m| {
+            let op = param(m, "PropertyOperation").to_owned();
+            let data = m.split("<tt:Data>").nth(1).unwrap();
+            (param(data, "Value").to_owned(), op)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_point_subscription_gets_motion() {
+    let rig = rig(None).await;
+    let dev = rig.device("alpha");
+    let (status, r) = post(dev, envelope("", &events_action("GetEventProperties", ""))).await;
+    assert_eq!(status, 200);
+    assert_eq!(r.action, "GetEventPropertiesResponse");
+    let create = envelope(
+        "",
+        &events_action(
+            "CreatePullPointSubscription",
+            "<ns0:InitialTerminationTime>PT60S</ns0:InitialTerminationTime>",
+        ),
+    );
+    let (status, r) = post(dev, create.clone()).await;
+    assert_eq!(status, 200);
+    let address = r.field("Address").unwrap().to_owned();
+    let path = address
+        .strip_prefix(&format!("http://127.0.0.1:{}", dev.port()))
+        .unwrap()
+        .to_owned();
+    assert!(path.starts_with("/onvif/events/subscription/"), "{path}");
+    let pull = |timeout: &str| {
+        envelope(
+            "",
+            &events_action(
+                "PullMessages",
+                &format!(
+                    "<ns0:Timeout>{timeout}</ns0:Timeout><ns0:MessageLimit>10</ns0:MessageLimit>"
+                ),
+            ),
+        )
+    };
+    let r = post_raw(CLIENT, dev, &path, pull("PT1S")).await;
+    assert_eq!(r.status, 200);
+    let initialized = ("false".to_owned(), "Initialized".to_owned());
+    assert_eq!(
+        motion(&r.body),
+        [initialized.clone(), initialized],
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // A long poll in flight gets the motion published while it waits.
+    let waiting = tokio::spawn({
+        let path = path.clone();
+        let body = pull("PT20S");
+        async move { post_raw(CLIENT, dev, &path, body).await }
+    });
+    let hub = rig.onvif.events("alpha").unwrap();
+    let utc = WallTime::now();
+    // Publish until the waiting poll has it (it may not have been read yet at the first).
+    let mut published = 0;
+    while !waiting.is_finished() && published < 100 {
+        hub.publish(true, utc, WallTime::now());
+        published += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status, 200);
+    let got = motion(&r.body);
+    assert!(
+        !got.is_empty() && got.iter().all(|(v, op)| v == "true" && op == "Changed"),
+        "{got:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&r.body).contains(&format!("UtcTime=\"{}\"", utc.to_rfc3339()))
+    );
+    // Unsubscribe ends it; a pull then is a fault.
+    let un = envelope(
+        "",
+        r#"<ns0:Unsubscribe xmlns:ns0="http://docs.oasis-open.org/wsn/b-2"/>"#,
+    );
+    assert_eq!(post_raw(CLIENT, dev, &path, un).await.status, 200);
+    assert_eq!(post_raw(CLIENT, dev, &path, pull("PT1S")).await.status, 400);
+    // At most 16 live subscriptions per device.
+    for _ in 0..nvrkit_feed::onvif::events::MAX_SUBSCRIPTIONS {
+        assert_eq!(post(dev, create.clone()).await.0, 200);
+    }
+    let (status, r) = post(dev, create).await;
+    assert_eq!(status, 500);
+    assert_eq!(r.action, "Fault");
     rig.stop().await;
 }

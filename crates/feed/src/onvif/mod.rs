@@ -25,6 +25,7 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod events;
 pub mod service;
 pub mod soap;
 
@@ -41,6 +42,7 @@ use nvrkit_media::{CodecParams, WallTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::rtsp::auth::{Auth, ConnAuth, Verdict};
 use crate::server::Server;
@@ -59,7 +61,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Limits of the HTTP listeners (shared by all of them).
     pub http: nvrkit_net::http::Config,
-    /// Require a WS-UsernameToken for this user name and password (loopcam's `--auth`).
+    /// Require a WS-UsernameToken or HTTP Digest for this user name and password (loopcam's
+    /// `--auth`).
     pub credentials: Option<(String, String)>,
     /// Answer directed WS-Discovery probes on this UDP address (`--discovery-listen`, default
     /// `0.0.0.0:3702`); `None`: no discovery.
@@ -198,6 +201,7 @@ pub struct Listening {
 #[derive(Debug)]
 pub struct Onvif {
     devices: Vec<Listening>,
+    hubs: Vec<(String, Arc<events::Hub>)>,
     discovery: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -209,6 +213,8 @@ struct Ctx {
     verifier: Option<auth::Verifier>,
     /// HTTP Digest/Basic for the snapshot URL (the same credentials).
     http_auth: Option<Auth>,
+    events: Arc<events::Hub>,
+    stop: watch::Receiver<bool>,
 }
 
 impl Onvif {
@@ -218,6 +224,7 @@ impl Onvif {
         let (stop, stop_rx) = watch::channel(false);
         let http = nvrkit_net::http::Server::new(config.http);
         let mut listening = Vec::new();
+        let mut hubs = Vec::new();
         let mut tasks = Vec::new();
         for (i, device) in devices.into_iter().enumerate() {
             let mut addr = config.listen;
@@ -245,6 +252,8 @@ impl Onvif {
                 what: "ONVIF listener address".into(),
                 source,
             })?;
+            let hub = Arc::new(events::Hub::new());
+            hubs.push((device.name.clone(), Arc::clone(&hub)));
             let ctx = Arc::new(Ctx {
                 device: device.clone(),
                 listen: addr,
@@ -256,11 +265,18 @@ impl Onvif {
                     .credentials
                     .as_ref()
                     .map(|(u, p)| Auth::new(u.clone(), p.clone())),
+                events: hub,
+                stop: stop_rx.clone(),
             });
             let router = Router::new()
                 .route("/onvif/device_service", post(soap))
                 .route("/onvif/media_service", post(soap))
                 .route("/onvif/media2_service", post(soap))
+                .route(events::EVENT_SERVICE_PATH, post(soap))
+                .route(
+                    &format!("{}{{id}}", events::SUBSCRIPTION_PATH),
+                    post(subscription),
+                )
                 .route("/snapshot/{file}", get(snapshot))
                 .with_state(ctx);
             let http = http.clone();
@@ -292,6 +308,7 @@ impl Onvif {
         }
         Ok(Onvif {
             devices: listening,
+            hubs,
             discovery: discovery_addr,
             stop,
             tasks,
@@ -301,6 +318,14 @@ impl Onvif {
     /// The devices served and their HTTP addresses, in name order.
     pub fn devices(&self) -> &[Listening] {
         &self.devices
+    }
+
+    /// The event state of the device of clip `name` (what scripted alarms publish motion to).
+    pub fn events(&self, name: &str) -> Option<Arc<events::Hub>> {
+        self.hubs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| Arc::clone(h))
     }
 
     /// The WS-Discovery UDP address, when it is bound.
@@ -369,7 +394,60 @@ fn fault_response(f: &service::Fault) -> Response {
     soap_response(status, soap::fault(f.code, f.subcode, &f.reason))
 }
 
-async fn soap(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+async fn soap(
+    State(ctx): State<Arc<Ctx>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(&ctx, &headers, body, uri.path(), None).await
+}
+
+/// A request posted to a subscription address.
+async fn subscription(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = format!("{}{id}", events::SUBSCRIPTION_PATH);
+    handle(&ctx, &headers, body, &path, Some(&id)).await
+}
+
+/// Whether the request's HTTP `Authorization` is a good Digest (Basic is not taken over plain
+/// HTTP); `Err(stale)` otherwise.
+fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
+    let (Some(digest), Some(value)) = (
+        &ctx.http_auth,
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return Err(false);
+    };
+    if !value
+        .trim_start()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("digest "))
+    {
+        return Err(false);
+    }
+    // Each HTTP request stands alone: no connection keeps a nonce alive.
+    let mut conn = crate::auth::ConnAuth::default();
+    match digest.check("POST", path, Some(value), &mut conn) {
+        crate::auth::Verdict::Granted => Ok(()),
+        crate::auth::Verdict::Stale => Err(true),
+        crate::auth::Verdict::Refused => Err(false),
+    }
+}
+
+async fn handle(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: Body,
+    path: &str,
+    path_id: Option<&str>,
+) -> Response {
     let bytes = match axum::body::to_bytes(body, soap::MAX_SOAP_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -399,22 +477,91 @@ async fn soap(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Re
     let now = WallTime::now();
     if let Some(v) = &ctx.verifier
         && !service::is_public(&req)
-        && let Err(e) = v.verify(req.token.as_ref(), now)
     {
-        tracing::debug!("ONVIF {}: {} refused: {e}", ctx.device.name, req.action);
-        return fault_response(&service::Fault {
-            code: "env:Sender",
-            subcode: "ter:NotAuthorized",
-            reason: format!("sender not authorized: {e}"),
-        });
+        let digest = http_digest(ctx, headers, path);
+        if digest.is_err() {
+            if req.token.is_none() {
+                // No token: ask for HTTP Digest (ONVIF Core §5.9.1).
+                return unauthorized(ctx, &req, digest == Err(true));
+            }
+            if let Err(e) = v.verify(req.token.as_ref(), now) {
+                tracing::debug!("ONVIF {}: {} refused: {e}", ctx.device.name, req.action);
+                return fault_response(&service::Fault {
+                    code: "env:Sender",
+                    subcode: "ter:NotAuthorized",
+                    reason: format!("sender not authorized: {e}"),
+                });
+            }
+        }
     }
     let at = service::Reached {
-        host: reached_host(&headers, ctx.listen),
+        host: reached_host(headers, ctx.listen),
         http_port: ctx.listen.port(),
     };
+    if events::is_event_action(&req) {
+        return match events::answer(&ctx.events, &at, &req, path_id, now) {
+            Ok(events::Answer::Body(body)) => {
+                soap_response(StatusCode::OK, soap::envelope("", &body))
+            }
+            Ok(events::Answer::Pull { id, limit, wait }) => long_poll(ctx, &id, limit, wait).await,
+            Err(f) => fault_response(&f),
+        };
+    }
     match service::answer(&ctx.device, &at, &req, now) {
         Ok(body) => soap_response(StatusCode::OK, soap::envelope("", &body)),
         Err(f) => fault_response(&f),
+    }
+}
+
+/// `401` with a Digest challenge and a `ter:NotAuthorized` fault.
+fn unauthorized(ctx: &Ctx, req: &soap::Request, stale: bool) -> Response {
+    tracing::debug!(
+        "ONVIF {}: {} without credentials",
+        ctx.device.name,
+        req.action
+    );
+    let mut resp = soap_response(
+        StatusCode::UNAUTHORIZED,
+        soap::fault(
+            "env:Sender",
+            "ter:NotAuthorized",
+            "sender not authorized: send a WS-UsernameToken or HTTP Digest credentials",
+        ),
+    );
+    if let Some(d) = &ctx.http_auth {
+        let [digest, _basic] = d.challenges(stale);
+        if let Ok(v) = digest.parse() {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    resp
+}
+
+/// A `PullMessages`: the queued messages at once, else the first to come within `wait`
+/// (an unsubscribe, the subscription's expiry or shutdown end it sooner, empty).
+async fn long_poll(ctx: &Ctx, id: &str, limit: usize, wait: std::time::Duration) -> Response {
+    let deadline = Instant::now() + wait;
+    let mut changes = ctx.events.changes();
+    let mut stop = ctx.stop.clone();
+    loop {
+        let now = WallTime::now();
+        let pulled = match ctx.events.pull(id, limit, now) {
+            Ok(p) => p,
+            Err(f) => return fault_response(&f),
+        };
+        let expired_in = pulled.expires.micros_since(now).max(0) as u64;
+        let until = deadline.min(Instant::now() + std::time::Duration::from_micros(expired_in));
+        if !pulled.messages.is_empty() || Instant::now() >= until || *stop.borrow() {
+            return soap_response(
+                StatusCode::OK,
+                soap::envelope("", &events::pull_response(&pulled, now)),
+            );
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return soap_response(StatusCode::OK, soap::envelope("", &events::pull_response(&pulled, now))) },
+            _ = tokio::time::sleep_until(until) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
     }
 }
 

@@ -62,7 +62,8 @@ pub struct Fault {
 }
 
 impl Fault {
-    fn sender(subcode: &'static str, reason: impl Into<String>) -> Fault {
+    /// An `env:Sender` fault.
+    pub(crate) fn sender(subcode: &'static str, reason: impl Into<String>) -> Fault {
         Fault {
             code: "env:Sender",
             subcode,
@@ -81,7 +82,8 @@ pub struct Reached {
 }
 
 impl Reached {
-    fn http(&self, path: &str) -> String {
+    /// `http://HOST:PORT{path}`.
+    pub(crate) fn http(&self, path: &str) -> String {
         format!("http://{}:{}{path}", self.host, self.http_port)
     }
 
@@ -317,6 +319,7 @@ fn device_information(dev: &Device) -> String {
 
 fn capabilities(at: &Reached) -> String {
     let x = esc(&at.device_service()).into_owned();
+    let ev = esc(&at.http(super::events::EVENT_SERVICE_PATH)).into_owned();
     format!(
         "<tds:GetCapabilitiesResponse><tds:Capabilities>\
 <tt:Device><tt:XAddr>{x}</tt:XAddr>\
@@ -324,6 +327,7 @@ fn capabilities(at: &Reached) -> String {
 <tt:System><tt:DiscoveryResolve>false</tt:DiscoveryResolve><tt:DiscoveryBye>false</tt:DiscoveryBye><tt:RemoteDiscovery>false</tt:RemoteDiscovery><tt:SystemBackup>false</tt:SystemBackup><tt:SystemLogging>false</tt:SystemLogging><tt:FirmwareUpgrade>false</tt:FirmwareUpgrade><tt:SupportedVersions><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tt:SupportedVersions></tt:System>\
 <tt:Security><tt:TLS1.1>false</tt:TLS1.1><tt:TLS1.2>false</tt:TLS1.2><tt:OnboardKeyGeneration>false</tt:OnboardKeyGeneration><tt:AccessPolicyConfig>false</tt:AccessPolicyConfig><tt:X.509Token>false</tt:X.509Token><tt:SAMLToken>false</tt:SAMLToken><tt:KerberosToken>false</tt:KerberosToken><tt:RELToken>false</tt:RELToken></tt:Security>\
 </tt:Device>\
+<tt:Events><tt:XAddr>{ev}</tt:XAddr><tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport><tt:WSPullPointSupport>true</tt:WSPullPointSupport><tt:WSPausableSubscriptionManagerInterfaceSupport>false</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>\
 <tt:Media><tt:XAddr>{x}</tt:XAddr><tt:StreamingCapabilities><tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP><tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>\
 </tds:Capabilities></tds:GetCapabilitiesResponse>"
     )
@@ -332,7 +336,8 @@ fn capabilities(at: &Reached) -> String {
 fn services(dev: &Device, at: &Reached, with_capabilities: bool) -> String {
     let n = profiles(dev).len();
     let x = esc(&at.device_service()).into_owned();
-    let one = |ns: &str, major: u32, minor: u32, caps: &str| {
+    let ev = esc(&at.http(super::events::EVENT_SERVICE_PATH)).into_owned();
+    let one = |ns: &str, x: &str, major: u32, minor: u32, caps: &str| {
         let caps = if with_capabilities && !caps.is_empty() {
             format!("<tds:Capabilities>{caps}</tds:Capabilities>")
         } else {
@@ -343,15 +348,17 @@ fn services(dev: &Device, at: &Reached, with_capabilities: bool) -> String {
         )
     };
     format!(
-        "<tds:GetServicesResponse>{}{}{}</tds:GetServicesResponse>",
+        "<tds:GetServicesResponse>{}{}{}{}</tds:GetServicesResponse>",
         one(
             NS_DEVICE,
+            &x,
             2,
             60,
             "<tds:Capabilities><tds:Network/><tds:Security UsernameToken=\"true\"/><tds:System/></tds:Capabilities>"
         ),
         one(
             NS_MEDIA,
+            &x,
             2,
             60,
             &format!(
@@ -360,10 +367,21 @@ fn services(dev: &Device, at: &Reached, with_capabilities: bool) -> String {
         ),
         one(
             NS_MEDIA2,
+            &x,
             2,
             60,
             &format!(
                 "<tr2:Capabilities SnapshotUri=\"true\"><tr2:ProfileCapabilities MaximumNumberOfProfiles=\"{n}\"/><tr2:StreamingCapabilities RTP_RTSP_TCP=\"true\"/></tr2:Capabilities>"
+            )
+        ),
+        one(
+            super::events::NS_EVENTS,
+            &ev,
+            2,
+            60,
+            &format!(
+                "<tev:Capabilities WSSubscriptionPolicySupport=\"false\" WSPullPointSupport=\"true\" WSPausableSubscriptionManagerInterfaceSupport=\"false\" MaxNotificationProducers=\"0\" MaxPullPoints=\"{}\"/>",
+                super::events::MAX_SUBSCRIPTIONS
             )
         ),
     )
