@@ -58,6 +58,18 @@ fn start_nvr(extra: &[&str]) -> Nvr {
     }
 }
 
+/// A camera: the loop feeder serving `clip` on a loopback port, in this process.
+fn camera(rt: &tokio::runtime::Runtime, clip: std::sync::Arc<Clip>) -> Server {
+    rt.block_on(Server::start(
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        },
+        vec![clip],
+    ))
+    .unwrap()
+}
+
 fn get(url: &str) -> (u16, Vec<u8>) {
     let out = Command::new("curl")
         .args(["-s", "-o", "-", "-w", "\n%{http_code}", url])
@@ -270,16 +282,7 @@ fn swaks_alarm_on_a_bikes_camera_exports_the_right_span() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let path = shared("bikes.mp4");
     let demux = Demuxer::open(&path).unwrap();
-    let clip = Clip::load("bikes", &demux).unwrap();
-    let server = rt
-        .block_on(Server::start(
-            Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Config::default()
-            },
-            vec![clip],
-        ))
-        .unwrap();
+    let server = camera(&rt, Clip::load("bikes", &demux).unwrap());
     let url = server.urls("127.0.0.1")[0].clone();
     let (pre, post) = (5i64, 5i64);
     let nvr = start_nvr(&[
@@ -511,4 +514,191 @@ fn mqtt_gets_the_event_and_motion_on_until_the_range_closes() {
         m.payload == "offline"
     });
     sub.wait_for(bridge, guard, |m| m.payload == "offline");
+}
+
+/// Issue 18's "done when" for the restream: ffprobe and GStreamer's rtspsrc read
+/// `rtsp://127.0.0.1:PORT/demo` through nvr at the same time, while the camera (the loop feeder,
+/// in this process) has exactly one client: nvr's own session.
+#[test]
+#[ignore = "interop: needs ffprobe and gst-launch-1.0 (rtspsrc, avdec_h264); run by .ci/run"]
+fn ffprobe_and_gstreamer_read_the_restream_over_one_camera_session() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let camera = camera(&rt, Clip::load("sample", &demux).unwrap());
+    let url = camera.urls("127.0.0.1")[0].clone();
+    let nvr = start_nvr(&["--camera", &format!("demo={url}")]);
+    let restream = nvr
+        .printed
+        .iter()
+        .find_map(|l| l.strip_prefix("rtsp: "))
+        .expect("nvr printed the restream URL")
+        .to_owned();
+    assert!(
+        restream.starts_with("rtsp://127.0.0.1:") && restream.ends_with("/demo"),
+        "{restream}"
+    );
+    wait_for_ring(&nvr, "demo", 3);
+    assert_eq!(camera.connections(), 1, "nvr's session to the camera");
+
+    // GStreamer decodes 100 frames over RTP/TCP; ffprobe describes the stream meanwhile.
+    let gst = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "rtspsrc",
+            &format!("location={restream}"),
+            "protocols=tcp",
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+            "identity",
+            "eos-after=100",
+            "!",
+            "fakesink",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gst-launch-1.0 is required (GStreamer: rtspsrc, avdec_h264)");
+    let gst_guard = Peer(gst);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-rtsp_transport", "tcp"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(&restream)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffprobe is required");
+    let probe_guard = Peer(probe);
+    // While both read: the camera still has one client.
+    let mut most = 0;
+    let t = Instant::now();
+    let (mut gst_done, mut probe_done) = (None, None);
+    let mut children = (gst_guard, probe_guard);
+    while gst_done.is_none() || probe_done.is_none() {
+        most = most.max(camera.connections());
+        if gst_done.is_none() {
+            gst_done = children.0.0.try_wait().unwrap();
+        }
+        if probe_done.is_none() {
+            probe_done = children.1.0.try_wait().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "hang guard: gst-launch or ffprobe did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let read = |c: &mut std::process::Child| {
+        let mut out = String::new();
+        let mut err = String::new();
+        use std::io::Read as _;
+        c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (out, err)
+    };
+    let (gst_out, gst_err) = read(&mut children.0.0);
+    assert!(
+        gst_done.unwrap().success(),
+        "GStreamer could not play the restream: {gst_out} {gst_err}"
+    );
+    let (probe_out, probe_err) = read(&mut children.1.0);
+    assert!(probe_done.unwrap().success(), "ffprobe: {probe_err}");
+    let v: serde_json::Value = serde_json::from_str(&probe_out).unwrap();
+    let streams = v["streams"].as_array().unwrap();
+    assert_eq!(streams[0]["codec_name"], "h264", "{probe_out}");
+    assert_eq!(streams[0]["width"], 640, "{probe_out}");
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "aac"),
+        "the sample's audio is restreamed too: {probe_out}"
+    );
+    assert_eq!(most, 1, "the camera saw more than nvr's one session");
+    assert_eq!(camera.connections(), 1);
+    let cams = json(&format!("{}/api/cameras", nvr.web));
+    assert_eq!(cams[0]["sessions"], 1, "nvr never reconnected: {cams}");
+    drop(nvr);
+    rt.block_on(camera.shutdown());
+}
+
+/// A peer process, killed at the end of the test if it is still running (through its handle:
+/// never a signal to a PID that may have been reaped and reused).
+struct Peer(std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn a_restream_beyond_loopback_needs_credentials_or_no_auth() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nvr"))
+        .args([
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--rtsp-listen", "0.0.0.0:0", "--store"])
+        .arg(data.path().join("store"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--rtsp-listen 0.0.0.0:0 listens beyond loopback")
+            && err.contains("--rtsp-auth USER:PASS")
+            && err.contains("--rtsp-no-auth"),
+        "{err}"
+    );
+    assert!(
+        !data.path().join("store").exists(),
+        "refused before the store is made"
+    );
+}
+
+/// `nvr selftest` as CI runs it (issue 18): the stored clip holds exactly the frames from the
+/// keyframe at or before t − pre to the last one decoded before t + post. Needs no peer.
+fn selftest(extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nvr"))
+        .args(["selftest", "--pre", "2s", "--post", "2s"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "selftest failed: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("ok: every frame, none missing, none repeated"),
+        "{report}"
+    );
+    assert!(
+        report.contains("latency: alarm to whole clip readable"),
+        "{report}"
+    );
+}
+
+#[test]
+fn selftest_passes_on_the_demo_camera() {
+    selftest(&[]);
+}
+
+#[test]
+fn selftest_passes_with_record_all() {
+    selftest(&["--record", "all"]);
 }

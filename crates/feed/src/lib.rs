@@ -27,6 +27,10 @@
 //!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
+//! - [`stamp`]: each video frame numbered by an SEI NAL unit ([`LoopSource::stamped`],
+//!   [`server::Config::stamp_frames`]), for recorder self-tests.
+//! - [`source`]: [`source::LiveSource`], a ring filled elsewhere (a camera's) whose tracks are
+//!   known late and may change, served beside the clips ([`server::Server::start_with`]).
 //!
 //! - [`substream`]: a clip served at `NAME/sub` is the sub stream of clip `NAME`, its loop
 //!   checked at start to be aligned with the main one frame for frame.
@@ -91,6 +95,8 @@ pub mod server;
 #[cfg(feature = "snapshot")]
 pub mod snapshot;
 pub mod substream;
+pub mod source;
+pub mod stamp;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};

@@ -441,9 +441,18 @@ pub struct LoopSource {
     start_wall: WallTime,
     /// The earliest first DTS of any stream, in µs: deadlines count from there.
     origin_micros: i64,
+    /// [`LoopSource::stamped`]: the index of the next video frame.
+    stamp: Option<u64>,
 }
 
 impl LoopSource {
+    /// Numbers every video frame from 0 in decode order, across laps, with an SEI stamp in
+    /// front of its NAL units ([`crate::stamp`]).
+    pub fn stamped(mut self) -> Self {
+        self.stamp = Some(0);
+        self
+    }
+
     /// Starts the loop; frames get wall-clock times from `start_wall` (the presentation start
     /// of lap 0).
     pub fn new(clip: Arc<Clip>, start_wall: WallTime) -> Self {
@@ -456,6 +465,7 @@ impl LoopSource {
             start_wall,
             origin_micros,
             clip,
+            stamp: None,
         };
         src.cursors = (0..src.clip.tracks.len())
             .map(|s| {
@@ -595,7 +605,18 @@ impl Iterator for LoopSource {
     /// The next frame in decode order across streams (ties: the lower stream first). Never
     /// `None`.
     fn next(&mut self) -> Option<Frame> {
-        self.next_placed().map(|(_, _, f)| f)
+        let (_, _, mut f) = self.next_placed()?;
+        if let Some(n) = self.stamp.as_mut()
+            && f.stream == self.clip.master
+        {
+            let h265 = matches!(
+                self.clip.tracks[f.stream].params,
+                nvrkit_media::CodecParams::H265(_)
+            );
+            f.data = crate::stamp::stamp(&f.data, *n, h265);
+            *n += 1;
+        }
+        Some(f)
     }
 }
 

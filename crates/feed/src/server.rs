@@ -30,6 +30,7 @@ use crate::fault::{Alias, FaultSet};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtsp::auth::Auth;
 use crate::rtsp::core::{Catalog, StreamInfo};
+use crate::source::LiveSource;
 
 mod conn;
 mod fault_feeds;
@@ -104,6 +105,9 @@ pub struct Config {
     /// Scripted alarms: each clip's pacer reports the frames they are cued on as it releases
     /// them ([`crate::alarm`]); `None` (the default): no alarms.
     pub alarms: Option<crate::alarm::Tap>,
+    /// Number every video frame with an SEI stamp ([`crate::stamp`]; `nvr selftest`'s demo
+    /// camera). Off by default.
+    pub stamp_frames: bool,
 }
 
 impl Default for Config {
@@ -127,6 +131,7 @@ impl Default for Config {
             tls: nvrkit_tls::TlsSource::SelfSigned,
             aliases: Vec::new(),
             alarms: None,
+            stamp_frames: false,
         }
     }
 }
@@ -176,7 +181,10 @@ impl Feed {
         let (video_writer, video_ring) = nvrkit_ring::ring(
             ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
         )?;
-        let source = LoopSource::new(clip.clone(), start_wall);
+        let mut source = LoopSource::new(clip.clone(), start_wall);
+        if config.stamp_frames {
+            source = source.stamped();
+        }
         let pacing = Arc::new(Mutex::new(Lateness::new()));
         // Scripted alarms are cued on the clip's own path only (an alias or a fault loop of it
         // would raise each alarm again).
@@ -231,6 +239,8 @@ impl Feed {
 #[derive(Debug)]
 struct Shared {
     feeds: HashMap<String, Arc<Feed>>,
+    /// Rings filled elsewhere (a camera's), served as they come ([`LiveSource`]).
+    live: HashMap<String, LiveSource>,
     config: Config,
     auth: Option<Arc<Auth>>,
     udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
@@ -248,7 +258,10 @@ struct Shared {
 
 impl Catalog for Shared {
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
-        self.feeds.get(name).map(|f| f.info.clone())
+        match self.feeds.get(name) {
+            Some(f) => Some(f.info.clone()),
+            None => self.live.get(name).and_then(LiveSource::info),
+        }
     }
 
     fn stream_with(
@@ -256,7 +269,11 @@ impl Catalog for Shared {
         name: &str,
         faults: &FaultSet,
     ) -> std::result::Result<Option<Arc<StreamInfo>>, String> {
-        Ok(self.feed_for(name, faults)?.map(|f| f.info.clone()))
+        match self.feed_for(name, faults)? {
+            Some(f) => Ok(Some(f.info.clone())),
+            // A live source takes no frame faults of its own: its stream as it is.
+            None => Ok(self.live.get(name).and_then(LiveSource::info)),
+        }
     }
 }
 
@@ -277,6 +294,16 @@ impl Server {
     /// must be unique; a clip named `NAME/sub` is the sub stream of clip `NAME`, which must be
     /// there, with a loop aligned with it ([`crate::substream::check_aligned`]).
     pub async fn start(config: Config, clips: Vec<Arc<Clip>>) -> Result<Server> {
+        Server::start_with(config, clips, Vec::new()).await
+    }
+
+    /// [`Server::start`], also serving `live` rings filled elsewhere (a camera's; see
+    /// [`crate::source`]). Every path (clip, fault alias, live source) must be unique.
+    pub async fn start_with(
+        config: Config,
+        clips: Vec<Arc<Clip>>,
+        live: Vec<LiveSource>,
+    ) -> Result<Server> {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Io {
@@ -386,8 +413,16 @@ impl Server {
                 crate::substream::check_aligned(&main.clip, &feed.clip)?;
             }
         }
+        let mut live_sources = HashMap::new();
+        for l in live {
+            if feeds.contains_key(l.name()) || live_sources.contains_key(l.name()) {
+                return Err(Error::DuplicateName(l.name().to_owned()));
+            }
+            live_sources.insert(l.name().to_owned(), l);
+        }
         let shared = Arc::new(Shared {
             feeds,
+            live: live_sources,
             auth: config.auth.clone().map(Arc::new),
             refuser: Refuser::new(
                 ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
@@ -438,6 +473,12 @@ impl Server {
         self.local_addr
     }
 
+    /// Client connections open now, RTSP and RTSPS together (a camera's own count of its
+    /// sessions, for a test that proves a restream holds one).
+    pub fn connections(&self) -> usize {
+        self.shared.refuser.limiter().open()
+    }
+
     /// The RTSPS address actually bound, when [`Config::tls_listen`] is set.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
         self.tls.as_ref().map(|(a, _)| *a)
@@ -457,6 +498,7 @@ impl Server {
     /// The stream names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.shared.feeds.keys().cloned().collect();
+        v.extend(self.shared.live.keys().cloned());
         v.sort();
         v
     }
@@ -489,7 +531,10 @@ impl Server {
 
     /// The ring of a stream (to watch it, or to read it in-process).
     pub fn ring(&self, name: &str) -> Option<Ring> {
-        self.shared.feeds.get(name).map(|f| f.ring.clone())
+        match self.shared.feeds.get(name) {
+            Some(f) => Some(f.ring.clone()),
+            None => self.shared.live.get(name).map(|l| l.ring().clone()),
+        }
     }
 
     /// The clip served as a stream (to publish the same loop over RTMP).

@@ -32,6 +32,10 @@ pub struct CameraState {
     pub tracks: Mutex<Option<Vec<TrackInfo>>>,
     /// Bumped when the tracks change (a new session, new parameters).
     pub tracks_generation: AtomicU64,
+    /// The tracks as a watch, sent only a set different from the last one (a reconnect with
+    /// the same tracks sends nothing): what a restream's sessions follow
+    /// (`nvrkit_feed::source::LiveSource`).
+    pub tracks_watch: watch::Sender<Option<Vec<TrackInfo>>>,
     /// A session is playing.
     pub connected: AtomicBool,
     /// Frames pushed into the ring.
@@ -404,6 +408,13 @@ fn publish(state: &CameraState, tracks: &[TrackInfo]) {
         *t = Some(tracks.to_vec());
     }
     state.tracks_generation.fetch_add(1, Ordering::Relaxed);
+    state.tracks_watch.send_if_modified(|t| {
+        let changed = t.as_deref() != Some(tracks);
+        if changed {
+            *t = Some(tracks.to_vec());
+        }
+        changed
+    });
 }
 
 /// Ticks of a frame on the output timeline. The first frame of the session anchors the stream's

@@ -110,6 +110,16 @@ pub struct Args {
     /// Serve HTTP beyond loopback without credentials (say it explicitly).
     #[arg(long)]
     pub http_no_auth: bool,
+    /// RTSP restream: each camera at `rtsp://ADDR/<camera>`, any number of viewers over the
+    /// camera's one session (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8554")]
+    pub rtsp_listen: SocketAddr,
+    /// Require these credentials (Basic or Digest) on the RTSP restream.
+    #[arg(long, value_name = "USER:PASS")]
+    pub rtsp_auth: Option<String>,
+    /// Serve the RTSP restream beyond loopback without credentials (say it explicitly).
+    #[arg(long)]
+    pub rtsp_no_auth: bool,
     /// A name the HTTP API answers to besides its own address (repeatable); a request for any
     /// other `Host` gets 421 (against DNS rebinding).
     #[arg(long = "http-host", value_name = "NAME")]
@@ -251,6 +261,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.http_listen
         );
     }
+    if !args.rtsp_listen.ip().is_loopback() && args.rtsp_auth.is_none() && !args.rtsp_no_auth {
+        bail!(
+            "--rtsp-listen {} listens beyond loopback: give --rtsp-auth USER:PASS, or --rtsp-no-auth to restream without credentials",
+            args.rtsp_listen
+        );
+    }
+    let rtsp_auth = match &args.rtsp_auth {
+        Some(spec) => Some(
+            nvrkit_feed::rtsp::auth::Auth::parse(spec).context("--rtsp-auth wants USER:PASS")?,
+        ),
+        None => None,
+    };
     let smtp_config = smtp_config(&args)?;
     let (stop_tx, stop) = watch::channel(false);
 
@@ -368,6 +390,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let recorder = Recorder::start(config, store.clone())?;
     let running: Vec<CameraEntry> = recorder.cameras().to_vec();
+    // The restream: each camera's ring, served as it comes, under the tracks ingest publishes.
+    let live = running
+        .iter()
+        .map(|c| {
+            nvrkit_feed::source::LiveSource::new(
+                c.name.clone(),
+                c.ring.clone(),
+                0,
+                c.state.tracks_watch.subscribe(),
+            )
+        })
+        .collect();
+    let restream_config = nvrkit_feed::server::Config {
+        listen: args.rtsp_listen,
+        auth: rtsp_auth,
+        ..Default::default()
+    };
+    let restream = nvrkit_feed::server::Server::start_with(restream_config, Vec::new(), live)
+        .await
+        .with_context(|| format!("RTSP restream on {}", args.rtsp_listen))?;
+    let rtsp_host = printable(restream.local_addr());
     let names: Vec<String> = running.iter().map(|r| r.name.clone()).collect();
     let mqtt = match &args.mqtt {
         Some(url) => {
@@ -457,6 +500,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         for r in &running {
             writeln!(out, "camera {}: {}", r.name, r.url)?;
+            writeln!(out, "rtsp: rtsp://{rtsp_host}/{}", r.name)?;
         }
         let smtp_auth = if args.smtp_auth.is_empty() {
             ""
@@ -546,6 +590,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         m.finish().await;
     }
     smtp.shutdown().await;
+    restream.shutdown().await;
     if let Some(r) = replication {
         r.stop();
     }

@@ -53,6 +53,8 @@ pub fn spawn(extra: &[&str]) -> (Stopped, BufReader<ChildStdout>, tempfile::Temp
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
+            "--rtsp-listen",
+            "127.0.0.1:0",
             "--store",
         ])
         .arg(data.path().join("store"))

@@ -42,6 +42,8 @@ struct Playback {
     reader: nvrkit_ring::Reader,
     /// UDP catch-up: (instant the burst started, wall time of its first frame).
     burst: Option<(Instant, WallTime)>,
+    /// A live source's tracks ([`crate::source`]): the session ends when they change.
+    tracks: Option<watch::Receiver<Option<Vec<nvrkit_media::TrackInfo>>>>,
 }
 
 struct ConnIo {
@@ -373,6 +375,11 @@ pub(super) async fn serve(
                 if stop.has_changed().unwrap_or(true) {
                     break 'conn;
                 }
+                // A live source's tracks changed: this session's SDP is stale.
+                if pb.tracks.as_ref().is_some_and(|t| t.has_changed().unwrap_or(true)) {
+                    tracing::info!(%peer, "the source's tracks changed; ending the session");
+                    break 'conn;
+                }
                 periodic = Instant::now() >= next_report;
             }
             _ = tokio::time::sleep_until(wake.unwrap_or(next_report)), if wake.is_some() => {
@@ -464,13 +471,27 @@ async fn first_keyframe(conn: &Connection, shared: &Shared) -> Option<(Playback,
     let feed = shared
         .feed_for(&session.stream.name, &session.faults)
         .ok()
-        .flatten()?;
-    let master = feed.clip.master();
-    let video_only = session.tracks.iter().all(|t| t.stream == master);
-    let ring = if video_only {
-        &feed.video_ring
-    } else {
-        &feed.ring
+        .flatten();
+    let (ring, master, tracks) = match &feed {
+        Some(feed) => {
+            let master = feed.clip.master();
+            let video_only = session.tracks.iter().all(|t| t.stream == master);
+            let ring = if video_only {
+                &feed.video_ring
+            } else {
+                &feed.ring
+            };
+            (ring, master, None)
+        }
+        None => {
+            let live = shared.live.get(&session.stream.name)?;
+            // Described under other tracks (the camera reconnected since): describe again.
+            let (watch, same) = live.watch_from(&session.stream.tracks);
+            if !same {
+                return None;
+            }
+            (live.ring(), live.video_stream(), Some(watch))
+        }
     };
     let mut reader = ring.reader(Start::NewestKeyframe);
     let joined = WallTime::now();
@@ -489,6 +510,7 @@ async fn first_keyframe(conn: &Connection, shared: &Shared) -> Option<(Playback,
     let pb = Playback {
         reader,
         burst: None,
+        tracks,
     };
     Some((pb, first, master))
 }
