@@ -16,6 +16,7 @@ mod events;
 mod guard;
 mod http;
 mod ingest;
+mod live;
 mod mqtt;
 mod recorder;
 

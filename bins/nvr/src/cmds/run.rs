@@ -521,6 +521,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         auth: args.http_auth.clone(),
         replication: replication.clone(),
         last_export: tokio::sync::Mutex::new(None),
+        live: crate::live::Live::new(crate::live::LiveLimits::default()),
     });
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
