@@ -270,10 +270,12 @@ async fn list_events(State(app): State<Arc<App>>) -> Response {
                 "reason": e.reason,
                 "kind": e.json.get("kind"),
                 "event": e.json,
-                "snapshot": e.snapshot.as_ref().filter(|s| !s.data.is_empty())
-                    .map(|_| format!("/api/events/{}/snapshot", e.id)),
-                "snapshots": e.snapshot.as_ref().filter(|s| !s.data.is_empty())
-                    .map(|_| format!("/api/events/{}/snapshots/0", e.id)).into_iter().collect::<Vec<_>>(),
+                "snapshot": (!e.snapshots.is_empty())
+                    .then(|| format!("/api/events/{}/snapshots/0", e.id)),
+                "snapshots": (0..e.snapshots.len())
+                    .map(|n| format!("/api/events/{}/snapshots/{n}", e.id))
+                    .collect::<Vec<_>>(),
+                "dropped_snapshots": e.dropped_snapshots,
                 "clips": clips,
             })
         })
@@ -285,22 +287,29 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// `GET /api/events/{id}/snapshot`: the first snapshot (kept for older clients).
 async fn snapshot(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response {
-    match app.events.get(id).and_then(|e| e.snapshot) {
-        Some(s) if !s.data.is_empty() => (
-            [(header::CONTENT_TYPE, s.content_type.clone())],
-            s.data.clone(),
+    snapshot_n(State(app), Path((id, 0))).await
+}
+
+/// `GET /api/events/{id}/snapshots/{n}`: snapshot `n` of the event, read from disk.
+async fn snapshot_n(State(app): State<Arc<App>>, Path((id, n)): Path<(u64, usize)>) -> Response {
+    let events = app.events.clone();
+    match tokio::task::spawn_blocking(move || events.snapshot(id, n)).await {
+        Ok(Some((content_type, data))) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                // Stored once, never changed.
+                (
+                    header::CACHE_CONTROL,
+                    "private, max-age=86400, immutable".to_owned(),
+                ),
+            ],
+            data,
         )
             .into_response(),
         _ => bad(StatusCode::NOT_FOUND, "no snapshot"),
     }
-}
-
-async fn snapshot_n(State(app): State<Arc<App>>, Path((id, n)): Path<(u64, usize)>) -> Response {
-    if n != 0 {
-        return bad(StatusCode::NOT_FOUND, "no snapshot");
-    }
-    snapshot(State(app), Path(id)).await
 }
 
 /// `POST /api/events`: untrusted JSON ([`CameraEvent::from_untrusted_json`]); over
@@ -634,4 +643,66 @@ fn export_streamed(app: &App, query: RangeQuery) -> Response {
         Body::from_stream(body),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> WallTime {
+        WallTime::parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn a_day_is_local_midnight_to_midnight_and_bad_days_are_refused() {
+        assert_eq!(day_range("camera=demo").unwrap(), None);
+        let (from, to) = day_range("camera=demo&day=2026-12-03&tz=%2B01:00")
+            .unwrap()
+            .unwrap();
+        assert_eq!(t(&from), t("2026-12-02T23:00:00Z"));
+        assert_eq!(t(&to), t("2026-12-03T23:00:00Z"));
+        let (from, _) = day_range("day=2026-12-03").unwrap().unwrap();
+        assert_eq!(t(&from), t("2026-12-03T00:00:00Z"));
+        for bad in [
+            "day=2026-12-3",
+            "day=2026-13-03",
+            "day=2026-12-03&tz=+1",
+            "day=2026-12-03&tz=%2B01:00x",
+            "day=2026-12-03&day=2026-12-04",
+            "day=%FF%FE",
+            "day=20261203xx",
+        ] {
+            assert!(day_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn span(a: &str, b: &str) -> nvrkit_store::Recording {
+        nvrkit_store::Recording {
+            start: t(a),
+            end: t(b),
+            segments: 1,
+            bytes: 10,
+            tags: Default::default(),
+        }
+    }
+
+    #[test]
+    fn spans_closer_than_the_gap_merge() {
+        let spans = || {
+            vec![
+                span("2026-12-03T10:00:00Z", "2026-12-03T10:00:10Z"),
+                span("2026-12-03T10:00:13Z", "2026-12-03T10:00:20Z"),
+                span("2026-12-03T10:01:00Z", "2026-12-03T10:02:00Z"),
+            ]
+        };
+        assert_eq!(merge_spans(spans(), 0).len(), 3);
+        let m = merge_spans(spans(), 5_000_000);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].start, m[0].end),
+            (t("2026-12-03T10:00:00Z"), t("2026-12-03T10:00:20Z"))
+        );
+        assert_eq!((m[0].segments, m[0].bytes), (2, 20));
+        assert_eq!(merge_spans(spans(), 60_000_000).len(), 1);
+    }
 }

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmds;
+mod event_disk;
 mod events;
 mod guard;
 mod http;

@@ -26,6 +26,17 @@ const GUARD = 15000;
     const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
+    // Plays a <video> muted and waits (hang guard 15 s) until its currentTime advances.
+    await page.addInitScript(() => {
+      window.nvrPlays = async (v) => {
+        v.muted = true;
+        for (let i = 0; i < 100 && v.readyState < 2; i++) await new Promise((r) => setTimeout(r, 100));
+        await v.play().catch(() => {});
+        const t0 = v.currentTime;
+        for (let i = 0; i < 50 && v.currentTime <= t0; i++) await new Promise((r) => setTimeout(r, 100));
+        return { src: v.getAttribute("src"), readyState: v.readyState, t0, t1: v.currentTime, error: v.error ? v.error.code : null };
+      };
+    });
     await page.goto(url);
 
     // Live view: the page sets data-start-ms when the first frame is shown.
@@ -67,18 +78,12 @@ const GUARD = 15000;
       const box = document.querySelector(".event");
       const imgs = [...box.querySelectorAll("img.thumb")];
       const v = box.querySelector("video");
-      v.muted = true;
-      for (let i = 0; i < 100 && v.readyState < 2; i++) await new Promise((r) => setTimeout(r, 100));
-      await v.play().catch(() => {});
-      const t0 = v.currentTime;
-      for (let i = 0; i < 50 && v.currentTime <= t0; i++) await new Promise((r) => setTimeout(r, 100));
       return {
         id: box.dataset.id,
         title: box.querySelector("h3").textContent,
         thumbs: imgs.map((i) => [i.naturalWidth, i.naturalHeight]),
         poster: v.getAttribute("poster"),
-        readyState: v.readyState, t0, t1: v.currentTime,
-        error: v.error ? v.error.code : null,
+        ...(await window.nvrPlays(v)),
       };
     });
 
@@ -90,15 +95,7 @@ const GUARD = 15000;
     result.timeline = { spanWidthPx: box.width, spans: await page.$$eval(".tl[data-camera=demo] .span", (s) => s.length) };
     await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
     await page.waitForSelector("#playback", { timeout: GUARD });
-    result.playback = await page.evaluate(async () => {
-      const v = document.getElementById("playback");
-      v.muted = true;
-      for (let i = 0; i < 100 && v.readyState < 2; i++) await new Promise((r) => setTimeout(r, 100));
-      await v.play().catch(() => {});
-      const t0 = v.currentTime;
-      for (let i = 0; i < 50 && v.currentTime <= t0; i++) await new Promise((r) => setTimeout(r, 100));
-      return { src: v.getAttribute("src"), readyState: v.readyState, t0, t1: v.currentTime, error: v.error ? v.error.code : null };
-    });
+    result.playback = await page.evaluate(() => window.nvrPlays(document.getElementById("playback")));
     if (shot) await page.screenshot({ path: shot, fullPage: true });
     result.pageErrors = errors;
     const l = result.live, e = result.event, p = result.playback;

@@ -455,7 +455,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
-    let log = Arc::new(EventLog::default());
+    // A dot name: no camera can be called that (nvrkit_store::layout::check_camera).
+    let events_dir = args.store.join(".events");
+    let log = Arc::new(
+        EventLog::open(&events_dir)
+            .with_context(|| format!("events directory {}", events_dir.display()))?,
+    );
     let commands: Vec<(String, std::sync::mpsc::Sender<Command>)> = running
         .iter()
         .map(|r| (r.camera.name.clone(), r.commands.clone()))
@@ -506,7 +511,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         });
                     }
                 }
-                log.push(&event, targets, reason);
+                // Durable on disk (snapshots and all) before it is listed: off the async threads.
+                tokio::task::block_in_place(|| log.push(&event, targets, reason));
             }
         });
     }
