@@ -39,10 +39,7 @@ fn catalog() -> &'static One {
     C.get_or_init(|| {
         let d = nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
         One(
-            Arc::new(StreamInfo {
-                name: "sample".into(),
-                tracks: d.tracks().to_vec(),
-            }),
+            Arc::new(StreamInfo::new("sample".into(), d.tracks().to_vec())),
             d.frames().take(8).map(Result::unwrap).collect(),
         )
     })

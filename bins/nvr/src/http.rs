@@ -22,30 +22,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use nvrkit_media::{CodecParams, WallTime};
-use nvrkit_ring::Ring;
+use nvrkit_recorder::{CameraState, EventLog};
 use nvrkit_smtp::{CameraEvent, MAX_UNTRUSTED_EVENT_JSON};
 use nvrkit_store::query::{ByteRange, RangeQuery, byte_range};
 use nvrkit_store::{ExportFormat, Store};
 use serde_json::json;
 
-use crate::events::EventLog;
-use crate::ingest::CameraState;
-use crate::recorder::RecorderStats;
-
-/// One camera as the API sees it.
-#[derive(Debug, Clone)]
-pub struct CameraEntry {
-    /// Its name.
-    pub name: String,
-    /// Its URL without credentials.
-    pub url: String,
-    /// Ingest state.
-    pub state: Arc<CameraState>,
-    /// Its RAM ring.
-    pub ring: Ring,
-    /// Its recorder's figures.
-    pub recorder: Arc<RecorderStats>,
-}
+/// One camera as the API sees it: the recorder's own view of it.
+pub use nvrkit_recorder::Camera as CameraEntry;
 
 /// Shared state of the HTTP handlers.
 #[derive(Debug)]
@@ -314,7 +298,7 @@ async fn snapshot_n(State(app): State<Arc<App>>, Path((id, n)): Path<(u64, usize
 
 /// `POST /api/events`: untrusted JSON ([`CameraEvent::from_untrusted_json`]); over
 /// [`MAX_UNTRUSTED_EVENT_JSON`] bytes is 413, anything else it refuses 400, both saying why. What
-/// is kept of the event is bounded by the dispatcher ([`crate::events::note`]), as for a mail.
+/// is kept of the event is bounded by the dispatcher ([`nvrkit_recorder::events::note`]), as for a mail.
 ///
 /// The body is read whole up to [`crate::guard::MAX_BODY`] before the parser's limit applies:
 /// a refusal sent before the body is read would end in a reset that can lose the answer.

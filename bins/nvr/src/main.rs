@@ -12,14 +12,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmds;
-mod event_disk;
-mod events;
 mod guard;
 mod http;
-mod ingest;
 mod live;
 mod mqtt;
-mod recorder;
 
 const EXAMPLES: &str = "\
 Examples:

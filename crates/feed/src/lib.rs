@@ -14,6 +14,8 @@
 //!   G.711, RTCP sender reports and BYE, and [`rtp::TrackSender`], one track's sender state
 //!   (SSRC, sequence, RTP clock), which composes a frame's packets as data ([`rtp::Outgoing`]).
 //! - [`sdp`]: session descriptions.
+//! - [`fault`]: fault modes ([`fault::FaultSet`]), per path from a URL query or a fault file:
+//!   a camera that misbehaves on purpose.
 //! - [`rtsp`]: request framing, Basic/Digest auth, and the sans-I/O session core:
 //!   [`rtsp::core::Connection`] answers requests and owns the session, including what PLAY
 //!   sends ([`rtsp::play::Playout`]: RTP-Info, sender reports, BYE); frames go in, packets
@@ -68,6 +70,7 @@
 
 pub mod check;
 pub mod error;
+pub mod fault;
 pub mod join;
 pub mod loop_source;
 #[cfg(feature = "onvif")]

@@ -23,6 +23,27 @@ use nvrkit_media::{CodecParams, Demuxer, Frame, TrackInfo, WallTime};
 
 use crate::error::{Error, Result};
 
+/// Where a loop's laps start, to tell the seam from a frame alone: lap `k`'s master frames
+/// have their decode times in `first_dts + k × period .. first_dts + (k + 1) × period` (the
+/// master's frames come back every period advanced by exactly the period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Laps {
+    /// The master (video) stream.
+    pub stream: usize,
+    /// The master's first DTS in lap 0, in its ticks.
+    pub first_dts: i64,
+    /// The period, in the master's ticks (above zero).
+    pub period: i64,
+}
+
+impl Laps {
+    /// The lap of a master frame; `None` for a frame of another stream.
+    pub fn lap(&self, f: &Frame) -> Option<i64> {
+        (f.stream == self.stream && self.period > 0)
+            .then(|| f.dts.saturating_sub(self.first_dts).div_euclid(self.period))
+    }
+}
+
 /// A clip held in memory, ready to loop: its tracks and frames (discarded frames, such as AAC
 /// priming, are left out: a live stream has no place for them).
 #[derive(Debug)]
@@ -188,6 +209,15 @@ impl Clip {
     /// The stream whose duration is the loop period (the first video stream).
     pub fn master(&self) -> usize {
         self.master
+    }
+
+    /// Which loop lap a frame of the master belongs to ([`Laps`]).
+    pub fn laps(&self) -> Laps {
+        Laps {
+            stream: self.master,
+            first_dts: self.first_dts[self.master],
+            period: self.period,
+        }
     }
 
     /// The loop period in microseconds (rounded).

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::fault::{Alias, FaultSet};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtsp::auth::Auth;
 use crate::rtsp::core::{Catalog, StreamInfo};
@@ -94,6 +95,9 @@ pub struct Config {
     /// The RTSPS certificate: PEM files, or (the default) a self-signed one made at start whose
     /// SHA-256 fingerprint [`Server::tls_fingerprint`] gives.
     pub tls: nvrkit_tls::TlsSource,
+    /// Fault-file aliases ([`crate::fault::parse_fault_file`]): each served as its own path,
+    /// playing a clip with its faults. A clip it names must be among those served.
+    pub aliases: Vec<Alias>,
 }
 
 impl Default for Config {
@@ -115,11 +119,12 @@ impl Default for Config {
             tcp_nodelay: false,
             tls_listen: None,
             tls: nvrkit_tls::TlsSource::SelfSigned,
+            aliases: Vec::new(),
         }
     }
 }
 
-/// One served clip: its description and the ring its pacer fills.
+/// One served path: its description and the ring its pacer fills.
 #[derive(Debug)]
 struct Feed {
     info: Arc<StreamInfo>,
@@ -130,6 +135,72 @@ struct Feed {
     video_ring: Ring,
     clip: Arc<Clip>,
     pacing: Arc<Mutex<Lateness>>,
+}
+
+impl Feed {
+    /// A path playing `clip` with `faults`, and the pacer task filling its own rings from
+    /// `start_wall` on.
+    fn spawn(
+        clip: Arc<Clip>,
+        name: &str,
+        faults: FaultSet,
+        config: &Config,
+        start_wall: WallTime,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<Feed>, JoinHandle<()>)> {
+        let ring_config = nvrkit_ring::Config::new()
+            .max_duration(config.ring_duration)
+            .max_bytes(256 << 20)
+            .video_stream(clip.master());
+        let all: Vec<usize> = (0..clip.tracks().len()).collect();
+        let (writer, ring) = nvrkit_ring::ring(
+            ring_config
+                .clone()
+                .max_frames(clip.ring_frames(&all, config.ring_duration)),
+        )?;
+        let (video_writer, video_ring) = nvrkit_ring::ring(
+            ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
+        )?;
+        let source = LoopSource::new(clip.clone(), start_wall);
+        let pacing = Arc::new(Mutex::new(Lateness::new()));
+        let task = tokio::spawn(pace(
+            source,
+            writer,
+            Some(video_writer),
+            pacing.clone(),
+            stop,
+            Timing::EachFrame,
+        ));
+        let info = StreamInfo {
+            faults,
+            laps: Some(clip.laps()),
+            ..StreamInfo::new(name, clip.tracks().to_vec())
+        };
+        let feed = Feed {
+            info: Arc::new(info),
+            ring,
+            video_ring,
+            clip,
+            pacing,
+        };
+        Ok((Arc::new(feed), task))
+    }
+
+    /// Another path reading `base`'s rings, with faults of its own that do not change frames.
+    fn alias(base: &Feed, name: &str, faults: FaultSet) -> Arc<Feed> {
+        let info = StreamInfo {
+            name: name.to_owned(),
+            faults,
+            ..StreamInfo::clone(&base.info)
+        };
+        Arc::new(Feed {
+            info: Arc::new(info),
+            ring: base.ring.clone(),
+            video_ring: base.video_ring.clone(),
+            clip: base.clip.clone(),
+            pacing: base.pacing.clone(),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -213,47 +284,52 @@ impl Server {
         let mut tasks = Vec::new();
         let mut feeds = HashMap::new();
         let start_wall = WallTime::now();
-        for clip in clips {
+        for clip in &clips {
             let name = clip.name().to_owned();
             if feeds.contains_key(&name) {
                 return Err(Error::DuplicateName(name));
             }
-            let ring_config = nvrkit_ring::Config::new()
-                .max_duration(config.ring_duration)
-                .max_bytes(256 << 20)
-                .video_stream(clip.master());
-            let all: Vec<usize> = (0..clip.tracks().len()).collect();
-            let (writer, ring) = nvrkit_ring::ring(
-                ring_config
-                    .clone()
-                    .max_frames(clip.ring_frames(&all, config.ring_duration)),
-            )?;
-            let (video_writer, video_ring) = nvrkit_ring::ring(
-                ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
-            )?;
-            let source = LoopSource::new(clip.clone(), start_wall);
-            let pacing = Arc::new(Mutex::new(Lateness::new()));
-            tasks.push(tokio::spawn(pace(
-                source,
-                writer,
-                Some(video_writer),
-                pacing.clone(),
+            let (feed, task) = Feed::spawn(
+                clip.clone(),
+                &name,
+                FaultSet::default(),
+                &config,
+                start_wall,
                 shutdown.subscribe(),
-                Timing::EachFrame,
-            )));
-            feeds.insert(
-                name.clone(),
-                Arc::new(Feed {
-                    info: Arc::new(StreamInfo {
-                        name,
-                        tracks: clip.tracks().to_vec(),
-                    }),
-                    ring,
-                    video_ring,
-                    clip,
-                    pacing,
-                }),
-            );
+            )?;
+            tasks.push(task);
+            feeds.insert(name, feed);
+        }
+        // Fault-file aliases: the clip's ring, unless their faults change frames.
+        for a in &config.aliases {
+            let Some(clip) = clips.iter().find(|c| c.name() == a.clip) else {
+                return Err(Error::Unusable {
+                    name: a.alias.clone(),
+                    what: format!(
+                        "the fault file names clip {:?}, which is not served",
+                        a.clip
+                    ),
+                });
+            };
+            if feeds.contains_key(&a.alias) {
+                return Err(Error::DuplicateName(a.alias.clone()));
+            }
+            let feed = if a.faults.changes_frames() {
+                let (feed, task) = Feed::spawn(
+                    clip.clone(),
+                    &a.alias,
+                    a.faults.clone(),
+                    &config,
+                    start_wall,
+                    shutdown.subscribe(),
+                )?;
+                tasks.push(task);
+                feed
+            } else {
+                let base = &feeds[clip.name()];
+                Feed::alias(base, &a.alias, a.faults.clone())
+            };
+            feeds.insert(a.alias.clone(), feed);
         }
         let shared = Arc::new(Shared {
             feeds,

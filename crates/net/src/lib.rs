@@ -10,6 +10,8 @@
 //!
 //! - [`ByteBudget`]: bytes buffered across all connections (mail being received), so that many
 //!   slow senders cannot exhaust memory together.
+//! - [`units`]: the one grammar for sizes (`500M`), rates (`2Mbit`) and durations (`90s`,
+//!   `1h30m`, `2.5s`) of every nvrkit flag and fault query (re-exported by `nvrkit-cli`).
 //! - [`json_depth_within`]: a linear check of how deep untrusted JSON nests, before a parser
 //!   that recurses sees it.
 //!
@@ -36,6 +38,7 @@
 
 #[cfg(feature = "http")]
 pub mod http;
+pub mod units;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};

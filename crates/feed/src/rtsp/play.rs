@@ -7,9 +7,12 @@
 //! fault set (dropped keyframes, stalls, timestamp resets, BYE at the seam) belongs here, beside
 //! the state it bends, so each fault is unit-testable without sockets.
 
+use std::time::Instant;
+
 use nvrkit_media::Frame;
 
 use super::core::{Session, Transport};
+use crate::fault::session::{Admit, Shaped, Shaper};
 use crate::join::JoinFilter;
 use crate::rtp::sender::Scratch;
 use crate::rtp::{Sink, TrackSender};
@@ -40,6 +43,8 @@ pub struct Playout {
     /// Leaves out the leading pictures of the keyframe this session joined or resumed at.
     join: JoinFilter,
     scratch: Scratch,
+    /// The session's stall, BYE-at-seam, drop and jitter faults ([`crate::fault::session`]).
+    shaper: Shaper,
 }
 
 impl Playout {
@@ -54,10 +59,11 @@ impl Playout {
         config: &RtpConfig,
         previous: Option<Playout>,
     ) -> Playout {
-        let (mut before, scratch) = match previous {
-            Some(p) => (p.tracks, p.scratch),
+        let (mut before, scratch, shaper) = match previous {
+            Some(p) => (p.tracks, p.scratch, Some(p.shaper)),
             None => Default::default(),
         };
+        let shaper = shaper.unwrap_or_else(|| Self::new_shaper(session));
         let tracks = session
             .tracks
             .iter()
@@ -86,6 +92,7 @@ impl Playout {
             playing: true,
             join: JoinFilter::new(master),
             scratch,
+            shaper,
         };
         // RTP-Info announces the timestamp of the first frame sent, for every track.
         for t in &mut p.tracks {
@@ -122,6 +129,7 @@ impl Playout {
     /// PAUSE: nothing more is sent until the next PLAY.
     pub fn pause(&mut self) {
         self.playing = false;
+        self.shaper.clear();
     }
 
     /// Whether every track is interleaved on the connection.
@@ -155,26 +163,82 @@ impl Playout {
     /// Appends the packets of `f` to `out`: none while paused, for a track not set up, or for
     /// a leading picture of the keyframe this session joined at.
     pub fn frame(&mut self, f: &Frame, out: &mut impl Sink) {
+        self.frame_at(f, Instant::now(), out);
+    }
+
+    /// [`Playout::frame`] at `now`, the I/O layer's clock: the faults of the session
+    /// ([`Playout::faulted_frame`]) apply.
+    pub fn frame_at(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
         if !self.playing || !self.join.keep(f) {
             return;
         }
-        if let Some(t) = self.tracks.iter_mut().find(|t| t.stream() == f.stream) {
-            t.frame(f, &mut self.scratch, out);
-        }
+        self.faulted_frame(f, now, out);
     }
 
-    /// Appends a sender report of every track that has sent (or is about to send) media.
+    /// Appends a sender report of every track that has sent (or is about to send) media
+    /// (none once a fault silenced the session).
     pub fn sender_reports(&self, out: &mut impl Sink) {
+        if self.shaper.silent() {
+            return;
+        }
         for t in &self.tracks {
             t.sender_report(out);
         }
     }
 
-    /// Appends every track's last sender report and BYE: the session ends.
+    /// Appends every track's last sender report and BYE: the session ends. Nothing when
+    /// `bye_at_seam` already sent them.
     pub fn bye(&self, out: &mut impl Sink) {
+        if self.shaper.ended_at_seam() {
+            return;
+        }
         for t in &self.tracks {
             t.bye(out);
         }
+    }
+
+    /// The shaper of a new session's faults.
+    fn new_shaper(session: &Session) -> Shaper {
+        Shaper::new(&session.faults, session.stream.laps, rand::random())
+    }
+
+    /// Sends `f` through the session's faults: `stall` and `bye_at_seam` decide whether it
+    /// goes at all, `drop` and `jitter` bend its UDP packets (held ones leave by
+    /// [`Playout::release`]).
+    fn faulted_frame(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
+        match self.shaper.admit(f) {
+            Admit::Hold => return,
+            Admit::ByeAtSeam => {
+                for t in &self.tracks {
+                    t.bye(out);
+                }
+                return;
+            }
+            Admit::Send => {}
+        }
+        let Some(t) = self.tracks.iter_mut().find(|t| t.stream() == f.stream) else {
+            return;
+        };
+        if self.shaper.shapes() {
+            let mut shaped = Shaped {
+                shaper: &mut self.shaper,
+                now,
+                out,
+            };
+            t.frame(f, &mut self.scratch, &mut shaped);
+        } else {
+            t.frame(f, &mut self.scratch, out);
+        }
+    }
+
+    /// When the next packet `jitter` holds is due (the I/O layer's timer).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.shaper.next_due()
+    }
+
+    /// Appends the held packets due by `now`.
+    pub fn release(&mut self, now: Instant, out: &mut impl Sink) {
+        self.shaper.release(now, out);
     }
 }
 

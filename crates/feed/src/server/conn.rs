@@ -246,6 +246,16 @@ pub(super) async fn serve(
             (false, Some(d)) => Some(d.min(next_report)),
             (false, None) => Some(next_report),
         };
+        // The timed faults' deadlines (jittered packets, `disconnect_every`).
+        let fault_wake = [conn.next_due(), conn.close_at()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(Instant::from_std);
+        let wake = match (wake, fault_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             r = rd.read(&mut rbuf) => {
                 let n = match r {
@@ -263,7 +273,7 @@ pub(super) async fn serve(
                     }
                     match msg {
                         Incoming::Request(req) => {
-                            let (resp, action) = conn.handle(&req, shared.as_ref());
+                            let (resp, action) = conn.handle_at(&req, shared.as_ref(), now.into_std());
                             match action {
                                 Action::Play => {
                                     let cseq = req
@@ -367,6 +377,12 @@ pub(super) async fn serve(
             }
             _ = tokio::time::sleep_until(wake.unwrap_or(next_report)), if wake.is_some() => {
                 let now = Instant::now();
+                if conn.disconnect_due(now.into_std()) {
+                    tracing::info!(%peer, "connection closed: disconnect_every fault");
+                    break 'conn;
+                }
+                conn.release(now.into_std(), &mut io.queue());
+                io.send_udp().await;
                 let expired = clock.expired(now.into_std()).filter(|e| match e {
                     Expired::Message => clock.in_message(),
                     _ => conn.session().is_none(),

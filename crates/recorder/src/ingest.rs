@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use futures::StreamExt;
 use nvrkit_media::time::rescale;
 use nvrkit_media::{AacParams, CodecParams, Frame, TrackInfo, VideoParams, WallTime};
@@ -23,6 +22,8 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use tokio::sync::watch;
+
+use crate::IngestError;
 
 /// What the rest of the NVR can see of a camera.
 #[derive(Debug, Default)]
@@ -90,9 +91,9 @@ pub async fn run(
         match result {
             Ok(()) => tracing::warn!(camera = source.name, "stream ended; reconnecting"),
             Err(e) => {
-                tracing::warn!(camera = source.name, "{e:#}; reconnecting in {backoff:?}");
+                tracing::warn!(camera = source.name, "{e}; reconnecting in {backoff:?}");
                 if let Ok(mut l) = state.last_error.lock() {
-                    *l = Some(format!("{e:#}"));
+                    *l = Some(e.to_string());
                 }
             }
         }
@@ -172,13 +173,13 @@ async fn session(
     state: &CameraState,
     timeline: &mut Timeline,
     stop: &mut watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), IngestError> {
     let mut session = retina::client::Session::describe(
         source.url.clone(),
         SessionOptions::default().user_agent("nvrkit nvr".into()),
     )
     .await
-    .context("DESCRIBE")?;
+    .map_err(IngestError::Describe)?;
     // Our stream 0 is the first H.264/H.265 video, stream 1 the first AAC audio.
     let mut map: Vec<Option<usize>> = vec![None; session.streams().len()];
     let (mut have_video, mut have_audio) = (false, false);
@@ -200,7 +201,7 @@ async fn session(
         }
     }
     if !have_video {
-        bail!("the camera offers no H.264 or H.265 video");
+        return Err(IngestError::NoVideo);
     }
     let transport = if source.udp {
         Transport::Udp(UdpTransportOptions::default())
@@ -217,15 +218,15 @@ async fn session(
                         .frame_format(FrameFormat::MP4),
                 )
                 .await
-                .with_context(|| format!("SETUP of track {i}"))?;
+                .map_err(|source| IngestError::Setup { track: i, source })?;
         }
     }
     // Permissive: many cameras leave `rtptime` out of RTP-Info; refusing them would only loop
     // on reconnects. Their streams are aligned by the RTCP sender reports (`Clock`).
     let play = PlayOptions::default()
         .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive);
-    let playing = session.play(play).await.context("PLAY")?;
-    let mut demuxed = playing.demuxed().context("depacketizer")?;
+    let playing = session.play(play).await.map_err(IngestError::Play)?;
+    let mut demuxed = playing.demuxed().map_err(IngestError::Depacketizer)?;
     state.connected.store(true, Ordering::Relaxed);
     tracing::info!(camera = source.name, url = source.display_url(), "playing");
 
@@ -235,9 +236,10 @@ async fn session(
     let mut published: Vec<TrackInfo> = Vec::new();
     let mut waiting_for_key = true;
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(20), demuxed.next());
+        const NO_MEDIA: Duration = Duration::from_secs(20);
+        let next = tokio::time::timeout(NO_MEDIA, demuxed.next());
         let item = tokio::select! {
-            item = next => item.context("no media for 20 s")?,
+            item = next => item.map_err(|_| IngestError::NoMedia(NO_MEDIA))?,
             _ = stop.changed() => {
                 // Shutting down: the held GOP goes into the ring, so an open event range ends
                 // with it instead of losing up to a GOP.
@@ -249,7 +251,7 @@ async fn session(
         };
         let item = match item {
             None => return Ok(()),
-            Some(r) => r.context("RTSP stream")?,
+            Some(r) => r.map_err(IngestError::Stream)?,
         };
         match item {
             CodecItem::VideoFrame(f) => {
@@ -258,7 +260,7 @@ async fn session(
                 };
                 if f.has_new_parameters() || tracks[*s].is_none() {
                     let params = demuxed.streams()[f.stream_id()].parameters();
-                    if let Some(p) = params.and_then(|p| video_params(p).ok()) {
+                    if let Some(p) = params.and_then(video_params) {
                         tracks[*s] = Some(track(*s, 90_000, p));
                     }
                 }
@@ -381,20 +383,19 @@ fn track(stream: usize, timescale: u32, params: CodecParams) -> TrackInfo {
     }
 }
 
-fn video_params(p: ParametersRef<'_>) -> anyhow::Result<CodecParams> {
+/// The codec parameters of a video stream, if they are H.264/H.265 ones nvrkit-media accepts.
+fn video_params(p: ParametersRef<'_>) -> Option<CodecParams> {
     let ParametersRef::Video(v) = p else {
-        bail!("not video parameters")
+        return None;
     };
-    Ok(match v.codec_params() {
+    Some(match v.codec_params() {
         VideoParametersCodec::H264 { sps, pps } => {
-            CodecParams::H264(VideoParams::h264(vec![sps.clone()], vec![pps.clone()])?)
+            CodecParams::H264(VideoParams::h264(vec![sps.clone()], vec![pps.clone()]).ok()?)
         }
-        VideoParametersCodec::H265 { vps, sps, pps } => CodecParams::H265(VideoParams::h265(
-            vec![vps.clone()],
-            vec![sps.clone()],
-            vec![pps.clone()],
-        )?),
-        _ => bail!("unsupported video codec"),
+        VideoParametersCodec::H265 { vps, sps, pps } => CodecParams::H265(
+            VideoParams::h265(vec![vps.clone()], vec![sps.clone()], vec![pps.clone()]).ok()?,
+        ),
+        _ => return None,
     })
 }
 
@@ -429,7 +430,7 @@ fn flush(
     writer: &mut nvrkit_ring::Writer,
     state: &CameraState,
     timeline: &mut Timeline,
-) -> anyhow::Result<()> {
+) -> Result<(), IngestError> {
     let mut frames = std::mem::take(&mut gop.frames);
     // Video: DTS = the sorted PTS, shifted by the reorder depth.
     let video: Vec<usize> = (0..frames.len())
@@ -479,7 +480,7 @@ fn flush(
             timeline.gap[s] = false;
         }
         timeline.last_dts[s] = Some(f.dts);
-        writer.push(f).context("ring")?;
+        writer.push(f)?;
         state.frames.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())

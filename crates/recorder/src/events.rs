@@ -4,10 +4,11 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::bail;
 use nvrkit_smtp::CameraEvent;
 
 use crate::event_disk::{DiskEvent, EventDisk};
+
+use crate::MapRuleError;
 
 /// One field of an event a `--map` rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +37,14 @@ pub struct MapRule {
 }
 
 impl std::str::FromStr for MapRule {
-    type Err = anyhow::Error;
+    type Err = MapRuleError;
 
-    fn from_str(s: &str) -> anyhow::Result<Self> {
+    fn from_str(s: &str) -> Result<Self, MapRuleError> {
         let Some((cond, camera)) = s.rsplit_once(':') else {
-            bail!("a map rule is FIELD=VALUE:CAMERA, e.g. channel=2:garage or from=nvr1@site:yard");
+            return Err(MapRuleError::Shape);
         };
         let Some((field, value)) = cond.split_once('=') else {
-            bail!("a map rule is FIELD=VALUE:CAMERA; {cond:?} has no '='");
+            return Err(MapRuleError::NoEquals(cond.to_owned()));
         };
         let field = match field.trim().to_ascii_lowercase().as_str() {
             "channel" => Field::Channel,
@@ -51,10 +52,10 @@ impl std::str::FromStr for MapRule {
             "to" => Field::To,
             "device" => Field::Device,
             "camera" => Field::Camera,
-            other => bail!("unknown map field {other:?} (channel, from, to, device, camera)"),
+            other => return Err(MapRuleError::Field(other.to_owned())),
         };
         if camera.trim().is_empty() {
-            bail!("the map rule {s:?} names no camera");
+            return Err(MapRuleError::NoCamera(s.to_owned()));
         }
         Ok(MapRule {
             field,
