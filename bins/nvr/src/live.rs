@@ -15,8 +15,10 @@
 //! Hostile limits (docs/security.md): at most [`LiveLimits::per_camera`] viewers of one camera and
 //! [`LiveLimits::total`] in all (more get 503 before the upgrade); a viewer whose queue of
 //! [`LiveLimits::queue`] fragments is full (it does not read) is dropped at once; every write has
-//! [`LiveLimits::send_deadline`]; what the page sends is read and discarded, each message at most
-//! [`MAX_CLIENT_MESSAGE`] bytes. A viewer that falls out of the ring is dropped, not resynced.
+//! [`LiveLimits::send_deadline`]; the page acknowledges what it appended every second, and a
+//! viewer silent for [`LiveLimits::ack_deadline`] is dropped (a viewer that stopped reading would
+//! otherwise fill socket buffers of megabytes first); what the page sends is read and discarded,
+//! each message at most [`MAX_CLIENT_MESSAGE`] bytes. A viewer that falls out of the ring is dropped, not resynced.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -47,6 +49,10 @@ pub struct LiveLimits {
     pub queue: usize,
     /// The longest one write to a viewer may take.
     pub send_deadline: Duration,
+    /// A viewer that sends nothing for this long is dropped: the page acknowledges what it
+    /// appended every second, so a viewer that stopped reading (whose bytes would otherwise sit
+    /// in socket buffers for a minute) is found out.
+    pub ack_deadline: Duration,
 }
 
 impl Default for LiveLimits {
@@ -57,6 +63,7 @@ impl Default for LiveLimits {
             // About 5 s at 25 fps: a viewer further behind than that is not watching live.
             queue: 128,
             send_deadline: Duration::from_secs(5),
+            ack_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -254,11 +261,18 @@ async fn serve(socket: WebSocket, cam: CameraEntry, slot: Slot, limits: LiveLimi
         "stream ended".to_owned()
     };
     let reader = async {
-        // The page sends nothing but pings and its close; each message is capped.
-        while let Some(m) = rx.next().await {
-            match m {
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => {}
+        // The page sends acknowledgements, pings and its close; each message is capped, and
+        // one must come within the deadline.
+        loop {
+            match tokio::time::timeout(limits.ack_deadline, rx.next()).await {
+                Err(_) => {
+                    return format!(
+                        "the viewer sent nothing for {} s (it acknowledges every second)",
+                        limits.ack_deadline.as_secs_f64()
+                    );
+                }
+                Ok(None | Some(Ok(Message::Close(_)) | Err(_))) => break,
+                Ok(Some(Ok(_))) => {}
             }
         }
         "the viewer closed".to_owned()
