@@ -8,7 +8,9 @@
 //!   (trickle) keeps a connection;
 //! - a keep-alive connection with no request for [`Config::idle_timeout`] is closed;
 //! - every response carries `X-Content-Type-Options: nosniff`;
-//! - graceful shutdown: the listener stops, idle connections close, requests in flight finish.
+//! - graceful shutdown: the listener stops, idle connections close, requests in flight finish;
+//! - HTTP upgrades (WebSocket) are served: the upgraded stream leaves the server's connection
+//!   count and deadlines, so a handler that upgrades must cap and time its streams itself.
 //!
 //! hyper's own `header_read_timeout` counts from the moment a connection starts waiting for a
 //! request, not from the first byte, so it cannot express both deadlines; it is set to their sum
@@ -333,7 +335,10 @@ impl Connection {
             .header_read_timeout(self.config.idle_timeout + self.config.request_timeout)
             .max_buf_size(MAX_BUF)
             .keep_alive(true);
-        let conn = builder.serve_connection(io, service);
+        // Upgrades (a WebSocket) leave the connection: once the 101 is out this future ends
+        // and the upgraded stream belongs to the handler, which keeps its own caps and
+        // deadlines (nvr's live view).
+        let conn = builder.serve_connection(io, service).with_upgrades();
         let mut conn = std::pin::pin!(conn);
         let mut stopping = *self.stop.borrow();
         if stopping {
