@@ -26,7 +26,11 @@ Examples:
       TileJSON at /world.json and a preview map at /world/preview
   tileserve maps/ --listen 0.0.0.0:8080 --cors https://vms.example.com
       every *.mbtiles in maps/ (files added, replaced or removed are picked up within --poll)
-  tileserve floor.mbtiles --ocularis-maxzoom floor=5 --missing 204 --cache-control 'public, max-age=600'";
+  tileserve floor.mbtiles --ocularis-maxzoom floor=5 --missing 204 --cache-control 'public, max-age=600'
+  tileserve world.mbtiles city.pmtiles
+      PMTiles v3 files are served beside MBTiles, in the same schemes
+  tileserve convert world.mbtiles world.pmtiles
+      write a PMTiles copy of an MBTiles file (and `convert world.pmtiles world.mbtiles` back)";
 
 /// Serve MBTiles files over HTTP: XYZ, TMS, Ocularis and ArcGIS tile URLs, TileJSON 3.0, a JSON
 /// catalog at `/` and an HTML preview per tileset.
@@ -34,9 +38,10 @@ Examples:
 #[command(version, after_help = EXAMPLES, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
-    command: Option<nvrkit_cli::docs::DocsCommand>,
+    command: Option<Command>,
 
-    /// MBTiles files, or directories whose *.mbtiles files are served (the id is the file stem).
+    /// MBTiles or PMTiles files, or directories whose *.mbtiles and *.pmtiles files are served
+    /// (the id is the file stem).
     #[arg(required = true, value_name = "FILE|DIR")]
     sources: Vec<PathBuf>,
 
@@ -96,11 +101,24 @@ struct Args {
     idle_timeout: Duration,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Convert MBTiles to PMTiles v3 or back (by the extensions: IN.mbtiles OUT.pmtiles, or
+    /// IN.pmtiles OUT.mbtiles). Equal tiles are stored once; OUT must not exist.
+    Convert(convert::Args),
+    #[command(flatten)]
+    Docs(nvrkit_cli::docs::DocsCommand),
+}
+
+mod convert;
+
 fn main() -> ExitCode {
     nvrkit_cli::init_logging();
     let args = Args::parse();
-    if let Some(d) = &args.command {
-        return d.run(<Args as clap::CommandFactory>::command());
+    match &args.command {
+        Some(Command::Docs(d)) => return d.run(<Args as clap::CommandFactory>::command()),
+        Some(Command::Convert(c)) => return nvrkit_cli::exit("tileserve", convert::run(c)),
+        None => {}
     }
     nvrkit_cli::exit("tileserve", run(args))
 }

@@ -216,14 +216,10 @@ fn a_renamed_file_is_picked_up_by_the_running_binary() {
     assert!(found, "a new file was never served");
 }
 
-/// The issue's "done when": the preview page, in headless Chromium, shows a GDAL-made world
-/// north up and west left in every scheme (XYZ, TMS, Ocularis, ArcGIS) at every zoom. The
-/// pixels are read back from what the browser drew (`tests/preview.cjs`).
-#[test]
-#[ignore = "interop: needs GDAL, node, Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
-fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
-    let dir = tempfile::tempdir().unwrap();
-    // 1,024 × 1,024: the northern half red, the southern half blue, the westmost eighth green.
+/// `DIR/world.mbtiles`, made by GDAL (`gdal_translate -of MBTILES`, `gdaladdo 2 4`): a
+/// 1,024 × 1,024 world, zooms 0..=2, the northern half red, the southern half blue, the westmost
+/// eighth green (so some tiles repeat: the writers' dedup has work).
+fn gdal_world(dir: &std::path::Path) -> std::path::PathBuf {
     let (w, h) = (1024usize, 1024usize);
     let mut ppm = format!("P6\n{w} {h}\n255\n").into_bytes();
     for y in 0..h {
@@ -235,9 +231,9 @@ fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
             });
         }
     }
-    let src = dir.path().join("world.ppm");
+    let src = dir.join("world.ppm");
     std::fs::write(&src, ppm).unwrap();
-    let file = dir.path().join("world.mbtiles");
+    let file = dir.join("world.mbtiles");
     let m = "20037508.342789244";
     let status = Command::new("gdal_translate")
         .args([
@@ -262,7 +258,17 @@ fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
         .status()
         .expect("gdaladdo (gdal-bin) is required");
     assert!(status.success(), "gdaladdo failed");
+    file
+}
 
+/// The issue's "done when": the preview page, in headless Chromium, shows a GDAL-made world
+/// north up and west left in every scheme (XYZ, TMS, Ocularis, ArcGIS) at every zoom. The
+/// pixels are read back from what the browser drew (`tests/preview.cjs`).
+#[test]
+#[ignore = "interop: needs GDAL, node, Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
+fn the_preview_page_shows_a_gdal_world_north_up_in_every_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = gdal_world(dir.path());
     let (_server, addr) = start(&[
         file.as_os_str(),
         "--listen".as_ref(),
@@ -447,4 +453,160 @@ fn the_preview_page_shows_the_utfgrid_data_under_the_pointer_in_every_scheme() {
         "127.0.0.1:0".as_ref(),
     ]);
     browser_check("grid.cjs", &[&format!("http://{addr}/cams/preview")]);
+}
+
+/// A stored tile: (zoom, column, TMS row) and its bytes.
+type Row = ((u32, u32, u32), Vec<u8>);
+
+/// Every tile of an MBTiles file, by its stored (TMS) address, read with rusqlite.
+fn mbtiles_rows(file: &std::path::Path) -> Vec<Row> {
+    let db = rusqlite::Connection::open(file).unwrap();
+    let mut st = db
+        .prepare("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles ORDER BY 1, 2, 3")
+        .unwrap();
+    st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Every tile of `rows` fetched from a running tileserve at its XYZ URL equals the row.
+fn served_equal(addr: &str, id: &str, rows: &[Row]) {
+    for ((z, x, y), data) in rows {
+        let y_down = (1 << z) - 1 - y;
+        let (head, body) = http_get(addr, &format!("/{id}/{z}/{x}/{y_down}.png"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{z}/{x}/{y_down}: {head}");
+        assert!(body == *data, "{id} {z}/{x}/{y_down}: served bytes differ");
+    }
+}
+
+/// Runs `tileserve convert IN OUT`.
+fn convert(input: &std::path::Path, output: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tileserve"))
+        .arg("convert")
+        .arg(input)
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+fn python(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is required");
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The issue's "done when" for PMTiles, first half: a GDAL-made MBTiles converted by
+/// `tileserve convert` is read back tile for tile equal by the `pmtiles` package from PyPI
+/// (`pmtiles.reader`: the header, every stored tile by `get`, and `all_tiles` lists no other),
+/// and by tileserve serving the PMTiles file; converted back, the MBTiles holds the same rows.
+#[test]
+#[ignore = "interop: needs GDAL, python3 and the pmtiles package from PyPI; run by .ci/run"]
+fn tileserve_convert_to_pmtiles_reads_back_equal_in_python_pmtiles_and_tileserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = gdal_world(dir.path());
+    let rows = mbtiles_rows(&src);
+    assert_eq!(rows.len(), 1 + 4 + 16);
+    let pm = dir.path().join("world.pmtiles");
+    let out = convert(&src, &pm);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("21 tiles"), "{said}");
+    // A second run refuses to overwrite.
+    assert!(!convert(&src, &pm).status.success());
+
+    let check = r#"
+import sqlite3, sys
+from pmtiles.reader import Reader, MmapSource, all_tiles
+from pmtiles.tile import TileType, Compression
+src, pm = sys.argv[1], sys.argv[2]
+with open(pm, "rb") as f:
+    r = Reader(MmapSource(f))
+    h = r.header()
+    assert h["tile_type"] == TileType.PNG, h
+    assert h["tile_compression"] == Compression.NONE, h
+    assert h["clustered"], h
+    assert (h["min_zoom"], h["max_zoom"]) == (0, 2), h
+    assert r.metadata()["format"] == "png", r.metadata()
+    n = 0
+    rows = sqlite3.connect(src).execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles")
+    for z, x, y, data in rows:
+        got = r.get(z, x, (1 << z) - 1 - y)
+        assert got == data, (z, x, y)
+        n += 1
+    listed = sum(1 for _ in all_tiles(MmapSource(f)))
+    assert listed == n, (listed, n)
+    print(n, h["tile_contents_count"])
+"#;
+    let said = python(check, &[src.as_os_str(), pm.as_os_str()]);
+    let (n, contents) = said.trim().split_once(' ').unwrap();
+    assert_eq!(n, "21");
+    // The uniform red and blue tiles are stored once each.
+    let contents: usize = contents.parse().unwrap();
+    assert!(contents < 21, "no tile was deduplicated: {contents}");
+
+    let (_server, addr) = start(&[pm.as_os_str(), "--listen".as_ref(), "127.0.0.1:0".as_ref()]);
+    served_equal(&addr, "world", &rows);
+    let (_, tilejson) = http_get(&addr, "/world.json");
+    let tilejson: serde_json::Value = serde_json::from_slice(&tilejson).unwrap();
+    assert_eq!(tilejson["maxzoom"], 2, "{tilejson}");
+
+    let back = dir.path().join("back.mbtiles");
+    let out = convert(&pm, &back);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(mbtiles_rows(&back) == rows, "the round trip changed a tile");
+}
+
+/// The issue's "done when" for PMTiles, second half: a PMTiles file made by the PyPI package's
+/// `pmtiles-convert` from a GDAL-made MBTiles is served by tileserve tile for tile equal to the
+/// source, in XYZ, beside an MBTiles in the same directory.
+#[test]
+#[ignore = "interop: needs GDAL and pmtiles-convert (the pmtiles package from PyPI); run by .ci/run"]
+fn a_pmtiles_made_by_pmtiles_convert_is_served_tile_for_tile_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = gdal_world(dir.path());
+    let rows = mbtiles_rows(&src);
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    let pm = served.join("python.pmtiles");
+    let status = Command::new("pmtiles-convert")
+        .arg(&src)
+        .arg(&pm)
+        .stdout(Stdio::null())
+        .status()
+        .expect("pmtiles-convert (pip install pmtiles) is required");
+    assert!(status.success(), "pmtiles-convert failed");
+    std::fs::copy(&src, served.join("sqlite.mbtiles")).unwrap();
+    let (_server, addr) = start(&[
+        served.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    served_equal(&addr, "python", &rows);
+    served_equal(&addr, "sqlite", &rows);
+    let (_, catalog) = http_get(&addr, "/");
+    let catalog: serde_json::Value = serde_json::from_slice(&catalog).unwrap();
+    let python = catalog["tilesets"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["id"] == "python"))
+        .unwrap_or_else(|| panic!("{catalog}"));
+    assert_eq!(python["container"], "pmtiles", "{python}");
+    assert_eq!(python["format"], "png", "{python}");
 }

@@ -640,7 +640,10 @@ fn entry_json(e: &Entry, base: &str) -> serde_json::Value {
             v["state"] = json!("ok");
             v["name"] = json!(m.name);
             v["format"] = json!(t.tiles.format());
-            v["layout"] = json!(t.tiles.layout());
+            v["container"] = json!(t.tiles.container());
+            if let Some(l) = t.tiles.layout() {
+                v["layout"] = json!(l);
+            }
             v["minzoom"] = json!(m.minzoom);
             v["maxzoom"] = json!(m.maxzoom);
             v["zoom_range_in_tiles"] = json!(t.tiles.zoom_range());
