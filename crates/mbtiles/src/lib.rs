@@ -75,6 +75,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cache;
+pub mod cameras;
 pub mod catalog;
 pub mod convert;
 pub mod error;
