@@ -15,12 +15,17 @@ impl Drop for Server {
 }
 
 fn http_get(addr: &str, path: &str) -> (String, Vec<u8>) {
+    http_get_with(addr, path, "")
+}
+
+/// A GET with `extra` header lines (each ending in CRLF).
+fn http_get_with(addr: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     // Hang guard only: a hung server fails the test instead of blocking it forever.
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = Vec::new();
@@ -609,4 +614,177 @@ fn a_pmtiles_made_by_pmtiles_convert_is_served_tile_for_tile_equal() {
         .unwrap_or_else(|| panic!("{catalog}"));
     assert_eq!(python["container"], "pmtiles", "{python}");
     assert_eq!(python["format"], "png", "{python}");
+}
+
+/// The `ETag` of a response head.
+fn etag_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("etag").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no ETag in {head}"))
+}
+
+/// `nvr` built by cargo (a no-op in .ci/run, which builds the workspace) and started with its
+/// demo camera on loopback; SIGINT, then SIGKILL at the hang guard, when dropped.
+struct NvrChild {
+    child: Child,
+    _store: tempfile::TempDir,
+}
+
+impl Drop for NvrChild {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_nvr() -> (NvrChild, String) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "nvr", "--bin", "nvr"])
+        .status()
+        .expect("cargo builds nvr");
+    assert!(status.success(), "cargo build --bin nvr failed");
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tileserve")).with_file_name("nvr");
+    let store = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&exe)
+        .args([
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--store",
+        ])
+        .arg(store.path().join("store"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+    let stdout = child.stdout.take().unwrap();
+    let guard = NvrChild {
+        child,
+        _store: store,
+    };
+    let mut web = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(w) = line.strip_prefix("web: ") {
+            web = w.trim_end_matches('/').to_owned();
+        }
+        if line.starts_with("then watch") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(
+        web.starts_with("http://127.0.0.1:"),
+        "nvr printed no web address: {web:?}"
+    );
+    (guard, web)
+}
+
+/// The issue's "done when" for cameras on the map: headless Chromium shows the cameras of a
+/// `cameras.json` on a GDAL-made world where they are (a lon/lat camera and a floor-plan pixel
+/// camera) in their state's colour, read back from the pixels drawn; nvr's demo camera shows
+/// online, and an alarm posted to a real nvr (`{"camera":"demo","kind":"motion"}` to
+/// /api/events) turns its marker to alarm (`tests/cameras.cjs`). The GeoJSON's and the vector
+/// tile's ETags change with the state and give 304 while it holds.
+#[test]
+#[ignore = "interop: needs GDAL, cargo (builds nvr), node, Debian's chromium and playwright-core; run by .ci/run"]
+fn the_preview_shows_cameras_on_a_gdal_map_and_an_nvr_alarm_changes_the_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = gdal_world(dir.path());
+    let cams = dir.path().join("cameras.json");
+    std::fs::write(
+        &cams,
+        r#"{"cameras": [
+            {"id": "demo", "name": "Demo", "lon": 90, "lat": -45, "heading": 45, "fov": 60},
+            {"id": "plan", "tileset": "world", "pixel": [256, 700]}
+        ]}"#,
+    )
+    .unwrap();
+    let (_nvr, web) = start_nvr();
+    let nvr_addr = web.trim_start_matches("http://").to_string();
+    // nvr's demo camera connects within seconds; the hang guard is 60 s.
+    let mut connected = false;
+    for _ in 0..600 {
+        let (_, body) = http_get(&nvr_addr, "/api/cameras");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if v[0]["name"] == "demo" && v[0]["connected"] == true {
+            connected = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(connected, "nvr's demo camera never connected");
+    let (_server, addr) = start(&[
+        world.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--cameras".as_ref(),
+        cams.as_os_str(),
+        "--nvr".as_ref(),
+        web.as_ref(),
+        "--alarm-hold".as_ref(),
+        "10m".as_ref(),
+    ]);
+    // Online once the poller has run (each second).
+    let mut online = None;
+    for _ in 0..300 {
+        let (head, body) = http_get(&addr, "/world/cameras.geojson");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["features"][0]["properties"]["state"] == "online" {
+            online = Some((etag_of(&head), v));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (online_etag, v) = online.expect("the demo camera never showed online");
+    assert_eq!(v["features"][1]["properties"]["state"], "unknown", "{v}");
+    let (head, _) = http_get_with(
+        &addr,
+        "/world/cameras.geojson",
+        &format!("If-None-Match: {online_etag}\r\n"),
+    );
+    assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+    // Zoom 2: lon 90, lat -45 is in XYZ tile 2/3/2.
+    let (head, tile) = http_get(&addr, "/world/cameras/2/3/2.pbf");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let layers = nvrkit_mbtiles::mvt::layers(&tile).unwrap();
+    assert_eq!(
+        (layers[0].name.as_str(), layers[0].features),
+        ("cameras", 1)
+    );
+    let tile_etag = etag_of(&head);
+
+    browser_check(
+        "cameras.cjs",
+        &[&format!("http://{addr}/world/preview"), &web],
+    );
+
+    let (head, body) = http_get(&addr, "/world/cameras.geojson");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["features"][0]["properties"]["state"], "alarm", "{v}");
+    assert_ne!(etag_of(&head), online_etag);
+    let (head, _) = http_get_with(
+        &addr,
+        "/world/cameras/2/3/2.pbf",
+        &format!("If-None-Match: {tile_etag}\r\n"),
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "the tile's ETag did not change: {head}"
+    );
 }
