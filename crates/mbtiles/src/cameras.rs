@@ -24,9 +24,12 @@
 
 use std::collections::HashSet;
 use std::sync::RwLock;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use nvrkit_media::WallTime;
 
 use crate::scheme::TileId;
 
@@ -207,6 +210,80 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Camera>, CamerasError> {
         });
     }
     Ok(out)
+}
+
+/// Why an answer of nvr's API is not what [`nvr_states`] reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct NvrError {
+    /// Which answer.
+    pub what: &'static str,
+    /// What is wrong.
+    pub why: String,
+}
+
+fn parse_array(what: &'static str, body: &[u8]) -> Result<Vec<Value>, NvrError> {
+    if !nvrkit_net::json_depth_within(body, 64) {
+        return Err(NvrError {
+            what,
+            why: "JSON nested deeper than 64 levels".into(),
+        });
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Array(a)) => Ok(a),
+        Ok(_) => Err(NvrError {
+            what,
+            why: "not a JSON array".into(),
+        }),
+        Err(e) => Err(NvrError {
+            what,
+            why: format!("not JSON: {e}"),
+        }),
+    }
+}
+
+/// The states of `cameras` from the bodies of nvr's `GET /api/cameras` (online: `connected`
+/// true; offline: listed, not connected; unknown: not listed) and `GET /api/events` (alarm: an
+/// event whose `cameras` lists it and whose `received_at` is at most `hold` before `now`).
+/// Linear in the bodies times the cameras; untrusted input (fuzzed: `cameras_json`).
+pub fn nvr_states(
+    cameras: &[Camera],
+    api_cameras: &[u8],
+    api_events: &[u8],
+    now: WallTime,
+    hold: Duration,
+) -> Result<Vec<State>, NvrError> {
+    let listed = parse_array("/api/cameras", api_cameras)?;
+    let events = parse_array("/api/events", api_events)?;
+    let hold_us = i64::try_from(hold.as_micros()).unwrap_or(i64::MAX);
+    let recent: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e.get("received_at")
+                .and_then(Value::as_str)
+                .and_then(|t| WallTime::parse_rfc3339(t).ok())
+                .is_some_and(|t| now.micros_since(t) <= hold_us)
+        })
+        .collect();
+    Ok(cameras
+        .iter()
+        .map(|c| {
+            let alarm = recent.iter().any(|e| {
+                e.get("cameras")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(&c.id)))
+            });
+            let entry = listed
+                .iter()
+                .find(|x| x.get("name").and_then(Value::as_str) == Some(&c.id));
+            match (alarm, entry) {
+                (true, _) => State::Alarm,
+                (false, None) => State::Unknown,
+                (false, Some(x)) if x.get("connected") == Some(&Value::Bool(true)) => State::Online,
+                (false, Some(_)) => State::Offline,
+            }
+        })
+        .collect())
 }
 
 /// What the map shows of a tileset, for placing pixel positions: its maximum zoom and bounds.
@@ -512,5 +589,30 @@ mod tests {
             tile,
             live.mvt("world", frame, TileId::new(1, 1, 1).unwrap())
         );
+    }
+}
+
+#[cfg(test)]
+mod nvr_tests {
+    use super::*;
+
+    #[test]
+    fn online_offline_unknown_and_alarm_within_the_hold() {
+        let cams = parse(
+            br#"{"cameras": [{"id": "demo", "lon": 0, "lat": 0}, {"id": "yard", "lon": 1, "lat": 1},
+                {"id": "gone", "lon": 2, "lat": 2}]}"#,
+        )
+        .unwrap();
+        let api = br#"[{"name": "demo", "connected": true}, {"name": "yard", "connected": false}]"#;
+        let now = WallTime::parse_rfc3339("2026-01-01T00:01:00Z").unwrap();
+        let hold = Duration::from_secs(30);
+        let s = nvr_states(&cams, api, b"[]", now, hold).unwrap();
+        assert_eq!(s, [State::Online, State::Offline, State::Unknown]);
+        let events = br#"[{"received_at": "2026-01-01T00:00:45Z", "cameras": ["yard"]},
+            {"received_at": "2026-01-01T00:00:10Z", "cameras": ["demo"]}]"#;
+        let s = nvr_states(&cams, api, events, now, hold).unwrap();
+        assert_eq!(s, [State::Online, State::Alarm, State::Unknown]);
+        assert!(nvr_states(&cams, b"{}", b"[]", now, hold).is_err());
+        assert!(nvr_states(&cams, api, &[b'['; 100], now, hold).is_err());
     }
 }

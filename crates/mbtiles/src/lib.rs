@@ -15,6 +15,8 @@
 //! - [`PmTiles`]: a PMTiles v3 reader with range reads and a bounded leaf-directory cache,
 //!   its directories parsed as untrusted input ([`pmtiles`]); [`convert`] writes MBTiles to
 //!   PMTiles (the `pmtiles` crate's writer: dedup by content hash, clustered) and back.
+//! - [`cameras`]: cameras on the map from a `cameras.json` (lon/lat or floor-plan pixel,
+//!   heading, field of view), their state from nvr's API, as GeoJSON and a vector tile layer.
 //! - [`scheme`]: XYZ, TMS, Ocularis and ArcGIS as types, each a pair of pure functions between a
 //!   request address and the stored row ([`TileId`]), with the Ocularis mapping worked through.
 //! - [`Catalog`]: tilesets from files and directories, reopened when a file is replaced or
@@ -24,8 +26,8 @@
 //! - [`http::router`]: an axum router with TileJSON 3.0, a catalog, an HTML preview, ETags, gzip
 //!   pass-through and CORS; the `tileserve` binary mounts it. It and [`Catalog::watch`] are
 //!   the default feature `http`: without it (`default-features = false`) the crate has no
-//!   tokio and no axum (`cargo tree -p nvrkit-mbtiles --no-default-features -e normal`: 66
-//!   lines, 146 with it; the `pmtiles` writer added 13).
+//!   tokio and no axum (`cargo tree -p nvrkit-mbtiles --no-default-features -e normal`: 69
+//!   lines, 149 with it; the `pmtiles` writer added 13, nvrkit-media for nvr's times 3).
 //!
 //! Non-goals: rendering vector tiles to images, over-zooming, PMTiles over HTTP ranges or S3.
 //!
