@@ -626,8 +626,8 @@ fn etag_of(head: &str) -> String {
         .unwrap_or_else(|| panic!("no ETag in {head}"))
 }
 
-/// `nvr` built by cargo (a no-op in .ci/run, which builds the workspace) and started with its
-/// demo camera on loopback; SIGINT, then SIGKILL at the hang guard, when dropped.
+/// `nvr` (built by cargo if it is not beside tileserve yet) started with its demo camera on
+/// loopback; SIGINT, then SIGKILL at the hang guard, when dropped.
 struct NvrChild {
     child: Child,
     _store: tempfile::TempDir,
@@ -650,13 +650,17 @@ impl Drop for NvrChild {
 }
 
 fn start_nvr() -> (NvrChild, String) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "nvr", "--bin", "nvr"])
-        .status()
-        .expect("cargo builds nvr");
-    assert!(status.success(), "cargo build --bin nvr failed");
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tileserve")).with_file_name("nvr");
+    // `cargo test --workspace` (.ci/run) has built it beside tileserve; `-p nvr` alone resolves
+    // other features than the workspace does and would rebuild much of it, so only when missing.
+    if !exe.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "nvr", "--bin", "nvr"])
+            .status()
+            .expect("cargo builds nvr");
+        assert!(status.success(), "cargo build --bin nvr failed");
+    }
     let store = tempfile::tempdir().unwrap();
     let mut child = Command::new(&exe)
         .args([
