@@ -475,14 +475,71 @@ fn mbtiles_rows(file: &std::path::Path) -> Vec<Row> {
         .collect()
 }
 
-/// Every tile of `rows` fetched from a running tileserve at its XYZ URL equals the row.
+/// Every tile of `rows` fetched from a running tileserve at its XYZ, TMS and ArcGIS URLs equals
+/// the row, and its ETag gives a 304.
 fn served_equal(addr: &str, id: &str, rows: &[Row]) {
     for ((z, x, y), data) in rows {
         let y_down = (1 << z) - 1 - y;
-        let (head, body) = http_get(addr, &format!("/{id}/{z}/{x}/{y_down}.png"));
-        assert!(head.starts_with("HTTP/1.1 200"), "{z}/{x}/{y_down}: {head}");
-        assert!(body == *data, "{id} {z}/{x}/{y_down}: served bytes differ");
+        for path in [
+            format!("/{id}/{z}/{x}/{y_down}.png"),
+            format!("/{id}/tms/{z}/{x}/{y}.png"),
+            format!("/{id}/MapServer/tile/{z}/{y_down}/{x}"),
+        ] {
+            let (head, body) = http_get(addr, &path);
+            assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+            assert!(body == *data, "{path}: served bytes differ");
+            let inm = format!("If-None-Match: {}\r\n", etag_of(&head));
+            let (head, _) = http_get_with(addr, &path, &inm);
+            assert!(head.starts_with("HTTP/1.1 304"), "{path}: {head}");
+        }
     }
+}
+
+/// Plain `cargo test` (no peers): an MBTiles made with rusqlite, converted by `tileserve
+/// convert`, is served from the PMTiles file tile for tile equal in three schemes; `convert`
+/// refuses two files of one kind.
+#[test]
+fn a_converted_pmtiles_is_served_like_its_mbtiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("plan.mbtiles");
+    let db = rusqlite::Connection::open(&src).unwrap();
+    db.execute_batch(
+        "CREATE TABLE metadata (name TEXT, value TEXT);
+         CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);
+         INSERT INTO metadata VALUES ('format', 'png'), ('name', 'plan');",
+    )
+    .unwrap();
+    for z in 0..=3u32 {
+        for x in 0..1u32 << z {
+            for y in 0..1u32 << z {
+                let data = format!("\u{89}PNG {z}/{x}/{}", (x * y) % 3).into_bytes();
+                db.execute("INSERT INTO tiles VALUES (?1, ?2, ?3, ?4)", (z, x, y, data))
+                    .unwrap();
+            }
+        }
+    }
+    drop(db);
+    let rows = mbtiles_rows(&src);
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    let pm = served.join("plan.pmtiles");
+    let out = convert(&src, &pm);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = convert(&src, &dir.path().join("x.mbtiles"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one of IN and OUT"));
+    let (_server, addr) = start(&[
+        served.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    served_equal(&addr, "plan", &rows);
+    let (head, _) = http_get(&addr, "/plan/4/0/0.png");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
 
 /// Runs `tileserve convert IN OUT`.
