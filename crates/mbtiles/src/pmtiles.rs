@@ -895,4 +895,88 @@ mod tests {
             Err(PmTilesError::TooLarge { .. })
         ));
     }
+
+    /// A v3 header over `root` and `leaves` (uncompressed), with an empty metadata object and
+    /// `data` as the tile data.
+    fn file(root: &[u8], leaves: &[u8], data: &[u8]) -> Vec<u8> {
+        let meta = b"{}";
+        let mut h = b"PMTiles\x03".to_vec();
+        let root_off = HEADER_LEN as u64;
+        let meta_off = root_off + root.len() as u64;
+        let leaf_off = meta_off + meta.len() as u64;
+        let data_off = leaf_off + leaves.len() as u64;
+        for v in [
+            root_off,
+            root.len() as u64,
+            meta_off,
+            meta.len() as u64,
+            leaf_off,
+            leaves.len() as u64,
+            data_off,
+            data.len() as u64,
+            1,
+            1,
+            1,
+        ] {
+            h.extend(v.to_le_bytes());
+        }
+        h.extend([1, 1, 1, 2, 0, 0]); // clustered, none, none, PNG, zooms 0..=0
+        h.resize(HEADER_LEN, 0);
+        [
+            h,
+            root.to_vec(),
+            meta.to_vec(),
+            leaves.to_vec(),
+            data.to_vec(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn a_leaf_that_points_at_itself_stops_at_the_depth_cap() {
+        let leaf = encode(&[e(0, 0, 0, 0)]);
+        let len = leaf.len() as u32;
+        let leaf = encode(&[e(0, 0, len, 0)]);
+        assert_eq!(leaf.len() as u32, len);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loop.pmtiles");
+        std::fs::write(&path, file(&leaf, &leaf, b"\x89PNG")).unwrap();
+        let pm = PmTiles::open(&path).unwrap();
+        let t = TileId::new(0, 0, 0).unwrap();
+        assert!(matches!(
+            pm.tile(t),
+            Err(Error::PmTiles {
+                source: PmTilesError::LeafDepth,
+                ..
+            })
+        ));
+        assert!(pm.visit(&mut |_, _| Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_tile_outside_its_section_or_a_truncated_file_is_an_error() {
+        let root = encode(&[e(0, 2, 100, 1)]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.pmtiles");
+        let bytes = file(&root, &[], b"\x89PNG\r\n\x1a\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let pm = PmTiles::open(&path).unwrap();
+        assert!(matches!(
+            pm.tile(TileId::new(0, 0, 0).unwrap()),
+            Err(Error::PmTiles {
+                source: PmTilesError::OutOfBounds { .. },
+                ..
+            })
+        ));
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(matches!(
+            PmTiles::open(&path),
+            Err(Error::PmTiles {
+                source: PmTilesError::OutOfBounds { .. },
+                ..
+            })
+        ));
+        std::fs::write(&path, &bytes[..50]).unwrap();
+        assert!(PmTiles::open(&path).is_err());
+    }
 }
