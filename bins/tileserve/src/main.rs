@@ -1,4 +1,5 @@
-//! `tileserve`: MBTiles over HTTP. A thin shell over `nvrkit_mbtiles::http::router`.
+//! `tileserve`: MBTiles and PMTiles over HTTP, a thin shell over `nvrkit_mbtiles::http::router`;
+//! `tileserve convert` (src/convert.rs); the `--nvr` camera-state poller (src/nvr.rs).
 
 // A CLI's output is its job: the URLs on stdout, a fatal error on stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -35,7 +36,7 @@ Examples:
   tileserve convert world.mbtiles world.pmtiles
       write a PMTiles copy of an MBTiles file (and `convert world.pmtiles world.mbtiles` back)";
 
-/// Serve MBTiles files over HTTP: XYZ, TMS, Ocularis and ArcGIS tile URLs, TileJSON 3.0, a JSON
+/// Serve MBTiles and PMTiles files over HTTP: XYZ, TMS, Ocularis and ArcGIS tile URLs, TileJSON 3.0, a JSON
 /// catalog at `/` and an HTML preview per tileset.
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
@@ -374,7 +375,7 @@ fn print_banner(
     if entries.is_empty() {
         writeln!(
             out,
-            "  no tilesets yet (directories are watched for *.mbtiles)"
+            "  no tilesets yet (directories are watched for *.mbtiles and *.pmtiles)"
         )?;
     }
     for e in entries {
