@@ -5,7 +5,7 @@
 //! each content once, merges consecutive equal tiles into one run and lays tiles out in tile-id
 //! (Hilbert) order, so the archive is clustered. The conventions are those of `pmtiles-convert`
 //! (the PyPI package): tiles are copied as stored (gzip'd vector tiles stay gzip'd, and the
-//! header says so), the metadata rows become the JSON object's members, with the header's
+//! header says so; a vector tile stored raw is gzip'd), the metadata rows become the JSON object's members, with the header's
 //! bounds, center and zooms taken from them. The MBTiles side is a flat `tiles` table with a
 //! unique index, as `pmtiles-convert` writes it.
 //!
@@ -119,8 +119,18 @@ pub fn mbtiles_to_pmtiles(
         };
         let coord =
             pmtiles::TileCoord::new(t.z(), t.x(), t.y_down()).map_err(|e| write_err(&tmp, e))?;
-        w.add_tile(coord, &tile.data)
-            .map_err(|e| write_err(&tmp, e))?;
+        // The header says gzip for the whole archive: a vector tile stored raw is gzip'd, as
+        // pmtiles-convert does ("force gzip compression only for vector").
+        let data = if gzip && !tile.gzip {
+            use std::io::Write;
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(&tile.data)
+                .and_then(|()| z.finish())
+                .map_err(|e| write_err(&tmp, e))?
+        } else {
+            tile.data.to_vec()
+        };
+        w.add_tile(coord, &data).map_err(|e| write_err(&tmp, e))?;
         stats.tiles += 1;
         progress(i as u64 + 1, total);
     }
@@ -238,7 +248,10 @@ mod tests {
             for x in 0..(1u32 << z) {
                 for y in 0..(1u32 << z) {
                     // Half the tiles the same bytes (an ocean), the rest unique.
-                    let mut data = if vector {
+                    let mut data = if vector && x == 1 {
+                        // A raw (not gzip'd) vector tile: converted, it is gzip'd.
+                        b"\x1a\x00".to_vec()
+                    } else if vector {
                         b"\x1f\x8b\x08\x00".to_vec()
                     } else {
                         b"\x89PNG\r\n\x1a\n".to_vec()
@@ -266,8 +279,9 @@ mod tests {
             let stats = mbtiles_to_pmtiles(&src, &pm_path, &mut |_, _| calls += 1).unwrap();
             assert_eq!(stats.tiles, 341);
             assert_eq!(calls, 341);
-            // 171 unique tiles plus one "ocean".
-            assert_eq!(stats.written, 172);
+            // 171 unique tiles plus one "ocean" (two for vector: the raw ocean tiles at x = 1,
+            // gzip'd alike, and the stored-gzip ones).
+            assert_eq!(stats.written, if vector { 173 } else { 172 });
             let pm = PmTiles::open(&pm_path).unwrap();
             assert!(pm.header().clustered);
             assert_eq!(pm.metadata().name.as_deref(), Some("src"));
@@ -275,7 +289,18 @@ mod tests {
             for id in src.tile_ids().unwrap() {
                 let a = src.tile(id).unwrap().unwrap();
                 let b = pm.tile(id).unwrap().unwrap();
-                assert_eq!(a, b, "{id}");
+                if vector && id.x() == 1 {
+                    assert!(b.gzip, "{id}");
+                    let mut raw = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::GzDecoder::new(&b.data[..]),
+                        &mut raw,
+                    )
+                    .unwrap();
+                    assert_eq!(raw, a.data, "{id}");
+                } else {
+                    assert_eq!(a, b, "{id}");
+                }
             }
             assert_eq!(pm.tile(TileId::new(5, 0, 0).unwrap()).unwrap(), None);
 
@@ -285,7 +310,7 @@ mod tests {
             let back = MbTiles::open(&back_path).unwrap();
             assert_eq!(back.tile_ids().unwrap(), src.tile_ids().unwrap());
             for id in src.tile_ids().unwrap() {
-                assert_eq!(src.tile(id).unwrap(), back.tile(id).unwrap(), "{id}");
+                assert_eq!(pm.tile(id).unwrap(), back.tile(id).unwrap(), "{id}");
             }
             assert_eq!(back.metadata().attribution.as_deref(), Some("x"));
         }
