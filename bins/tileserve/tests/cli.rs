@@ -485,7 +485,7 @@ fn mbtiles_rows(file: &std::path::Path) -> Vec<Row> {
         .filter_map(|((z, x, y), d)| {
             let n = 1i64 << z;
             ((0..n).contains(&x) && (0..n).contains(&y))
-                .then(|| ((z as u32, x as u32, y as u32), d))
+                .then_some(((z as u32, x as u32, y as u32), d))
         })
         .collect()
 }
