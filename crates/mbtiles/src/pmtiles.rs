@@ -570,10 +570,11 @@ impl PmTiles {
             .then_some((self.header.min_zoom, self.header.max_zoom))
     }
 
-    /// Reads one tile; `Ok(None)` if the file has none there.
+    /// Reads one tile; `Ok(None)` if the file has none there. One binary search per directory
+    /// level: the root, then at most [`MAX_LEAF_DEPTH`] leaves (cached).
     pub fn tile(&self, id: TileId) -> Result<Option<Tile>> {
         let tid = tile_id_of(id);
-        let mut dir: Arc<Vec<Entry>> = Arc::new(Vec::new());
+        let mut dir: Arc<Vec<Entry>>;
         let mut entries: &[Entry] = &self.root;
         for _ in 0..=MAX_LEAF_DEPTH {
             let Some(e) = find(entries, tid) else {
@@ -585,11 +586,7 @@ impl PmTiles {
             dir = self.leaf(e)?;
             entries = &dir;
         }
-        drop(dir);
-        Err(Error::PmTiles {
-            path: self.path.clone(),
-            source: PmTilesError::LeafDepth,
-        })
+        Err(self.bad(PmTilesError::LeafDepth))
     }
 
     fn leaf(&self, e: Entry) -> Result<Arc<Vec<Entry>>> {
