@@ -25,7 +25,7 @@ Examples:
 /// arrives: RTP sequence continuity, frames (video marker bits), PLAY to the first keyframe,
 /// each frame's lateness against its RTP timeline, and the client's own CPU time.
 #[derive(Debug, Parser)]
-#[command(version, after_help = EXAMPLES, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+#[command(name = "rtsp-load", version, after_help = EXAMPLES, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<nvrkit_cli::docs::DocsCommand>,

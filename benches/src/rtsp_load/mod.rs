@@ -198,6 +198,8 @@ pub struct Report {
     pub every_frame: bool,
     /// Totals.
     pub totals: Totals,
+    /// Sessions that saw a keyframe (H.264/H.265 only).
+    pub with_keyframe: usize,
     /// Video frames per session.
     pub frames_per_session: Option<Spread>,
     /// PLAY to the first keyframe packet, ms, over sessions.
@@ -378,6 +380,7 @@ fn report(
         ok,
         errors,
         every_frame,
+        with_keyframe: sessions.iter().filter(|s| s.first_key_us.is_some()).count(),
         totals,
         frames_per_session: spread(&|s| Some(s.frames as f64)),
         first_key_ms: spread(&|s| s.first_key_us.map(ms)),
