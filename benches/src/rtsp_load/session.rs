@@ -311,6 +311,35 @@ async fn play(plan: &Plan, counter: &mut Counter) -> Result<(), LoadError> {
 /// Keepalive: a request on the control connection this often (servers time out at 60 s).
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// The media's liveness and the session's keepalive, checked at every tick.
+struct Liveness {
+    last_keepalive: Instant,
+    packets_at_tick: u64,
+}
+
+impl Liveness {
+    fn new() -> Liveness {
+        Liveness {
+            last_keepalive: Instant::now(),
+            packets_at_tick: 0,
+        }
+    }
+
+    /// Fails when no packet came since the last tick; sends an `OPTIONS` every [`KEEPALIVE`].
+    async fn tick(&mut self, c: &mut Control, url: &str, packets: u64) -> Result<(), LoadError> {
+        if packets == self.packets_at_tick {
+            return Err(LoadError::Stalled);
+        }
+        self.packets_at_tick = packets;
+        if self.last_keepalive.elapsed() >= KEEPALIVE {
+            self.last_keepalive = Instant::now();
+            let req = c.request_bytes("OPTIONS", url, "");
+            c.sock.write_all(&req).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads interleaved frames (`$`, channel, 16-bit length, packet) and the responses to our
 /// keepalives from the control connection until the end.
 async fn read_interleaved(
@@ -334,26 +363,17 @@ async fn read_interleaved(
     tokio::pin!(end);
     let mut tick = tokio::time::interval(plan.timeout.min(KEEPALIVE));
     tick.tick().await;
-    let mut last_keepalive = Instant::now();
-    let mut packets_at_tick = 0;
+    let mut live = Liveness::new();
     loop {
         tokio::select! {
             biased;
             _ = &mut end => return Ok(()),
-            _ = tick.tick() => {
-                if counter.stats.packets == packets_at_tick {
-                    return Err(LoadError::Stalled);
-                }
-                packets_at_tick = counter.stats.packets;
-                if last_keepalive.elapsed() >= KEEPALIVE {
-                    last_keepalive = Instant::now();
-                    let req = c.request_bytes("OPTIONS", &plan.url.url, "");
-                    c.sock.write_all(&req).await?;
-                }
-            }
+            _ = tick.tick() => live.tick(c, &plan.url.url, counter.stats.packets).await?,
             r = c.sock.readable() => {
                 r?;
-                loop {
+                // At most 32 reads a wake-up, so that a fast stream cannot starve the others
+                // (the readiness stays set when we stop before `WouldBlock`).
+                for _ in 0..32 {
                     if filled == buf.len() {
                         let grown = (buf.len() * 2).min(128 * 1024);
                         if grown == buf.len() {
@@ -422,34 +442,23 @@ async fn read_udp(
     tokio::pin!(end);
     let mut tick = tokio::time::interval(plan.timeout.min(KEEPALIVE));
     tick.tick().await;
-    let mut last_keepalive = Instant::now();
-    let mut packets_at_tick = 0;
+    let mut live = Liveness::new();
     let video = &socks[0];
     let audio = socks.get(1);
     loop {
         tokio::select! {
             biased;
             _ = &mut end => return Ok(()),
-            _ = tick.tick() => {
-                if counter.stats.packets == packets_at_tick {
-                    return Err(LoadError::Stalled);
-                }
-                packets_at_tick = counter.stats.packets;
-                if last_keepalive.elapsed() >= KEEPALIVE {
-                    last_keepalive = Instant::now();
-                    let req = c.request_bytes("OPTIONS", &plan.url.url, "");
-                    c.sock.write_all(&req).await?;
-                }
-            }
-            r = video.0.readable() => { r?; drain(&video.0, 0, &mut buf, counter)?; }
+            _ = tick.tick() => live.tick(c, &plan.url.url, counter.stats.packets).await?,
+            r = video.0.readable() => { r?; drain(&video.0, Some(0), &mut buf, counter)?; }
             r = async { audio.expect("guarded").0.readable().await }, if audio.is_some() => {
                 r?;
-                drain(&audio.expect("guarded").0, 1, &mut buf, counter)?;
+                drain(&audio.expect("guarded").0, Some(1), &mut buf, counter)?;
             }
-            r = video.1.readable() => { r?; drain_rtcp(&video.1, &mut buf)?; }
+            r = video.1.readable() => { r?; drain(&video.1, None, &mut buf, counter)?; }
             r = async { audio.expect("guarded").1.readable().await }, if audio.is_some() => {
                 r?;
-                drain_rtcp(&audio.expect("guarded").1, &mut buf)?;
+                drain(&audio.expect("guarded").1, None, &mut buf, counter)?;
             }
             r = c.sock.readable() => {
                 r?;
@@ -465,25 +474,20 @@ async fn read_udp(
     }
 }
 
+/// Reads every datagram waiting on `sock`: RTP of `stream` counted, or (`None`) RTCP dropped.
 fn drain(
     sock: &UdpSocket,
-    stream: usize,
+    stream: Option<usize>,
     buf: &mut [u8],
     counter: &mut Counter,
 ) -> Result<(), LoadError> {
     loop {
         match sock.try_recv(buf) {
-            Ok(n) => counter.packet(stream, &buf[..n], Instant::now()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn drain_rtcp(sock: &UdpSocket, buf: &mut [u8]) -> Result<(), LoadError> {
-    loop {
-        match sock.try_recv(buf) {
-            Ok(_) => {}
+            Ok(n) => {
+                if let Some(i) = stream {
+                    counter.packet(i, &buf[..n], Instant::now());
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => return Err(e.into()),
         }
