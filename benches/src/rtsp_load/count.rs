@@ -226,22 +226,35 @@ impl TimestampUnwrapper {
     }
 }
 
+/// Frames held to put RTP times (presentation order) back into sending order; more than the
+/// deepest B-frame reordering of real encoders (x264's B-pyramid reorders up to 4 frames).
+pub const REORDER_FRAMES: usize = 8;
+
 /// Delivery lateness of frames against their RTP timeline.
 ///
-/// The timeline is anchored at the first frame: frame `i`, with media time `m_i` (RTP time over
-/// the clock rate, wrap extended) arriving at `a_i`, is due at `a_0 + (m_i - m_0)`, and its
-/// lateness is `a_i` minus that. A frame that arrives before it is due (a server's catch-up
-/// burst of the current GOP, or a clock running fast) moves the anchor to itself: lateness is
-/// never negative, and after a burst it is measured against the earliest delivery seen, which
-/// is what a player with no jitter buffer would have to wait for.
+/// A server sends frames in decode order at their decode times, but RTP carries presentation
+/// times: with B-frames the `k`-th frame sent is due at the `k`-th smallest RTP time, not at
+/// its own. So arrivals are paired, in order, with the RTP times sorted over a window of
+/// [`REORDER_FRAMES`] frames (reported that many frames late; the last ones of a run are not).
+/// The timeline is anchored at the first frame: the `k`-th frame is due at
+/// `a_0 + (m_k - m_0)`, `m` being RTP time over the clock rate with the 32-bit wrap extended,
+/// and its lateness is its arrival minus that. A frame that comes before it is due (a server's
+/// catch-up burst of the current GOP, or a clock running fast) moves the anchor to itself:
+/// lateness is never negative, and after a burst it is measured against the earliest delivery
+/// seen, which is what a player with no jitter buffer would wait for.
 #[derive(Debug, Clone, Copy)]
 pub struct Lateness {
     clock_rate: u32,
     unwrap: TimestampUnwrapper,
     /// min over frames of (arrival µs − media µs).
     offset_us: Option<i64>,
-    /// Media µs of the first frame (so that the values stay small).
-    media0: i64,
+    /// Extended RTP time of the first frame (so that the values stay small).
+    media0: Option<i64>,
+    /// RTP times of the frames held (unordered), and their arrivals in arrival order (a ring).
+    held_ts: [i64; REORDER_FRAMES],
+    held_arrival: [i64; REORDER_FRAMES],
+    held: usize,
+    oldest: usize,
 }
 
 impl Lateness {
@@ -251,20 +264,43 @@ impl Lateness {
             clock_rate: clock_rate.max(1),
             unwrap: TimestampUnwrapper::default(),
             offset_us: None,
-            media0: 0,
+            media0: None,
+            held_ts: [0; REORDER_FRAMES],
+            held_arrival: [0; REORDER_FRAMES],
+            held: 0,
+            oldest: 0,
         }
     }
 
-    /// The lateness, in µs, of a frame with RTP time `ts` that arrived at `arrival_us` (any
-    /// monotonic clock in µs).
-    pub fn frame(&mut self, ts: u32, arrival_us: i64) -> u64 {
+    /// Takes a frame with RTP time `ts` that arrived at `arrival_us` (any monotonic clock in
+    /// µs); returns the lateness, µs, of the frame sent [`REORDER_FRAMES`] − 1 frames before
+    /// it, once that many are held.
+    pub fn frame(&mut self, ts: u32, arrival_us: i64) -> Option<u64> {
         let ext = self.unwrap.unwrap(ts);
-        let media_us = if self.offset_us.is_none() {
-            self.media0 = ext;
-            0
-        } else {
-            (ext - self.media0) * 1_000_000 / i64::from(self.clock_rate)
-        };
+        let slot = (self.oldest + self.held) % REORDER_FRAMES;
+        self.held_arrival[slot] = arrival_us;
+        self.held_ts[self.held] = ext;
+        self.held += 1;
+        if self.held < REORDER_FRAMES {
+            return None;
+        }
+        // The smallest RTP time held is the due time of the oldest arrival held.
+        let (i, &due) = self
+            .held_ts
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| **t)
+            .expect("the window is full");
+        self.held_ts[i] = self.held_ts[REORDER_FRAMES - 1];
+        let arrival = self.held_arrival[self.oldest];
+        self.oldest = (self.oldest + 1) % REORDER_FRAMES;
+        self.held -= 1;
+        Some(self.due(due, arrival))
+    }
+
+    fn due(&mut self, ext: i64, arrival_us: i64) -> u64 {
+        let media0 = *self.media0.get_or_insert(ext);
+        let media_us = (ext - media0) * 1_000_000 / i64::from(self.clock_rate);
         let offset = arrival_us - media_us;
         match self.offset_us {
             Some(o) if offset > o => (offset - o) as u64,
@@ -502,30 +538,61 @@ mod tests {
         assert!(!VideoCodec::Other.starts_keyframe(&[0x65]));
     }
 
+    /// Feeds frames (RTP time, arrival µs) and returns the lateness of each one reported.
+    fn late(clock: u32, frames: &[(u32, i64)]) -> Vec<u64> {
+        let mut l = Lateness::new(clock);
+        frames.iter().filter_map(|&(t, a)| l.frame(t, a)).collect()
+    }
+
     #[test]
     fn lateness_against_the_timeline_across_the_32_bit_wrap() {
-        // 25 fps at 90 kHz, starting 2 frames before the wrap.
-        let mut l = Lateness::new(90_000);
+        // 25 fps at 90 kHz, starting 2 frames before the wrap, one frame every 40 ms.
         let ts = |i: u32| (u32::MAX - 7_199).wrapping_add(i * 3_600);
-        assert_eq!(l.frame(ts(0), 1_000_000), 0);
-        assert_eq!(l.frame(ts(1), 1_040_000), 0);
-        // Frame 2 is past the wrap; it comes 5 ms late.
-        assert_eq!(l.frame(ts(2), 1_085_000), 5_000);
-        assert_eq!(l.frame(ts(3), 1_120_000), 0);
-        // Frame 4 three seconds late (a wrong wrap would give about ±13 h).
-        assert_eq!(l.frame(ts(4), 4_160_000), 3_000_000);
+        let mut frames: Vec<(u32, i64)> = (0..20)
+            .map(|i| (ts(i), 1_000_000 + i64::from(i) * 40_000))
+            .collect();
+        // Frame 2 (past the wrap) comes 5 ms late; frame 4 three seconds late (a wrong wrap
+        // would give about ±13 h).
+        frames[2].1 += 5_000;
+        frames[4].1 += 3_000_000;
+        let l = late(90_000, &frames);
+        assert_eq!(l.len(), 20 - (REORDER_FRAMES - 1));
+        let mut want = vec![0; l.len()];
+        want[2] = 5_000;
+        want[4] = 3_000_000;
+        assert_eq!(l, want);
+    }
+
+    #[test]
+    fn b_frames_sent_on_time_are_not_late() {
+        // I0 P3 B1 B2 P6 B4 B5 P9 B7 B8 …: decode order, sent one frame every 40 ms.
+        let order = [
+            0u32, 3, 1, 2, 6, 4, 5, 9, 7, 8, 12, 10, 11, 15, 13, 14, 18, 16, 17,
+        ];
+        let mut frames: Vec<(u32, i64)> = order
+            .iter()
+            .enumerate()
+            .map(|(k, &p)| (p * 3_600, k as i64 * 40_000))
+            .collect();
+        assert!(late(90_000, &frames).iter().all(|&l| l == 0));
+        // The B-frame sent 10th comes 15 ms late: exactly that shows.
+        frames[9].1 += 15_000;
+        let l = late(90_000, &frames);
+        assert_eq!(l[9], 15_000);
+        assert_eq!(l.iter().filter(|&&l| l != 0).count(), 1, "{l:?}");
     }
 
     #[test]
     fn an_early_burst_moves_the_anchor() {
-        let mut l = Lateness::new(1_000);
         // A GOP burst: media 0..900 ms all at t = 0..9 ms, then live frames on time.
-        for i in 0..10 {
-            assert_eq!(l.frame(i * 100, i64::from(i) * 1_000), 0);
-        }
-        // Frame 10 (media 1000 ms) due at 1000 - 900 + 9 ms = 109 ms; it comes at 129 ms.
-        assert_eq!(l.frame(1_000, 129_000), 20_000);
-        assert_eq!(l.frame(1_100, 209_000), 0);
+        let mut frames: Vec<(u32, i64)> =
+            (0..10).map(|i| (i * 100, i64::from(i) * 1_000)).collect();
+        // Frame 10 (media 1000 ms) is due at 1000 - 900 + 9 = 109 ms; it comes at 129 ms.
+        frames.push((1_000, 129_000));
+        frames.extend((11..20).map(|i| (i * 100, 9_000 + i64::from(i - 9) * 100_000)));
+        let l = late(1_000, &frames);
+        assert_eq!(l[10], 20_000);
+        assert!(l[..10].iter().chain(&l[11..]).all(|&l| l == 0), "{l:?}");
     }
 
     #[test]

@@ -289,14 +289,13 @@ pub fn sdp_media(sdp: &str, base: &str) -> Vec<Media> {
         } else if let Some(media) = out.last_mut() {
             if let Some(c) = line.strip_prefix("a=control:") {
                 media.control = resolve(base, c);
-            } else if let Some(map) = line.strip_prefix("a=rtpmap:") {
-                if let Some((p, enc)) = map.split_once(' ')
-                    && p == pt
-                {
-                    let mut e = enc.split('/');
-                    media.encoding = e.next().unwrap_or_default().to_owned();
-                    media.clock_rate = e.next().and_then(|r| r.parse().ok()).unwrap_or(90_000);
-                }
+            } else if let Some(map) = line.strip_prefix("a=rtpmap:")
+                && let Some((p, enc)) = map.split_once(' ')
+                && p == pt
+            {
+                let mut e = enc.split('/');
+                media.encoding = e.next().unwrap_or_default().to_owned();
+                media.clock_rate = e.next().and_then(|r| r.parse().ok()).unwrap_or(90_000);
             }
         }
     }

@@ -94,12 +94,11 @@ impl Counter {
         }
         if h.marker {
             self.stats.frames += 1;
-            let late = s.lateness.frame(
-                h.timestamp,
-                now.duration_since(self.base).as_micros() as i64,
-            );
-            self.stats.max_late_us = self.stats.max_late_us.max(late);
-            self.hist.borrow_mut().record(late);
+            let arrival = now.duration_since(self.base).as_micros() as i64;
+            if let Some(late) = s.lateness.frame(h.timestamp, arrival) {
+                self.stats.max_late_us = self.stats.max_late_us.max(late);
+                self.hist.borrow_mut().record(late);
+            }
         }
     }
 
@@ -205,7 +204,7 @@ fn udp_pair(ip: std::net::IpAddr) -> Result<(UdpSocket, UdpSocket), LoadError> {
     for _ in 0..64 {
         let rtp = bind(0)?;
         let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
+        if !port.is_multiple_of(2) || port == u16::MAX {
             continue;
         }
         if let Ok(rtcp) = bind(port + 1) {
@@ -413,7 +412,7 @@ fn frames(buf: &[u8], now: Instant, counter: &mut Counter) -> Result<usize, Load
                 break;
             }
             let channel = rest[1];
-            if channel % 2 == 0 {
+            if channel.is_multiple_of(2) {
                 counter.packet(usize::from(channel / 2), &rest[4..4 + len], now);
             }
             at += 4 + len;
