@@ -58,9 +58,11 @@ fn check(what: &str, r: &Report, clients: usize) {
         r.with_keyframe, clients,
         "{what}: every session saw an IDR\n{json}"
     );
-    // Every frame's lateness but the last few of each session (held to restore decode order).
-    let held = (rtsp_load::count::REORDER_FRAMES as u64 - 1) * clients as u64;
-    assert_eq!(r.lateness.frames, r.totals.frames - held, "{what}\n{json}");
+    // Lateness measured after the settle time (2 s played: some frames of every session).
+    assert!(
+        r.lateness.frames > 0 && r.lateness.frames < r.totals.frames,
+        "{what}\n{json}"
+    );
     assert!(
         r.cpu.user_s + r.cpu.sys_s > 0.0,
         "{what}: CPU time measured\n{json}"

@@ -241,10 +241,14 @@ pub const REORDER_FRAMES: usize = 8;
 /// and its lateness is its arrival minus that. A frame that comes before it is due (a server's
 /// catch-up burst of the current GOP, or a clock running fast) moves the anchor to itself:
 /// lateness is never negative, and after a burst it is measured against the earliest delivery
-/// seen, which is what a player with no jitter buffer would wait for.
+/// seen, which is what a player with no jitter buffer would wait for. Frames in the first
+/// `settle` after the first one are neither measured nor anchor the timeline: what a server sends
+/// at PLAY (a GOP burst, a pre-roll queue) says nothing about its steady pace.
 #[derive(Debug, Clone, Copy)]
 pub struct Lateness {
     clock_rate: u32,
+    settle_us: i64,
+    first_arrival: Option<i64>,
     unwrap: TimestampUnwrapper,
     /// min over frames of (arrival µs − media µs).
     offset_us: Option<i64>,
@@ -258,10 +262,13 @@ pub struct Lateness {
 }
 
 impl Lateness {
-    /// A timeline with this RTP clock rate (Hz, non-zero).
-    pub fn new(clock_rate: u32) -> Lateness {
+    /// A timeline with this RTP clock rate (Hz, non-zero), measured from `settle` after the
+    /// first frame.
+    pub fn new(clock_rate: u32, settle: std::time::Duration) -> Lateness {
         Lateness {
             clock_rate: clock_rate.max(1),
+            settle_us: settle.as_micros() as i64,
+            first_arrival: None,
             unwrap: TimestampUnwrapper::default(),
             offset_us: None,
             media0: None,
@@ -295,6 +302,10 @@ impl Lateness {
         let arrival = self.held_arrival[self.oldest];
         self.oldest = (self.oldest + 1) % REORDER_FRAMES;
         self.held -= 1;
+        let first = *self.first_arrival.get_or_insert(arrival);
+        if arrival - first < self.settle_us {
+            return None;
+        }
         Some(self.due(due, arrival))
     }
 
@@ -540,7 +551,7 @@ mod tests {
 
     /// Feeds frames (RTP time, arrival µs) and returns the lateness of each one reported.
     fn late(clock: u32, frames: &[(u32, i64)]) -> Vec<u64> {
-        let mut l = Lateness::new(clock);
+        let mut l = Lateness::new(clock, std::time::Duration::ZERO);
         frames.iter().filter_map(|&(t, a)| l.frame(t, a)).collect()
     }
 
@@ -580,6 +591,28 @@ mod tests {
         let l = late(90_000, &frames);
         assert_eq!(l[9], 15_000);
         assert_eq!(l.iter().filter(|&&l| l != 0).count(), 1, "{l:?}");
+    }
+
+    #[test]
+    fn frames_of_the_settle_time_are_not_measured() {
+        // 25 fps; the first 10 frames come in a burst 200 ms ahead of the pace that follows.
+        let frames: Vec<(u32, i64)> = (0..40)
+            .map(|i: u32| {
+                (
+                    i * 40,
+                    i64::from(i) * 40_000 + if i < 10 { 0 } else { 200_000 },
+                )
+            })
+            .collect();
+        let mut l = Lateness::new(1_000, std::time::Duration::from_secs(1));
+        let got: Vec<u64> = frames.iter().filter_map(|&(t, a)| l.frame(t, a)).collect();
+        // Sent frames 0..33 are reported; those arriving within 1 s of the first are not.
+        assert_eq!(got.len(), 33 - 20);
+        assert!(got.iter().all(|&l| l == 0), "{got:?}");
+        // Without the settle time, the burst's frames anchor the timeline 200 ms early.
+        let mut l = Lateness::new(1_000, std::time::Duration::ZERO);
+        let got: Vec<u64> = frames.iter().filter_map(|&(t, a)| l.frame(t, a)).collect();
+        assert_eq!(got[20], 200_000);
     }
 
     #[test]

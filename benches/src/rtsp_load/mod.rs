@@ -208,8 +208,8 @@ pub struct Report {
     pub setup_ms: Option<Spread>,
     /// Each session's largest frame lateness, ms, over sessions.
     pub session_max_lateness_ms: Option<Spread>,
-    /// Lateness of every frame (but the last few of each session, held to restore decode
-    /// order).
+    /// Lateness of every frame from a second after each stream's first (the last few of each
+    /// session are held to restore decode order, and not reported).
     pub lateness: LatenessReport,
     /// The client's own CPU.
     pub cpu: CpuReport,

@@ -289,7 +289,7 @@ async fn play(plan: &Plan, counter: &mut Counter) -> Result<(), LoadError> {
         counter.streams.push(Stream {
             video: m.kind == "video",
             codec: VideoCodec::from_encoding(&m.encoding),
-            lateness: Lateness::new(m.clock_rate),
+            lateness: Lateness::new(m.clock_rate, LATENESS_SETTLE),
             seq: SeqCounter::default(),
         });
     }
@@ -306,6 +306,9 @@ async fn play(plan: &Plan, counter: &mut Counter) -> Result<(), LoadError> {
     let _ = timeout(Duration::from_millis(200), c.sock.write_all(&teardown)).await;
     result
 }
+
+/// Frame lateness is measured from this long after a stream's first frame on.
+pub const LATENESS_SETTLE: Duration = Duration::from_secs(1);
 
 /// Keepalive: a request on the control connection this often (servers time out at 60 s).
 const KEEPALIVE: Duration = Duration::from_secs(15);
