@@ -214,6 +214,48 @@ struct Shared {
     udp_seen: Mutex<HashMap<SocketAddr, Instant>>,
     /// The connection caps and their refusals, shared by the RTSP and RTSPS listeners.
     refuser: Refuser,
+    /// Feeds made on demand for a URL query whose faults change frames, by path and the
+    /// canonical frame faults: sessions with the same ones share one, others never do.
+    variants: Mutex<HashMap<(String, String), Arc<Feed>>>,
+    /// Stops the pacers of those feeds.
+    stop: watch::Receiver<bool>,
+}
+
+/// The most feeds made for URL queries that change frames: each is a pacer and two rings.
+const MAX_VARIANTS: usize = 32;
+
+impl Shared {
+    /// The feed a session reads: its path's, or, when its URL asked for frame faults the path
+    /// does not have, one of its own with those (made on first use; `None` past
+    /// [`MAX_VARIANTS`]).
+    fn feed_for(&self, session: &crate::rtsp::core::Session) -> Option<Arc<Feed>> {
+        let feed = self.feeds.get(&session.stream.name)?;
+        let want = session.faults.frame_faults();
+        if want == feed.info.faults.frame_faults() {
+            return Some(feed.clone());
+        }
+        let key = (session.stream.name.clone(), want.to_string());
+        let mut variants = self.variants.lock().ok()?;
+        if let Some(v) = variants.get(&key) {
+            return Some(v.clone());
+        }
+        if variants.len() >= MAX_VARIANTS {
+            tracing::warn!("{MAX_VARIANTS} frame-fault variants already run: {key:?} refused");
+            return None;
+        }
+        let faults = feed.info.faults.with(&want);
+        let (variant, _task) = Feed::spawn(
+            feed.clip.clone(),
+            &feed.info.name,
+            faults,
+            &self.config,
+            WallTime::now(),
+            self.stop.clone(),
+        )
+        .ok()?;
+        variants.insert(key, variant.clone());
+        Some(variant)
+    }
 }
 
 impl Catalog for Shared {
@@ -338,6 +380,8 @@ impl Server {
             config,
             udp,
             udp_seen: Mutex::new(HashMap::new()),
+            variants: Mutex::new(HashMap::new()),
+            stop: shutdown.subscribe(),
         });
         if let Some((_, rtcp_sock)) = &shared.udp {
             tasks.push(tokio::spawn(receive_rtcp(
@@ -424,6 +468,16 @@ impl Server {
             .iter()
             .map(|n| format!("{scheme}://{host}:{port}/{n}"))
             .collect()
+    }
+
+    /// The feeds made for URL queries whose faults change frames: `path?frame faults`, sorted.
+    pub fn frame_variants(&self) -> Vec<String> {
+        let Ok(v) = self.shared.variants.lock() else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = v.keys().map(|(p, f)| format!("{p}?{f}")).collect();
+        names.sort();
+        names
     }
 
     /// The ring of a stream (to watch it, or to read it in-process).

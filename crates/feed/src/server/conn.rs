@@ -461,7 +461,7 @@ fn udp_rtcp_ports(conn: &Connection) -> impl Iterator<Item = u16> + '_ {
 /// video stream). `None` when none arrives in time.
 async fn first_keyframe(conn: &Connection, shared: &Shared) -> Option<(Playback, Frame, usize)> {
     let session = conn.session()?;
-    let feed = shared.feeds.get(&session.stream.name)?;
+    let feed = shared.feed_for(session)?;
     let master = feed.clip.master();
     let video_only = session.tracks.iter().all(|t| t.stream == master);
     let ring = if video_only {
