@@ -167,7 +167,7 @@ impl Playout {
     }
 
     /// [`Playout::frame`] at `now`, the I/O layer's clock: the faults of the session
-    /// ([`Playout::faulted_frame`]) apply.
+    /// (`stall`, `bye_at_seam`, `drop`, `jitter`: [`crate::fault::session`]) apply.
     pub fn frame_at(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
         if !self.playing || !self.join.keep(f) {
             return;
@@ -187,9 +187,9 @@ impl Playout {
     }
 
     /// Appends every track's last sender report and BYE: the session ends. Nothing when
-    /// `bye_at_seam` already sent them.
+    /// `bye_at_seam` already sent them, or `stall` silenced the session.
     pub fn bye(&self, out: &mut impl Sink) {
-        if self.shaper.ended_at_seam() {
+        if self.shaper.silent() {
             return;
         }
         for t in &self.tracks {
