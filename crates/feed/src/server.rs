@@ -529,6 +529,11 @@ impl Server {
             .collect()
     }
 
+    /// The feeds made for URL queries whose faults change frames: `path?frame faults`, sorted.
+    pub fn frame_variants(&self) -> Vec<String> {
+        self.shared.fault_feeds.names()
+    }
+
     /// The ring of a stream (to watch it, or to read it in-process).
     pub fn ring(&self, name: &str) -> Option<Ring> {
         match self.shared.feeds.get(name) {

@@ -24,6 +24,20 @@ pub(super) struct FaultFeeds {
 }
 
 impl FaultFeeds {
+    /// The loops made (refusals left out) as `path?frame faults`, sorted.
+    pub(super) fn names(&self) -> Vec<String> {
+        let Ok(made) = self.made.lock() else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = made
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|((path, faults), _)| format!("{path}?{faults}"))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Waits for the pacers to end (after shutdown was signalled).
     pub(super) async fn join(&self) {
         let tasks = match self.tasks.lock() {
