@@ -48,7 +48,30 @@ Examples:
                                            loop each clip 1,000 times offline and report its seams
   loopcam check --json clips/              the same as one JSON document (exit 1 if one fails)
 
-Each stream's URL is printed alone on a line on stdout (logs go to stderr), so scripts can read them.";
+Each stream's URL is printed alone on a line on stdout (logs go to stderr), so scripts can read them.
+
+Fault modes (a camera that misbehaves on purpose; docs/test-rig.md): add a query to any stream URL,
+rtsp://HOST:8554/sample?denytcp&stall=10s, or serve aliases from --faults FILE. Durations as every flag.
+  denytcp, denyudp           SETUP over that transport is answered 461 Unsupported Transport
+  auth=basic|digest          this path asks for credentials in that scheme only: --auth's, or
+                             admin:admin without --auth
+  stall=10s                  RTP and RTCP stop after 10 s of media; RTSP keeps answering and the
+                             session stays alive
+  drop=1%                    1 % of RTP packets over UDP are not sent (seeded per session)
+  jitter=50ms                each RTP packet over UDP leaves up to 50 ms late, order kept
+  bye_at_seam                RTCP BYE at the loop seam, then no more media
+  disconnect_every=60s       the connection is closed (no BYE) 60 s after its first faulted request
+  session_expires=120s       every request 120 s after SETUP is answered 401 (the Session header
+                             announces a timeout no longer, so clients send a keepalive)
+  noidr=5s                   no keyframe for 5 s after PLAY
+  ts_reset_at_seam           RTP timestamps restart at the seam
+  dts_backwards_at_seam      decode times step back at the seam
+  fps=12.5                   non-reference frames dropped down to 12.5 fps
+  sps_change_at_seam[=CLIP]  the next loop comes from a clip of another picture size
+With a query, the SDP's control URLs are absolute and end with the query, so clients keep it.
+A fault file has one alias a line, ALIAS = CLIP?QUERY (# comments), each served as its own path:
+  bikes-notcp = bikes?denytcp
+  bikes-stall = bikes?stall=10s&session_expires=2m";
 
 /// A virtual IP camera: MP4 clips as endless, seamless, real-time RTSP streams.
 #[derive(Debug, Parser)]
@@ -122,6 +145,10 @@ struct Cli {
     /// Answer no WS-Discovery probes (the ONVIF devices stay).
     #[arg(long)]
     no_discovery: bool,
+    /// Serve fault aliases from FILE: lines `ALIAS = CLIP?QUERY` (see "Fault modes" below),
+    /// each a path of its own playing that clip with those faults.
+    #[arg(long, value_name = "FILE")]
+    faults: Option<PathBuf>,
     #[command(flatten)]
     push: PushArgs,
     #[command(subcommand)]
@@ -442,7 +469,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let clips = load_clips(&cli.inputs)?;
+    let aliases = match &cli.faults {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the fault file {}", path.display()))?;
+            nvrkit_feed::fault::parse_fault_file(&text)
+                .with_context(|| format!("fault file {}", path.display()))?
+        }
+    };
     let config = Config {
+        aliases,
         listen: cli.listen,
         mtu: cli.mtu.clamp(200, 65_000),
         auth,

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use nvrkit_media::WallTime;
 use nvrkit_net::ConnLimiter;
+use nvrkit_net::refuse::Refuser;
 use nvrkit_ring::Ring;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -35,7 +36,7 @@ mod fault_feeds;
 mod listen;
 mod pacer;
 
-use listen::{MAX_REFUSING, accept, bind_udp_pair, receive_rtcp};
+use listen::{accept, bind_udp_pair, receive_rtcp};
 use pacer::{Lateness, Timing, pace};
 pub use pacer::{Looper, PacingStats};
 
@@ -224,12 +225,8 @@ struct Shared {
     udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
     /// Last RTCP packet from each client address (UDP liveness).
     udp_seen: Mutex<HashMap<SocketAddr, Instant>>,
-    /// The connection caps, shared by the RTSP and RTSPS listeners.
-    limiter: Arc<ConnLimiter>,
-    /// Refusals being delivered (each lingers up to [`REFUSAL_LINGER`]).
-    refusing: Arc<tokio::sync::Semaphore>,
-    /// When a refusal was last logged as a warning.
-    last_refusal_warning: Mutex<Option<Instant>>,
+    /// The connection caps and their refusals, shared by the RTSP and RTSPS listeners.
+    refuser: Refuser,
     /// Every served clip (what `sps_change_at_seam=CLIP` names).
     clips: Vec<Arc<Clip>>,
     /// Loops of their own for URL queries whose faults change frames.
@@ -365,12 +362,13 @@ impl Server {
         let shared = Arc::new(Shared {
             feeds,
             auth: config.auth.clone().map(Arc::new),
-            limiter: ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
+            refuser: Refuser::new(
+                ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
+                listen::BUSY,
+            ),
             config,
             udp,
             udp_seen: Mutex::new(HashMap::new()),
-            refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
-            last_refusal_warning: Mutex::new(None),
             fault_feeds: fault_feeds::FaultFeeds::default(),
             stop: shutdown.subscribe(),
             clips,

@@ -16,13 +16,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::listen::linger;
 use super::{Config, Shared};
 use crate::rtp::sender::Queue;
 use crate::rtp::{Outgoing, Route, Sink};
 use crate::rtsp::core::{Action, ConnConfig, Connection, Transport, bad_request};
 use crate::rtsp::framing::{Framer, Incoming};
 use crate::rtsp::play::RtpConfig;
+use nvrkit_net::refuse::linger;
 
 /// The read half of a client connection: TCP or TLS.
 pub(super) type ConnRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
