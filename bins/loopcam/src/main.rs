@@ -77,11 +77,18 @@ rtsp://HOST:8554/sample?denytcp&stall=10s, or serve aliases from --faults FILE. 
   disconnect_every=60s       the connection is closed (no BYE) 60 s after its first faulted request
   session_expires=120s       every request 120 s after SETUP is answered 401 (the Session header
                              announces a timeout no longer, so clients send a keepalive)
-  noidr=5s                   no keyframe for 5 s after PLAY
-  ts_reset_at_seam           RTP timestamps restart at the seam
-  dts_backwards_at_seam      decode times step back at the seam
-  fps=12.5                   non-reference frames dropped down to 12.5 fps
-  sps_change_at_seam[=CLIP]  the next loop comes from a clip of another picture size
+  noidr=5s                   no keyframe for 5 s (media time) after each PLAY: the frames between
+                             keyframes only
+  ts_reset_at_seam           at each seam every track's RTP timestamps start again from RTP-Info's
+                             rtptime (what ffmpeg -stream_loop does to a VMS); SSRC and seq run on
+  dts_backwards_at_seam      at each seam timestamps step back two video frames (the new loop's
+                             first frame one frame before the last), on time again half a loop later
+  fps=12.5                   only non-reference frames dropped (H.264 nal_ref_idc 0, H.265 *_N in
+                             the top sub-layer), evenly, down to 12.5 fps; a rate the clip cannot
+                             reach so is refused (400) with the lowest it reaches
+  sps_change_at_seam[=CLIP]  loops alternate with the served clip CLIP (bare: the first other clip
+                             that fits): another size, its SPS/PPS in band; same codec and audio
+  e.g. loopcam bikes.mp4 small.mp4, then rtsp://HOST:8554/bikes?sps_change_at_seam=small
 With a query, the SDP's control URLs are absolute and end with the query, so clients keep it.
 A fault file has one alias a line, ALIAS = CLIP?QUERY (# comments), each served as its own path:
   bikes-notcp = bikes?denytcp

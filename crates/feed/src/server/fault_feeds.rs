@@ -16,10 +16,13 @@ use crate::fault::FaultSet;
 /// Most loops made for URL queries (and refusals remembered), over the server's life.
 pub(super) const MAX_FAULT_FEEDS: usize = 16;
 
+/// A loop made for a URL query, or why the path cannot be played so.
+type Made = Result<Arc<Feed>, String>;
+
 /// The loops made for URL queries, by path and frame faults.
 #[derive(Debug, Default)]
 pub(super) struct FaultFeeds {
-    made: Mutex<HashMap<(String, FaultSet), Result<Arc<Feed>, String>>>,
+    made: Mutex<HashMap<(String, FaultSet), Made>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
