@@ -1,7 +1,9 @@
 //! Arbitrary bytes as an ONVIF SOAP request body and as a WS-Discovery datagram: the quick-xml
 //! envelope reader, the action dispatch of one device (every answer must parse back as a SOAP
 //! envelope), the UsernameToken check, the probe parser with its matching, and the sidecar JPEG
-//! size reader. Nothing may panic. The service bounds: a SOAP body at most 64 KiB, a datagram at
+//! size reader; the Events service on a device hub with a live subscription (every answer, a
+//! pull's too, must parse back), and the HTTP Digest check of the SOAP endpoints on the input as
+//! an `Authorization` value. Nothing may panic. The service bounds: a SOAP body at most 64 KiB, a datagram at
 //! most 16 KiB; longer inputs are cut there, as the listeners refuse them unread.
 #![no_main]
 
@@ -10,6 +12,7 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use nvrkit_feed::onvif::auth::Verifier;
 use nvrkit_feed::onvif::discovery::{self, MAX_DATAGRAM, Responder};
+use nvrkit_feed::onvif::events::{self, Answer, Hub};
 use nvrkit_feed::onvif::service::{self, Reached};
 use nvrkit_feed::onvif::soap::{self, MAX_SOAP_BODY};
 use nvrkit_feed::onvif::{Device, SubStream, Video, VideoCodec};
@@ -44,6 +47,26 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
         let _ = Verifier::new("admin", "secret").verify(req.token.as_ref(), now);
+        let hub = Hub::new();
+        if let Ok((id, _)) = hub.subscribe(now, now.add_micros(60_000_000)) {
+            hub.publish(true, now, now);
+            for path_id in [Some(id.as_str()), None] {
+                let xml = match events::answer(&hub, &at, &req, path_id, now) {
+                    Ok(Answer::Body(b)) => soap::envelope("", &b),
+                    Ok(Answer::Pull { id, limit, .. }) => match hub.pull(&id, limit, now) {
+                        Ok(p) => soap::envelope("", &events::pull_response(&p, now)),
+                        Err(f) => soap::fault(f.code, f.subcode, &f.reason),
+                    },
+                    Err(f) => soap::fault(f.code, f.subcode, &f.reason),
+                };
+                assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
+            }
+        }
+    }
+    if let Ok(header) = std::str::from_utf8(&data[..data.len().min(8 * 1024)]) {
+        let digest = nvrkit_feed::auth::Auth::new("admin", "secret");
+        let mut conn = nvrkit_feed::auth::ConnAuth::default();
+        let _ = digest.check("POST", "/onvif/device_service", Some(header), &mut conn);
     }
     let datagram = &data[..data.len().min(MAX_DATAGRAM)];
     if let Ok(probe) = discovery::parse_probe(datagram) {
