@@ -612,3 +612,75 @@ async fn directed_probe_gets_every_clip() {
     assert_eq!(xaddrs, want);
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_clip_serves_its_sidecar_jpeg_or_501_with_the_reason() {
+    let hevc = |name: &str| {
+        let d = Demuxer::open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/h265_hvc1.mp4"
+        ))
+        .unwrap();
+        Clip::load(name, &d).unwrap()
+    };
+    // A real JPEG for the sidecar: the sample's first keyframe, through the H.264 path.
+    let clip = sample("x");
+    let v = clip.master();
+    let nvrkit_media::CodecParams::H264(params) = &clip.tracks()[v].params else {
+        panic!("the sample is H.264");
+    };
+    let key = clip.frames(v).iter().find(|f| f.keyframe).unwrap();
+    let (jpeg, _, _) = nvrkit_feed::snapshot::h264_to_jpeg(params, &key.data, 85).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("withjpg.jpg");
+    std::fs::write(&file, &jpeg).unwrap();
+    let sidecar = nvrkit_feed::snapshot::load_sidecar(&file).unwrap().unwrap();
+    assert_eq!((sidecar.width, sidecar.height), (640, 360));
+    assert_eq!(
+        nvrkit_feed::snapshot::load_sidecar(&dir.path().join("none.jpg")).unwrap(),
+        None
+    );
+
+    let server = Server::start(
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            udp: false,
+            ..Config::default()
+        },
+        vec![hevc("bare"), hevc("withjpg")],
+    )
+    .await
+    .unwrap();
+    let devices = onvif::devices_with(&server, |name| (name == "withjpg").then(|| sidecar.clone()));
+    let onvif = Onvif::start(
+        onvif::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            discovery_listen: None,
+            ..onvif::Config::default()
+        },
+        devices,
+    )
+    .await
+    .unwrap();
+    let addr = |name: &str| {
+        onvif
+            .devices()
+            .iter()
+            .find(|l| l.device.name == name)
+            .unwrap()
+            .addr
+    };
+    let r = snapshot(addr("bare"), "/snapshot/bare.jpg", "").await;
+    assert_eq!(r.status, 501);
+    let reason = String::from_utf8_lossy(&r.body);
+    assert!(
+        reason.contains("H.265") && reason.contains("bare.jpg"),
+        "{reason}"
+    );
+    let r = snapshot(addr("withjpg"), "/snapshot/withjpg.jpg", "").await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    assert_eq!(r.body, jpeg.as_ref(), "the sidecar, as it is");
+    onvif.shutdown().await;
+    server.shutdown().await;
+}
