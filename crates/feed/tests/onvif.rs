@@ -24,22 +24,38 @@ fn sample(name: &str) -> Arc<Clip> {
     Clip::load(name, &demux).unwrap()
 }
 
+/// RTSP on any loopback port, TCP only.
+fn rtsp_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp: false,
+        ..Config::default()
+    }
+}
+
+/// The devices on any loopback ports, no discovery.
+async fn devices_on_loopback(devices: Vec<onvif::Device>) -> Onvif {
+    Onvif::start(
+        onvif::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            discovery_listen: None,
+            ..onvif::Config::default()
+        },
+        devices,
+    )
+    .await
+    .unwrap()
+}
+
 struct Rig {
     server: Server,
     onvif: Onvif,
 }
 
 async fn rig(credentials: Option<(&str, &str)>) -> Rig {
-    let server = Server::start(
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            udp: false,
-            ..Config::default()
-        },
-        vec![sample("bravo"), sample("alpha")],
-    )
-    .await
-    .unwrap();
+    let server = Server::start(rtsp_config(), vec![sample("bravo"), sample("alpha")])
+        .await
+        .unwrap();
     let onvif = Onvif::start(
         onvif::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -386,11 +402,7 @@ async fn username_token_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
     let server = Server::start(
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            udp: false,
-            ..Config::default()
-        },
+        rtsp_config(),
         vec![sample("cam"), sample("cam/sub"), sample("other")],
     )
     .await
@@ -400,16 +412,7 @@ async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
     assert_eq!(names, ["cam", "other"], "the sub stream is not a device");
     assert_eq!(devices[0].sub.as_ref().unwrap().path, "cam/sub");
     assert!(devices[1].sub.is_none());
-    let onvif = Onvif::start(
-        onvif::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            discovery_listen: None,
-            ..onvif::Config::default()
-        },
-        devices,
-    )
-    .await
-    .unwrap();
+    let onvif = devices_on_loopback(devices).await;
     let dev = onvif.devices()[0].addr;
     let rtsp_port = server.local_addr().port();
     let (status, r) = post(dev, envelope("", &media_action("GetProfiles", ""))).await;
@@ -457,12 +460,7 @@ async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_stream_without_its_main_or_out_of_step_is_refused_at_start() {
-    let config = || Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        udp: false,
-        ..Config::default()
-    };
-    let e = Server::start(config(), vec![sample("cam/sub")])
+    let e = Server::start(rtsp_config(), vec![sample("cam/sub")])
         .await
         .unwrap_err()
         .to_string();
@@ -473,7 +471,7 @@ async fn a_sub_stream_without_its_main_or_out_of_step_is_refused_at_start() {
     ))
     .unwrap();
     let sub = Clip::load("cam/sub", &ntsc).unwrap();
-    let e = Server::start(config(), vec![sample("cam"), sub])
+    let e = Server::start(rtsp_config(), vec![sample("cam"), sub])
         .await
         .unwrap_err()
         .to_string();
@@ -641,27 +639,11 @@ async fn an_h265_clip_serves_its_sidecar_jpeg_or_501_with_the_reason() {
         None
     );
 
-    let server = Server::start(
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            udp: false,
-            ..Config::default()
-        },
-        vec![hevc("bare"), hevc("withjpg")],
-    )
-    .await
-    .unwrap();
+    let server = Server::start(rtsp_config(), vec![hevc("bare"), hevc("withjpg")])
+        .await
+        .unwrap();
     let devices = onvif::devices_with(&server, |name| (name == "withjpg").then(|| sidecar.clone()));
-    let onvif = Onvif::start(
-        onvif::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            discovery_listen: None,
-            ..onvif::Config::default()
-        },
-        devices,
-    )
-    .await
-    .unwrap();
+    let onvif = devices_on_loopback(devices).await;
     let addr = |name: &str| {
         onvif
             .devices()
