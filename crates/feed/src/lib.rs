@@ -94,9 +94,9 @@ pub mod sdp;
 pub mod server;
 #[cfg(feature = "snapshot")]
 pub mod snapshot;
-pub mod substream;
 pub mod source;
 pub mod stamp;
+pub mod substream;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};
