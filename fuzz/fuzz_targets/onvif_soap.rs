@@ -1,8 +1,10 @@
 //! Arbitrary bytes as an ONVIF SOAP request body and as a WS-Discovery datagram: the quick-xml
 //! envelope reader, the action dispatch of one device (every answer must parse back as a SOAP
-//! envelope), the UsernameToken check, and the probe parser with its matching. Nothing may
-//! panic. The service bounds: a SOAP body at most 64 KiB, a datagram at most 16 KiB; longer
-//! inputs are cut there, as the listeners refuse them unread.
+//! envelope), the UsernameToken check, the probe parser with its matching, and the sidecar JPEG
+//! size reader; the Events service on a device hub with a live subscription (every answer, a
+//! pull's too, must parse back), and the HTTP Digest check of the SOAP endpoints on the input as
+//! an `Authorization` value. Nothing may panic. The service bounds: a SOAP body at most 64 KiB, a datagram at
+//! most 16 KiB; longer inputs are cut there, as the listeners refuse them unread.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -10,9 +12,10 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use nvrkit_feed::onvif::auth::Verifier;
 use nvrkit_feed::onvif::discovery::{self, MAX_DATAGRAM, Responder};
+use nvrkit_feed::onvif::events::{self, Answer, Hub};
 use nvrkit_feed::onvif::service::{self, Reached};
 use nvrkit_feed::onvif::soap::{self, MAX_SOAP_BODY};
-use nvrkit_feed::onvif::{Device, Video, VideoCodec};
+use nvrkit_feed::onvif::{Device, SubStream, Video, VideoCodec};
 use nvrkit_media::WallTime;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,6 +28,11 @@ fuzz_target!(|data: &[u8]| {
             height: 1080,
             fps: 25.0,
         }),
+        sub: Some(SubStream {
+            path: "cam<&>/sub".into(),
+            video: None,
+        }),
+        snapshot: None,
     };
     let now = WallTime::from_micros(1_796_000_000_000_000);
     let body = &data[..data.len().min(MAX_SOAP_BODY)];
@@ -39,6 +47,26 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
         let _ = Verifier::new("admin", "secret").verify(req.token.as_ref(), now);
+        let hub = Hub::new();
+        if let Ok((id, _)) = hub.subscribe(now, now.add_micros(60_000_000)) {
+            hub.publish(true, now, now);
+            for path_id in [Some(id.as_str()), None] {
+                let xml = match events::answer(&hub, &at, &req, path_id, now) {
+                    Ok(Answer::Body(b)) => soap::envelope("", &b),
+                    Ok(Answer::Pull { id, limit, .. }) => match hub.pull(&id, limit, now) {
+                        Ok(p) => soap::envelope("", &events::pull_response(&p, now)),
+                        Err(f) => soap::fault(f.code, f.subcode, &f.reason),
+                    },
+                    Err(f) => soap::fault(f.code, f.subcode, &f.reason),
+                };
+                assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
+            }
+        }
+    }
+    if let Ok(header) = std::str::from_utf8(&data[..data.len().min(8 * 1024)]) {
+        let digest = nvrkit_feed::auth::Auth::new("admin", "secret");
+        let mut conn = nvrkit_feed::auth::ConnAuth::default();
+        let _ = digest.check("POST", "/onvif/device_service", Some(header), &mut conn);
     }
     let datagram = &data[..data.len().min(MAX_DATAGRAM)];
     if let Ok(probe) = discovery::parse_probe(datagram) {
@@ -46,6 +74,8 @@ fuzz_target!(|data: &[u8]| {
         let xml = discovery::probe_matches(&probe, &device, "127.0.0.1", 8000);
         assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
     }
+    // The sidecar JPEG check walks marker segments by their lengths.
+    let _ = nvrkit_feed::snapshot::jpeg_size(data);
     let peer: SocketAddr = ([127, 0, 0, 1], 3702).into();
     let _ = Responder::new(vec![(device, ([127, 0, 0, 1], 8000).into())]).answer(datagram, peer);
 });

@@ -4,6 +4,7 @@
 // apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,10 +16,13 @@ use clap::{Args, Parser, Subcommand};
 use nvrkit_cli::units::parse_duration;
 use nvrkit_feed::Clip;
 use nvrkit_feed::TlsSource;
+use nvrkit_feed::alarm::{self, Alarm, Dispatcher, Tap, Target};
 use nvrkit_feed::onvif::Onvif;
 use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, RtmpUrl};
 use nvrkit_feed::rtsp::auth::Auth;
 use nvrkit_feed::server::{Config, Looper, Server};
+use nvrkit_feed::snapshot::{Snapshot, load_sidecar, sidecar_path};
+use nvrkit_feed::substream::sub_name;
 use nvrkit_media::Demuxer;
 
 mod check;
@@ -38,6 +42,18 @@ Examples:
   ffplay -rtsp_transport tcp rtsp://127.0.0.1:8554/sample
   loopcam --onvif-listen 127.0.0.1:8000 a.mp4 b.mp4
                                            ONVIF devices at http://127.0.0.1:8000 (a) and :8001 (b)
+  loopcam bikes.mp4 --alarm bikes@3.2s=smtp://127.0.0.1:2525
+                                           every loop, when the frame at 3.2 s is sent: ONVIF motion
+                                           (ON, OFF 1 s later) and a Hikvision-style alarm mail with
+                                           the snapshot to camevents on port 2525
+  loopcam bikes.mp4 --alarm bikes@0s=onvif --alarm bikes@5s=onvif
+                                           ONVIF motion events only, twice a loop
+  curl -o a.jpg http://127.0.0.1:8000/snapshot/a.jpg
+                                           the JPEG of a's latest keyframe (its GetSnapshotUri)
+  loopcam cam.mp4                          with cam.sub.mp4 beside it: one device, profiles main
+                                           (rtsp://HOST:8554/cam) and sub (rtsp://HOST:8554/cam/sub)
+  ffmpeg -i cam.mp4 -vf scale=640:-2 -c:a copy cam.sub.mp4
+                                           make a sub stream that aligns (same frames, same length)
   loopcam push rtmp://127.0.0.1/live/cam clip.mp4
                                            publish the loop to an RTMP server (nginx-rtmp, Wowza…)
   loopcam push rtmp://a/live/cam clip.mp4 --push rtmps://b/live/cam?key=K
@@ -47,8 +63,6 @@ Examples:
   loopcam check clip.mp4 ../shared/testdata/
                                            loop each clip 1,000 times offline and report its seams
   loopcam check --json clips/              the same as one JSON document (exit 1 if one fails)
-
-Each stream's URL is printed alone on a line on stdout (logs go to stderr), so scripts can read them.
 
 Fault modes (a camera that misbehaves on purpose; docs/test-rig.md): add a query to any stream URL,
 rtsp://HOST:8554/sample?denytcp&stall=10s, or serve aliases from --faults FILE. Durations as every flag.
@@ -63,15 +77,30 @@ rtsp://HOST:8554/sample?denytcp&stall=10s, or serve aliases from --faults FILE. 
   disconnect_every=60s       the connection is closed (no BYE) 60 s after its first faulted request
   session_expires=120s       every request 120 s after SETUP is answered 401 (the Session header
                              announces a timeout no longer, so clients send a keepalive)
-  noidr=5s                   no keyframe for 5 s after PLAY
-  ts_reset_at_seam           RTP timestamps restart at the seam
-  dts_backwards_at_seam      decode times step back at the seam
-  fps=12.5                   non-reference frames dropped down to 12.5 fps
-  sps_change_at_seam[=CLIP]  the next loop comes from a clip of another picture size
+  noidr=5s                   no keyframe for 5 s (media time) after each PLAY: the frames between
+                             keyframes only
+  ts_reset_at_seam           at each seam every track's RTP timestamps start again from RTP-Info's
+                             rtptime (what ffmpeg -stream_loop does to a VMS); SSRC and seq run on
+  dts_backwards_at_seam      at each seam timestamps step back two video frames (the new loop's
+                             first frame one frame before the last), on time again half a loop later
+  fps=12.5                   only non-reference frames dropped (H.264 nal_ref_idc 0, H.265 *_N in
+                             the top sub-layer), evenly, down to 12.5 fps; a rate the clip cannot
+                             reach so is refused (400) with the lowest it reaches
+  sps_change_at_seam[=CLIP]  loops alternate with the served clip CLIP (bare: the first other clip
+                             that fits): another size, its SPS/PPS in band; same codec and audio
+  e.g. loopcam bikes.mp4 small.mp4, then rtsp://HOST:8554/bikes?sps_change_at_seam=small
 With a query, the SDP's control URLs are absolute and end with the query, so clients keep it.
 A fault file has one alias a line, ALIAS = CLIP?QUERY (# comments), each served as its own path:
   bikes-notcp = bikes?denytcp
-  bikes-stall = bikes?stall=10s&session_expires=2m";
+  bikes-stall = bikes?stall=10s&session_expires=2m
+
+Sub streams: clip.sub.mp4 beside clip.mp4 is served at /clip/sub and is the second ONVIF profile
+(sub) of clip's device, not a device of its own; it must have the same frame rate, frame count and
+length as clip.mp4 (its loop stays aligned frame for frame), else loopcam refuses to start.
+Snapshots: H.264 clips' keyframes are decoded (OpenH264); an H.265 clip's snapshot is clip.jpg
+beside clip.mp4, else its snapshot URL answers 501.
+
+Each stream's URL is printed alone on a line on stdout (logs go to stderr), so scripts can read them.";
 
 /// A virtual IP camera: MP4 clips as endless, seamless, real-time RTSP streams.
 #[derive(Debug, Parser)]
@@ -131,8 +160,10 @@ struct Cli {
     idle_timeout: Duration,
     /// The first ONVIF device's HTTP address: one device per clip, on consecutive ports in
     /// clip-name order, each at http://HOST:PORT/onvif/device_service (a port already taken
-    /// is a warning and that clip has no device). With --auth, WS-UsernameToken
-    /// (PasswordDigest) is required.
+    /// is a warning and that clip has no device), with its snapshot at
+    /// http://HOST:PORT/snapshot/NAME.jpg; a sub stream (clip.sub.mp4) is the device's second
+    /// profile. With --auth, WS-UsernameToken (PasswordDigest) is required, and HTTP Digest or
+    /// Basic on the snapshot URL.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8000")]
     onvif_listen: SocketAddr,
     /// Serve no ONVIF devices (and no WS-Discovery).
@@ -149,6 +180,15 @@ struct Cli {
     /// each a path of its own playing that clip with those faults.
     #[arg(long, value_name = "FILE")]
     faults: Option<PathBuf>,
+    /// A scripted alarm, `CLIP@POS=onvif` or `CLIP@POS=smtp://HOST:PORT` (repeatable): every
+    /// loop, when the pacer sends the video frame presented at POS (a duration into the loop,
+    /// `3.2s`), the clip's ONVIF device raises motion (ON, OFF after 1 s or half the loop) on
+    /// tns1:RuleEngine/CellMotionDetector/Motion and tns1:VideoSource/MotionAlarm, timed at the
+    /// frame's wall clock; `smtp://` also mails a Hikvision-style motion alarm (X-Mailer:
+    /// HIKMailer) with the clip's snapshot JPEG, named `CLIP_UTC_lapN_posS.jpg` after the frame.
+    /// A failed mail is a warning (3 attempts); the loop never waits for one.
+    #[arg(long = "alarm", value_name = "CLIP@POS=TARGET")]
+    alarms: Vec<String>,
     #[command(flatten)]
     push: PushArgs,
     #[command(subcommand)]
@@ -228,20 +268,52 @@ fn main() -> ExitCode {
     nvrkit_cli::exit("loopcam", runtime.block_on(run(cli)))
 }
 
-/// The clips to serve: every input file, every MP4 or QuickTime file in every input directory.
-/// A clip that cannot be served is reported and skipped.
-fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
+/// The clips to serve, and the sidecar snapshot JPEGs of the H.265 ones.
+struct Clips {
+    clips: Vec<Arc<Clip>>,
+    sidecars: HashMap<String, Snapshot>,
+}
+
+/// The clips to serve: every input file, every MP4 or QuickTime file in every input directory;
+/// `clip.sub.mp4` is served as `clip/sub`, the sub stream of `clip.mp4` (also when only
+/// `clip.mp4` is named). A clip that cannot be read is reported and skipped; a sub stream that
+/// does not align with its main clip stops the start (`Server::start` says why).
+fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Clips> {
     if inputs.is_empty() {
         let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample())?;
-        return Ok(vec![Clip::load("sample", &demux)?]);
+        return Ok(Clips {
+            clips: vec![Clip::load("sample", &demux)?],
+            sidecars: HashMap::new(),
+        });
     }
     let files = clip_files(inputs)?;
     let mut clips = Vec::new();
+    let mut sidecars = HashMap::new();
     let mut names = std::collections::HashSet::new();
     for path in files {
         let name = stem(&path);
         match load_one(&path, &name) {
-            Ok(c) if names.insert(name.clone()) => clips.push(c),
+            Ok(c) if names.insert(name.clone()) => {
+                if is_h265(&c) {
+                    match load_sidecar(&sidecar_path(&path)) {
+                        Ok(Some(s)) => {
+                            tracing::info!(
+                                "{}: snapshots from {}",
+                                path.display(),
+                                sidecar_path(&path).display()
+                            );
+                            sidecars.insert(name.clone(), s);
+                        }
+                        Ok(None) => tracing::info!(
+                            "{}: H.265, so no snapshot (not decoded) unless {} is there",
+                            path.display(),
+                            sidecar_path(&path).display()
+                        ),
+                        Err(e) => tracing::warn!("{e}; no snapshot for /{name}"),
+                    }
+                }
+                clips.push(c)
+            }
             Ok(_) => tracing::warn!(
                 "{}: skipped: another clip is already served as /{name}",
                 path.display()
@@ -252,7 +324,13 @@ fn load_clips(inputs: &[PathBuf]) -> anyhow::Result<Vec<Arc<Clip>>> {
     if clips.is_empty() {
         bail!("no clip can be served");
     }
-    Ok(clips)
+    Ok(Clips { clips, sidecars })
+}
+
+fn is_h265(clip: &Clip) -> bool {
+    clip.tracks()
+        .get(clip.master())
+        .is_some_and(|t| matches!(t.params, nvrkit_media::CodecParams::H265(_)))
 }
 
 /// The clip files of `inputs`: each file, and every MP4 in each directory (sorted).
@@ -278,15 +356,31 @@ fn clip_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             files.extend(found);
         } else {
             files.push(input.clone());
+            // `clip.mp4` brings `clip.sub.mp4` beside it, its sub stream.
+            if let (Some(stem), Some(ext)) = (input.file_stem(), input.extension()) {
+                let mut sub = stem.to_os_string();
+                sub.push(".sub.");
+                sub.push(ext);
+                let sub = input.with_file_name(sub);
+                if !stem.to_string_lossy().ends_with(".sub") && sub.is_file() {
+                    files.push(sub);
+                }
+            }
         }
     }
     Ok(files)
 }
 
+/// The stream name of a clip file: its stem; `clip.sub.mp4` is `clip/sub`.
 fn stem(path: &Path) -> String {
-    path.file_stem()
+    let name = path
+        .file_stem()
         .map(|s| s.to_string_lossy().replace([' ', '/', '?', '#'], "_"))
-        .unwrap_or_else(|| "clip".into())
+        .unwrap_or_else(|| "clip".into());
+    match name.strip_suffix(".sub") {
+        Some(main) if !main.is_empty() => sub_name(main),
+        _ => name,
+    }
 }
 
 fn load_one(path: &Path, name: &str) -> anyhow::Result<Arc<Clip>> {
@@ -330,7 +424,7 @@ fn primary_ip() -> Option<IpAddr> {
 async fn push_only(url: &str, file: Option<&Path>, args: &PushArgs) -> anyhow::Result<()> {
     let clip = match file {
         Some(path) => load_one(path, &stem(path))?,
-        None => load_clips(&[])?.remove(0),
+        None => load_clips(&[])?.clips.remove(0),
     };
     let mut configs = vec![args.config(url)?];
     for u in &args.urls {
@@ -417,8 +511,77 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     Ok(pushes)
 }
 
+/// The alarm mails' JPEG: the ONVIF devices' snapshot caches (one decode per keyframe for
+/// both). A clip without snapshots (H.265 without a sidecar) mails without one.
+fn snapshots(onvif: &Onvif) -> nvrkit_feed::alarm::JpegSource {
+    let by_name: Vec<(String, nvrkit_feed::snapshot::Snapshotter)> = onvif
+        .devices()
+        .iter()
+        .filter_map(|l| {
+            l.device
+                .snapshot
+                .clone()
+                .map(|s| (l.device.name.clone(), s))
+        })
+        .collect();
+    let by_name = Arc::new(by_name);
+    Arc::new(move |clip: &str| {
+        let snap = by_name
+            .iter()
+            .find(|(n, _)| n == clip)
+            .map(|(_, s)| s.clone());
+        Box::pin(async move {
+            match snap?.latest_jpeg().await {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    tracing::warn!("alarm snapshot: {e}");
+                    None
+                }
+            }
+        })
+    })
+}
+
+/// Reads `CLIP@POS=onvif` or `CLIP@POS=smtp://HOST:PORT`.
+fn parse_alarm(spec: &str) -> anyhow::Result<Alarm> {
+    let want = "--alarm wants CLIP@POS=onvif or CLIP@POS=smtp://HOST:PORT";
+    let (left, target) = spec
+        .rsplit_once('=')
+        .with_context(|| format!("{want}: {spec:?}"))?;
+    let (clip, pos) = left
+        .rsplit_once('@')
+        .with_context(|| format!("{want}: {spec:?}"))?;
+    if clip.is_empty() {
+        bail!("{want}: no clip in {spec:?}");
+    }
+    let position = parse_duration(pos).map_err(|e| anyhow::anyhow!("--alarm {spec}: {e}"))?;
+    let target = if target == "onvif" {
+        Target::Onvif
+    } else if let Some(hostport) = target.strip_prefix("smtp://") {
+        use std::net::ToSocketAddrs as _;
+        let hostport = hostport.trim_end_matches('/');
+        let addr = hostport
+            .to_socket_addrs()
+            .with_context(|| format!("--alarm {spec}: cannot resolve {hostport} (HOST:PORT)"))?
+            .next()
+            .with_context(|| format!("--alarm {spec}: {hostport} has no address"))?;
+        Target::Smtp(addr)
+    } else {
+        bail!("{want}: unknown target {target:?}");
+    };
+    Ok(Alarm {
+        clip: clip.to_owned(),
+        position_micros: i64::try_from(position.as_micros()).unwrap_or(i64::MAX),
+        target,
+    })
+}
+
 /// The ONVIF devices of every clip, and the WS-Discovery responder.
-async fn start_onvif(cli: &Cli, server: &Server) -> anyhow::Result<Onvif> {
+async fn start_onvif(
+    cli: &Cli,
+    server: &Server,
+    sidecars: &HashMap<String, Snapshot>,
+) -> anyhow::Result<Onvif> {
     let credentials = match &cli.auth {
         Some(spec) => {
             let (u, p) = spec.split_once(':').context("--auth wants USER:PASS")?;
@@ -432,13 +595,20 @@ async fn start_onvif(cli: &Cli, server: &Server) -> anyhow::Result<Onvif> {
         credentials,
         discovery_listen: (!cli.no_discovery).then_some(cli.discovery_listen),
     };
-    let onvif = Onvif::start(config, nvrkit_feed::onvif::devices(server)).await?;
+    let devices = nvrkit_feed::onvif::devices_with(server, |name| sidecars.get(name).cloned());
+    let onvif = Onvif::start(config, devices).await?;
     for l in onvif.devices() {
+        let host = printable_host(l.addr);
+        let port = l.addr.port();
+        let profiles = if l.device.sub.is_some() {
+            "profiles main and sub"
+        } else {
+            "profile main"
+        };
         tracing::info!(
-            "ONVIF device {} at http://{}:{}/onvif/device_service",
+            "ONVIF device {} at http://{host}:{port}/onvif/device_service ({profiles}), snapshot http://{host}:{port}/snapshot/{}.jpg",
             l.device.name,
-            printable_host(l.addr),
-            l.addr.port()
+            nvrkit_feed::onvif::service::uri_segment(&l.device.name)
         );
     }
     if let Some(addr) = onvif.discovery_addr() {
@@ -468,7 +638,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(spec) => Some(Auth::parse(spec).context("--auth wants USER:PASS")?),
         None => None,
     };
-    let clips = load_clips(&cli.inputs)?;
+    let Clips { clips, sidecars } = load_clips(&cli.inputs)?;
     let aliases = match &cli.faults {
         None => Vec::new(),
         Some(path) => {
@@ -477,6 +647,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             nvrkit_feed::fault::parse_fault_file(&text)
                 .with_context(|| format!("fault file {}", path.display()))?
         }
+    };
+    let alarms = cli
+        .alarms
+        .iter()
+        .map(|s| parse_alarm(s))
+        .collect::<anyhow::Result<Vec<Alarm>>>()?;
+    for a in &alarms {
+        if !clips.iter().any(|c| c.name() == a.clip) {
+            bail!("--alarm {}@…: no clip is served as /{}", a.clip, a.clip);
+        }
+        if cli.no_onvif && a.target == Target::Onvif {
+            bail!(
+                "--alarm {}@…=onvif needs the ONVIF devices (drop --no-onvif)",
+                a.clip
+            );
+        }
+    }
+    let (tap, fired) = if alarms.is_empty() {
+        (None, None)
+    } else {
+        let (tap, rx) = Tap::new(alarms.clone());
+        (Some(tap), Some(rx))
     };
     let config = Config {
         aliases,
@@ -499,6 +691,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             },
             _ => TlsSource::SelfSigned,
         },
+        alarms: tap,
         ..Config::default()
     };
     let server = Server::start(config, clips).await?;
@@ -536,8 +729,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let onvif = if cli.no_onvif {
         None
     } else {
-        Some(start_onvif(&cli, &server).await?)
+        Some(start_onvif(&cli, &server, &sidecars).await?)
     };
+    let dispatcher = fired.map(|rx| {
+        let names = server.names();
+        let d = Dispatcher {
+            alarms: alarms.clone(),
+            periods: names
+                .iter()
+                .filter_map(|n| server.period_micros(n).map(|p| (n.clone(), p)))
+                .collect(),
+            hubs: onvif
+                .as_ref()
+                .map(|o| {
+                    names
+                        .iter()
+                        .filter_map(|n| o.events(n).map(|h| (n.clone(), h)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            jpeg: onvif.as_ref().map(snapshots),
+        };
+        for a in &alarms {
+            tracing::info!(
+                "alarm: /{} at {:.6} s every loop → {}",
+                a.clip,
+                a.position_micros as f64 / 1e6,
+                match &a.target {
+                    Target::Onvif => "ONVIF motion".to_owned(),
+                    Target::Smtp(addr) => format!("ONVIF motion and a mail to smtp://{addr}"),
+                }
+            );
+        }
+        alarm::run(d, rx)
+    });
     let pushes = pushes_beside(&server, &cli.push)?;
     if pushes.is_empty() {
         tokio::signal::ctrl_c()
@@ -563,6 +788,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 p.max_us as f64 / 1000.0
             );
         }
+    }
+    if let Some(d) = dispatcher {
+        d.abort();
     }
     if let Some(o) = onvif {
         o.shutdown().await;

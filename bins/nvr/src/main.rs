@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod cmds;
 mod guard;
 mod http;
+mod live;
 mod mqtt;
 
 const EXAMPLES: &str = "\

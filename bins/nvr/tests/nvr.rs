@@ -25,11 +25,25 @@ struct Nvr {
     web: String,
     /// Every line it printed up to its instructions.
     printed: Vec<String>,
-    _data: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
 }
 
 fn start_nvr(extra: &[&str]) -> Nvr {
     let (child, stdout, data) = common::spawn(extra);
+    read_addresses(child, stdout, Some(data))
+}
+
+/// `nvr` on the store in `store` (kept across a restart).
+fn start_nvr_in(store: &Path, extra: &[&str]) -> Nvr {
+    let (child, stdout) = common::spawn_in(store, extra);
+    read_addresses(child, stdout, None)
+}
+
+fn read_addresses(
+    child: common::Stopped,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    data: Option<tempfile::TempDir>,
+) -> Nvr {
     let (mut smtp, mut web) = (String::new(), String::new());
     let mut printed = Vec::new();
     for line in stdout.lines() {
@@ -426,31 +440,170 @@ fn the_demo_mails_its_own_alarms_and_they_become_playable_clips() {
     }
 }
 
+/// Two JPEG snapshots of the sample clip (frames 0 and 100, 320 px wide), made by ffmpeg.
+fn sample_jpegs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mp4 = dir.join("sample.mp4");
+    std::fs::write(&mp4, nvrkit_media::sample()).unwrap();
+    [0, 100]
+        .iter()
+        .map(|n| {
+            let out = dir.join(format!("snap{n}.jpg"));
+            let ok = Command::new("ffmpeg")
+                .args(["-v", "error", "-y", "-i"])
+                .arg(&mp4)
+                .args([
+                    "-vf",
+                    &format!("select=eq(n\\,{n}),scale=320:-2"),
+                    "-frames:v",
+                    "1",
+                ])
+                .arg(&out)
+                .status()
+                .expect("ffmpeg is required for this test (apt-get install ffmpeg)");
+            assert!(
+                ok.success() && out.exists(),
+                "ffmpeg made {}",
+                out.display()
+            );
+            out
+        })
+        .collect()
+}
+
+/// A Hikvision-style alarm for the demo camera by real SMTP (swaks), with these attachments.
+fn swaks_alarm_with(nvr: &Nvr, jpegs: &[std::path::PathBuf]) {
+    let mut cmd = Command::new("swaks");
+    cmd.args([
+        "--server",
+        &nvr.smtp,
+        "--from",
+        "ipc@site",
+        "--to",
+        "demo@nvr",
+        "--header",
+        "Subject: Motion Detected",
+        "--body",
+        "EVENT TYPE: Motion Detected",
+    ]);
+    for j in jpegs {
+        cmd.args(["--attach-type", "image/jpeg", "--attach-name"])
+            .arg(j.file_name().unwrap())
+            .arg("--attach")
+            .arg(format!("@{}", j.display()));
+    }
+    let out = cmd
+        .output()
+        .expect("swaks is required for this test (apt-get install swaks)");
+    assert!(
+        out.status.success(),
+        "swaks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits for event `id` to be listed; returns it.
+fn wait_for_event(nvr: &Nvr, id: u64) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let events = json(&format!("{}/api/events", nvr.web));
+        if let Some(e) = events.as_array().unwrap().iter().find(|e| e["id"] == id) {
+            return e.clone();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "hang guard: event {id} never listed: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue 18's thumbnails: every snapshot of the mail is stored with its event on disk and served
+/// at `/api/events/{id}/snapshots/{n}` byte for byte; after a restart on the same store the event,
+/// its snapshots and its id are still there, and the next event gets the next id.
 #[test]
-#[ignore = "interop: needs Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
-fn the_web_page_plays_an_event_clip_in_headless_chromium() {
+#[ignore = "interop: needs swaks and ffmpeg; run by .ci/run"]
+fn every_snapshot_and_the_event_ids_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let jpegs = sample_jpegs(dir.path());
+    let store = dir.path().join("store");
+    let check = |nvr: &Nvr, e: &serde_json::Value| {
+        let urls = e["snapshots"].as_array().unwrap();
+        assert_eq!(urls.len(), jpegs.len(), "{e}");
+        for (u, j) in urls.iter().zip(&jpegs) {
+            let (code, body) = get(&format!("{}{}", nvr.web, u.as_str().unwrap()));
+            assert_eq!(code, 200);
+            assert!(
+                body == std::fs::read(j).unwrap(),
+                "{u}: the bytes of {}",
+                j.display()
+            );
+        }
+        let (code, _) = get(&format!(
+            "{}/api/events/{}/snapshots/{}",
+            nvr.web,
+            e["id"],
+            urls.len()
+        ));
+        assert_eq!(code, 404);
+    };
+    {
+        let nvr = start_nvr_in(&store, &["--pre", "2s", "--post", "2s"]);
+        swaks_alarm_with(&nvr, &jpegs);
+        let e = wait_for_event(&nvr, 1);
+        check(&nvr, &e);
+    }
+    let nvr = start_nvr_in(&store, &["--pre", "2s", "--post", "2s"]);
+    let events = json(&format!("{}/api/events", nvr.web));
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    check(&nvr, &events[0]);
+    assert_eq!(events[0]["id"], 1);
+    post_event(&nvr, &printed_curl_body(&nvr));
+    let e = wait_for_event(&nvr, 2);
+    assert_eq!(e["snapshots"].as_array().unwrap().len(), 0);
+}
+
+/// Issue 18's "done when" for the page, in headless Chromium ([`browser.cjs`]): the demo
+/// camera's live view plays (currentTime advances, pixels change, the page reports its start
+/// latency), the alarm's thumbnails and clip are on the page, the timeline shows the span and
+/// the event, and clicking the span plays the streamed export. The screenshot is kept in
+/// `target/tmp/nvr-page.png`.
+#[test]
+#[ignore = "interop: needs Debian's chromium, playwright-core (NVRKIT_NODE_MODULES), swaks and ffmpeg; run by .ci/run"]
+#[allow(clippy::print_stdout)] // reason: the measured figures in the test's output
+fn the_web_page_plays_live_and_shows_thumbnails_and_the_timeline_in_headless_chromium() {
     let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
         "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
     );
+    let dir = tempfile::tempdir().unwrap();
+    let jpegs = sample_jpegs(dir.path());
     let nvr = start_nvr(&["--pre", "2s", "--post", "2s"]);
     wait_for_ring(&nvr, "demo", 3);
-    // The short form, as the printed curl line sends it.
-    post_event(&nvr, &printed_curl_body(&nvr));
+    swaks_alarm_with(&nvr, &jpegs);
     wait_for_clips(&nvr, 1, 2);
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvr-page.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser.cjs");
     let out = Command::new("node")
         .arg(&script)
         .arg(format!("{}/", nvr.web))
+        .arg(&shot)
         .env("NODE_PATH", modules)
         .output()
         .expect("node is required");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the clip did not play: {report} {}",
+        "the page failed: {report} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("\"ok\":true"), "{report}");
+    let r: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(r["ok"], true, "{report}");
+    assert_eq!(r["event"]["thumbs"].as_array().unwrap().len(), jpegs.len());
+    println!(
+        "live view: started in {} ms, {} ms behind the camera; screenshot {}",
+        r["live"]["startMs"],
+        r["live"]["delayMs"],
+        shot.display()
+    );
 }
 
 #[test]

@@ -32,8 +32,14 @@
 //! - [`source`]: [`source::LiveSource`], a ring filled elsewhere (a camera's) whose tracks are
 //!   known late and may change, served beside the clips ([`server::Server::start_with`]).
 //!
+//! - [`substream`]: a clip served at `NAME/sub` is the sub stream of clip `NAME`, its loop
+//!   checked at start to be aligned with the main one frame for frame.
+//!
 //! - `onvif` (feature `onvif`): an ONVIF Profile S device per clip, each on its own HTTP
 //!   listener, and directed WS-Discovery probes answered (never multicast).
+//! - `snapshot` (feature `snapshot`, on with `onvif`): [`snapshot::Snapshotter`], a JPEG of a
+//!   clip's latest keyframe (H.264 decoded with OpenH264; H.265 from a sidecar JPEG), encoded
+//!   once per keyframe and cached.
 //!
 //! Non-goals: RTSP 2.0, multicast, SRTP, recording (ANNOUNCE/RECORD), playing RTMP.
 //!
@@ -72,6 +78,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod alarm;
+pub mod auth;
 pub mod check;
 pub mod error;
 pub mod fault;
@@ -84,8 +92,11 @@ pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod server;
+#[cfg(feature = "snapshot")]
+pub mod snapshot;
 pub mod source;
 pub mod stamp;
+pub mod substream;
 
 pub use error::{Error, Result};
 pub use loop_source::{Clip, LoopSource};

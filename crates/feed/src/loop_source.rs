@@ -211,6 +211,16 @@ impl Clip {
         self.master
     }
 
+    /// The loop period in ticks of the master stream (exact).
+    pub fn period_ticks(&self) -> i64 {
+        self.period
+    }
+
+    /// The first presented PTS of `stream` in lap 0, in its ticks (0 for a stream it lacks).
+    pub fn first_pts(&self, stream: usize) -> i64 {
+        self.first_pts.get(stream).copied().unwrap_or(0)
+    }
+
     /// Which loop lap a frame of the master belongs to ([`Laps`]).
     pub fn laps(&self) -> Laps {
         Laps {
@@ -388,7 +398,7 @@ fn drop_unreferenced_leading(track: &TrackInfo, frames: &mut Vec<Frame>) -> usiz
 /// or before its PTS. Without it the decode times keep the holes, the clip decodes for longer
 /// than it presents, and the next loop's first DTS (one period later) would fall before the
 /// last one's.
-fn retime_decode(frames: &mut [Frame]) {
+pub(crate) fn retime_decode(frames: &mut [Frame]) {
     let mut presented: Vec<i64> = frames.iter().map(|f| f.pts).collect();
     presented.sort_unstable();
     let delay = frames
@@ -568,9 +578,26 @@ impl LoopSource {
 }
 
 impl LoopSource {
+    /// [`LoopSource::next_unstamped`], with the stamp of [`LoopSource::stamped`] on video
+    /// frames.
+    pub(crate) fn next_placed(&mut self) -> Option<(i64, usize, Frame)> {
+        let (lap, index, mut f) = self.next_unstamped()?;
+        if let Some(n) = self.stamp.as_mut()
+            && f.stream == self.clip.master
+        {
+            let h265 = matches!(
+                self.clip.tracks[f.stream].params,
+                nvrkit_media::CodecParams::H265(_)
+            );
+            f.data = crate::stamp::stamp(&f.data, *n, h265);
+            *n += 1;
+        }
+        Some((lap, index, f))
+    }
+
     /// The next frame with its place in the loop: its lap and its index among the clip's
     /// frames of its stream (what [`check`](crate::check) measures seams with).
-    pub(crate) fn next_placed(&mut self) -> Option<(i64, usize, Frame)> {
+    fn next_unstamped(&mut self) -> Option<(i64, usize, Frame)> {
         let mut best: Option<(usize, Frame)> = None;
         for s in 0..self.cursors.len() {
             let f = self.peek(s);
@@ -595,18 +622,7 @@ impl Iterator for LoopSource {
     /// The next frame in decode order across streams (ties: the lower stream first). Never
     /// `None`.
     fn next(&mut self) -> Option<Frame> {
-        let (_, _, mut f) = self.next_placed()?;
-        if let Some(n) = self.stamp.as_mut()
-            && f.stream == self.clip.master
-        {
-            let h265 = matches!(
-                self.clip.tracks[f.stream].params,
-                nvrkit_media::CodecParams::H265(_)
-            );
-            f.data = crate::stamp::stamp(&f.data, *n, h265);
-            *n += 1;
-        }
-        Some(f)
+        self.next_placed().map(|(_, _, f)| f)
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use nvrkit_media::WallTime;
 use nvrkit_net::ConnLimiter;
+use nvrkit_net::refuse::Refuser;
 use nvrkit_ring::Ring;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::fault::frames::{LoopGeometry, loop_clip};
 use crate::fault::{Alias, FaultSet};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtsp::auth::Auth;
@@ -31,10 +33,11 @@ use crate::rtsp::core::{Catalog, StreamInfo};
 use crate::source::LiveSource;
 
 mod conn;
+mod fault_feeds;
 mod listen;
 mod pacer;
 
-use listen::{MAX_REFUSING, accept, bind_udp_pair, receive_rtcp};
+use listen::{accept, bind_udp_pair, receive_rtcp};
 use pacer::{Lateness, Timing, pace};
 pub use pacer::{Looper, PacingStats};
 
@@ -99,6 +102,9 @@ pub struct Config {
     /// Fault-file aliases ([`crate::fault::parse_fault_file`]): each served as its own path,
     /// playing a clip with its faults. A clip it names must be among those served.
     pub aliases: Vec<Alias>,
+    /// Scripted alarms: each clip's pacer reports the frames they are cued on as it releases
+    /// them ([`crate::alarm`]); `None` (the default): no alarms.
+    pub alarms: Option<crate::alarm::Tap>,
     /// Number every video frame with an SEI stamp ([`crate::stamp`]; `nvr selftest`'s demo
     /// camera). Off by default.
     pub stamp_frames: bool,
@@ -124,6 +130,7 @@ impl Default for Config {
             tls_listen: None,
             tls: nvrkit_tls::TlsSource::SelfSigned,
             aliases: Vec::new(),
+            alarms: None,
             stamp_frames: false,
         }
     }
@@ -139,20 +146,28 @@ struct Feed {
     /// 25 fps clip with 48 kHz AAC, at every one of hundreds of clients).
     video_ring: Ring,
     clip: Arc<Clip>,
+    /// The served clip `clip` was made from by frame faults (`clip` itself without them).
+    origin: Arc<Clip>,
     pacing: Arc<Mutex<Lateness>>,
 }
 
 impl Feed {
-    /// A path playing `clip` with `faults`, and the pacer task filling its own rings from
-    /// `start_wall` on.
+    /// A path playing `origin` with `faults` (its own, announced in its [`StreamInfo`]) and the
+    /// frame faults of `loop_faults` applied to its loop ([`loop_clip`]; `served` are the clips
+    /// `sps_change_at_seam` may name), and the pacer task filling its own rings from
+    /// `start_wall` on. Refused when the frame faults cannot be applied to the clip.
+    #[allow(clippy::too_many_arguments)] // reason: the path, its loop and the server's clock
     fn spawn(
-        clip: Arc<Clip>,
+        origin: Arc<Clip>,
         name: &str,
         faults: FaultSet,
+        loop_faults: &FaultSet,
+        served: &[Arc<Clip>],
         config: &Config,
         start_wall: WallTime,
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<Feed>, JoinHandle<()>)> {
+        let clip = loop_clip(&origin, loop_faults, served)?;
         let ring_config = nvrkit_ring::Config::new()
             .max_duration(config.ring_duration)
             .max_bytes(256 << 20)
@@ -171,6 +186,12 @@ impl Feed {
             source = source.stamped();
         }
         let pacing = Arc::new(Mutex::new(Lateness::new()));
+        // Scripted alarms are cued on the clip's own path only (an alias or a fault loop of it
+        // would raise each alarm again).
+        let cues = match &config.alarms {
+            Some(tap) if name == origin.name() && loop_faults.is_empty() => tap.cues(&clip)?,
+            _ => None,
+        };
         let task = tokio::spawn(pace(
             source,
             writer,
@@ -178,10 +199,12 @@ impl Feed {
             pacing.clone(),
             stop,
             Timing::EachFrame,
+            cues,
         ));
         let info = StreamInfo {
             faults,
             laps: Some(clip.laps()),
+            geometry: Some(LoopGeometry::of(&clip)),
             ..StreamInfo::new(name, clip.tracks().to_vec())
         };
         let feed = Feed {
@@ -189,6 +212,7 @@ impl Feed {
             ring,
             video_ring,
             clip,
+            origin,
             pacing,
         };
         Ok((Arc::new(feed), task))
@@ -206,6 +230,7 @@ impl Feed {
             ring: base.ring.clone(),
             video_ring: base.video_ring.clone(),
             clip: base.clip.clone(),
+            origin: base.origin.clone(),
             pacing: base.pacing.clone(),
         })
     }
@@ -221,12 +246,14 @@ struct Shared {
     udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
     /// Last RTCP packet from each client address (UDP liveness).
     udp_seen: Mutex<HashMap<SocketAddr, Instant>>,
-    /// The connection caps, shared by the RTSP and RTSPS listeners.
-    limiter: Arc<ConnLimiter>,
-    /// Refusals being delivered (each lingers up to [`REFUSAL_LINGER`]).
-    refusing: Arc<tokio::sync::Semaphore>,
-    /// When a refusal was last logged as a warning.
-    last_refusal_warning: Mutex<Option<Instant>>,
+    /// The connection caps and their refusals, shared by the RTSP and RTSPS listeners.
+    refuser: Refuser,
+    /// Every served clip (what `sps_change_at_seam=CLIP` names).
+    clips: Vec<Arc<Clip>>,
+    /// Loops of their own for URL queries whose faults change frames.
+    fault_feeds: fault_feeds::FaultFeeds,
+    /// Shutdown, for the pacers of [`Shared::fault_feeds`].
+    stop: watch::Receiver<bool>,
 }
 
 impl Catalog for Shared {
@@ -234,6 +261,18 @@ impl Catalog for Shared {
         match self.feeds.get(name) {
             Some(f) => Some(f.info.clone()),
             None => self.live.get(name).and_then(LiveSource::info),
+        }
+    }
+
+    fn stream_with(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> std::result::Result<Option<Arc<StreamInfo>>, String> {
+        match self.feed_for(name, faults)? {
+            Some(f) => Ok(Some(f.info.clone())),
+            // A live source takes no frame faults of its own: its stream as it is.
+            None => Ok(self.live.get(name).and_then(LiveSource::info)),
         }
     }
 }
@@ -251,7 +290,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the sockets and starts looping every clip. Clip names must be unique.
+    /// Binds the sockets and starts looping every clip, all from the same instant. Clip names
+    /// must be unique; a clip named `NAME/sub` is the sub stream of clip `NAME`, which must be
+    /// there, with a loop aligned with it ([`crate::substream::check_aligned`]).
     pub async fn start(config: Config, clips: Vec<Arc<Clip>>) -> Result<Server> {
         Server::start_with(config, clips, Vec::new()).await
     }
@@ -316,6 +357,8 @@ impl Server {
                 clip.clone(),
                 &name,
                 FaultSet::default(),
+                &FaultSet::default(),
+                &clips,
                 &config,
                 start_wall,
                 shutdown.subscribe(),
@@ -342,6 +385,8 @@ impl Server {
                     clip.clone(),
                     &a.alias,
                     a.faults.clone(),
+                    &a.faults,
+                    &clips,
                     &config,
                     start_wall,
                     shutdown.subscribe(),
@@ -354,6 +399,20 @@ impl Server {
             };
             feeds.insert(a.alias.clone(), feed);
         }
+        // A sub stream (`NAME/sub`) needs its main stream, and a loop aligned with it.
+        for (name, feed) in &feeds {
+            if let Some(main) = crate::substream::main_of(name) {
+                let Some(main) = feeds.get(main) else {
+                    return Err(Error::Unusable {
+                        name: name.clone(),
+                        what: format!(
+                            "a sub stream needs its main stream {main:?}, which is not served"
+                        ),
+                    });
+                };
+                crate::substream::check_aligned(&main.clip, &feed.clip)?;
+            }
+        }
         let mut live_sources = HashMap::new();
         for l in live {
             if feeds.contains_key(l.name()) || live_sources.contains_key(l.name()) {
@@ -365,12 +424,16 @@ impl Server {
             feeds,
             live: live_sources,
             auth: config.auth.clone().map(Arc::new),
-            limiter: ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
+            refuser: Refuser::new(
+                ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
+                listen::BUSY,
+            ),
             config,
             udp,
             udp_seen: Mutex::new(HashMap::new()),
-            refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
-            last_refusal_warning: Mutex::new(None),
+            fault_feeds: fault_feeds::FaultFeeds::default(),
+            stop: shutdown.subscribe(),
+            clips,
         });
         if let Some((_, rtcp_sock)) = &shared.udp {
             tasks.push(tokio::spawn(receive_rtcp(
@@ -413,7 +476,7 @@ impl Server {
     /// Client connections open now, RTSP and RTSPS together (a camera's own count of its
     /// sessions, for a test that proves a restream holds one).
     pub fn connections(&self) -> usize {
-        self.shared.limiter.open()
+        self.shared.refuser.limiter().open()
     }
 
     /// The RTSPS address actually bound, when [`Config::tls_listen`] is set.
@@ -466,6 +529,11 @@ impl Server {
             .collect()
     }
 
+    /// The feeds made for URL queries whose faults change frames: `path?frame faults`, sorted.
+    pub fn frame_variants(&self) -> Vec<String> {
+        self.shared.fault_feeds.names()
+    }
+
     /// The ring of a stream (to watch it, or to read it in-process).
     pub fn ring(&self, name: &str) -> Option<Ring> {
         match self.shared.feeds.get(name) {
@@ -497,6 +565,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.fault_feeds.join().await;
     }
 }
 

@@ -24,22 +24,38 @@ fn sample(name: &str) -> Arc<Clip> {
     Clip::load(name, &demux).unwrap()
 }
 
+/// RTSP on any loopback port, TCP only.
+fn rtsp_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp: false,
+        ..Config::default()
+    }
+}
+
+/// The devices on any loopback ports, no discovery.
+async fn devices_on_loopback(devices: Vec<onvif::Device>) -> Onvif {
+    Onvif::start(
+        onvif::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            discovery_listen: None,
+            ..onvif::Config::default()
+        },
+        devices,
+    )
+    .await
+    .unwrap()
+}
+
 struct Rig {
     server: Server,
     onvif: Onvif,
 }
 
 async fn rig(credentials: Option<(&str, &str)>) -> Rig {
-    let server = Server::start(
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            udp: false,
-            ..Config::default()
-        },
-        vec![sample("bravo"), sample("alpha")],
-    )
-    .await
-    .unwrap();
+    let server = Server::start(rtsp_config(), vec![sample("bravo"), sample("alpha")])
+        .await
+        .unwrap();
     let onvif = Onvif::start(
         onvif::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -102,14 +118,64 @@ fn media_action(action: &str, inner: &str) -> String {
 }
 
 async fn post_raw(from: [u8; 4], to: SocketAddr, path: &str, body: String) -> hostile::Response {
+    post_from(from, to, path, "", body).await
+}
+
+async fn post_with(to: SocketAddr, path: &str, headers: &str, body: String) -> hostile::Response {
+    post_from(CLIENT, to, path, headers, body).await
+}
+
+/// A POST of `body` with extra `headers` (each line ending in CRLF).
+async fn post_from(
+    from: [u8; 4],
+    to: SocketAddr,
+    path: &str,
+    headers: &str,
+    body: String,
+) -> hostile::Response {
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/soap+xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/soap+xml; charset=utf-8\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         to.port(),
         body.len()
     );
     tokio::task::spawn_blocking(move || hostile::request(from, to, &req))
         .await
         .unwrap()
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `k="v"` of a challenge.
+fn param<'a>(challenge: &'a str, key: &str) -> &'a str {
+    let at = challenge.find(&format!("{key}=\"")).unwrap() + key.len() + 2;
+    let rest = &challenge[at..];
+    &rest[..rest.find('"').unwrap()]
+}
+
+/// `GET path` of a snapshot, with `extra` header lines; retried while the first keyframe is not
+/// yet paced (503), up to a hang guard.
+async fn snapshot(to: SocketAddr, path: &str, extra: &str) -> hostile::Response {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{extra}Connection: close\r\n\r\n",
+        to.port()
+    );
+    for _ in 0..100 {
+        let req = req.clone();
+        let r = tokio::task::spawn_blocking(move || hostile::request(CLIENT, to, &req))
+            .await
+            .unwrap();
+        if r.status != 503 {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no keyframe in the ring before the hang guard");
 }
 
 async fn post(to: SocketAddr, body: String) -> (u16, Request) {
@@ -168,7 +234,8 @@ async fn device_and_media_services() {
         [
             "http://www.onvif.org/ver10/device/wsdl",
             "http://www.onvif.org/ver10/media/wsdl",
-            "http://www.onvif.org/ver20/media/wsdl"
+            "http://www.onvif.org/ver20/media/wsdl",
+            "http://www.onvif.org/ver10/events/wsdl"
         ]
     );
 
@@ -227,12 +294,31 @@ async fn device_and_media_services() {
     .await;
     let snap = format!("http://127.0.0.1:{}/snapshot/bravo.jpg", dev.port());
     assert_eq!(r.field("Uri"), Some(snap.as_str()));
-    let s = tokio::task::spawn_blocking(move || {
-        hostile::get(CLIENT, dev, "127.0.0.1", "/snapshot/bravo.jpg")
-    })
-    .await
-    .unwrap();
-    assert_eq!(s.status, 501, "snapshots are a later change");
+    let s = snapshot(dev, "/snapshot/bravo.jpg", "").await;
+    assert_eq!(s.status, 200, "{}", s.head);
+    assert_eq!(s.header("content-type"), Some("image/jpeg"));
+    assert_eq!(s.header("cache-control"), Some("no-cache"));
+    assert_eq!(
+        nvrkit_feed::snapshot::jpeg_size(&s.body),
+        Some((640, 360)),
+        "a JPEG at the clip's size"
+    );
+    // Revalidation with the ETag: 304 while the keyframe is the same (or 200 with a new one).
+    let tag = s.header("etag").unwrap().to_owned();
+    let again = snapshot(
+        dev,
+        "/snapshot/bravo.jpg",
+        &format!("If-None-Match: {tag}\r\n"),
+    )
+    .await;
+    assert!(
+        (again.status == 304 && again.body.is_empty())
+            || (again.status == 200 && again.header("etag") != Some(tag.as_str())),
+        "{}",
+        again.head
+    );
+    assert_eq!(snapshot(dev, "/snapshot/alpha.jpg", "").await.status, 404);
+    assert_eq!(snapshot(dev, "/snapshot/bravo.png", "").await.status, 404);
 
     // Media2.
     let m2 = |action: &str, inner: &str| {
@@ -293,8 +379,9 @@ async fn username_token_digest() {
     let (status, _) = post(dev, envelope("", &device_action("GetSystemDateAndTime"))).await;
     assert_eq!(status, 200);
 
+    // No credentials at all: 401 with an HTTP Digest challenge (ONVIF Core 5.9.1).
     let (status, r) = post(dev, envelope("", &device_action("GetDeviceInformation"))).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 401);
     assert!(r.fields.iter().any(|(_, v)| v == "ter:NotAuthorized"));
 
     let good = envelope(
@@ -320,7 +407,107 @@ async fn username_token_digest() {
     );
     assert_eq!(post(dev, stale).await.0, 400);
 
+    // The snapshot URL: HTTP Digest (offered first) or Basic, with the same credentials.
+    let r = snapshot(dev, "/snapshot/alpha.jpg", "").await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.head.contains("www-authenticate: digest realm="),
+        "{}",
+        r.head
+    );
+    assert!(
+        r.head.contains("www-authenticate: basic realm="),
+        "{}",
+        r.head
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let basic = |cred: &str| format!("Authorization: Basic {}\r\n", b64.encode(cred));
+    let r = snapshot(dev, "/snapshot/alpha.jpg", &basic("admin:guess")).await;
+    assert_eq!(r.status, 401);
+    let r = snapshot(dev, "/snapshot/alpha.jpg", &basic("admin:secret")).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+
     rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
+    let server = Server::start(
+        rtsp_config(),
+        vec![sample("cam"), sample("cam/sub"), sample("other")],
+    )
+    .await
+    .unwrap();
+    let devices = onvif::devices(&server);
+    let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["cam", "other"], "the sub stream is not a device");
+    assert_eq!(devices[0].sub.as_ref().unwrap().path, "cam/sub");
+    assert!(devices[1].sub.is_none());
+    let onvif = devices_on_loopback(devices).await;
+    let dev = onvif.devices()[0].addr;
+    let rtsp_port = server.local_addr().port();
+    let (status, r) = post(dev, envelope("", &media_action("GetProfiles", ""))).await;
+    assert_eq!(status, 200);
+    let tokens: Vec<&str> = r
+        .fields
+        .iter()
+        .filter(|(n, _)| n == "Name")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| *v == "main" || *v == "sub")
+        .collect();
+    assert_eq!(tokens, ["main", "sub"]);
+    for (token, path) in [("main", "cam"), ("sub", "cam/sub")] {
+        let (_, r) = post(
+            dev,
+            envelope(
+                "",
+                &media_action(
+                    "GetStreamUri",
+                    &format!("<ns0:ProfileToken>{token}</ns0:ProfileToken>"),
+                ),
+            ),
+        )
+        .await;
+        let want = format!("rtsp://127.0.0.1:{rtsp_port}/{path}");
+        assert_eq!(r.field("Uri"), Some(want.as_str()));
+        let m2 = format!(
+            r#"<ns0:GetStreamUri xmlns:ns0="http://www.onvif.org/ver20/media/wsdl"><ns0:Protocol>RtspUnicast</ns0:Protocol><ns0:ProfileToken>{token}</ns0:ProfileToken></ns0:GetStreamUri>"#
+        );
+        let (_, r) = post(dev, envelope("", &m2)).await;
+        assert_eq!(r.field("Uri"), Some(want.as_str()));
+    }
+    let m2 = r#"<ns0:GetProfiles xmlns:ns0="http://www.onvif.org/ver20/media/wsdl"/>"#;
+    let (_, r) = post(dev, envelope("", m2)).await;
+    let encoders: Vec<&str> = r
+        .fields
+        .iter()
+        .filter(|(n, v)| n == "Name" && v.starts_with("encoder_"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(encoders, ["encoder_main", "encoder_sub"]);
+    onvif.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_stream_without_its_main_or_out_of_step_is_refused_at_start() {
+    let e = Server::start(rtsp_config(), vec![sample("cam/sub")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("main stream \"cam\""), "{e}");
+    let ntsc = Demuxer::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/h264_ntsc_29.97.mp4"
+    ))
+    .unwrap();
+    let sub = Clip::load("cam/sub", &ntsc).unwrap();
+    let e = Server::start(rtsp_config(), vec![sample("cam"), sub])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sub stream of cam"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,6 +572,8 @@ async fn a_taken_port_is_a_warning() {
         name: name.into(),
         rtsp_port: 8554,
         video: None,
+        sub: None,
+        snapshot: None,
     };
     // (No RTSP server: devices are plain descriptions.)
     let onvif = Onvif::start(
@@ -452,4 +641,205 @@ async fn directed_probe_gets_every_clip() {
     want.sort();
     assert_eq!(xaddrs, want);
     rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_digest_on_soap() {
+    let rig = rig(Some(("admin", "secret"))).await;
+    let dev = rig.device("alpha");
+    let path = "/onvif/device_service";
+    let body = envelope("", &device_action("GetDeviceInformation"));
+    let r = post_with(dev, path, "", body.clone()).await;
+    assert_eq!(r.status, 401, "{}", r.head);
+    let challenge = r.header("www-authenticate").unwrap().to_owned();
+    assert!(
+        challenge.to_ascii_lowercase().starts_with("digest "),
+        "{challenge}"
+    );
+    let (realm, nonce) = (param(&challenge, "realm"), param(&challenge, "nonce"));
+    let answer = |pass: &str, nc: &str, uri: &str| {
+        let ha1 = md5_hex(&format!("admin:{realm}:{pass}"));
+        let ha2 = md5_hex(&format!("POST:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:abcdef:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"admin\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", qop=auth, nc={nc}, cnonce=\"abcdef\", response=\"{response}\"\r\n"
+        )
+    };
+    let r = post_with(dev, path, &answer("secret", "00000001", path), body.clone()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        soap::parse(&r.body).unwrap().field("SerialNumber"),
+        Some("alpha")
+    );
+    // The same nc again is a replay; a wrong password is refused; Basic is not taken.
+    let r = post_with(dev, path, &answer("secret", "00000001", path), body.clone()).await;
+    assert_eq!(r.status, 401);
+    let r = post_with(dev, path, &answer("guess", "00000002", path), body.clone()).await;
+    assert_eq!(r.status, 401);
+    let basic = "Authorization: Basic YWRtaW46c2VjcmV0\r\n";
+    assert_eq!(post_with(dev, path, basic, body.clone()).await.status, 401);
+    // The digest's uri must be the path it is sent to.
+    let media = "/onvif/media_service";
+    let r = post_with(dev, media, &answer("secret", "00000003", path), body).await;
+    assert_eq!(r.status, 401);
+    rig.stop().await;
+}
+
+fn events_action(action: &str, inner: &str) -> String {
+    format!(
+        r#"<ns0:{action} xmlns:ns0="http://www.onvif.org/ver10/events/wsdl">{inner}</ns0:{action}>"#
+    )
+}
+
+/// Motion values (`IsMotion`, `State`) and their `PropertyOperation`s in a PullMessages answer.
+fn motion(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split("<tt:Message ")
+        .skip(1)
+        .map(|m| {
+            let op = param(m, "PropertyOperation").to_owned();
+            let data = m.split("<tt:Data>").nth(1).unwrap();
+            (param(data, "Value").to_owned(), op)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_point_subscription_gets_motion() {
+    let rig = rig(None).await;
+    let dev = rig.device("alpha");
+    let (status, r) = post(dev, envelope("", &events_action("GetEventProperties", ""))).await;
+    assert_eq!(status, 200);
+    assert_eq!(r.action, "GetEventPropertiesResponse");
+    let create = envelope(
+        "",
+        &events_action(
+            "CreatePullPointSubscription",
+            "<ns0:InitialTerminationTime>PT60S</ns0:InitialTerminationTime>",
+        ),
+    );
+    let (status, r) = post(dev, create.clone()).await;
+    assert_eq!(status, 200);
+    let address = r.field("Address").unwrap().to_owned();
+    let path = address
+        .strip_prefix(&format!("http://127.0.0.1:{}", dev.port()))
+        .unwrap()
+        .to_owned();
+    assert!(path.starts_with("/onvif/events/subscription/"), "{path}");
+    let pull = |timeout: &str| {
+        envelope(
+            "",
+            &events_action(
+                "PullMessages",
+                &format!(
+                    "<ns0:Timeout>{timeout}</ns0:Timeout><ns0:MessageLimit>10</ns0:MessageLimit>"
+                ),
+            ),
+        )
+    };
+    let r = post_raw(CLIENT, dev, &path, pull("PT1S")).await;
+    assert_eq!(r.status, 200);
+    let initialized = ("false".to_owned(), "Initialized".to_owned());
+    assert_eq!(
+        motion(&r.body),
+        [initialized.clone(), initialized],
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // A long poll in flight gets the motion published while it waits.
+    let waiting = tokio::spawn({
+        let path = path.clone();
+        let body = pull("PT20S");
+        async move { post_raw(CLIENT, dev, &path, body).await }
+    });
+    let hub = rig.onvif.events("alpha").unwrap();
+    let utc = WallTime::now();
+    // Publish until the waiting poll has it (it may not have been read yet at the first).
+    let mut published = 0;
+    while !waiting.is_finished() && published < 100 {
+        hub.publish(true, utc, WallTime::now());
+        published += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status, 200);
+    let got = motion(&r.body);
+    assert!(
+        !got.is_empty() && got.iter().all(|(v, op)| v == "true" && op == "Changed"),
+        "{got:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&r.body).contains(&format!("UtcTime=\"{}\"", utc.to_rfc3339()))
+    );
+    // Unsubscribe ends it; a pull then is a fault.
+    let un = envelope(
+        "",
+        r#"<ns0:Unsubscribe xmlns:ns0="http://docs.oasis-open.org/wsn/b-2"/>"#,
+    );
+    assert_eq!(post_raw(CLIENT, dev, &path, un).await.status, 200);
+    assert_eq!(post_raw(CLIENT, dev, &path, pull("PT1S")).await.status, 400);
+    // At most 16 live subscriptions per device.
+    for _ in 0..nvrkit_feed::onvif::events::MAX_SUBSCRIPTIONS {
+        assert_eq!(post(dev, create.clone()).await.0, 200);
+    }
+    let (status, r) = post(dev, create).await;
+    assert_eq!(status, 500);
+    assert_eq!(r.action, "Fault");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_clip_serves_its_sidecar_jpeg_or_501_with_the_reason() {
+    let hevc = |name: &str| {
+        let d = Demuxer::open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/h265_hvc1.mp4"
+        ))
+        .unwrap();
+        Clip::load(name, &d).unwrap()
+    };
+    // A real JPEG for the sidecar: the sample's first keyframe, through the H.264 path.
+    let clip = sample("x");
+    let v = clip.master();
+    let nvrkit_media::CodecParams::H264(params) = &clip.tracks()[v].params else {
+        panic!("the sample is H.264");
+    };
+    let key = clip.frames(v).iter().find(|f| f.keyframe).unwrap();
+    let (jpeg, _, _) = nvrkit_feed::snapshot::h264_to_jpeg(params, &key.data, 85).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("withjpg.jpg");
+    std::fs::write(&file, &jpeg).unwrap();
+    let sidecar = nvrkit_feed::snapshot::load_sidecar(&file).unwrap().unwrap();
+    assert_eq!((sidecar.width, sidecar.height), (640, 360));
+    assert_eq!(
+        nvrkit_feed::snapshot::load_sidecar(&dir.path().join("none.jpg")).unwrap(),
+        None
+    );
+
+    let server = Server::start(rtsp_config(), vec![hevc("bare"), hevc("withjpg")])
+        .await
+        .unwrap();
+    let devices = onvif::devices_with(&server, |name| (name == "withjpg").then(|| sidecar.clone()));
+    let onvif = devices_on_loopback(devices).await;
+    let addr = |name: &str| {
+        onvif
+            .devices()
+            .iter()
+            .find(|l| l.device.name == name)
+            .unwrap()
+            .addr
+    };
+    let r = snapshot(addr("bare"), "/snapshot/bare.jpg", "").await;
+    assert_eq!(r.status, 501);
+    let reason = String::from_utf8_lossy(&r.body);
+    assert!(
+        reason.contains("H.265") && reason.contains("bare.jpg"),
+        "{reason}"
+    );
+    let r = snapshot(addr("withjpg"), "/snapshot/withjpg.jpg", "").await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    assert_eq!(r.body, jpeg.as_ref(), "the sidecar, as it is");
+    onvif.shutdown().await;
+    server.shutdown().await;
 }

@@ -54,6 +54,14 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The events directory could not be opened or read.
+    #[error("events directory {}: {source}", dir.display())]
+    Events {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// [`Recorder::start`](crate::Recorder::start) was called outside a tokio runtime.
     #[error("a Recorder starts inside a tokio runtime (it spawns its ingest tasks there)")]
     NoRuntime,

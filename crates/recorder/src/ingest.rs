@@ -9,6 +9,13 @@
 //! rebuilt per GOP: frames are held until the next keyframe, then DTS are the sorted PTS shifted by
 //! the reorder depth (constant, learned, never decreasing), so decode times increase and never
 //! exceed presentation times. Audio and video leave the GOP buffer together, in decode order.
+//!
+//! Once a whole GOP has arrived in presentation order with no reorder depth learned (no
+//! B-frames: most cameras), frames pass through: each leaves when the next video frame arrives
+//! (DTS = PTS, its duration the distance to the next), so the ring, the live view and the
+//! recorder get it one frame interval after the camera sent it instead of a GOP later. A frame
+//! that then arrives out of order turns GOP buffering back on (that GOP's late frames have their
+//! decode times nudged forward, as after a camera clock step).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,11 +130,46 @@ struct Timeline {
     last_dts: [Option<i64>; 2],
     /// Reorder depth of the video, in ticks.
     reorder: i64,
+    /// A video frame arrived with a PTS not after the one before it, since the last keyframe
+    /// (B-frames: decode times must be rebuilt per GOP).
+    reordered: bool,
+    /// The PTS of the last video frame, in arrival order.
+    last_video_pts: Option<i64>,
+    /// A whole GOP arrived in presentation order with no reorder depth learned: each frame
+    /// leaves as soon as the next video frame arrives, instead of at the next keyframe.
+    passthrough: bool,
 }
 
 impl Timeline {
     fn reconnected(&mut self) {
         self.gap = [true, true];
+        // A new session may send another structure: learn it again.
+        self.reordered = false;
+        self.last_video_pts = None;
+        self.passthrough = false;
+    }
+
+    /// Notes a video frame's PTS in arrival order; returns whether the frames held must be
+    /// pushed now (`keyframe`, or in pass-through mode every frame).
+    fn on_video(&mut self, pts: i64, keyframe: bool) -> bool {
+        if self.last_video_pts.is_some_and(|p| pts <= p) {
+            self.reordered = true;
+            if self.passthrough {
+                self.passthrough = false;
+                tracing::info!(
+                    "video frames arrive out of presentation order (B-frames): decode times are rebuilt per GOP again"
+                );
+            }
+        }
+        self.last_video_pts = Some(pts);
+        if keyframe {
+            if !self.reordered && self.reorder == 0 && !self.passthrough {
+                self.passthrough = true;
+                tracing::debug!("a GOP in presentation order: frames pass through one at a time");
+            }
+            self.reordered = false;
+        }
+        keyframe || self.passthrough
     }
 }
 
@@ -282,10 +324,19 @@ async fn session(
                 let received = WallTime::from_system(f.start_ctx().received_wall().into());
                 let wall = clock.wall(*s, elapsed, received);
                 let keyframe = f.is_random_access_point();
-                if keyframe && !gop.frames.is_empty() {
+                let pts = out_ticks(timeline, wall, elapsed, ts.elapsed(), 90_000, &mut clock);
+                let passthrough = timeline.passthrough;
+                if timeline.on_video(pts, keyframe) && !gop.frames.is_empty() {
+                    if passthrough {
+                        // One video frame is held: its duration is the distance to this one.
+                        if let Some(held) = gop.frames.iter_mut().rev().find(|f| f.stream == 0)
+                            && pts > held.pts
+                        {
+                            held.duration = (pts - held.pts).min(i64::from(u32::MAX)) as u32;
+                        }
+                    }
                     flush(&mut gop, writer, state, timeline)?;
                 }
-                let pts = out_ticks(timeline, wall, elapsed, ts.elapsed(), 90_000, &mut clock);
                 gop.frames.push(Frame {
                     stream: *s,
                     timescale: 90_000,

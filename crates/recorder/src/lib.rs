@@ -63,6 +63,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod event_disk;
 pub mod events;
 pub mod ingest;
 pub mod recorder;
@@ -110,6 +111,10 @@ pub struct Config {
     pub ring_margin: Duration,
     /// A ring's byte bound.
     pub ring_max_bytes: u64,
+    /// Where the events and their snapshots are kept ([`event_disk`]): read back at start (ids
+    /// continue), each new one durable there before it is listed. `None`: in memory only, without
+    /// snapshots. nvr uses `STORE/.events` (a name no camera can have).
+    pub events_dir: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -125,6 +130,7 @@ impl Config {
             unmapped: Unmapped::Log,
             ring_margin: Duration::from_secs(10),
             ring_max_bytes: 512 << 20,
+            events_dir: None,
         }
     }
 
@@ -256,7 +262,13 @@ impl Recorder {
             commands.push(tx);
             threads.push(thread);
         }
-        let events = Arc::new(EventLog::default());
+        let events = Arc::new(match &config.events_dir {
+            Some(dir) => EventLog::open(dir).map_err(|source| StartError::Events {
+                dir: dir.clone(),
+                source,
+            })?,
+            None => EventLog::default(),
+        });
         let hooks: Arc<Mutex<Vec<EventHook>>> = Arc::default();
         let (dispatch, dispatch_rx) = tokio::sync::mpsc::channel(DISPATCH_QUEUE);
         let names: Vec<String> = cameras.iter().map(|c| c.name.clone()).collect();
@@ -376,7 +388,10 @@ async fn dispatch_events(
                 });
             }
         }
-        log.push(&event, targets, reason);
+        // Durable on disk (snapshots and all) before it is listed: on the blocking pool, one
+        // event at a time so ids reach the disk in order.
+        let l = log.clone();
+        let _ = tokio::task::spawn_blocking(move || l.push(&event, targets, reason)).await;
     }
 }
 

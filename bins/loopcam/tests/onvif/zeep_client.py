@@ -1,14 +1,17 @@
 """onvif-zeep-async (the ONVIF library Home Assistant uses) against one loopcam ONVIF device.
 
-Usage: zeep_client.py HOST PORT USER PASS CLIP
+Usage: zeep_client.py HOST PORT USER PASS CLIP [SNAPSHOT.jpg]
 
 With WS-UsernameToken (PasswordDigest) auth: reads the device information, lists the
 profiles, gets the stream URI (Media1, and Media2 when offered) and prints, one per line:
   model=<Model>
   serial=<SerialNumber>
   profile=<token> <encoding> <width>x<height>
-  stream=<rtsp uri>
-(and the snapshot URI, the scopes and the host name). onvif-zeep-async 4.3 has no Media2 client.
+  stream=<rtsp uri>                 (the first profile's)
+  stream.<token>=<rtsp uri>         (every profile's)
+(and the snapshot URI, the scopes and the host name). With SNAPSHOT.jpg, the first profile's
+snapshot is fetched with the library's get_snapshot (HTTP Digest with the same credentials) and
+written there. onvif-zeep-async 4.3 has no Media2 client.
 Exits non-zero on any error. bins/loopcam/tests/onvif.rs runs it and plays the URI with ffprobe.
 """
 
@@ -20,6 +23,7 @@ from onvif import ONVIFCamera
 
 async def main() -> int:
     host, port, user, password, clip = sys.argv[1:6]
+    snapshot_file = sys.argv[6] if len(sys.argv) > 6 else None
     cam = ONVIFCamera(host, int(port), user, password, adjust_time=True)
     await cam.update_xaddrs()
     try:
@@ -46,13 +50,24 @@ async def main() -> int:
         for p in profiles:
             enc = p.VideoEncoderConfiguration
             print(f"profile={p.token} {enc.Encoding} {enc.Resolution.Width}x{enc.Resolution.Height}")
-        req = media.create_type("GetStreamUri")
-        req.ProfileToken = profiles[0].token
-        req.StreamSetup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
-        uri = await media.GetStreamUri(req)
-        print(f"stream={uri.Uri}")
+        for i, p in enumerate(profiles):
+            req = media.create_type("GetStreamUri")
+            req.ProfileToken = p.token
+            req.StreamSetup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
+            uri = await media.GetStreamUri(req)
+            if i == 0:
+                print(f"stream={uri.Uri}")
+            print(f"stream.{p.token}={uri.Uri}")
         snap = await media.GetSnapshotUri({"ProfileToken": profiles[0].token})
         print(f"snapshot={snap.Uri}")
+        if snapshot_file:
+            jpeg = await cam.get_snapshot(profiles[0].token)
+            if not jpeg:
+                print("get_snapshot returned nothing", file=sys.stderr)
+                return 1
+            with open(snapshot_file, "wb") as f:
+                f.write(jpeg)
+            print(f"snapshot_bytes={len(jpeg)}")
     finally:
         await cam.close()
     return 0

@@ -332,6 +332,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.post = args.post;
     config.mode = args.record;
     config.maps = maps;
+    // A dot name: no camera can be called that (nvrkit_store::layout::check_camera).
+    config.events_dir = Some(args.store.join(".events"));
     config.unmapped = if args.unmapped == "all" {
         Unmapped::All
     } else {
@@ -465,6 +467,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         auth: args.http_auth.clone(),
         replication: replication.clone(),
         last_export: tokio::sync::Mutex::new(None),
+        live: crate::live::Live::new(crate::live::LiveLimits::default()),
     });
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await

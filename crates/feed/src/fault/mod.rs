@@ -36,7 +36,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-// frame-level faults: see frames.rs (faults2)
+pub mod frames;
 pub mod session;
 
 #[cfg(test)]

@@ -250,6 +250,8 @@ mod tests {
             name: name.into(),
             rtsp_port: 8554,
             video: None,
+            sub: None,
+            snapshot: None,
         }
     }
 

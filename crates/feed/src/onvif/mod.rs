@@ -5,18 +5,27 @@
 //!   order); a port that cannot be bound is a warning and that device is left out.
 //! - Each listener serves `POST /onvif/device_service` (also `/onvif/media_service` and
 //!   `/onvif/media2_service`, which the capabilities name as the same address): the Device,
-//!   Media and Media2 actions of [`service`]. `/snapshot/<name>.jpg` answers `501 Not
-//!   Implemented` for now (snapshots are a later change).
+//!   Media and Media2 actions of [`service`]; and `GET /snapshot/<name>.jpg`, the JPEG of the
+//!   clip's latest keyframe ([`crate::snapshot`]; `GetSnapshotUri` names it), with
+//!   `Cache-Control: no-cache` and an `ETag` that changes with the keyframe (`If-None-Match`
+//!   gets `304`); `501` with the reason for a clip without one (H.265 without a sidecar JPEG),
+//!   `503` before the first keyframe.
+//! - A clip with a sub stream (`NAME/sub`, [`crate::substream`]) is one device with two
+//!   profiles, `main` and `sub`, in Media and Media2; the sub stream is not a device of its
+//!   own.
 //! - The hardened server of [`nvrkit_net::http`] (connection caps, deadlines from a request's
 //!   first byte); SOAP bodies above [`soap::MAX_SOAP_BODY`] are refused `413` unread.
 //! - With credentials, every action but `GetSystemDateAndTime` needs a WS-UsernameToken
-//!   `PasswordDigest` ([`auth`]); HTTP Digest is not implemented.
+//!   `PasswordDigest` ([`auth`]); HTTP Digest on SOAP is not implemented. The snapshot URL
+//!   needs HTTP Digest or Basic with the same credentials (what ONVIF clients send there:
+//!   onvif-zeep-async's `get_snapshot` uses Digest), checked by [`crate::rtsp::auth`].
 //!
 //! ONVIF is not part of [`crate::server::Config`]: a [`Server`] serves RTSP only, and a caller
 //! that wants devices starts [`Onvif`] beside it (loopcam does, by default).
 
 pub mod auth;
 pub mod discovery;
+pub mod events;
 pub mod service;
 pub mod soap;
 
@@ -25,7 +34,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,8 +42,11 @@ use nvrkit_media::{CodecParams, WallTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+use crate::rtsp::auth::{Auth, ConnAuth, Verdict};
 use crate::server::Server;
+use crate::snapshot::{Snapshot, SnapshotError, Snapshotter};
 use crate::{Error, Result};
 
 /// The limits of the devices' HTTP listeners (re-exported so callers need not depend on
@@ -49,7 +61,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Limits of the HTTP listeners (shared by all of them).
     pub http: nvrkit_net::http::Config,
-    /// Require a WS-UsernameToken for this user name and password (loopcam's `--auth`).
+    /// Require a WS-UsernameToken or HTTP Digest for this user name and password (loopcam's
+    /// `--auth`).
     pub credentials: Option<(String, String)>,
     /// Answer directed WS-Discovery probes on this UDP address (`--discovery-listen`, default
     /// `0.0.0.0:3702`); `None`: no discovery.
@@ -98,42 +111,81 @@ pub struct Device {
     pub rtsp_port: u16,
     /// Its video, when it has a video track.
     pub video: Option<Video>,
+    /// Its sub stream (the second profile), when the clip has one.
+    pub sub: Option<SubStream>,
+    /// Where its snapshot URL's pictures come from; `None`: that URL answers `501`.
+    pub snapshot: Option<Snapshotter>,
 }
 
-/// The devices of a server's clips, in name order.
+/// A device's sub stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubStream {
+    /// Its RTSP path (`NAME/sub`).
+    pub path: String,
+    /// Its video.
+    pub video: Option<Video>,
+}
+
+/// The devices of a server's clips, in name order: one per clip, except that a sub stream
+/// (`NAME/sub`) is the second profile of clip `NAME`'s device. Snapshots are decoded from the
+/// clips (an H.265 clip has none: see [`devices_with`]).
 pub fn devices(server: &Server) -> Vec<Device> {
+    devices_with(server, |_| None)
+}
+
+/// [`devices`], with `sidecar(name)` the picture of an H.265 clip (see
+/// [`crate::snapshot::load_sidecar`]).
+pub fn devices_with(server: &Server, sidecar: impl Fn(&str) -> Option<Snapshot>) -> Vec<Device> {
     let rtsp_port = server.local_addr().port();
-    server
-        .names()
-        .into_iter()
+    let names = server.names();
+    names
+        .iter()
+        .filter(|name| {
+            crate::substream::main_of(name).is_none_or(|main| !names.iter().any(|n| n == main))
+        })
         .map(|name| {
-            let video = server.clip(&name).and_then(|clip| {
-                clip.tracks().iter().find_map(|t| {
-                    let (codec, p) = match &t.params {
-                        CodecParams::H264(p) => (VideoCodec::H264, p),
-                        CodecParams::H265(p) => (VideoCodec::H265, p),
-                        _ => return None,
-                    };
-                    let fps = if t.duration > 0 {
-                        t.frames as f64 * f64::from(t.timescale) / t.duration as f64
-                    } else {
-                        0.0
-                    };
-                    Some(Video {
-                        codec,
-                        width: p.width,
-                        height: p.height,
-                        fps,
-                    })
-                })
+            let name = name.clone();
+            let sub_path = crate::substream::sub_name(&name);
+            let sub = server.clip(&sub_path).map(|clip| SubStream {
+                video: video_of(&clip),
+                path: sub_path,
+            });
+            let video = server.clip(&name).as_deref().and_then(video_of);
+            let snapshot = server.clip(&name).and_then(|clip| {
+                let ring = server.ring(&name)?;
+                Some(Snapshotter::new(&clip, ring, sidecar(&name)))
             });
             Device {
                 name,
                 rtsp_port,
                 video,
+                sub,
+                snapshot,
             }
         })
         .collect()
+}
+
+/// The video of a clip, as a device announces it.
+fn video_of(clip: &crate::Clip) -> Option<Video> {
+    clip.tracks().iter().find_map(|t| {
+        let (codec, p) = match &t.params {
+            CodecParams::H264(p) => (VideoCodec::H264, p),
+            CodecParams::H265(p) => (VideoCodec::H265, p),
+            _ => return None,
+        };
+        let fps = if t.duration > 0 {
+            t.frames as f64 * f64::from(t.timescale) / t.duration as f64
+        } else {
+            0.0
+        };
+        Some(Video {
+            codec,
+            width: p.width,
+            height: p.height,
+            fps,
+        })
+    })
 }
 
 /// A device being served.
@@ -149,6 +201,7 @@ pub struct Listening {
 #[derive(Debug)]
 pub struct Onvif {
     devices: Vec<Listening>,
+    hubs: Vec<(String, Arc<events::Hub>)>,
     discovery: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -158,6 +211,10 @@ struct Ctx {
     device: Device,
     listen: SocketAddr,
     verifier: Option<auth::Verifier>,
+    /// HTTP Digest/Basic for the snapshot URL (the same credentials).
+    http_auth: Option<Auth>,
+    events: Arc<events::Hub>,
+    stop: watch::Receiver<bool>,
 }
 
 impl Onvif {
@@ -167,6 +224,7 @@ impl Onvif {
         let (stop, stop_rx) = watch::channel(false);
         let http = nvrkit_net::http::Server::new(config.http);
         let mut listening = Vec::new();
+        let mut hubs = Vec::new();
         let mut tasks = Vec::new();
         for (i, device) in devices.into_iter().enumerate() {
             let mut addr = config.listen;
@@ -194,6 +252,8 @@ impl Onvif {
                 what: "ONVIF listener address".into(),
                 source,
             })?;
+            let hub = Arc::new(events::Hub::new());
+            hubs.push((device.name.clone(), Arc::clone(&hub)));
             let ctx = Arc::new(Ctx {
                 device: device.clone(),
                 listen: addr,
@@ -201,11 +261,22 @@ impl Onvif {
                     .credentials
                     .as_ref()
                     .map(|(u, p)| auth::Verifier::new(u.clone(), p.clone())),
+                http_auth: config
+                    .credentials
+                    .as_ref()
+                    .map(|(u, p)| Auth::new(u.clone(), p.clone())),
+                events: hub,
+                stop: stop_rx.clone(),
             });
             let router = Router::new()
                 .route("/onvif/device_service", post(soap))
                 .route("/onvif/media_service", post(soap))
                 .route("/onvif/media2_service", post(soap))
+                .route(events::EVENT_SERVICE_PATH, post(soap))
+                .route(
+                    &format!("{}{{id}}", events::SUBSCRIPTION_PATH),
+                    post(subscription),
+                )
                 .route("/snapshot/{file}", get(snapshot))
                 .with_state(ctx);
             let http = http.clone();
@@ -237,6 +308,7 @@ impl Onvif {
         }
         Ok(Onvif {
             devices: listening,
+            hubs,
             discovery: discovery_addr,
             stop,
             tasks,
@@ -246,6 +318,14 @@ impl Onvif {
     /// The devices served and their HTTP addresses, in name order.
     pub fn devices(&self) -> &[Listening] {
         &self.devices
+    }
+
+    /// The event state of the device of clip `name` (what scripted alarms publish motion to).
+    pub fn events(&self, name: &str) -> Option<Arc<events::Hub>> {
+        self.hubs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| Arc::clone(h))
     }
 
     /// The WS-Discovery UDP address, when it is bound.
@@ -314,7 +394,60 @@ fn fault_response(f: &service::Fault) -> Response {
     soap_response(status, soap::fault(f.code, f.subcode, &f.reason))
 }
 
-async fn soap(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Response {
+async fn soap(
+    State(ctx): State<Arc<Ctx>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(&ctx, &headers, body, uri.path(), None).await
+}
+
+/// A request posted to a subscription address.
+async fn subscription(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = format!("{}{id}", events::SUBSCRIPTION_PATH);
+    handle(&ctx, &headers, body, &path, Some(&id)).await
+}
+
+/// Whether the request's HTTP `Authorization` is a good Digest (Basic is not taken over plain
+/// HTTP); `Err(stale)` otherwise.
+fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
+    let (Some(digest), Some(value)) = (
+        &ctx.http_auth,
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return Err(false);
+    };
+    if !value
+        .trim_start()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("digest "))
+    {
+        return Err(false);
+    }
+    // Each HTTP request stands alone: no connection keeps a nonce alive.
+    let mut conn = crate::auth::ConnAuth::default();
+    match digest.check("POST", path, Some(value), &mut conn) {
+        crate::auth::Verdict::Granted => Ok(()),
+        crate::auth::Verdict::Stale => Err(true),
+        crate::auth::Verdict::Refused => Err(false),
+    }
+}
+
+async fn handle(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: Body,
+    path: &str,
+    path_id: Option<&str>,
+) -> Response {
     let bytes = match axum::body::to_bytes(body, soap::MAX_SOAP_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -344,33 +477,184 @@ async fn soap(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Body) -> Re
     let now = WallTime::now();
     if let Some(v) = &ctx.verifier
         && !service::is_public(&req)
-        && let Err(e) = v.verify(req.token.as_ref(), now)
     {
-        tracing::debug!("ONVIF {}: {} refused: {e}", ctx.device.name, req.action);
-        return fault_response(&service::Fault {
-            code: "env:Sender",
-            subcode: "ter:NotAuthorized",
-            reason: format!("sender not authorized: {e}"),
-        });
+        let digest = http_digest(ctx, headers, path);
+        if digest.is_err() {
+            if req.token.is_none() {
+                // No token: ask for HTTP Digest (ONVIF Core §5.9.1).
+                return unauthorized(ctx, &req, digest == Err(true));
+            }
+            if let Err(e) = v.verify(req.token.as_ref(), now) {
+                tracing::debug!("ONVIF {}: {} refused: {e}", ctx.device.name, req.action);
+                return fault_response(&service::Fault {
+                    code: "env:Sender",
+                    subcode: "ter:NotAuthorized",
+                    reason: format!("sender not authorized: {e}"),
+                });
+            }
+        }
     }
     let at = service::Reached {
-        host: reached_host(&headers, ctx.listen),
+        host: reached_host(headers, ctx.listen),
         http_port: ctx.listen.port(),
     };
+    if events::is_event_action(&req) {
+        return match events::answer(&ctx.events, &at, &req, path_id, now) {
+            Ok(events::Answer::Body(body)) => {
+                soap_response(StatusCode::OK, soap::envelope("", &body))
+            }
+            Ok(events::Answer::Pull { id, limit, wait }) => long_poll(ctx, &id, limit, wait).await,
+            Err(f) => fault_response(&f),
+        };
+    }
     match service::answer(&ctx.device, &at, &req, now) {
         Ok(body) => soap_response(StatusCode::OK, soap::envelope("", &body)),
         Err(f) => fault_response(&f),
     }
 }
 
-/// `/snapshot/<name>.jpg`: not implemented yet (a later change decodes the latest keyframe).
-async fn snapshot() -> Response {
+/// `401` with a Digest challenge and a `ter:NotAuthorized` fault.
+fn unauthorized(ctx: &Ctx, req: &soap::Request, stale: bool) -> Response {
+    tracing::debug!(
+        "ONVIF {}: {} without credentials",
+        ctx.device.name,
+        req.action
+    );
+    let mut resp = soap_response(
+        StatusCode::UNAUTHORIZED,
+        soap::fault(
+            "env:Sender",
+            "ter:NotAuthorized",
+            "sender not authorized: send a WS-UsernameToken or HTTP Digest credentials",
+        ),
+    );
+    if let Some(d) = &ctx.http_auth {
+        let [digest, _basic] = d.challenges(stale);
+        if let Ok(v) = digest.parse() {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    resp
+}
+
+/// A `PullMessages`: the queued messages at once, else the first to come within `wait`
+/// (an unsubscribe, the subscription's expiry or shutdown end it sooner, empty).
+async fn long_poll(ctx: &Ctx, id: &str, limit: usize, wait: std::time::Duration) -> Response {
+    let deadline = Instant::now() + wait;
+    let mut changes = ctx.events.changes();
+    let mut stop = ctx.stop.clone();
+    loop {
+        let now = WallTime::now();
+        let pulled = match ctx.events.pull(id, limit, now) {
+            Ok(p) => p,
+            Err(f) => return fault_response(&f),
+        };
+        let expired_in = pulled.expires.micros_since(now).max(0) as u64;
+        let until = deadline.min(Instant::now() + std::time::Duration::from_micros(expired_in));
+        if !pulled.messages.is_empty() || Instant::now() >= until || *stop.borrow() {
+            return soap_response(
+                StatusCode::OK,
+                soap::envelope("", &events::pull_response(&pulled, now)),
+            );
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return soap_response(StatusCode::OK, soap::envelope("", &events::pull_response(&pulled, now))) },
+            _ = tokio::time::sleep_until(until) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+}
+
+fn text_response(status: StatusCode, text: String) -> Response {
     (
-        StatusCode::NOT_IMPLEMENTED,
+        status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "snapshots are not implemented yet\n",
+        text,
     )
         .into_response()
+}
+
+/// The `ETag` of a snapshot: the keyframe's place on the loop's timeline.
+fn etag(s: &Snapshot) -> String {
+    format!("\"{:x}\"", s.tag)
+}
+
+/// `GET /snapshot/<name>.jpg`: the JPEG of the device clip's latest keyframe.
+async fn snapshot(
+    State(ctx): State<Arc<Ctx>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    // The path is percent-decoded by the extractor: compare with the clip name as it is.
+    if file.strip_suffix(".jpg") != Some(ctx.device.name.as_str()) {
+        return text_response(StatusCode::NOT_FOUND, "no such snapshot\n".into());
+    }
+    if let Some(a) = &ctx.http_auth {
+        let request_uri = format!(
+            "http://{}{}",
+            host_of(ctx.listen.ip()),
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let verdict = a.check("GET", &request_uri, authorization, &mut ConnAuth::default());
+        if verdict != Verdict::Granted {
+            let mut r = text_response(StatusCode::UNAUTHORIZED, "credentials needed\n".into());
+            for c in a.challenges(verdict == Verdict::Stale) {
+                if let Ok(v) = c.parse() {
+                    r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            return r;
+        }
+    }
+    let Some(snapshots) = &ctx.device.snapshot else {
+        return text_response(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("device {} has no snapshot source\n", ctx.device.name),
+        );
+    };
+    match snapshots.latest().await {
+        Ok(s) => {
+            let tag = etag(&s);
+            let fresh = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+            // As go2rtc's and cameras' snapshot URLs: never served from a cache unchecked
+            // (the picture changes every keyframe); the ETag lets a poller revalidate.
+            let common = [
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+                (header::ETAG, tag),
+            ];
+            if fresh {
+                (StatusCode::NOT_MODIFIED, common).into_response()
+            } else {
+                (
+                    StatusCode::OK,
+                    common,
+                    [(header::CONTENT_TYPE, "image/jpeg".to_owned())],
+                    Body::from(s.jpeg),
+                )
+                    .into_response()
+            }
+        }
+        Err(e) => {
+            let status = match e {
+                SnapshotError::NoVideo { .. } | SnapshotError::NeedsSidecar { .. } => {
+                    StatusCode::NOT_IMPLEMENTED
+                }
+                SnapshotError::NoKeyframe { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::warn!("snapshot of {}: {e}", ctx.device.name);
+            }
+            text_response(status, format!("{e}\n"))
+        }
+    }
 }
 
 #[cfg(test)]

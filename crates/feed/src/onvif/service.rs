@@ -5,7 +5,7 @@
 use nvrkit_media::WallTime;
 
 use super::soap::{Request, esc};
-use super::{Device, VideoCodec};
+use super::{Device, Video, VideoCodec};
 
 /// ONVIF device management namespace.
 pub const NS_DEVICE: &str = "http://www.onvif.org/ver10/device/wsdl";
@@ -14,11 +14,41 @@ pub const NS_MEDIA: &str = "http://www.onvif.org/ver10/media/wsdl";
 /// ONVIF Media2 namespace.
 pub const NS_MEDIA2: &str = "http://www.onvif.org/ver20/media/wsdl";
 
-/// The one profile of a device (a sub stream is a later change).
+/// The main stream's profile token.
 pub const PROFILE_TOKEN: &str = "main";
+/// The sub stream's profile token (a device whose clip has a sub stream).
+pub const SUB_PROFILE_TOKEN: &str = "sub";
 const SOURCE_TOKEN: &str = "source";
 const SOURCE_CONFIG_TOKEN: &str = "source_config";
-const ENCODER_TOKEN: &str = "encoder_main";
+
+/// One media profile: a stream of the device.
+#[derive(Debug, Clone, Copy)]
+struct Profile<'a> {
+    token: &'static str,
+    encoder: &'static str,
+    /// The RTSP path.
+    path: &'a str,
+    video: Option<&'a Video>,
+}
+
+/// The device's profiles: main, then sub when the clip has one.
+fn profiles(dev: &Device) -> Vec<Profile<'_>> {
+    let mut v = vec![Profile {
+        token: PROFILE_TOKEN,
+        encoder: "encoder_main",
+        path: &dev.name,
+        video: dev.video.as_ref(),
+    }];
+    if let Some(sub) = &dev.sub {
+        v.push(Profile {
+            token: SUB_PROFILE_TOKEN,
+            encoder: "encoder_sub",
+            path: &sub.path,
+            video: sub.video.as_ref(),
+        });
+    }
+    v
+}
 
 /// A fault to answer with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +62,8 @@ pub struct Fault {
 }
 
 impl Fault {
-    fn sender(subcode: &'static str, reason: impl Into<String>) -> Fault {
+    /// An `env:Sender` fault.
+    pub(crate) fn sender(subcode: &'static str, reason: impl Into<String>) -> Fault {
         Fault {
             code: "env:Sender",
             subcode,
@@ -51,7 +82,8 @@ pub struct Reached {
 }
 
 impl Reached {
-    fn http(&self, path: &str) -> String {
+    /// `http://HOST:PORT{path}`.
+    pub(crate) fn http(&self, path: &str) -> String {
         format!("http://{}:{}{path}", self.host, self.http_port)
     }
 
@@ -72,7 +104,9 @@ pub fn answer(dev: &Device, at: &Reached, req: &Request, now: WallTime) -> Resul
         (NS_DEVICE, "GetSystemDateAndTime") => system_date_and_time(now),
         (NS_DEVICE, "GetDeviceInformation") => device_information(dev),
         (NS_DEVICE, "GetCapabilities") => capabilities(at),
-        (NS_DEVICE, "GetServices") => services(at, req.field("IncludeCapability") == Some("true")),
+        (NS_DEVICE, "GetServices") => {
+            services(dev, at, req.field("IncludeCapability") == Some("true"))
+        }
         (NS_DEVICE, "GetScopes") => {
             let items: String = scopes(dev)
                 .iter()
@@ -90,21 +124,22 @@ pub fn answer(dev: &Device, at: &Reached, req: &Request, now: WallTime) -> Resul
             "<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP><tt:Name>{}</tt:Name></tds:HostnameInformation></tds:GetHostnameResponse>",
             esc(&hostname(dev))
         ),
-        (NS_MEDIA, "GetProfiles") => format!(
-            "<trt:GetProfilesResponse><trt:Profiles token=\"{PROFILE_TOKEN}\" fixed=\"true\"><tt:Name>{PROFILE_TOKEN}</tt:Name>{}{}</trt:Profiles></trt:GetProfilesResponse>",
-            source_config(dev, "tt:VideoSourceConfiguration"),
-            encoder_config(dev, "tt:VideoEncoderConfiguration")
-        ),
+        (NS_MEDIA, "GetProfiles") => {
+            let items: String = profiles(dev)
+                .iter()
+                .map(|p| media1_profile(dev, p, "trt:Profiles"))
+                .collect();
+            format!("<trt:GetProfilesResponse>{items}</trt:GetProfilesResponse>")
+        }
         (NS_MEDIA, "GetProfile") => {
-            profile_token(req)?;
+            let p = profile(dev, req)?;
             format!(
-                "<trt:GetProfileResponse><trt:Profile token=\"{PROFILE_TOKEN}\" fixed=\"true\"><tt:Name>{PROFILE_TOKEN}</tt:Name>{}{}</trt:Profile></trt:GetProfileResponse>",
-                source_config(dev, "tt:VideoSourceConfiguration"),
-                encoder_config(dev, "tt:VideoEncoderConfiguration")
+                "<trt:GetProfileResponse>{}</trt:GetProfileResponse>",
+                media1_profile(dev, &p, "trt:Profile")
             )
         }
         (NS_MEDIA, "GetVideoSources") => {
-            let (w, h, fps) = dims(dev);
+            let (w, h, fps) = dims(dev.video.as_ref());
             format!(
                 "<trt:GetVideoSourcesResponse><trt:VideoSources token=\"{SOURCE_TOKEN}\"><tt:Framerate>{fps}</tt:Framerate><tt:Resolution><tt:Width>{w}</tt:Width><tt:Height>{h}</tt:Height></tt:Resolution></trt:VideoSources></trt:GetVideoSourcesResponse>"
             )
@@ -115,10 +150,13 @@ pub fn answer(dev: &Device, at: &Reached, req: &Request, now: WallTime) -> Resul
         ),
         (NS_MEDIA, "GetVideoEncoderConfigurations") => format!(
             "<trt:GetVideoEncoderConfigurationsResponse>{}</trt:GetVideoEncoderConfigurationsResponse>",
-            encoder_config(dev, "trt:Configurations")
+            profiles(dev)
+                .iter()
+                .map(|p| encoder_config(p, "trt:Configurations"))
+                .collect::<String>()
         ),
         (NS_MEDIA, "GetStreamUri") => {
-            profile_token(req)?;
+            let p = profile(dev, req)?;
             if let Some(s) = req.field("Stream")
                 && s != "RTP-Unicast"
             {
@@ -127,33 +165,43 @@ pub fn answer(dev: &Device, at: &Reached, req: &Request, now: WallTime) -> Resul
                     format!("stream type {s} is not offered (RTP-Unicast only)"),
                 ));
             }
-            media_uri("trt:GetStreamUriResponse", &rtsp_uri(dev, at))
+            media_uri("trt:GetStreamUriResponse", &rtsp_uri(dev, p.path, at))
         }
         (NS_MEDIA, "GetSnapshotUri") => {
-            profile_token(req)?;
+            profile(dev, req)?;
             media_uri("trt:GetSnapshotUriResponse", &snapshot_uri(dev, at))
         }
         (NS_MEDIA2, "GetProfiles") => {
-            if let Some(t) = req.field("Token")
-                && t != PROFILE_TOKEN
-            {
-                return Err(no_profile(t));
-            }
-            format!(
-                "<tr2:GetProfilesResponse><tr2:Profiles token=\"{PROFILE_TOKEN}\" fixed=\"true\"><tr2:Name>{PROFILE_TOKEN}</tr2:Name><tr2:Configurations>{}{}</tr2:Configurations></tr2:Profiles></tr2:GetProfilesResponse>",
-                source_config(dev, "tr2:VideoSource"),
-                encoder2_config(dev)
-            )
+            let all = profiles(dev);
+            let wanted: Vec<&Profile<'_>> = match req.field("Token") {
+                Some(t) => match all.iter().find(|p| p.token == t) {
+                    Some(p) => vec![p],
+                    None => return Err(no_profile(t)),
+                },
+                None => all.iter().collect(),
+            };
+            let items: String = wanted
+                .iter()
+                .map(|p| {
+                    format!(
+                        "<tr2:Profiles token=\"{t}\" fixed=\"true\"><tr2:Name>{t}</tr2:Name><tr2:Configurations>{}{}</tr2:Configurations></tr2:Profiles>",
+                        source_config(dev, "tr2:VideoSource"),
+                        encoder2_config(p),
+                        t = p.token
+                    )
+                })
+                .collect();
+            format!("<tr2:GetProfilesResponse>{items}</tr2:GetProfilesResponse>")
         }
         (NS_MEDIA2, "GetStreamUri") => {
-            profile_token(req)?;
+            let p = profile(dev, req)?;
             format!(
                 "<tr2:GetStreamUriResponse><tr2:Uri>{}</tr2:Uri></tr2:GetStreamUriResponse>",
-                esc(&rtsp_uri(dev, at))
+                esc(&rtsp_uri(dev, p.path, at))
             )
         }
         (NS_MEDIA2, "GetSnapshotUri") => {
-            profile_token(req)?;
+            profile(dev, req)?;
             format!(
                 "<tr2:GetSnapshotUriResponse><tr2:Uri>{}</tr2:Uri></tr2:GetSnapshotUriResponse>",
                 esc(&snapshot_uri(dev, at))
@@ -174,12 +222,24 @@ fn no_profile(t: &str) -> Fault {
     Fault::sender("ter:NoProfile", format!("no profile {t:?}"))
 }
 
-fn profile_token(req: &Request) -> Result<(), Fault> {
+/// The profile a request's `ProfileToken` names.
+fn profile<'a>(dev: &'a Device, req: &Request) -> Result<Profile<'a>, Fault> {
     match req.field("ProfileToken") {
-        Some(PROFILE_TOKEN) => Ok(()),
-        Some(t) => Err(no_profile(t)),
+        Some(t) => profiles(dev)
+            .into_iter()
+            .find(|p| p.token == t)
+            .ok_or_else(|| no_profile(t)),
         None => Err(Fault::sender("ter:InvalidArgVal", "ProfileToken missing")),
     }
+}
+
+fn media1_profile(dev: &Device, p: &Profile<'_>, element: &str) -> String {
+    format!(
+        "<{element} token=\"{t}\" fixed=\"true\"><tt:Name>{t}</tt:Name>{}{}</{element}>",
+        source_config(dev, "tt:VideoSourceConfiguration"),
+        encoder_config(p, "tt:VideoEncoderConfiguration"),
+        t = p.token
+    )
 }
 
 /// The device's scopes (also its WS-Discovery `Scopes`).
@@ -214,14 +274,11 @@ fn hostname(dev: &Device) -> String {
     format!("loopcam-{name}")
 }
 
-/// The clip's RTSP URL for a client that reached the device at `at`.
-pub fn rtsp_uri(dev: &Device, at: &Reached) -> String {
-    format!(
-        "rtsp://{}:{}/{}",
-        at.host,
-        dev.rtsp_port,
-        uri_segment(&dev.name)
-    )
+/// The RTSP URL of the device's stream at `path` (its name, or its sub stream's `NAME/sub`)
+/// for a client that reached the device at `at`.
+pub fn rtsp_uri(dev: &Device, path: &str, at: &Reached) -> String {
+    let path: Vec<String> = path.split('/').map(uri_segment).collect();
+    format!("rtsp://{}:{}/{}", at.host, dev.rtsp_port, path.join("/"))
 }
 
 fn snapshot_uri(dev: &Device, at: &Reached) -> String {
@@ -262,6 +319,7 @@ fn device_information(dev: &Device) -> String {
 
 fn capabilities(at: &Reached) -> String {
     let x = esc(&at.device_service()).into_owned();
+    let ev = esc(&at.http(super::events::EVENT_SERVICE_PATH)).into_owned();
     format!(
         "<tds:GetCapabilitiesResponse><tds:Capabilities>\
 <tt:Device><tt:XAddr>{x}</tt:XAddr>\
@@ -269,14 +327,17 @@ fn capabilities(at: &Reached) -> String {
 <tt:System><tt:DiscoveryResolve>false</tt:DiscoveryResolve><tt:DiscoveryBye>false</tt:DiscoveryBye><tt:RemoteDiscovery>false</tt:RemoteDiscovery><tt:SystemBackup>false</tt:SystemBackup><tt:SystemLogging>false</tt:SystemLogging><tt:FirmwareUpgrade>false</tt:FirmwareUpgrade><tt:SupportedVersions><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tt:SupportedVersions></tt:System>\
 <tt:Security><tt:TLS1.1>false</tt:TLS1.1><tt:TLS1.2>false</tt:TLS1.2><tt:OnboardKeyGeneration>false</tt:OnboardKeyGeneration><tt:AccessPolicyConfig>false</tt:AccessPolicyConfig><tt:X.509Token>false</tt:X.509Token><tt:SAMLToken>false</tt:SAMLToken><tt:KerberosToken>false</tt:KerberosToken><tt:RELToken>false</tt:RELToken></tt:Security>\
 </tt:Device>\
+<tt:Events><tt:XAddr>{ev}</tt:XAddr><tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport><tt:WSPullPointSupport>true</tt:WSPullPointSupport><tt:WSPausableSubscriptionManagerInterfaceSupport>false</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>\
 <tt:Media><tt:XAddr>{x}</tt:XAddr><tt:StreamingCapabilities><tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP><tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>\
 </tds:Capabilities></tds:GetCapabilitiesResponse>"
     )
 }
 
-fn services(at: &Reached, with_capabilities: bool) -> String {
+fn services(dev: &Device, at: &Reached, with_capabilities: bool) -> String {
+    let n = profiles(dev).len();
     let x = esc(&at.device_service()).into_owned();
-    let one = |ns: &str, major: u32, minor: u32, caps: &str| {
+    let ev = esc(&at.http(super::events::EVENT_SERVICE_PATH)).into_owned();
+    let one = |ns: &str, x: &str, major: u32, minor: u32, caps: &str| {
         let caps = if with_capabilities && !caps.is_empty() {
             format!("<tds:Capabilities>{caps}</tds:Capabilities>")
         } else {
@@ -287,24 +348,41 @@ fn services(at: &Reached, with_capabilities: bool) -> String {
         )
     };
     format!(
-        "<tds:GetServicesResponse>{}{}{}</tds:GetServicesResponse>",
+        "<tds:GetServicesResponse>{}{}{}{}</tds:GetServicesResponse>",
         one(
             NS_DEVICE,
+            &x,
             2,
             60,
             "<tds:Capabilities><tds:Network/><tds:Security UsernameToken=\"true\"/><tds:System/></tds:Capabilities>"
         ),
         one(
             NS_MEDIA,
+            &x,
             2,
             60,
-            "<trt:Capabilities SnapshotUri=\"true\"><trt:ProfileCapabilities MaximumNumberOfProfiles=\"1\"/><trt:StreamingCapabilities RTPMulticast=\"false\" RTP_TCP=\"true\" RTP_RTSP_TCP=\"true\"/></trt:Capabilities>"
+            &format!(
+                "<trt:Capabilities SnapshotUri=\"true\"><trt:ProfileCapabilities MaximumNumberOfProfiles=\"{n}\"/><trt:StreamingCapabilities RTPMulticast=\"false\" RTP_TCP=\"true\" RTP_RTSP_TCP=\"true\"/></trt:Capabilities>"
+            )
         ),
         one(
             NS_MEDIA2,
+            &x,
             2,
             60,
-            "<tr2:Capabilities SnapshotUri=\"true\"><tr2:ProfileCapabilities MaximumNumberOfProfiles=\"1\"/><tr2:StreamingCapabilities RTP_RTSP_TCP=\"true\"/></tr2:Capabilities>"
+            &format!(
+                "<tr2:Capabilities SnapshotUri=\"true\"><tr2:ProfileCapabilities MaximumNumberOfProfiles=\"{n}\"/><tr2:StreamingCapabilities RTP_RTSP_TCP=\"true\"/></tr2:Capabilities>"
+            )
+        ),
+        one(
+            super::events::NS_EVENTS,
+            &ev,
+            2,
+            60,
+            &format!(
+                "<tev:Capabilities WSSubscriptionPolicySupport=\"false\" WSPullPointSupport=\"true\" WSPausableSubscriptionManagerInterfaceSupport=\"false\" MaxNotificationProducers=\"0\" MaxPullPoints=\"{}\"/>",
+                super::events::MAX_SUBSCRIPTIONS
+            )
         ),
     )
 }
@@ -319,24 +397,26 @@ fn network_interfaces(at: &Reached) -> String {
     )
 }
 
-/// (width, height, frames per second) of the video, 0 when the clip has none.
-fn dims(dev: &Device) -> (u32, u32, String) {
-    match &dev.video {
+/// (width, height, frames per second) of a video, 0 when there is none.
+fn dims(video: Option<&Video>) -> (u32, u32, String) {
+    match video {
         Some(v) => (v.width, v.height, format!("{:.3}", v.fps)),
         None => (0, 0, "0".into()),
     }
 }
 
 fn source_config(dev: &Device, element: &str) -> String {
-    let (w, h, _) = dims(dev);
+    let (w, h, _) = dims(dev.video.as_ref());
+    let uses = profiles(dev).len();
     format!(
-        "<{element} token=\"{SOURCE_CONFIG_TOKEN}\"><tt:Name>{SOURCE_CONFIG_TOKEN}</tt:Name><tt:UseCount>1</tt:UseCount><tt:SourceToken>{SOURCE_TOKEN}</tt:SourceToken><tt:Bounds x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\"/></{element}>"
+        "<{element} token=\"{SOURCE_CONFIG_TOKEN}\"><tt:Name>{SOURCE_CONFIG_TOKEN}</tt:Name><tt:UseCount>{uses}</tt:UseCount><tt:SourceToken>{SOURCE_TOKEN}</tt:SourceToken><tt:Bounds x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\"/></{element}>"
     )
 }
 
-fn encoder_config(dev: &Device, element: &str) -> String {
-    let (w, h, fps) = dims(dev);
-    let (encoding, extra) = match dev.video.as_ref().map(|v| v.codec) {
+fn encoder_config(p: &Profile<'_>, element: &str) -> String {
+    let (w, h, fps) = dims(p.video);
+    let enc = p.encoder;
+    let (encoding, extra) = match p.video.map(|v| v.codec) {
         // Media1 has no H.265 encoding; cameras write H265 there all the same, and Media2 is
         // where a client should read it.
         Some(VideoCodec::H265) => ("H265", String::new()),
@@ -348,17 +428,18 @@ fn encoder_config(dev: &Device, element: &str) -> String {
     };
     let fps_limit = fps.parse::<f64>().map(|f| f.round() as u32).unwrap_or(0);
     format!(
-        "<{element} token=\"{ENCODER_TOKEN}\"><tt:Name>{ENCODER_TOKEN}</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>{encoding}</tt:Encoding><tt:Resolution><tt:Width>{w}</tt:Width><tt:Height>{h}</tt:Height></tt:Resolution><tt:Quality>5</tt:Quality><tt:RateControl><tt:FrameRateLimit>{fps_limit}</tt:FrameRateLimit><tt:EncodingInterval>1</tt:EncodingInterval><tt:BitrateLimit>0</tt:BitrateLimit></tt:RateControl>{extra}<tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type><tt:IPv4Address>0.0.0.0</tt:IPv4Address></tt:Address><tt:Port>0</tt:Port><tt:TTL>0</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast><tt:SessionTimeout>PT60S</tt:SessionTimeout></{element}>"
+        "<{element} token=\"{enc}\"><tt:Name>{enc}</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>{encoding}</tt:Encoding><tt:Resolution><tt:Width>{w}</tt:Width><tt:Height>{h}</tt:Height></tt:Resolution><tt:Quality>5</tt:Quality><tt:RateControl><tt:FrameRateLimit>{fps_limit}</tt:FrameRateLimit><tt:EncodingInterval>1</tt:EncodingInterval><tt:BitrateLimit>0</tt:BitrateLimit></tt:RateControl>{extra}<tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type><tt:IPv4Address>0.0.0.0</tt:IPv4Address></tt:Address><tt:Port>0</tt:Port><tt:TTL>0</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast><tt:SessionTimeout>PT60S</tt:SessionTimeout></{element}>"
     )
 }
 
-fn encoder2_config(dev: &Device) -> String {
-    let (w, h, fps) = dims(dev);
-    let encoding = match dev.video.as_ref().map(|v| v.codec) {
+fn encoder2_config(p: &Profile<'_>) -> String {
+    let (w, h, fps) = dims(p.video);
+    let enc = p.encoder;
+    let encoding = match p.video.map(|v| v.codec) {
         Some(VideoCodec::H265) => "H265",
         _ => "H264",
     };
     format!(
-        "<tr2:VideoEncoder token=\"{ENCODER_TOKEN}\"><tt:Name>{ENCODER_TOKEN}</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>{encoding}</tt:Encoding><tt:Resolution><tt:Width>{w}</tt:Width><tt:Height>{h}</tt:Height></tt:Resolution><tt:RateControl><tt:FrameRateLimit>{fps}</tt:FrameRateLimit><tt:BitrateLimit>0</tt:BitrateLimit></tt:RateControl><tt:Quality>5</tt:Quality></tr2:VideoEncoder>"
+        "<tr2:VideoEncoder token=\"{enc}\"><tt:Name>{enc}</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>{encoding}</tt:Encoding><tt:Resolution><tt:Width>{w}</tt:Width><tt:Height>{h}</tt:Height></tt:Resolution><tt:RateControl><tt:FrameRateLimit>{fps}</tt:FrameRateLimit><tt:BitrateLimit>0</tt:BitrateLimit></tt:RateControl><tt:Quality>5</tt:Quality></tr2:VideoEncoder>"
     )
 }

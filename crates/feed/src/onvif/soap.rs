@@ -76,6 +76,8 @@ pub struct Request {
     pub fields: Vec<(String, String)>,
     /// The WS-Addressing `MessageID` header.
     pub message_id: Option<String>,
+    /// The WS-Addressing `To` header (the address the request was sent to).
+    pub to: Option<String>,
     /// The WS-Security `UsernameToken`, when the header has one.
     pub token: Option<UsernameToken>,
 }
@@ -288,6 +290,9 @@ fn finish(
             if depth == 2 && local == "MessageID" {
                 req.message_id = Some(text.to_owned());
             }
+            if depth == 2 && local == "To" {
+                req.to = Some(text.to_owned());
+            }
             if let Some(t) = token.as_mut() {
                 match local {
                     "Username" => t.username = text.to_owned(),
@@ -328,7 +333,13 @@ const NAMESPACES: &str = concat!(
     r#"xmlns:tr2="http://www.onvif.org/ver20/media/wsdl" "#,
     r#"xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing" "#,
     r#"xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery" "#,
-    r#"xmlns:dn="http://www.onvif.org/ver10/network/wsdl""#,
+    r#"xmlns:dn="http://www.onvif.org/ver10/network/wsdl" "#,
+    r#"xmlns:tev="http://www.onvif.org/ver10/events/wsdl" "#,
+    r#"xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" "#,
+    r#"xmlns:wstop="http://docs.oasis-open.org/wsn/t-1" "#,
+    r#"xmlns:tns1="http://www.onvif.org/ver10/topics" "#,
+    r#"xmlns:wsa5="http://www.w3.org/2005/08/addressing" "#,
+    r#"xmlns:xs="http://www.w3.org/2001/XMLSchema""#,
 );
 
 /// A SOAP 1.2 envelope around `body` (and `header`, when not empty).

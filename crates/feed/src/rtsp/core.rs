@@ -11,6 +11,7 @@ use rtsp_types::{HeaderName, Method, Request, Response, StatusCode, Version, hea
 
 use super::auth::{Auth, ConnAuth, Verdict};
 use super::play::{Playout, RtpConfig};
+use crate::fault::frames::LoopGeometry;
 use crate::fault::{AuthScheme, FaultError, FaultSet};
 use crate::loop_source::Laps;
 use crate::rtp::Sink;
@@ -27,6 +28,9 @@ pub struct StreamInfo {
     pub faults: FaultSet,
     /// Where its loop's laps start, when it loops (for faults at the seam).
     pub laps: Option<Laps>,
+    /// Where its loop's seams fall in media time, when it loops (for the timestamp faults,
+    /// [`crate::fault::frames::SeamRetimer`]).
+    pub geometry: Option<LoopGeometry>,
 }
 
 impl StreamInfo {
@@ -37,6 +41,7 @@ impl StreamInfo {
             tracks,
             faults: FaultSet::default(),
             laps: None,
+            geometry: None,
         }
     }
 }
@@ -45,6 +50,20 @@ impl StreamInfo {
 pub trait Catalog {
     /// The stream at `name`, if any.
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>>;
+
+    /// The stream at `name` as a session with `faults` plays it. Faults that change frames
+    /// ([`FaultSet::changes_frames`]) may give it a loop of its own
+    /// ([`crate::fault::frames::loop_clip`]), or be refused for that clip (`Err`: why, naming
+    /// the clip: `fps` out of its reach, `sps_change_at_seam` naming a clip that cannot
+    /// follow). By default: the stream itself.
+    fn stream_with(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> Result<Option<Arc<StreamInfo>>, String> {
+        let _ = faults;
+        Ok(self.stream(name))
+    }
 }
 
 /// How one track's packets travel.
@@ -209,6 +228,14 @@ fn bad_fault_query(e: &FaultError, cseq: Option<&str>) -> Response<Vec<u8>> {
     response(StatusCode::BadRequest, cseq)
         .header(headers::CONTENT_TYPE, "text/plain")
         .build(format!("{e}\n").into_bytes())
+}
+
+/// `400 Bad Request` for a path whose frame faults cannot be played on its clip, saying why
+/// (the clip, and the rate it reaches or the clip that cannot follow).
+fn refused_frame_faults(why: &str, cseq: Option<&str>) -> Response<Vec<u8>> {
+    response(StatusCode::BadRequest, cseq)
+        .header(headers::CONTENT_TYPE, "text/plain")
+        .build(format!("{why}\n").into_bytes())
 }
 
 /// The SDP with each media's `a=control:trackID=N` made absolute, with the query last
@@ -521,6 +548,13 @@ impl Connection {
             }
         }
 
+        if method == Method::Describe
+            && faults.changes_frames()
+            && let Err(why) = catalog.stream_with(&name, &faults)
+        {
+            // Refused before the client sets anything up.
+            return (refused_frame_faults(&why, cseq), Action::None);
+        }
         match method {
             Method::Describe => self.describe(&path, asked, catalog, cseq),
             Method::Setup => self.setup(req, &path, (faults, asked), catalog, cseq, now),
@@ -656,8 +690,10 @@ impl Connection {
         now: Instant,
     ) -> (Response<Vec<u8>>, Action) {
         let (name, track) = split_path(path);
-        let Some(stream) = catalog.stream(&name) else {
-            return (plain(StatusCode::NotFound, cseq), Action::None);
+        let stream = match catalog.stream_with(&name, &faults) {
+            Ok(Some(s)) => s,
+            Ok(None) => return (plain(StatusCode::NotFound, cseq), Action::None),
+            Err(why) => return (refused_frame_faults(&why, cseq), Action::None),
         };
         // A SETUP of the aggregate URL of a one-track stream means that track.
         let track = match track {

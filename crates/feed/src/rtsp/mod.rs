@@ -1,6 +1,7 @@
 //! RTSP 1.0 (RFC 2326): request framing, the sans-I/O server dialogue, and authentication.
 
-pub mod auth;
+/// Basic and Digest authentication: [`crate::auth`], shared with the ONVIF devices' HTTP.
+pub use crate::auth;
 pub mod core;
 pub mod framing;
 pub mod play;

@@ -16,13 +16,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::listen::linger;
 use super::{Config, Shared};
 use crate::rtp::sender::Queue;
 use crate::rtp::{Outgoing, Route, Sink};
 use crate::rtsp::core::{Action, ConnConfig, Connection, Transport, bad_request};
 use crate::rtsp::framing::{Framer, Incoming};
 use crate::rtsp::play::RtpConfig;
+use nvrkit_net::refuse::linger;
 
 /// The read half of a client connection: TCP or TLS.
 pub(super) type ConnRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
@@ -468,7 +468,11 @@ fn udp_rtcp_ports(conn: &Connection) -> impl Iterator<Item = u16> + '_ {
 /// video stream). `None` when none arrives in time.
 async fn first_keyframe(conn: &Connection, shared: &Shared) -> Option<(Playback, Frame, usize)> {
     let session = conn.session()?;
-    let (ring, master, tracks) = match shared.feeds.get(&session.stream.name) {
+    let feed = shared
+        .feed_for(&session.stream.name, &session.faults)
+        .ok()
+        .flatten();
+    let (ring, master, tracks) = match &feed {
         Some(feed) => {
             let master = feed.clip.master();
             let video_only = session.tracks.iter().all(|t| t.stream == master);

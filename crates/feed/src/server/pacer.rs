@@ -123,7 +123,7 @@ fn spawn_pacer(
     let (stop, stop_rx) = watch::channel(false);
     let source = LoopSource::new(clip, WallTime::now());
     let pacing = Arc::new(Mutex::new(Lateness::new()));
-    let task = tokio::spawn(pace(source, writer, None, pacing, stop_rx, timing));
+    let task = tokio::spawn(pace(source, writer, None, pacing, stop_rx, timing, None));
     (stop, task)
 }
 
@@ -141,7 +141,8 @@ pub(super) enum Timing {
 }
 
 /// Pushes a clip's frames into its ring at their deadlines (start + DTS on the monotonic clock),
-/// so pacing never accumulates drift.
+/// so pacing never accumulates drift. A video frame an alarm is cued on is reported to `cues`
+/// once it is in the ring.
 pub(super) async fn pace(
     mut source: LoopSource,
     mut writer: nvrkit_ring::Writer,
@@ -149,12 +150,15 @@ pub(super) async fn pace(
     pacing: Arc<Mutex<Lateness>>,
     mut stop: watch::Receiver<bool>,
     timing: Timing,
+    cues: Option<crate::alarm::Cues>,
 ) {
     let master = source.clip().master();
     let start = Instant::now();
     let mut held: Vec<Frame> = Vec::new();
     loop {
-        let Some(frame) = source.next() else { break };
+        let Some((lap, index, frame)) = source.next_placed() else {
+            break;
+        };
         // A clip whose video pauses for long (or has none for a while) still sends its audio:
         // at most 16 frames wait.
         if timing == Timing::WithMaster && frame.stream != master && held.len() < 16 {
@@ -187,9 +191,13 @@ pub(super) async fn pace(
             tracing::error!(clip = source.clip().name(), "ring push failed: {e}");
             break;
         }
+        let cued = (frame.stream == master).then_some(frame.wall);
         if let Err(e) = writer.push(frame) {
             tracing::error!(clip = source.clip().name(), "ring push failed: {e}");
             break;
+        }
+        if let (Some(c), Some(wall)) = (&cues, cued) {
+            c.released(lap, index, wall);
         }
     }
 }

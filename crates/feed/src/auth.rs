@@ -1,5 +1,8 @@
-//! HTTP Basic and Digest authentication for RTSP (RFC 2326 §16.7): Digest with MD5 as RFC 7616
-//! and RFC 2617 define it and as cameras and VMSes use it.
+//! HTTP Basic and Digest authentication for RTSP (RFC 2326 §16.7) and for the ONVIF devices'
+//! SOAP endpoints (ONVIF Core §5.9.1, feature `onvif`): Digest with MD5 as RFC 7616 and
+//! RFC 2617 define it and as cameras, VMSes and ONVIF clients use it. One implementation for
+//! both: the request URI is an `rtsp://` URL or an HTTP path, and [`ConnAuth`] is a
+//! connection's state (RTSP) or a request's (HTTP, where each request stands alone).
 //!
 //! Digest, against a peer that captured one `Authorization` header (issue 14):
 //! - **Nonces expire** ([`Auth::with_nonce_lifetime`], default 5 min). A nonce is the time it
