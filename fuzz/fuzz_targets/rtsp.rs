@@ -7,6 +7,10 @@
 //! sends it a few frames; TEARDOWN ends it with BYE: RTP-Info, sequence numbers, timestamps and
 //! RTCP composition run on whatever state the dialogue leaves.
 //!
+//! Request URIs may carry fault queries (`?denytcp&stall=2s&drop=1%25`, seeds in
+//! `seeds/rtsp/faults*`): the core parses them, and a fake clock that moves a second per request
+//! makes `session_expires`, `disconnect_every`, `stall` and `jitter`'s held packets fire.
+//!
 //! With auth on, Digest is driven past its nonce and response checks, as a client with the
 //! password would: in an `Authorization` header, `NONCE` becomes the nonce of the last 401 this
 //! connection got (or a fresh one), and `RESPONSE` the correct response for the header's other
@@ -15,7 +19,7 @@
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use md5::{Digest as _, Md5};
@@ -39,10 +43,7 @@ fn catalog() -> &'static One {
     C.get_or_init(|| {
         let d = nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
         One(
-            Arc::new(StreamInfo {
-                name: "sample".into(),
-                tracks: d.tracks().to_vec(),
-            }),
+            Arc::new(StreamInfo::new("sample", d.tracks().to_vec())),
             d.frames().take(8).map(Result::unwrap).collect(),
         )
     })
@@ -150,6 +151,7 @@ fuzz_target!(|data: &[u8]| {
         },
     });
     let mut packets = Vec::new();
+    let mut now = Instant::now();
     let mut framer = Framer::new();
     let mut seen = Vec::new();
     for piece in wire.chunks(chunk) {
@@ -160,7 +162,11 @@ fuzz_target!(|data: &[u8]| {
                 if auth_on {
                     sign(&mut req, &nonce);
                 }
-                let (resp, action) = conn.handle(&req, cat);
+                now += Duration::from_secs(1);
+                let (resp, action) = conn.handle_at(&req, cat, now);
+                if conn.disconnect_due(now) {
+                    break;
+                }
                 if u16::from(resp.status()) == 401
                     && let Some(n) = resp
                         .header(&headers::WWW_AUTHENTICATE)
@@ -173,8 +179,12 @@ fuzz_target!(|data: &[u8]| {
                 match action {
                     Action::Play => {
                         let _ = serialize(&conn.play("1", &cat.1[0], 0, &mut packets));
-                        for f in &cat.1 {
-                            conn.frame(f, &mut packets);
+                        for (i, f) in cat.1.iter().enumerate() {
+                            conn.frame_at(f, now + Duration::from_millis(i as u64), &mut packets);
+                        }
+                        if let Some(due) = conn.next_due() {
+                            assert!(due <= now + Duration::from_secs(366 * 86_400));
+                            conn.release(due, &mut packets);
                         }
                         conn.sender_reports(&mut packets);
                     }

@@ -64,6 +64,36 @@ Examples:
                                            loop each clip 1,000 times offline and report its seams
   loopcam check --json clips/              the same as one JSON document (exit 1 if one fails)
 
+Fault modes (a camera that misbehaves on purpose; docs/test-rig.md): add a query to any stream URL,
+rtsp://HOST:8554/sample?denytcp&stall=10s, or serve aliases from --faults FILE. Durations as every flag.
+  denytcp, denyudp           SETUP over that transport is answered 461 Unsupported Transport
+  auth=basic|digest          this path asks for credentials in that scheme only: --auth's, or
+                             admin:admin without --auth
+  stall=10s                  RTP and RTCP stop after 10 s of media; RTSP keeps answering and the
+                             session stays alive
+  drop=1%                    1 % of RTP packets over UDP are not sent (seeded per session)
+  jitter=50ms                each RTP packet over UDP leaves up to 50 ms late, order kept
+  bye_at_seam                RTCP BYE at the loop seam, then no more media
+  disconnect_every=60s       the connection is closed (no BYE) 60 s after its first faulted request
+  session_expires=120s       every request 120 s after SETUP is answered 401 (the Session header
+                             announces a timeout no longer, so clients send a keepalive)
+  noidr=5s                   no keyframe for 5 s (media time) after each PLAY: the frames between
+                             keyframes only
+  ts_reset_at_seam           at each seam every track's RTP timestamps start again from RTP-Info's
+                             rtptime (what ffmpeg -stream_loop does to a VMS); SSRC and seq run on
+  dts_backwards_at_seam      at each seam timestamps step back two video frames (the new loop's
+                             first frame one frame before the last), on time again half a loop later
+  fps=12.5                   only non-reference frames dropped (H.264 nal_ref_idc 0, H.265 *_N in
+                             the top sub-layer), evenly, down to 12.5 fps; a rate the clip cannot
+                             reach so is refused (400) with the lowest it reaches
+  sps_change_at_seam[=CLIP]  loops alternate with the served clip CLIP (bare: the first other clip
+                             that fits): another size, its SPS/PPS in band; same codec and audio
+  e.g. loopcam bikes.mp4 small.mp4, then rtsp://HOST:8554/bikes?sps_change_at_seam=small
+With a query, the SDP's control URLs are absolute and end with the query, so clients keep it.
+A fault file has one alias a line, ALIAS = CLIP?QUERY (# comments), each served as its own path:
+  bikes-notcp = bikes?denytcp
+  bikes-stall = bikes?stall=10s&session_expires=2m
+
 Sub streams: clip.sub.mp4 beside clip.mp4 is served at /clip/sub and is the second ONVIF profile
 (sub) of clip's device, not a device of its own; it must have the same frame rate, frame count and
 length as clip.mp4 (its loop stays aligned frame for frame), else loopcam refuses to start.
@@ -146,6 +176,10 @@ struct Cli {
     /// Answer no WS-Discovery probes (the ONVIF devices stay).
     #[arg(long)]
     no_discovery: bool,
+    /// Serve fault aliases from FILE: lines `ALIAS = CLIP?QUERY` (see "Fault modes" below),
+    /// each a path of its own playing that clip with those faults.
+    #[arg(long, value_name = "FILE")]
+    faults: Option<PathBuf>,
     /// A scripted alarm, `CLIP@POS=onvif` or `CLIP@POS=smtp://HOST:PORT` (repeatable): every
     /// loop, when the pacer sends the video frame presented at POS (a duration into the loop,
     /// `3.2s`), the clip's ONVIF device raises motion (ON, OFF after 1 s or half the loop) on
@@ -605,6 +639,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let Clips { clips, sidecars } = load_clips(&cli.inputs)?;
+    let aliases = match &cli.faults {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the fault file {}", path.display()))?;
+            nvrkit_feed::fault::parse_fault_file(&text)
+                .with_context(|| format!("fault file {}", path.display()))?
+        }
+    };
     let alarms = cli
         .alarms
         .iter()
@@ -628,6 +671,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (Some(tap), Some(rx))
     };
     let config = Config {
+        aliases,
         listen: cli.listen,
         mtu: cli.mtu.clamp(200, 65_000),
         auth,

@@ -7,6 +7,8 @@
 //! - `GET /api/recordings?camera&from&to` — what the store holds (RFC 3339 times).
 //! - `GET /api/export.mp4?camera&from&to` — one MP4 of the range, with `Range` support so a
 //!   `<video>` element can seek.
+//! - `GET /api/live/{camera}` — a WebSocket with the camera's live stream as fragmented MP4
+//!   ([`crate::live`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,30 +22,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use nvrkit_media::{CodecParams, WallTime};
-use nvrkit_ring::Ring;
+use nvrkit_recorder::{CameraState, EventLog};
 use nvrkit_smtp::{CameraEvent, MAX_UNTRUSTED_EVENT_JSON};
 use nvrkit_store::query::{ByteRange, RangeQuery, byte_range};
 use nvrkit_store::{ExportFormat, Store};
 use serde_json::json;
 
-use crate::events::EventLog;
-use crate::ingest::CameraState;
-use crate::recorder::RecorderStats;
-
-/// One camera as the API sees it.
-#[derive(Debug, Clone)]
-pub struct CameraEntry {
-    /// Its name.
-    pub name: String,
-    /// Its URL without credentials.
-    pub url: String,
-    /// Ingest state.
-    pub state: Arc<CameraState>,
-    /// Its RAM ring.
-    pub ring: Ring,
-    /// Its recorder's figures.
-    pub recorder: Arc<RecorderStats>,
-}
+/// One camera as the API sees it: the recorder's own view of it.
+pub use nvrkit_recorder::Camera as CameraEntry;
 
 /// Shared state of the HTTP handlers.
 #[derive(Debug)]
@@ -67,6 +53,8 @@ pub struct App {
     /// The last export, kept so a player's `Range` requests for the same clip are slices of one
     /// build: ((camera, from, to), file).
     pub last_export: tokio::sync::Mutex<Option<CachedExport>>,
+    /// The live viewers and their caps.
+    pub live: crate::live::Live,
 }
 
 /// An export kept for `Range` requests: ((camera, from, to), the MP4 file).
@@ -75,6 +63,15 @@ pub type CachedExport = ((String, WallTime, WallTime), bytes::Bytes);
 /// The longest range one export may cover: the faststart MP4 is built in memory.
 const MAX_EXPORT_US: i64 = 3600 * 1_000_000;
 
+/// The longest range of a streamed export (`stream=1`: fragmented, one GOP in memory at a time).
+const MAX_STREAMED_EXPORT_US: i64 = 24 * 3600 * 1_000_000;
+
+/// Chunks (GOPs) of a streamed export read ahead of a slow client.
+const STREAM_AHEAD: usize = 4;
+
+/// A streamed export whose client takes longer than this to take one more chunk is ended.
+const STREAM_SEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The router.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -82,8 +79,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/cameras", get(cameras))
         .route("/api/events", get(list_events).post(post_event))
         .route("/api/events/{id}/snapshot", get(snapshot))
+        .route("/api/events/{id}/snapshots/{n}", get(snapshot_n))
         .route("/api/recordings", get(recordings))
         .route("/api/export.mp4", get(export))
+        .route("/api/live/{camera}", get(live))
         .route("/api/replication", get(replication))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -150,6 +149,7 @@ async fn cameras(State(app): State<Arc<App>>) -> Response {
                 "codec": video_codec(&c.state),
                 "frames": c.state.frames.load(Ordering::Relaxed),
                 "sessions": c.state.sessions.load(Ordering::Relaxed),
+                "viewers": app.live.viewers(&c.name),
                 "last_error": c.state.last_error.lock().ok().and_then(|e| e.clone()),
                 "ring": {
                     "frames": ring.frames,
@@ -171,6 +171,22 @@ async fn cameras(State(app): State<Arc<App>>) -> Response {
         })
         .collect();
     axum::Json(list).into_response()
+}
+
+/// `GET /api/live/{camera}`: 404 for an unknown camera, 503 over the viewer caps, else the
+/// WebSocket upgrade (a plain GET without one is 400, from axum).
+async fn live(
+    State(app): State<Arc<App>>,
+    Path(camera): Path<String>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let Some(cam) = app.cameras.iter().find(|c| c.name == camera) else {
+        return bad(StatusCode::NOT_FOUND, format!("no camera {camera:?}"));
+    };
+    match app.live.admit(&camera) {
+        Ok(slot) => app.live.upgrade(ws, cam.clone(), slot),
+        Err(why) => bad(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
 }
 
 async fn replication(State(app): State<Arc<App>>) -> Response {
@@ -238,8 +254,12 @@ async fn list_events(State(app): State<Arc<App>>) -> Response {
                 "reason": e.reason,
                 "kind": e.json.get("kind"),
                 "event": e.json,
-                "snapshot": e.snapshot.as_ref().filter(|s| !s.data.is_empty())
-                    .map(|_| format!("/api/events/{}/snapshot", e.id)),
+                "snapshot": (!e.snapshots.is_empty())
+                    .then(|| format!("/api/events/{}/snapshots/0", e.id)),
+                "snapshots": (0..e.snapshots.len())
+                    .map(|n| format!("/api/events/{}/snapshots/{n}", e.id))
+                    .collect::<Vec<_>>(),
+                "dropped_snapshots": e.dropped_snapshots,
                 "clips": clips,
             })
         })
@@ -251,11 +271,25 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// `GET /api/events/{id}/snapshot`: the first snapshot (kept for older clients).
 async fn snapshot(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response {
-    match app.events.get(id).and_then(|e| e.snapshot) {
-        Some(s) if !s.data.is_empty() => (
-            [(header::CONTENT_TYPE, s.content_type.clone())],
-            s.data.clone(),
+    snapshot_n(State(app), Path((id, 0))).await
+}
+
+/// `GET /api/events/{id}/snapshots/{n}`: snapshot `n` of the event, read from disk.
+async fn snapshot_n(State(app): State<Arc<App>>, Path((id, n)): Path<(u64, usize)>) -> Response {
+    let events = app.events.clone();
+    match tokio::task::spawn_blocking(move || events.snapshot(id, n)).await {
+        Ok(Some((content_type, data))) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                // Stored once, never changed.
+                (
+                    header::CACHE_CONTROL,
+                    "private, max-age=86400, immutable".to_owned(),
+                ),
+            ],
+            data,
         )
             .into_response(),
         _ => bad(StatusCode::NOT_FOUND, "no snapshot"),
@@ -264,7 +298,7 @@ async fn snapshot(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response 
 
 /// `POST /api/events`: untrusted JSON ([`CameraEvent::from_untrusted_json`]); over
 /// [`MAX_UNTRUSTED_EVENT_JSON`] bytes is 413, anything else it refuses 400, both saying why. What
-/// is kept of the event is bounded by the dispatcher ([`crate::events::note`]), as for a mail.
+/// is kept of the event is bounded by the dispatcher ([`nvrkit_recorder::events::note`]), as for a mail.
 ///
 /// The body is read whole up to [`crate::guard::MAX_BODY`] before the parser's limit applies:
 /// a refusal sent before the body is read would end in a reset that can lose the answer.
@@ -300,15 +334,98 @@ async fn post_event(
     }
 }
 
+/// The longest gap `gap=SECONDS` may bridge when merging spans (a day's axis, 1 px ≈ 1 min).
+const MAX_MERGE_GAP_S: i64 = 3600;
+
+/// `day=YYYY-MM-DD` with an optional `tz=±HH:MM` (default `Z`): the query's `[from, to)` as
+/// RFC 3339, that local midnight and 24 h later. `None` without `day`.
+fn day_range(raw: &str) -> Result<Option<(String, String)>, String> {
+    let mut day = None;
+    let mut tz = None;
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        let slot = match &*k {
+            "day" => &mut day,
+            "tz" => &mut tz,
+            _ => continue,
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(format!("{k} given twice"));
+        }
+    }
+    let Some(day) = day else { return Ok(None) };
+    let tz = tz.unwrap_or_else(|| "Z".into());
+    let ok_day = day.len() == 10
+        && day.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let ok_tz = tz == "Z"
+        || (tz.len() == 6
+            && tz.bytes().enumerate().all(|(i, b)| match i {
+                0 => b == b'+' || b == b'-',
+                3 => b == b':',
+                _ => b.is_ascii_digit(),
+            }));
+    if !ok_day || !ok_tz {
+        return Err(format!(
+            "day is YYYY-MM-DD and tz is Z or ±HH:MM (got day {:?}, tz {:?})",
+            day.chars().take(16).collect::<String>(),
+            tz.chars().take(8).collect::<String>()
+        ));
+    }
+    let from = WallTime::parse_rfc3339(&format!("{day}T00:00:00{tz}"))
+        .map_err(|e| format!("day {day}{tz}: {}", e.reason()))?;
+    let to = from.add_micros(24 * 3600 * 1_000_000);
+    Ok(Some((from.to_rfc3339(), to.to_rfc3339())))
+}
+
+/// `GET /api/recordings?camera&from&to` or `?camera&day&tz`: the camera's recorded spans (the
+/// store's contiguous runs, and with `gap=SECONDS` those closer than that merged into one),
+/// its tags, and the events the NVR holds for it in the range.
 async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
     // Untrusted input, bounded and checked by the store's parser; refused with 400 saying why.
-    let RangeQuery { camera, from, to } = match RangeQuery::parse(q.as_deref().unwrap_or("")) {
+    let raw = q.as_deref().unwrap_or("");
+    let rebuilt;
+    let raw = match day_range(raw) {
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e),
+        Ok(None) => raw,
+        Ok(Some((from, to))) => {
+            if url::form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == "from" || k == "to") {
+                return bad(StatusCode::BAD_REQUEST, "give day or from/to, not both");
+            }
+            let camera: Vec<_> = url::form_urlencoded::parse(raw.as_bytes())
+                .filter(|(k, _)| k == "camera")
+                .map(|(_, v)| format!("camera={}", urlencode(&v)))
+                .collect();
+            rebuilt = format!(
+                "{}&from={}&to={}",
+                camera.join("&"),
+                urlencode(&from),
+                urlencode(&to)
+            );
+            &rebuilt
+        }
+    };
+    let RangeQuery { camera, from, to } = match RangeQuery::parse(raw) {
         Ok(x) => x,
         Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let list: Vec<serde_json::Value> = app
-        .store
-        .recordings(&camera, from, to)
+    let gap_us = match url::form_urlencoded::parse(raw.as_bytes()).find(|(k, _)| k == "gap") {
+        None => 0,
+        Some((_, v)) => match v.parse::<i64>() {
+            Ok(g) if (0..=MAX_MERGE_GAP_S).contains(&g) => g * 1_000_000,
+            _ => {
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("gap is whole seconds, 0 to {MAX_MERGE_GAP_S}"),
+                );
+            }
+        },
+    };
+    let list: Vec<serde_json::Value> = merge_spans(app.store.recordings(&camera, from, to), gap_us)
         .into_iter()
         .map(|r| {
             json!({
@@ -333,7 +450,45 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
             })
         })
         .collect();
-    axum::Json(json!({ "camera": camera, "recordings": list, "tags": tags })).into_response()
+    let events: Vec<serde_json::Value> = app
+        .events
+        .list()
+        .into_iter()
+        .filter(|e| e.cameras.contains(&camera) && from <= e.received_at && e.received_at < to)
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": e.received_at.to_rfc3339(),
+                "kind": e.json.get("kind"),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "camera": camera,
+        "from": from.to_rfc3339(),
+        "to": to.to_rfc3339(),
+        "recordings": list,
+        "tags": tags,
+        "events": events,
+    }))
+    .into_response()
+}
+
+/// Spans (in time order, as the store lists them) with gaps of at most `gap_us` merged.
+fn merge_spans(spans: Vec<nvrkit_store::Recording>, gap_us: i64) -> Vec<nvrkit_store::Recording> {
+    let mut out: Vec<nvrkit_store::Recording> = Vec::with_capacity(spans.len());
+    for r in spans {
+        match out.last_mut() {
+            Some(last) if gap_us > 0 && r.start.micros_since(last.end) <= gap_us => {
+                last.end = last.end.max(r.end);
+                last.segments += r.segments;
+                last.bytes += r.bytes;
+                last.tags.extend(r.tags);
+            }
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 async fn export(
@@ -341,10 +496,14 @@ async fn export(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let query = match RangeQuery::parse(q.as_deref().unwrap_or("")) {
+    let raw = q.as_deref().unwrap_or("");
+    let query = match RangeQuery::parse(raw) {
         Ok(x) => x,
         Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if url::form_urlencoded::parse(raw.as_bytes()).any(|(k, v)| k == "stream" && v == "1") {
+        return export_streamed(&app, query);
+    }
     if let Err(e) = query.check_span(MAX_EXPORT_US) {
         return bad(
             StatusCode::BAD_REQUEST,
@@ -420,5 +579,114 @@ async fn export(
             (StatusCode::RANGE_NOT_SATISFIABLE, resp_headers).into_response()
         }
         ByteRange::Whole => (StatusCode::OK, resp_headers, Body::from(body)).into_response(),
+    }
+}
+
+/// `GET /api/export.mp4?camera&from&to&stream=1`: a fragmented MP4 sent as it is read from the
+/// store (no `Content-Length`, no `Range`), for the timeline's "play from here". At most
+/// [`STREAM_AHEAD`] GOPs are read ahead of the client, which must take each within
+/// [`STREAM_SEND_DEADLINE`].
+fn export_streamed(app: &App, query: RangeQuery) -> Response {
+    if let Err(e) = query.check_span(MAX_STREAMED_EXPORT_US) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("{e}: a streamed export covers at most 24 hours"),
+        );
+    }
+    let RangeQuery { camera, from, to } = query;
+    let export = match app
+        .store
+        .export(&camera, from, to, ExportFormat::Fragmented)
+    {
+        Ok(x) => x,
+        Err(e) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(STREAM_AHEAD);
+    tokio::spawn(async move {
+        let mut export = Some(export);
+        while let Some(mut x) = export.take() {
+            // Each chunk is read on the blocking pool; the export comes back with it.
+            let Ok((chunk, x)) = tokio::task::spawn_blocking(move || (x.next(), x)).await else {
+                return;
+            };
+            let Some(chunk) = chunk else { return };
+            let chunk = chunk.map_err(std::io::Error::other);
+            let failed = chunk.is_err();
+            // A client that stops reading is dropped after the deadline; one that went away
+            // stops the reading at once.
+            match tokio::time::timeout(STREAM_SEND_DEADLINE, tx.send(chunk)).await {
+                Ok(Ok(())) if !failed => export = Some(x),
+                _ => return,
+            }
+        }
+    });
+    let body =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    (
+        [(header::CONTENT_TYPE, "video/mp4")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> WallTime {
+        WallTime::parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn a_day_is_local_midnight_to_midnight_and_bad_days_are_refused() {
+        assert_eq!(day_range("camera=demo").unwrap(), None);
+        let (from, to) = day_range("camera=demo&day=2026-12-03&tz=%2B01:00")
+            .unwrap()
+            .unwrap();
+        assert_eq!(t(&from), t("2026-12-02T23:00:00Z"));
+        assert_eq!(t(&to), t("2026-12-03T23:00:00Z"));
+        let (from, _) = day_range("day=2026-12-03").unwrap().unwrap();
+        assert_eq!(t(&from), t("2026-12-03T00:00:00Z"));
+        for bad in [
+            "day=2026-12-3",
+            "day=2026-13-03",
+            "day=2026-12-03&tz=+1",
+            "day=2026-12-03&tz=%2B01:00x",
+            "day=2026-12-03&day=2026-12-04",
+            "day=%FF%FE",
+            "day=20261203xx",
+        ] {
+            assert!(day_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn span(a: &str, b: &str) -> nvrkit_store::Recording {
+        nvrkit_store::Recording {
+            start: t(a),
+            end: t(b),
+            segments: 1,
+            bytes: 10,
+            tags: Default::default(),
+        }
+    }
+
+    #[test]
+    fn spans_closer_than_the_gap_merge() {
+        let spans = || {
+            vec![
+                span("2026-12-03T10:00:00Z", "2026-12-03T10:00:10Z"),
+                span("2026-12-03T10:00:13Z", "2026-12-03T10:00:20Z"),
+                span("2026-12-03T10:01:00Z", "2026-12-03T10:02:00Z"),
+            ]
+        };
+        assert_eq!(merge_spans(spans(), 0).len(), 3);
+        let m = merge_spans(spans(), 5_000_000);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].start, m[0].end),
+            (t("2026-12-03T10:00:00Z"), t("2026-12-03T10:00:20Z"))
+        );
+        assert_eq!((m[0].segments, m[0].bytes), (2, 20));
+        assert_eq!(merge_spans(spans(), 60_000_000).len(), 1);
     }
 }

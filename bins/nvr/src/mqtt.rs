@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nvrkit_mqtt::{BrokerUrl, Options, Publisher};
 use nvrkit_tls::tokio_rustls::rustls::pki_types::CertificateDer;
 
-use crate::recorder::{Mode, RecorderStats};
+use nvrkit_recorder::{Mode, RecorderStats};
 
 /// How often the range watcher looks at the recorders.
 const WATCH_EVERY: Duration = Duration::from_millis(200);

@@ -25,11 +25,25 @@ struct Nvr {
     web: String,
     /// Every line it printed up to its instructions.
     printed: Vec<String>,
-    _data: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
 }
 
 fn start_nvr(extra: &[&str]) -> Nvr {
     let (child, stdout, data) = common::spawn(extra);
+    read_addresses(child, stdout, Some(data))
+}
+
+/// `nvr` on the store in `store` (kept across a restart).
+fn start_nvr_in(store: &Path, extra: &[&str]) -> Nvr {
+    let (child, stdout) = common::spawn_in(store, extra);
+    read_addresses(child, stdout, None)
+}
+
+fn read_addresses(
+    child: common::Stopped,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    data: Option<tempfile::TempDir>,
+) -> Nvr {
     let (mut smtp, mut web) = (String::new(), String::new());
     let mut printed = Vec::new();
     for line in stdout.lines() {
@@ -56,6 +70,18 @@ fn start_nvr(extra: &[&str]) -> Nvr {
         printed,
         _data: data,
     }
+}
+
+/// A camera: the loop feeder serving `clip` on a loopback port, in this process.
+fn camera(rt: &tokio::runtime::Runtime, clip: std::sync::Arc<Clip>) -> Server {
+    rt.block_on(Server::start(
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        },
+        vec![clip],
+    ))
+    .unwrap()
 }
 
 fn get(url: &str) -> (u16, Vec<u8>) {
@@ -270,16 +296,7 @@ fn swaks_alarm_on_a_bikes_camera_exports_the_right_span() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let path = shared("bikes.mp4");
     let demux = Demuxer::open(&path).unwrap();
-    let clip = Clip::load("bikes", &demux).unwrap();
-    let server = rt
-        .block_on(Server::start(
-            Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Config::default()
-            },
-            vec![clip],
-        ))
-        .unwrap();
+    let server = camera(&rt, Clip::load("bikes", &demux).unwrap());
     let url = server.urls("127.0.0.1")[0].clone();
     let (pre, post) = (5i64, 5i64);
     let nvr = start_nvr(&[
@@ -423,31 +440,170 @@ fn the_demo_mails_its_own_alarms_and_they_become_playable_clips() {
     }
 }
 
+/// Two JPEG snapshots of the sample clip (frames 0 and 100, 320 px wide), made by ffmpeg.
+fn sample_jpegs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mp4 = dir.join("sample.mp4");
+    std::fs::write(&mp4, nvrkit_media::sample()).unwrap();
+    [0, 100]
+        .iter()
+        .map(|n| {
+            let out = dir.join(format!("snap{n}.jpg"));
+            let ok = Command::new("ffmpeg")
+                .args(["-v", "error", "-y", "-i"])
+                .arg(&mp4)
+                .args([
+                    "-vf",
+                    &format!("select=eq(n\\,{n}),scale=320:-2"),
+                    "-frames:v",
+                    "1",
+                ])
+                .arg(&out)
+                .status()
+                .expect("ffmpeg is required for this test (apt-get install ffmpeg)");
+            assert!(
+                ok.success() && out.exists(),
+                "ffmpeg made {}",
+                out.display()
+            );
+            out
+        })
+        .collect()
+}
+
+/// A Hikvision-style alarm for the demo camera by real SMTP (swaks), with these attachments.
+fn swaks_alarm_with(nvr: &Nvr, jpegs: &[std::path::PathBuf]) {
+    let mut cmd = Command::new("swaks");
+    cmd.args([
+        "--server",
+        &nvr.smtp,
+        "--from",
+        "ipc@site",
+        "--to",
+        "demo@nvr",
+        "--header",
+        "Subject: Motion Detected",
+        "--body",
+        "EVENT TYPE: Motion Detected",
+    ]);
+    for j in jpegs {
+        cmd.args(["--attach-type", "image/jpeg", "--attach-name"])
+            .arg(j.file_name().unwrap())
+            .arg("--attach")
+            .arg(format!("@{}", j.display()));
+    }
+    let out = cmd
+        .output()
+        .expect("swaks is required for this test (apt-get install swaks)");
+    assert!(
+        out.status.success(),
+        "swaks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits for event `id` to be listed; returns it.
+fn wait_for_event(nvr: &Nvr, id: u64) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let events = json(&format!("{}/api/events", nvr.web));
+        if let Some(e) = events.as_array().unwrap().iter().find(|e| e["id"] == id) {
+            return e.clone();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "hang guard: event {id} never listed: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue 18's thumbnails: every snapshot of the mail is stored with its event on disk and served
+/// at `/api/events/{id}/snapshots/{n}` byte for byte; after a restart on the same store the event,
+/// its snapshots and its id are still there, and the next event gets the next id.
 #[test]
-#[ignore = "interop: needs Debian's chromium and playwright-core (NVRKIT_NODE_MODULES); run by .ci/run"]
-fn the_web_page_plays_an_event_clip_in_headless_chromium() {
+#[ignore = "interop: needs swaks and ffmpeg; run by .ci/run"]
+fn every_snapshot_and_the_event_ids_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let jpegs = sample_jpegs(dir.path());
+    let store = dir.path().join("store");
+    let check = |nvr: &Nvr, e: &serde_json::Value| {
+        let urls = e["snapshots"].as_array().unwrap();
+        assert_eq!(urls.len(), jpegs.len(), "{e}");
+        for (u, j) in urls.iter().zip(&jpegs) {
+            let (code, body) = get(&format!("{}{}", nvr.web, u.as_str().unwrap()));
+            assert_eq!(code, 200);
+            assert!(
+                body == std::fs::read(j).unwrap(),
+                "{u}: the bytes of {}",
+                j.display()
+            );
+        }
+        let (code, _) = get(&format!(
+            "{}/api/events/{}/snapshots/{}",
+            nvr.web,
+            e["id"],
+            urls.len()
+        ));
+        assert_eq!(code, 404);
+    };
+    {
+        let nvr = start_nvr_in(&store, &["--pre", "2s", "--post", "2s"]);
+        swaks_alarm_with(&nvr, &jpegs);
+        let e = wait_for_event(&nvr, 1);
+        check(&nvr, &e);
+    }
+    let nvr = start_nvr_in(&store, &["--pre", "2s", "--post", "2s"]);
+    let events = json(&format!("{}/api/events", nvr.web));
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    check(&nvr, &events[0]);
+    assert_eq!(events[0]["id"], 1);
+    post_event(&nvr, &printed_curl_body(&nvr));
+    let e = wait_for_event(&nvr, 2);
+    assert_eq!(e["snapshots"].as_array().unwrap().len(), 0);
+}
+
+/// Issue 18's "done when" for the page, in headless Chromium ([`browser.cjs`]): the demo
+/// camera's live view plays (currentTime advances, pixels change, the page reports its start
+/// latency), the alarm's thumbnails and clip are on the page, the timeline shows the span and
+/// the event, and clicking the span plays the streamed export. The screenshot is kept in
+/// `target/tmp/nvr-page.png`.
+#[test]
+#[ignore = "interop: needs Debian's chromium, playwright-core (NVRKIT_NODE_MODULES), swaks and ffmpeg; run by .ci/run"]
+#[allow(clippy::print_stdout)] // reason: the measured figures in the test's output
+fn the_web_page_plays_live_and_shows_thumbnails_and_the_timeline_in_headless_chromium() {
     let modules = std::env::var("NVRKIT_NODE_MODULES").expect(
         "NVRKIT_NODE_MODULES must point at a node_modules with playwright-core (.ci/run sets it)",
     );
+    let dir = tempfile::tempdir().unwrap();
+    let jpegs = sample_jpegs(dir.path());
     let nvr = start_nvr(&["--pre", "2s", "--post", "2s"]);
     wait_for_ring(&nvr, "demo", 3);
-    // The short form, as the printed curl line sends it.
-    post_event(&nvr, &printed_curl_body(&nvr));
+    swaks_alarm_with(&nvr, &jpegs);
     wait_for_clips(&nvr, 1, 2);
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvr-page.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser.cjs");
     let out = Command::new("node")
         .arg(&script)
         .arg(format!("{}/", nvr.web))
+        .arg(&shot)
         .env("NODE_PATH", modules)
         .output()
         .expect("node is required");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the clip did not play: {report} {}",
+        "the page failed: {report} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("\"ok\":true"), "{report}");
+    let r: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(r["ok"], true, "{report}");
+    assert_eq!(r["event"]["thumbs"].as_array().unwrap().len(), jpegs.len());
+    println!(
+        "live view: started in {} ms, {} ms behind the camera; screenshot {}",
+        r["live"]["startMs"],
+        r["live"]["delayMs"],
+        shot.display()
+    );
 }
 
 #[test]
@@ -511,4 +667,191 @@ fn mqtt_gets_the_event_and_motion_on_until_the_range_closes() {
         m.payload == "offline"
     });
     sub.wait_for(bridge, guard, |m| m.payload == "offline");
+}
+
+/// Issue 18's "done when" for the restream: ffprobe and GStreamer's rtspsrc read
+/// `rtsp://127.0.0.1:PORT/demo` through nvr at the same time, while the camera (the loop feeder,
+/// in this process) has exactly one client: nvr's own session.
+#[test]
+#[ignore = "interop: needs ffprobe and gst-launch-1.0 (rtspsrc, avdec_h264); run by .ci/run"]
+fn ffprobe_and_gstreamer_read_the_restream_over_one_camera_session() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let camera = camera(&rt, Clip::load("sample", &demux).unwrap());
+    let url = camera.urls("127.0.0.1")[0].clone();
+    let nvr = start_nvr(&["--camera", &format!("demo={url}")]);
+    let restream = nvr
+        .printed
+        .iter()
+        .find_map(|l| l.strip_prefix("rtsp: "))
+        .expect("nvr printed the restream URL")
+        .to_owned();
+    assert!(
+        restream.starts_with("rtsp://127.0.0.1:") && restream.ends_with("/demo"),
+        "{restream}"
+    );
+    wait_for_ring(&nvr, "demo", 3);
+    assert_eq!(camera.connections(), 1, "nvr's session to the camera");
+
+    // GStreamer decodes 100 frames over RTP/TCP; ffprobe describes the stream meanwhile.
+    let gst = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "rtspsrc",
+            &format!("location={restream}"),
+            "protocols=tcp",
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+            "identity",
+            "eos-after=100",
+            "!",
+            "fakesink",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gst-launch-1.0 is required (GStreamer: rtspsrc, avdec_h264)");
+    let gst_guard = Peer(gst);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-rtsp_transport", "tcp"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(&restream)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffprobe is required");
+    let probe_guard = Peer(probe);
+    // While both read: the camera still has one client.
+    let mut most = 0;
+    let t = Instant::now();
+    let (mut gst_done, mut probe_done) = (None, None);
+    let mut children = (gst_guard, probe_guard);
+    while gst_done.is_none() || probe_done.is_none() {
+        most = most.max(camera.connections());
+        if gst_done.is_none() {
+            gst_done = children.0.0.try_wait().unwrap();
+        }
+        if probe_done.is_none() {
+            probe_done = children.1.0.try_wait().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "hang guard: gst-launch or ffprobe did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let read = |c: &mut std::process::Child| {
+        let mut out = String::new();
+        let mut err = String::new();
+        use std::io::Read as _;
+        c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (out, err)
+    };
+    let (gst_out, gst_err) = read(&mut children.0.0);
+    assert!(
+        gst_done.unwrap().success(),
+        "GStreamer could not play the restream: {gst_out} {gst_err}"
+    );
+    let (probe_out, probe_err) = read(&mut children.1.0);
+    assert!(probe_done.unwrap().success(), "ffprobe: {probe_err}");
+    let v: serde_json::Value = serde_json::from_str(&probe_out).unwrap();
+    let streams = v["streams"].as_array().unwrap();
+    assert_eq!(streams[0]["codec_name"], "h264", "{probe_out}");
+    assert_eq!(streams[0]["width"], 640, "{probe_out}");
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "aac"),
+        "the sample's audio is restreamed too: {probe_out}"
+    );
+    assert_eq!(most, 1, "the camera saw more than nvr's one session");
+    assert_eq!(camera.connections(), 1);
+    let cams = json(&format!("{}/api/cameras", nvr.web));
+    assert_eq!(cams[0]["sessions"], 1, "nvr never reconnected: {cams}");
+    drop(nvr);
+    rt.block_on(camera.shutdown());
+}
+
+/// A peer process, killed at the end of the test if it is still running (through its handle:
+/// never a signal to a PID that may have been reaped and reused).
+struct Peer(std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn a_restream_beyond_loopback_needs_credentials_or_no_auth() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nvr"))
+        .args([
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--rtsp-listen", "0.0.0.0:0", "--store"])
+        .arg(data.path().join("store"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--rtsp-listen 0.0.0.0:0 listens beyond loopback")
+            && err.contains("--rtsp-auth USER:PASS")
+            && err.contains("--rtsp-no-auth"),
+        "{err}"
+    );
+    assert!(
+        !data.path().join("store").exists(),
+        "refused before the store is made"
+    );
+}
+
+/// `nvr selftest` as CI runs it (issue 18): the stored clip holds exactly the frames from the
+/// keyframe at or before t − pre to the last one decoded before t + post. Needs no peer.
+fn selftest(extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nvr"))
+        .args(["selftest", "--pre", "2s", "--post", "2s"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "selftest failed: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("ok: every frame, none missing, none repeated"),
+        "{report}"
+    );
+    assert!(
+        report.contains("latency: alarm to whole clip readable"),
+        "{report}"
+    );
+}
+
+#[test]
+fn selftest_passes_on_the_demo_camera() {
+    selftest(&[]);
+}
+
+#[test]
+fn selftest_passes_with_record_all() {
+    selftest(&["--record", "all"]);
 }

@@ -1,4 +1,5 @@
-//! `tileserve`: MBTiles over HTTP. A thin shell over `nvrkit_mbtiles::http::router`.
+//! `tileserve`: MBTiles and PMTiles over HTTP, a thin shell over `nvrkit_mbtiles::http::router`;
+//! `tileserve convert` (src/convert.rs); the `--nvr` camera-state poller (src/nvr.rs).
 
 // A CLI's output is its job: the URLs on stdout, a fatal error on stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -26,17 +27,25 @@ Examples:
       TileJSON at /world.json and a preview map at /world/preview
   tileserve maps/ --listen 0.0.0.0:8080 --cors https://vms.example.com
       every *.mbtiles in maps/ (files added, replaced or removed are picked up within --poll)
-  tileserve floor.mbtiles --ocularis-maxzoom floor=5 --missing 204 --cache-control 'public, max-age=600'";
+  tileserve floor.mbtiles --ocularis-maxzoom floor=5 --missing 204 --cache-control 'public, max-age=600'
+  tileserve world.mbtiles city.pmtiles
+      PMTiles v3 files are served beside MBTiles, in the same schemes
+  tileserve floor.mbtiles --cameras cameras.json --nvr http://127.0.0.1:8080
+      draw the cameras of cameras.json on the preview, coloured by their state in nvr
+      (online, offline, alarm for --alarm-hold after an event)
+  tileserve convert world.mbtiles world.pmtiles
+      write a PMTiles copy of an MBTiles file (and `convert world.pmtiles world.mbtiles` back)";
 
-/// Serve MBTiles files over HTTP: XYZ, TMS, Ocularis and ArcGIS tile URLs, TileJSON 3.0, a JSON
+/// Serve MBTiles and PMTiles files over HTTP: XYZ, TMS, Ocularis and ArcGIS tile URLs, TileJSON 3.0, a JSON
 /// catalog at `/` and an HTML preview per tileset.
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLES, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
-    command: Option<nvrkit_cli::docs::DocsCommand>,
+    command: Option<Command>,
 
-    /// MBTiles files, or directories whose *.mbtiles files are served (the id is the file stem).
+    /// MBTiles or PMTiles files, or directories whose *.mbtiles and *.pmtiles files are served
+    /// (the id is the file stem).
     #[arg(required = true, value_name = "FILE|DIR")]
     sources: Vec<PathBuf>,
 
@@ -94,13 +103,42 @@ struct Args {
     /// A keep-alive connection with no request for this long is closed.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+
+    /// Cameras to draw on the maps: a JSON file `{"cameras": [{"id", "lon", "lat" | "pixel",
+    /// "tileset", "heading", "fov", "name"}]}` (docs/mbtiles.md), served at
+    /// /{tileset}/cameras.geojson and /{tileset}/cameras/{z}/{x}/{y}.pbf.
+    #[arg(long, value_name = "FILE")]
+    cameras: Option<PathBuf>,
+
+    /// nvr's HTTP API (`http://127.0.0.1:8080`), polled every second for the cameras' state:
+    /// online from /api/cameras, alarm from /api/events.
+    #[arg(long, value_name = "URL", requires = "cameras")]
+    nvr: Option<String>,
+
+    /// With --nvr: a camera shows as alarming this long after its last event.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    alarm_hold: Duration,
 }
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Convert MBTiles to PMTiles v3 or back (by the extensions: IN.mbtiles OUT.pmtiles, or
+    /// IN.pmtiles OUT.mbtiles). Equal tiles are stored once; OUT must not exist.
+    Convert(convert::Args),
+    #[command(flatten)]
+    Docs(nvrkit_cli::docs::DocsCommand),
+}
+
+mod convert;
+mod nvr;
 
 fn main() -> ExitCode {
     nvrkit_cli::init_logging();
     let args = Args::parse();
-    if let Some(d) = &args.command {
-        return d.run(<Args as clap::CommandFactory>::command());
+    match &args.command {
+        Some(Command::Docs(d)) => return d.run(<Args as clap::CommandFactory>::command()),
+        Some(Command::Convert(c)) => return nvrkit_cli::exit("tileserve", convert::run(c)),
+        None => {}
     }
     nvrkit_cli::exit("tileserve", run(args))
 }
@@ -172,6 +210,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     let catalog = Arc::new(Catalog::new(args.sources.clone(), overrides));
     let changes = catalog.refresh().context("reading the tilesets")?;
     log_changes(&changes);
+    let mut config = config;
+    if let Some(path) = &args.cameras {
+        let live = Arc::new(cameras(path, &catalog)?);
+        if let Some(url) = &args.nvr {
+            let base = url.trim_end_matches('/').to_string();
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                bail!("--nvr {url:?}: expected http://HOST:PORT");
+            }
+            nvr::spawn(live.clone(), base, args.alarm_hold).context("starting the nvr poller")?;
+        }
+        config.cameras = Some(live);
+    }
 
     // One single-threaded runtime per thread, fed connections round-robin by an acceptor thread
     // (actix's layout). Against one multi-threaded runtime on the 2 shared cores: the same CPU
@@ -249,6 +299,35 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads and checks `--cameras FILE`: every tileset a camera names must be served.
+fn cameras(
+    path: &std::path::Path,
+    catalog: &Catalog,
+) -> anyhow::Result<nvrkit_mbtiles::cameras::Live> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(nvrkit_mbtiles::cameras::MAX_CAMERAS_FILE as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .with_context(|| format!("--cameras {}", path.display()))?;
+    let list = nvrkit_mbtiles::cameras::parse(&bytes)
+        .with_context(|| format!("--cameras {}", path.display()))?;
+    for c in &list {
+        if let Some(t) = &c.tileset
+            && catalog.get(t).is_none()
+        {
+            bail!(
+                "--cameras {}: camera {:?} is on tileset {t:?}, which is not served",
+                path.display(),
+                c.id
+            );
+        }
+    }
+    Ok(nvrkit_mbtiles::cameras::Live::new(list))
+}
+
 /// A server thread's share of the connections.
 struct Worker {
     rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
@@ -296,7 +375,7 @@ fn print_banner(
     if entries.is_empty() {
         writeln!(
             out,
-            "  no tilesets yet (directories are watched for *.mbtiles)"
+            "  no tilesets yet (directories are watched for *.mbtiles and *.pmtiles)"
         )?;
     }
     for e in entries {
@@ -336,6 +415,16 @@ fn print_banner(
                         out,
                         "    utfgrid  {}",
                         nvrkit_mbtiles::tilejson::grid_template(&base, &e.id, SchemeKind::Xyz)
+                    )?;
+                }
+                if let Some(live) = &config.cameras
+                    && live.cameras().iter().any(|c| c.on(&e.id))
+                {
+                    let id = nvrkit_mbtiles::route::encode(&e.id);
+                    writeln!(out, "    cameras  {base}/{id}/cameras.geojson")?;
+                    writeln!(
+                        out,
+                        "    cameras  {base}/{id}/cameras/{{z}}/{{x}}/{{y}}.pbf"
                     )?;
                 }
                 if fmt.is_raster() {

@@ -166,3 +166,104 @@ fn per_address_cap_refuses_the_attacker_and_serves_others() {
     );
     assert_tile_served(&t);
 }
+
+/// A misbehaving nvr on 127.0.0.2 (`--nvr`): first an answer that never ends (a body streamed
+/// without end), then one that never comes (headers never sent), then a good one. While it
+/// misbehaves the map client is served its tile and the cameras (state `unknown`); the endless
+/// body is cut (the fake nvr's writes fail once tileserve stops reading at its 8 MiB limit);
+/// when nvr answers well the camera shows `online`, so the poller outlived both.
+#[test]
+fn a_hostile_nvr_leaves_states_unknown_and_the_map_served() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    const ENDLESS: usize = 0;
+    const SILENT: usize = 1;
+    const GOOD: usize = 2;
+    let mode = Arc::new(AtomicUsize::new(ENDLESS));
+    let cut_after = Arc::new(AtomicU64::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let nvr = listener.local_addr().unwrap();
+    {
+        let (mode, cut_after) = (mode.clone(), cut_after.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (mode, cut_after) = (mode.clone(), cut_after.clone());
+                std::thread::spawn(move || {
+                    let mut req = [0u8; 4096];
+                    let n = std::io::Read::read(&mut conn, &mut req).unwrap_or(0);
+                    let req = String::from_utf8_lossy(&req[..n]).into_owned();
+                    match mode.load(Ordering::SeqCst) {
+                        ENDLESS => {
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[",
+                            );
+                            let chunk = [b' '; 65536];
+                            let mut sent = 0u64;
+                            while conn.write_all(&chunk).is_ok() {
+                                sent += chunk.len() as u64;
+                                if sent > 1 << 30 {
+                                    break;
+                                }
+                            }
+                            cut_after.store(sent, Ordering::SeqCst);
+                        }
+                        SILENT => std::thread::sleep(Duration::from_secs(30)),
+                        _ => {
+                            let body = if req.starts_with("GET /api/cameras") {
+                                r#"[{"name": "demo", "connected": true}]"#
+                            } else {
+                                "[]"
+                            };
+                            let _ = write!(
+                                conn,
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cams = dir.path().join("cameras.json");
+    std::fs::write(
+        &cams,
+        r#"{"cameras": [{"id": "demo", "lon": 10, "lat": 20}]}"#,
+    )
+    .unwrap();
+    let t = start(&[
+        "--cameras",
+        cams.to_str().unwrap(),
+        "--nvr",
+        &format!("http://{nvr}"),
+    ]);
+    let state = |t: &Tileserve| {
+        let r = get(CLIENT, t.addr, &t.addr.to_string(), "/map/cameras.geojson");
+        assert_eq!(r.status, 200, "{}", r.head);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["features"][0]["properties"]["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let cut = eventually("the endless answer to be cut", || {
+        Some(cut_after.load(Ordering::SeqCst)).filter(|&n| n > 0)
+    });
+    // 8 MiB read, plus what the kernel's socket buffers held (CI raises them to 8 MiB each).
+    assert!(
+        cut < 32 << 20,
+        "tileserve read {cut} bytes of the endless body"
+    );
+    assert_tile_served(&t);
+    assert_eq!(state(&t), "unknown");
+    mode.store(SILENT, Ordering::SeqCst);
+    assert_tile_served(&t);
+    assert_eq!(state(&t), "unknown");
+    mode.store(GOOD, Ordering::SeqCst);
+    eventually("the camera to show online", || {
+        (state(&t) == "online").then_some(())
+    });
+    assert_tile_served(&t);
+}

@@ -22,7 +22,9 @@
 use std::process::ExitCode;
 
 pub mod docs;
-pub mod units;
+/// The one grammar of sizes, rates and durations; it lives in `nvrkit-net` so servers parsing
+/// untrusted input (fault queries) use the same parser as the command lines.
+pub use nvrkit_net::units;
 
 /// The log filter when `RUST_LOG` is not set: `info`, with the chattiest dependencies quieter
 /// (mp4-atom logs every unknown box, retina every RTCP oddity of a camera).

@@ -45,6 +45,11 @@ pub enum Error {
     #[error("frame ring: {0}")]
     Ring(#[from] nvrkit_ring::ConfigError),
 
+    /// A frame fault cannot be applied to its clip (`fps` out of reach, `sps_change_at_seam`
+    /// naming a clip that cannot follow): the path is refused.
+    #[error(transparent)]
+    Fault(#[from] crate::fault::frames::FrameFaultError),
+
     /// An RTMP push could not be set up or was refused for good.
     #[error("RTMP push: {0}")]
     Push(#[from] crate::rtmp::PushError),

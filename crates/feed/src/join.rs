@@ -48,6 +48,11 @@ impl JoinFilter {
         }
     }
 
+    /// The stream whose keyframes are join points (the video).
+    pub fn master(&self) -> usize {
+        self.master
+    }
+
     /// The reader skipped ahead (it lagged and resumes at a keyframe): the next keyframe is a
     /// join point again.
     pub fn rejoin(&mut self) {

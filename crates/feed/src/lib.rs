@@ -14,6 +14,8 @@
 //!   G.711, RTCP sender reports and BYE, and [`rtp::TrackSender`], one track's sender state
 //!   (SSRC, sequence, RTP clock), which composes a frame's packets as data ([`rtp::Outgoing`]).
 //! - [`sdp`]: session descriptions.
+//! - [`fault`]: fault modes ([`fault::FaultSet`]), per path from a URL query or a fault file:
+//!   a camera that misbehaves on purpose.
 //! - [`rtsp`]: request framing, Basic/Digest auth, and the sans-I/O session core:
 //!   [`rtsp::core::Connection`] answers requests and owns the session, including what PLAY
 //!   sends ([`rtsp::play::Playout`]: RTP-Info, sender reports, BYE); frames go in, packets
@@ -25,6 +27,10 @@
 //!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
 //!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
 //!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
+//! - [`stamp`]: each video frame numbered by an SEI NAL unit ([`LoopSource::stamped`],
+//!   [`server::Config::stamp_frames`]), for recorder self-tests.
+//! - [`source`]: [`source::LiveSource`], a ring filled elsewhere (a camera's) whose tracks are
+//!   known late and may change, served beside the clips ([`server::Server::start_with`]).
 //!
 //! - [`substream`]: a clip served at `NAME/sub` is the sub stream of clip `NAME`, its loop
 //!   checked at start to be aligned with the main one frame for frame.
@@ -82,6 +88,7 @@ pub mod alarm;
 pub mod auth;
 pub mod check;
 pub mod error;
+pub mod fault;
 pub mod join;
 pub mod loop_source;
 #[cfg(feature = "onvif")]
@@ -93,6 +100,8 @@ pub mod sdp;
 pub mod server;
 #[cfg(feature = "snapshot")]
 pub mod snapshot;
+pub mod source;
+pub mod stamp;
 pub mod substream;
 
 pub use error::{Error, Result};

@@ -23,6 +23,27 @@ use nvrkit_media::{CodecParams, Demuxer, Frame, TrackInfo, WallTime};
 
 use crate::error::{Error, Result};
 
+/// Where a loop's laps start, to tell the seam from a frame alone: lap `k`'s master frames
+/// have their decode times in `first_dts + k × period .. first_dts + (k + 1) × period` (the
+/// master's frames come back every period advanced by exactly the period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Laps {
+    /// The master (video) stream.
+    pub stream: usize,
+    /// The master's first DTS in lap 0, in its ticks.
+    pub first_dts: i64,
+    /// The period, in the master's ticks (above zero).
+    pub period: i64,
+}
+
+impl Laps {
+    /// The lap of a master frame; `None` for a frame of another stream.
+    pub fn lap(&self, f: &Frame) -> Option<i64> {
+        (f.stream == self.stream && self.period > 0)
+            .then(|| f.dts.saturating_sub(self.first_dts).div_euclid(self.period))
+    }
+}
+
 /// A clip held in memory, ready to loop: its tracks and frames (discarded frames, such as AAC
 /// priming, are left out: a live stream has no place for them).
 #[derive(Debug)]
@@ -188,6 +209,25 @@ impl Clip {
     /// The stream whose duration is the loop period (the first video stream).
     pub fn master(&self) -> usize {
         self.master
+    }
+
+    /// The loop period in ticks of the master stream (exact).
+    pub fn period_ticks(&self) -> i64 {
+        self.period
+    }
+
+    /// The first presented PTS of `stream` in lap 0, in its ticks (0 for a stream it lacks).
+    pub fn first_pts(&self, stream: usize) -> i64 {
+        self.first_pts.get(stream).copied().unwrap_or(0)
+    }
+
+    /// Which loop lap a frame of the master belongs to ([`Laps`]).
+    pub fn laps(&self) -> Laps {
+        Laps {
+            stream: self.master,
+            first_dts: self.first_dts[self.master],
+            period: self.period,
+        }
     }
 
     /// The loop period in microseconds (rounded).
@@ -358,7 +398,7 @@ fn drop_unreferenced_leading(track: &TrackInfo, frames: &mut Vec<Frame>) -> usiz
 /// or before its PTS. Without it the decode times keep the holes, the clip decodes for longer
 /// than it presents, and the next loop's first DTS (one period later) would fall before the
 /// last one's.
-fn retime_decode(frames: &mut [Frame]) {
+pub(crate) fn retime_decode(frames: &mut [Frame]) {
     let mut presented: Vec<i64> = frames.iter().map(|f| f.pts).collect();
     presented.sort_unstable();
     let delay = frames
@@ -401,9 +441,18 @@ pub struct LoopSource {
     start_wall: WallTime,
     /// The earliest first DTS of any stream, in µs: deadlines count from there.
     origin_micros: i64,
+    /// [`LoopSource::stamped`]: the index of the next video frame.
+    stamp: Option<u64>,
 }
 
 impl LoopSource {
+    /// Numbers every video frame from 0 in decode order, across laps, with an SEI stamp in
+    /// front of its NAL units ([`crate::stamp`]).
+    pub fn stamped(mut self) -> Self {
+        self.stamp = Some(0);
+        self
+    }
+
     /// Starts the loop; frames get wall-clock times from `start_wall` (the presentation start
     /// of lap 0).
     pub fn new(clip: Arc<Clip>, start_wall: WallTime) -> Self {
@@ -416,6 +465,7 @@ impl LoopSource {
             start_wall,
             origin_micros,
             clip,
+            stamp: None,
         };
         src.cursors = (0..src.clip.tracks.len())
             .map(|s| {
@@ -555,7 +605,18 @@ impl Iterator for LoopSource {
     /// The next frame in decode order across streams (ties: the lower stream first). Never
     /// `None`.
     fn next(&mut self) -> Option<Frame> {
-        self.next_placed().map(|(_, _, f)| f)
+        let (_, _, mut f) = self.next_placed()?;
+        if let Some(n) = self.stamp.as_mut()
+            && f.stream == self.clip.master
+        {
+            let h265 = matches!(
+                self.clip.tracks[f.stream].params,
+                nvrkit_media::CodecParams::H265(_)
+            );
+            f.data = crate::stamp::stamp(&f.data, *n, h265);
+            *n += 1;
+        }
+        Some(f)
     }
 }
 

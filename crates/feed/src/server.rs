@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use nvrkit_media::WallTime;
 use nvrkit_net::ConnLimiter;
+use nvrkit_net::refuse::Refuser;
 use nvrkit_ring::Ring;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -24,15 +25,19 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::fault::frames::{LoopGeometry, loop_clip};
+use crate::fault::{Alias, FaultSet};
 use crate::loop_source::{Clip, LoopSource};
 use crate::rtsp::auth::Auth;
 use crate::rtsp::core::{Catalog, StreamInfo};
+use crate::source::LiveSource;
 
 mod conn;
+mod fault_feeds;
 mod listen;
 mod pacer;
 
-use listen::{MAX_REFUSING, accept, bind_udp_pair, receive_rtcp};
+use listen::{accept, bind_udp_pair, receive_rtcp};
 use pacer::{Lateness, Timing, pace};
 pub use pacer::{Looper, PacingStats};
 
@@ -94,9 +99,15 @@ pub struct Config {
     /// The RTSPS certificate: PEM files, or (the default) a self-signed one made at start whose
     /// SHA-256 fingerprint [`Server::tls_fingerprint`] gives.
     pub tls: nvrkit_tls::TlsSource,
+    /// Fault-file aliases ([`crate::fault::parse_fault_file`]): each served as its own path,
+    /// playing a clip with its faults. A clip it names must be among those served.
+    pub aliases: Vec<Alias>,
     /// Scripted alarms: each clip's pacer reports the frames they are cued on as it releases
     /// them ([`crate::alarm`]); `None` (the default): no alarms.
     pub alarms: Option<crate::alarm::Tap>,
+    /// Number every video frame with an SEI stamp ([`crate::stamp`]; `nvr selftest`'s demo
+    /// camera). Off by default.
+    pub stamp_frames: bool,
 }
 
 impl Default for Config {
@@ -118,12 +129,14 @@ impl Default for Config {
             tcp_nodelay: false,
             tls_listen: None,
             tls: nvrkit_tls::TlsSource::SelfSigned,
+            aliases: Vec::new(),
             alarms: None,
+            stamp_frames: false,
         }
     }
 }
 
-/// One served clip: its description and the ring its pacer fills.
+/// One served path: its description and the ring its pacer fills.
 #[derive(Debug)]
 struct Feed {
     info: Arc<StreamInfo>,
@@ -133,28 +146,134 @@ struct Feed {
     /// 25 fps clip with 48 kHz AAC, at every one of hundreds of clients).
     video_ring: Ring,
     clip: Arc<Clip>,
+    /// The served clip `clip` was made from by frame faults (`clip` itself without them).
+    origin: Arc<Clip>,
     pacing: Arc<Mutex<Lateness>>,
+}
+
+impl Feed {
+    /// A path playing `origin` with `faults` (its own, announced in its [`StreamInfo`]) and the
+    /// frame faults of `loop_faults` applied to its loop ([`loop_clip`]; `served` are the clips
+    /// `sps_change_at_seam` may name), and the pacer task filling its own rings from
+    /// `start_wall` on. Refused when the frame faults cannot be applied to the clip.
+    #[allow(clippy::too_many_arguments)] // reason: the path, its loop and the server's clock
+    fn spawn(
+        origin: Arc<Clip>,
+        name: &str,
+        faults: FaultSet,
+        loop_faults: &FaultSet,
+        served: &[Arc<Clip>],
+        config: &Config,
+        start_wall: WallTime,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<Feed>, JoinHandle<()>)> {
+        let clip = loop_clip(&origin, loop_faults, served)?;
+        let ring_config = nvrkit_ring::Config::new()
+            .max_duration(config.ring_duration)
+            .max_bytes(256 << 20)
+            .video_stream(clip.master());
+        let all: Vec<usize> = (0..clip.tracks().len()).collect();
+        let (writer, ring) = nvrkit_ring::ring(
+            ring_config
+                .clone()
+                .max_frames(clip.ring_frames(&all, config.ring_duration)),
+        )?;
+        let (video_writer, video_ring) = nvrkit_ring::ring(
+            ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
+        )?;
+        let mut source = LoopSource::new(clip.clone(), start_wall);
+        if config.stamp_frames {
+            source = source.stamped();
+        }
+        let pacing = Arc::new(Mutex::new(Lateness::new()));
+        // Scripted alarms are cued on the clip's own path only (an alias or a fault loop of it
+        // would raise each alarm again).
+        let cues = match &config.alarms {
+            Some(tap) if name == origin.name() && loop_faults.is_empty() => tap.cues(&clip)?,
+            _ => None,
+        };
+        let task = tokio::spawn(pace(
+            source,
+            writer,
+            Some(video_writer),
+            pacing.clone(),
+            stop,
+            Timing::EachFrame,
+            cues,
+        ));
+        let info = StreamInfo {
+            faults,
+            laps: Some(clip.laps()),
+            geometry: Some(LoopGeometry::of(&clip)),
+            ..StreamInfo::new(name, clip.tracks().to_vec())
+        };
+        let feed = Feed {
+            info: Arc::new(info),
+            ring,
+            video_ring,
+            clip,
+            origin,
+            pacing,
+        };
+        Ok((Arc::new(feed), task))
+    }
+
+    /// Another path reading `base`'s rings, with faults of its own that do not change frames.
+    fn alias(base: &Feed, name: &str, faults: FaultSet) -> Arc<Feed> {
+        let info = StreamInfo {
+            name: name.to_owned(),
+            faults,
+            ..StreamInfo::clone(&base.info)
+        };
+        Arc::new(Feed {
+            info: Arc::new(info),
+            ring: base.ring.clone(),
+            video_ring: base.video_ring.clone(),
+            clip: base.clip.clone(),
+            origin: base.origin.clone(),
+            pacing: base.pacing.clone(),
+        })
+    }
 }
 
 #[derive(Debug)]
 struct Shared {
     feeds: HashMap<String, Arc<Feed>>,
+    /// Rings filled elsewhere (a camera's), served as they come ([`LiveSource`]).
+    live: HashMap<String, LiveSource>,
     config: Config,
     auth: Option<Arc<Auth>>,
     udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
     /// Last RTCP packet from each client address (UDP liveness).
     udp_seen: Mutex<HashMap<SocketAddr, Instant>>,
-    /// The connection caps, shared by the RTSP and RTSPS listeners.
-    limiter: Arc<ConnLimiter>,
-    /// Refusals being delivered (each lingers up to [`REFUSAL_LINGER`]).
-    refusing: Arc<tokio::sync::Semaphore>,
-    /// When a refusal was last logged as a warning.
-    last_refusal_warning: Mutex<Option<Instant>>,
+    /// The connection caps and their refusals, shared by the RTSP and RTSPS listeners.
+    refuser: Refuser,
+    /// Every served clip (what `sps_change_at_seam=CLIP` names).
+    clips: Vec<Arc<Clip>>,
+    /// Loops of their own for URL queries whose faults change frames.
+    fault_feeds: fault_feeds::FaultFeeds,
+    /// Shutdown, for the pacers of [`Shared::fault_feeds`].
+    stop: watch::Receiver<bool>,
 }
 
 impl Catalog for Shared {
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
-        self.feeds.get(name).map(|f| f.info.clone())
+        match self.feeds.get(name) {
+            Some(f) => Some(f.info.clone()),
+            None => self.live.get(name).and_then(LiveSource::info),
+        }
+    }
+
+    fn stream_with(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> std::result::Result<Option<Arc<StreamInfo>>, String> {
+        match self.feed_for(name, faults)? {
+            Some(f) => Ok(Some(f.info.clone())),
+            // A live source takes no frame faults of its own: its stream as it is.
+            None => Ok(self.live.get(name).and_then(LiveSource::info)),
+        }
     }
 }
 
@@ -175,6 +294,16 @@ impl Server {
     /// must be unique; a clip named `NAME/sub` is the sub stream of clip `NAME`, which must be
     /// there, with a loop aligned with it ([`crate::substream::check_aligned`]).
     pub async fn start(config: Config, clips: Vec<Arc<Clip>>) -> Result<Server> {
+        Server::start_with(config, clips, Vec::new()).await
+    }
+
+    /// [`Server::start`], also serving `live` rings filled elsewhere (a camera's; see
+    /// [`crate::source`]). Every path (clip, fault alias, live source) must be unique.
+    pub async fn start_with(
+        config: Config,
+        clips: Vec<Arc<Clip>>,
+        live: Vec<LiveSource>,
+    ) -> Result<Server> {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Io {
@@ -219,52 +348,56 @@ impl Server {
         let mut tasks = Vec::new();
         let mut feeds = HashMap::new();
         let start_wall = WallTime::now();
-        for clip in clips {
+        for clip in &clips {
             let name = clip.name().to_owned();
             if feeds.contains_key(&name) {
                 return Err(Error::DuplicateName(name));
             }
-            let ring_config = nvrkit_ring::Config::new()
-                .max_duration(config.ring_duration)
-                .max_bytes(256 << 20)
-                .video_stream(clip.master());
-            let all: Vec<usize> = (0..clip.tracks().len()).collect();
-            let (writer, ring) = nvrkit_ring::ring(
-                ring_config
-                    .clone()
-                    .max_frames(clip.ring_frames(&all, config.ring_duration)),
-            )?;
-            let (video_writer, video_ring) = nvrkit_ring::ring(
-                ring_config.max_frames(clip.ring_frames(&[clip.master()], config.ring_duration)),
-            )?;
-            let source = LoopSource::new(clip.clone(), start_wall);
-            let pacing = Arc::new(Mutex::new(Lateness::new()));
-            let cues = match &config.alarms {
-                Some(tap) => tap.cues(&clip)?,
-                None => None,
-            };
-            tasks.push(tokio::spawn(pace(
-                source,
-                writer,
-                Some(video_writer),
-                pacing.clone(),
+            let (feed, task) = Feed::spawn(
+                clip.clone(),
+                &name,
+                FaultSet::default(),
+                &FaultSet::default(),
+                &clips,
+                &config,
+                start_wall,
                 shutdown.subscribe(),
-                Timing::EachFrame,
-                cues,
-            )));
-            feeds.insert(
-                name.clone(),
-                Arc::new(Feed {
-                    info: Arc::new(StreamInfo {
-                        name,
-                        tracks: clip.tracks().to_vec(),
-                    }),
-                    ring,
-                    video_ring,
-                    clip,
-                    pacing,
-                }),
-            );
+            )?;
+            tasks.push(task);
+            feeds.insert(name, feed);
+        }
+        // Fault-file aliases: the clip's ring, unless their faults change frames.
+        for a in &config.aliases {
+            let Some(clip) = clips.iter().find(|c| c.name() == a.clip) else {
+                return Err(Error::Unusable {
+                    name: a.alias.clone(),
+                    what: format!(
+                        "the fault file names clip {:?}, which is not served",
+                        a.clip
+                    ),
+                });
+            };
+            if feeds.contains_key(&a.alias) {
+                return Err(Error::DuplicateName(a.alias.clone()));
+            }
+            let feed = if a.faults.changes_frames() {
+                let (feed, task) = Feed::spawn(
+                    clip.clone(),
+                    &a.alias,
+                    a.faults.clone(),
+                    &a.faults,
+                    &clips,
+                    &config,
+                    start_wall,
+                    shutdown.subscribe(),
+                )?;
+                tasks.push(task);
+                feed
+            } else {
+                let base = &feeds[clip.name()];
+                Feed::alias(base, &a.alias, a.faults.clone())
+            };
+            feeds.insert(a.alias.clone(), feed);
         }
         // A sub stream (`NAME/sub`) needs its main stream, and a loop aligned with it.
         for (name, feed) in &feeds {
@@ -280,15 +413,27 @@ impl Server {
                 crate::substream::check_aligned(&main.clip, &feed.clip)?;
             }
         }
+        let mut live_sources = HashMap::new();
+        for l in live {
+            if feeds.contains_key(l.name()) || live_sources.contains_key(l.name()) {
+                return Err(Error::DuplicateName(l.name().to_owned()));
+            }
+            live_sources.insert(l.name().to_owned(), l);
+        }
         let shared = Arc::new(Shared {
             feeds,
+            live: live_sources,
             auth: config.auth.clone().map(Arc::new),
-            limiter: ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
+            refuser: Refuser::new(
+                ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
+                listen::BUSY,
+            ),
             config,
             udp,
             udp_seen: Mutex::new(HashMap::new()),
-            refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
-            last_refusal_warning: Mutex::new(None),
+            fault_feeds: fault_feeds::FaultFeeds::default(),
+            stop: shutdown.subscribe(),
+            clips,
         });
         if let Some((_, rtcp_sock)) = &shared.udp {
             tasks.push(tokio::spawn(receive_rtcp(
@@ -328,6 +473,12 @@ impl Server {
         self.local_addr
     }
 
+    /// Client connections open now, RTSP and RTSPS together (a camera's own count of its
+    /// sessions, for a test that proves a restream holds one).
+    pub fn connections(&self) -> usize {
+        self.shared.refuser.limiter().open()
+    }
+
     /// The RTSPS address actually bound, when [`Config::tls_listen`] is set.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
         self.tls.as_ref().map(|(a, _)| *a)
@@ -347,6 +498,7 @@ impl Server {
     /// The stream names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.shared.feeds.keys().cloned().collect();
+        v.extend(self.shared.live.keys().cloned());
         v.sort();
         v
     }
@@ -377,9 +529,17 @@ impl Server {
             .collect()
     }
 
+    /// The feeds made for URL queries whose faults change frames: `path?frame faults`, sorted.
+    pub fn frame_variants(&self) -> Vec<String> {
+        self.shared.fault_feeds.names()
+    }
+
     /// The ring of a stream (to watch it, or to read it in-process).
     pub fn ring(&self, name: &str) -> Option<Ring> {
-        self.shared.feeds.get(name).map(|f| f.ring.clone())
+        match self.shared.feeds.get(name) {
+            Some(f) => Some(f.ring.clone()),
+            None => self.shared.live.get(name).map(|l| l.ring().clone()),
+        }
     }
 
     /// The clip served as a stream (to publish the same loop over RTMP).
@@ -405,6 +565,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.fault_feeds.join().await;
     }
 }
 

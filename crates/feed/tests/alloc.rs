@@ -107,10 +107,7 @@ fn a_warm_session_allocates_nothing_per_frame() {
     let mut counts = Vec::new();
     for (d, udp) in clips.iter().flat_map(|d| [(d, false), (d, true)]) {
         let frames: Vec<Frame> = d.frames().map(Result::unwrap).collect();
-        let cat = One(Arc::new(StreamInfo {
-            name: "clip".into(),
-            tracks: d.tracks().to_vec(),
-        }));
+        let cat = One(Arc::new(StreamInfo::new("clip", d.tracks().to_vec())));
         let mut conn = playing(&frames, &cat, udp);
         // As the server's connection writes them: interleaved packets into its queue of chunks
         // (written, then dropped), UDP ones aside.

@@ -453,6 +453,21 @@ async fn play_video<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Sessions whose URL asks for faults that change frames read a feed of their own, one per
+/// distinct set: the same set shares it, another set or none never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_faults_in_a_query_get_a_feed_of_their_own_per_set() {
+    let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let s = server(vec![Clip::load("sample", &d).unwrap()], Config::default()).await;
+    let port = s.local_addr().port();
+    for query in ["fps=12.5", "fps=12.5&stall=1h", "fps=10", "stall=1h", ""] {
+        let n = first_video_nal_types(port, &format!("sample?{query}"), 1).await;
+        assert_eq!(n.len(), 1, "{query}: plays");
+    }
+    assert_eq!(s.frame_variants(), ["sample?fps=10", "sample?fps=12.5"]);
+    s.shutdown().await;
+}
+
 /// Open-GOP H.265 (x265's default): joined after its first CRA, a client's first GOP is the
 /// CRA's, and the RASL pictures that follow it in decode order (they present before it and
 /// reference the GOP before, which the client never got) are not sent: no video RTP timestamp
@@ -1366,4 +1381,102 @@ async fn a_server_shut_down_right_after_start_stops() {
             .await
             .expect("hang guard: shutdown returned");
     }
+}
+
+/// A live source (`nvrkit_feed::source`, nvr's restream of a camera ring): 404 until its tracks
+/// are known, then played from its ring as it fills; a change of its tracks ends the playing
+/// session, and a new DESCRIBE gets the new tracks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_source_is_described_once_known_and_a_track_change_ends_its_sessions() {
+    use nvrkit_feed::source::LiveSource;
+    let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let clip = Clip::load("sample", &demux).unwrap();
+    let tracks = clip.tracks().to_vec();
+    assert_eq!(tracks.len(), 2, "the sample has video and audio");
+    let (mut writer, ring) =
+        nvrkit_ring::ring(nvrkit_ring::Config::new().video_stream(clip.master())).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let live = LiveSource::new("cam", ring, clip.master(), rx);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let s = Server::start_with(config, Vec::new(), vec![live])
+        .await
+        .unwrap();
+    assert_eq!(s.names(), ["cam"]);
+    let u = url(&s, "cam");
+    let e = retina::client::Session::describe(u.clone(), SessionOptions::default())
+        .await
+        .err()
+        .expect("no tracks yet: nothing to describe");
+    assert!(e.to_string().contains("404"), "{e}");
+
+    // The ring fills in real time, as a camera's does.
+    tx.send_replace(Some(tracks.clone()));
+    let feeder = tokio::spawn(async move {
+        let start = nvrkit_media::WallTime::now();
+        let t0 = tokio::time::Instant::now();
+        for f in nvrkit_feed::LoopSource::new(clip, start) {
+            let due = f.wall.unwrap().micros_since(start).max(0) as u64;
+            tokio::time::sleep_until(t0 + Duration::from_micros(due)).await;
+            if writer.push(f).is_err() {
+                break;
+            }
+        }
+    });
+    let mut session = retina::client::Session::describe(u.clone(), SessionOptions::default())
+        .await
+        .expect("DESCRIBE once the tracks are known");
+    assert_eq!(session.streams().len(), 2);
+    for i in 0..2 {
+        session
+            .setup(
+                i,
+                SetupOptions::default().transport(Transport::Tcp(TcpTransportOptions::default())),
+            )
+            .await
+            .expect("SETUP");
+    }
+    let mut demuxed = session
+        .play(PlayOptions::default())
+        .await
+        .expect("PLAY")
+        .demuxed()
+        .expect("demuxed");
+    let mut video = 0;
+    let mut first_is_key = None;
+    while video < 30 {
+        let item = tokio::time::timeout(Duration::from_secs(10), demuxed.next())
+            .await
+            .expect("hang guard: the live source's frames kept coming")
+            .expect("stream ended early")
+            .expect("retina accepted every packet");
+        if let CodecItem::VideoFrame(f) = item {
+            first_is_key.get_or_insert(f.is_random_access_point());
+            video += 1;
+        }
+    }
+    assert_eq!(first_is_key, Some(true), "a viewer starts at a keyframe");
+    // The camera reconnects without its audio: the playing session ends.
+    tx.send_replace(Some(tracks[..1].to_vec()));
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match demuxed.next().await {
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "hang guard: the session outlived the track change"
+    );
+    let again = retina::client::Session::describe(u, SessionOptions::default())
+        .await
+        .expect("DESCRIBE after the change");
+    assert_eq!(again.streams().len(), 1, "the new tracks are described");
+    feeder.abort();
+    s.shutdown().await;
 }

@@ -24,22 +24,38 @@ fn sample(name: &str) -> Arc<Clip> {
     Clip::load(name, &demux).unwrap()
 }
 
+/// RTSP on any loopback port, TCP only.
+fn rtsp_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp: false,
+        ..Config::default()
+    }
+}
+
+/// The devices on any loopback ports, no discovery.
+async fn devices_on_loopback(devices: Vec<onvif::Device>) -> Onvif {
+    Onvif::start(
+        onvif::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            discovery_listen: None,
+            ..onvif::Config::default()
+        },
+        devices,
+    )
+    .await
+    .unwrap()
+}
+
 struct Rig {
     server: Server,
     onvif: Onvif,
 }
 
 async fn rig(credentials: Option<(&str, &str)>) -> Rig {
-    let server = Server::start(
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            udp: false,
-            ..Config::default()
-        },
-        vec![sample("bravo"), sample("alpha")],
-    )
-    .await
-    .unwrap();
+    let server = Server::start(rtsp_config(), vec![sample("bravo"), sample("alpha")])
+        .await
+        .unwrap();
     let onvif = Onvif::start(
         onvif::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -418,11 +434,7 @@ async fn username_token_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
     let server = Server::start(
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            udp: false,
-            ..Config::default()
-        },
+        rtsp_config(),
         vec![sample("cam"), sample("cam/sub"), sample("other")],
     )
     .await
@@ -432,16 +444,7 @@ async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
     assert_eq!(names, ["cam", "other"], "the sub stream is not a device");
     assert_eq!(devices[0].sub.as_ref().unwrap().path, "cam/sub");
     assert!(devices[1].sub.is_none());
-    let onvif = Onvif::start(
-        onvif::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            discovery_listen: None,
-            ..onvif::Config::default()
-        },
-        devices,
-    )
-    .await
-    .unwrap();
+    let onvif = devices_on_loopback(devices).await;
     let dev = onvif.devices()[0].addr;
     let rtsp_port = server.local_addr().port();
     let (status, r) = post(dev, envelope("", &media_action("GetProfiles", ""))).await;
@@ -489,12 +492,7 @@ async fn a_sub_stream_is_a_second_profile_of_the_same_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_stream_without_its_main_or_out_of_step_is_refused_at_start() {
-    let config = || Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        udp: false,
-        ..Config::default()
-    };
-    let e = Server::start(config(), vec![sample("cam/sub")])
+    let e = Server::start(rtsp_config(), vec![sample("cam/sub")])
         .await
         .unwrap_err()
         .to_string();
@@ -505,7 +503,7 @@ async fn a_sub_stream_without_its_main_or_out_of_step_is_refused_at_start() {
     ))
     .unwrap();
     let sub = Clip::load("cam/sub", &ntsc).unwrap();
-    let e = Server::start(config(), vec![sample("cam"), sub])
+    let e = Server::start(rtsp_config(), vec![sample("cam"), sub])
         .await
         .unwrap_err()
         .to_string();
@@ -788,4 +786,60 @@ async fn pull_point_subscription_gets_motion() {
     assert_eq!(status, 500);
     assert_eq!(r.action, "Fault");
     rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_clip_serves_its_sidecar_jpeg_or_501_with_the_reason() {
+    let hevc = |name: &str| {
+        let d = Demuxer::open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/h265_hvc1.mp4"
+        ))
+        .unwrap();
+        Clip::load(name, &d).unwrap()
+    };
+    // A real JPEG for the sidecar: the sample's first keyframe, through the H.264 path.
+    let clip = sample("x");
+    let v = clip.master();
+    let nvrkit_media::CodecParams::H264(params) = &clip.tracks()[v].params else {
+        panic!("the sample is H.264");
+    };
+    let key = clip.frames(v).iter().find(|f| f.keyframe).unwrap();
+    let (jpeg, _, _) = nvrkit_feed::snapshot::h264_to_jpeg(params, &key.data, 85).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("withjpg.jpg");
+    std::fs::write(&file, &jpeg).unwrap();
+    let sidecar = nvrkit_feed::snapshot::load_sidecar(&file).unwrap().unwrap();
+    assert_eq!((sidecar.width, sidecar.height), (640, 360));
+    assert_eq!(
+        nvrkit_feed::snapshot::load_sidecar(&dir.path().join("none.jpg")).unwrap(),
+        None
+    );
+
+    let server = Server::start(rtsp_config(), vec![hevc("bare"), hevc("withjpg")])
+        .await
+        .unwrap();
+    let devices = onvif::devices_with(&server, |name| (name == "withjpg").then(|| sidecar.clone()));
+    let onvif = devices_on_loopback(devices).await;
+    let addr = |name: &str| {
+        onvif
+            .devices()
+            .iter()
+            .find(|l| l.device.name == name)
+            .unwrap()
+            .addr
+    };
+    let r = snapshot(addr("bare"), "/snapshot/bare.jpg", "").await;
+    assert_eq!(r.status, 501);
+    let reason = String::from_utf8_lossy(&r.body);
+    assert!(
+        reason.contains("H.265") && reason.contains("bare.jpg"),
+        "{reason}"
+    );
+    let r = snapshot(addr("withjpg"), "/snapshot/withjpg.jpg", "").await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    assert_eq!(r.body, jpeg.as_ref(), "the sidecar, as it is");
+    onvif.shutdown().await;
+    server.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! A catalog of tilesets from files and directories, kept in step with the file system.
 //!
 //! [`Catalog::refresh`] looks at every source: a file is one tileset, a directory holds one
-//! tileset per `*.mbtiles` file in it (not recursive). The tileset id is the file stem. A file
+//! tileset per `*.mbtiles` or `*.pmtiles` file in it (not recursive). The tileset id is the file stem. A file
 //! whose length, modification time or inode changed (or whose `-wal` file did) is opened again;
 //! until the new open succeeds, requests keep going to the old handle, which still reads the old
 //! file after an atomic rename. So a replaced file is served without a failed request in between.
@@ -16,7 +16,113 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::reader::MbTiles;
+use crate::format::TileFormat;
+use crate::pmtiles::PmTiles;
+use crate::reader::{Layout, MbTiles, Metadata, Tile};
+use crate::scheme::TileId;
+
+/// A tileset's file: MBTiles (SQLite) or PMTiles (v3), chosen by the extension.
+#[derive(Debug)]
+#[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per open file, inside an Arc'd Tileset: 232 bytes more per tileset is nothing"
+)]
+pub enum Source {
+    /// An `.mbtiles` file.
+    MbTiles(MbTiles),
+    /// A `.pmtiles` file.
+    PmTiles(PmTiles),
+}
+
+impl Source {
+    /// Opens `path`: PMTiles if its extension is `pmtiles` (any case), else MBTiles.
+    pub fn open(path: &Path) -> Result<Source> {
+        if is_pmtiles(path) {
+            PmTiles::open(path).map(Source::PmTiles)
+        } else {
+            MbTiles::open(path).map(Source::MbTiles)
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::MbTiles(t) => t.path(),
+            Source::PmTiles(t) => t.path(),
+        }
+    }
+
+    /// The MBTiles layout (`None` for PMTiles).
+    pub fn layout(&self) -> Option<Layout> {
+        match self {
+            Source::MbTiles(t) => Some(t.layout()),
+            Source::PmTiles(_) => None,
+        }
+    }
+
+    /// `mbtiles` or `pmtiles`.
+    pub fn container(&self) -> &'static str {
+        match self {
+            Source::MbTiles(_) => "mbtiles",
+            Source::PmTiles(_) => "pmtiles",
+        }
+    }
+
+    /// The metadata (see [`MbTiles::metadata`], [`PmTiles::metadata`]).
+    pub fn metadata(&self) -> &Metadata {
+        match self {
+            Source::MbTiles(t) => t.metadata(),
+            Source::PmTiles(t) => t.metadata(),
+        }
+    }
+
+    /// The tile format.
+    pub fn format(&self) -> TileFormat {
+        match self {
+            Source::MbTiles(t) => t.format(),
+            Source::PmTiles(t) => t.format(),
+        }
+    }
+
+    /// The lowest and highest zoom with tiles.
+    pub fn zoom_range(&self) -> Option<(u8, u8)> {
+        match self {
+            Source::MbTiles(t) => t.zoom_range(),
+            Source::PmTiles(t) => t.zoom_range(),
+        }
+    }
+
+    /// Reads one tile; `Ok(None)` if there is none there.
+    pub fn tile(&self, id: TileId) -> Result<Option<Tile>> {
+        match self {
+            Source::MbTiles(t) => t.tile(id),
+            Source::PmTiles(t) => t.tile(id),
+        }
+    }
+
+    /// Whether the file has UTFGrid data (PMTiles has none).
+    pub fn has_grids(&self) -> bool {
+        match self {
+            Source::MbTiles(t) => t.has_grids(),
+            Source::PmTiles(_) => false,
+        }
+    }
+
+    /// The UTFGrid of a tile (see [`MbTiles::grid`]); `Ok(None)` for PMTiles.
+    pub fn grid(&self, id: TileId) -> Result<Option<Vec<u8>>> {
+        match self {
+            Source::MbTiles(t) => t.grid(id),
+            Source::PmTiles(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether a path names a PMTiles file (extension `pmtiles`, any case).
+pub fn is_pmtiles(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("pmtiles"))
+}
 
 /// An open tileset.
 #[derive(Debug)]
@@ -24,7 +130,7 @@ pub struct Tileset {
     /// The id in URLs: the file stem.
     pub id: String,
     /// The reader.
-    pub tiles: MbTiles,
+    pub tiles: Source,
     /// The zoom that Ocularis level 0 stands for.
     pub ocularis_maxzoom: u8,
     /// Whether `ocularis_maxzoom` was set by the operator rather than read from the tiles.
@@ -182,9 +288,9 @@ impl Catalog {
                 let mut files: Vec<PathBuf> = dir
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| {
-                        p.extension()
-                            .is_some_and(|e| e.eq_ignore_ascii_case("mbtiles"))
-                            && !p.is_dir()
+                        p.extension().is_some_and(|e| {
+                            e.eq_ignore_ascii_case("mbtiles") || e.eq_ignore_ascii_case("pmtiles")
+                        }) && !p.is_dir()
                     })
                     .collect();
                 files.sort();
@@ -220,7 +326,7 @@ impl Catalog {
                     continue;
                 }
             };
-            let state = match MbTiles::open(&path) {
+            let state = match Source::open(&path) {
                 Ok(tiles) => {
                     let (maxzoom, overridden) = match self.overrides.get(&id) {
                         Some(&z) => (z, true),

@@ -122,6 +122,37 @@ pub enum Error {
         source: crate::grid::GridError,
     },
 
+    /// A PMTiles file whose bytes are wrong or over a limit (see [`crate::pmtiles`]).
+    #[error("{path}: PMTiles: {source}")]
+    PmTiles {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::pmtiles::PmTilesError,
+    },
+
+    /// Writing a converted file failed (see [`crate::convert`]).
+    #[error("{path}: writing: {what}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+
+    /// Reading a (PMTiles) file failed.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What we were doing.
+        what: &'static str,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A directory given as a tileset source could not be listed.
     #[error("{path}: cannot list directory: {source}")]
     Dir {

@@ -80,6 +80,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Bytes of tiles kept in memory ([`crate::cache`]); 0 reads every tile from its file.
     pub cache_bytes: usize,
+    /// Cameras drawn on the tilesets ([`crate::cameras`]): served at
+    /// `/{tileset}/cameras.geojson` and `/{tileset}/cameras/{z}/{x}/{y}.pbf`, and drawn by the
+    /// preview. Their states are set by the caller ([`crate::cameras::Live::set`]).
+    pub cameras: Option<Arc<crate::cameras::Live>>,
 }
 
 impl Default for Config {
@@ -90,6 +94,7 @@ impl Default for Config {
             missing: MissingTile::NotFound,
             public_url: None,
             cache_bytes: Config::DEFAULT_CACHE_BYTES,
+            cameras: None,
         }
     }
 }
@@ -248,7 +253,31 @@ impl App {
                 self.cache(r.headers_mut());
                 r
             }),
-            Route::Preview { tileset } => self.entry(&tileset).map(|t| preview(&t)),
+            Route::Preview { tileset } => self.entry(&tileset).map(|t| {
+                let cams = self
+                    .config
+                    .cameras
+                    .as_ref()
+                    .is_some_and(|l| l.cameras().iter().any(|c| c.on(&t.id)));
+                preview(&t, cams)
+            }),
+            Route::Cameras { tileset } => self.entry(&tileset).and_then(|t| {
+                let live = self.live()?;
+                let body = live.geojson(&t.id, frame(&t)).to_string().into_bytes();
+                Ok(self.etagged(body, "application/geo+json", headers, false))
+            }),
+            Route::CameraTile { tileset, nums } => self.entry(&tileset).and_then(|t| {
+                let live = self.live()?;
+                let id = crate::Xyz
+                    .to_tile(crate::ZxyCoord {
+                        z: nums[0],
+                        x: nums[1],
+                        y: nums[2],
+                    })
+                    .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+                let body = live.mvt(&t.id, frame(&t), id);
+                Ok(self.etagged(body, "application/vnd.mapbox-vector-tile", headers, false))
+            }),
             Route::Tile {
                 tileset,
                 scheme,
@@ -431,10 +460,36 @@ impl App {
             ),
             None => (json, "application/json"),
         };
+        Ok(self.etagged(body, ctype, headers, true))
+    }
+
+    /// The `--cameras` layer, or a 404 saying there is none.
+    fn live(&self) -> Result<&crate::cameras::Live, Response> {
+        self.config.cameras.as_deref().ok_or_else(|| {
+            text(
+                StatusCode::NOT_FOUND,
+                "no cameras are served (tileserve --cameras)\n",
+            )
+        })
+    }
+
+    /// A body with an `ETag` of its content (so a 304 when it is unchanged) and
+    /// `Cache-Control` from the config, or `no-cache` where the body is live state
+    /// (`configured` false: cameras).
+    fn etagged(
+        &self,
+        body: Vec<u8>,
+        ctype: &'static str,
+        headers: &HeaderMap,
+        configured: bool,
+    ) -> Response {
         let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
         let mut h = self.validator(&etag);
+        if !configured {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
         if let Some(r) = not_modified(&h, &etag, headers) {
-            return Ok(r);
+            return r;
         }
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
         h.insert(
@@ -443,7 +498,7 @@ impl App {
         );
         let mut r = Response::new(Body::from(body));
         *r.headers_mut() = h;
-        Ok(r)
+        r
     }
 
     /// `/WMTSCapabilities.xml` (every raster tileset) or `/{tileset}/WMTSCapabilities.xml`.
@@ -640,7 +695,10 @@ fn entry_json(e: &Entry, base: &str) -> serde_json::Value {
             v["state"] = json!("ok");
             v["name"] = json!(m.name);
             v["format"] = json!(t.tiles.format());
-            v["layout"] = json!(t.tiles.layout());
+            v["container"] = json!(t.tiles.container());
+            if let Some(l) = t.tiles.layout() {
+                v["layout"] = json!(l);
+            }
             v["minzoom"] = json!(m.minzoom);
             v["maxzoom"] = json!(m.maxzoom);
             v["zoom_range_in_tiles"] = json!(t.tiles.zoom_range());
@@ -712,7 +770,21 @@ fn catalog_html(list: &[serde_json::Value]) -> String {
     )
 }
 
-fn preview(t: &Tileset) -> Response {
+/// What pixel positions of cameras on `t` are relative to: its highest zoom and its bounds.
+fn frame(t: &Tileset) -> crate::cameras::Frame {
+    let m = t.tiles.metadata();
+    crate::cameras::Frame {
+        maxzoom: t
+            .tiles
+            .zoom_range()
+            .map(|(_, hi)| hi)
+            .or(m.maxzoom)
+            .unwrap_or(0),
+        bounds: m.bounds,
+    }
+}
+
+fn preview(t: &Tileset, cameras: bool) -> Response {
     const PAGE: &str = include_str!("preview.html");
     let m = t.tiles.metadata();
     let config = json!({
@@ -730,6 +802,7 @@ fn preview(t: &Tileset) -> Response {
         "base": ".",
         "tilejson": format!("../{}.json", encode(&t.id)),
         "ext": t.tiles.format().extension(),
+        "cameras": cameras.then_some("cameras.geojson"),
     });
     // Inside a script element neither `</script` nor `<!--` may appear: `<` occurs in JSON only
     // inside strings, where `\u003c` means the same.

@@ -1,6 +1,7 @@
 //! # nvrkit-mbtiles
 //!
-//! Read [MBTiles 1.3] files and serve their tiles over HTTP in the schemes VMS clients ask for.
+//! Read [MBTiles 1.3] and [PMTiles v3] files and serve their tiles over HTTP in the schemes VMS
+//! clients ask for.
 //!
 //! - [`MbTiles`]: a read-only reader on SQLite (compiled in): metadata with missing fields derived
 //!   from the tiles, tiles from the flat `tiles` table, the deduplicated `map`/`images` layout and
@@ -11,6 +12,11 @@
 //!   (name, value) pairs without SQLite (the `mbtiles_metadata` fuzz target).
 //! - [`grid`]: UTFGrid from the `grids` and `grid_data` tables (mbutil) or views (TileMill),
 //!   zlib or gzip, inflated with a cap, `data` filled from `grid_data`; served as JSON or JSONP.
+//! - [`PmTiles`]: a PMTiles v3 reader with range reads and a bounded leaf-directory cache,
+//!   its directories parsed as untrusted input ([`pmtiles`]); [`convert`] writes MBTiles to
+//!   PMTiles (the `pmtiles` crate's writer: dedup by content hash, clustered) and back.
+//! - [`cameras`]: cameras on the map from a `cameras.json` (lon/lat or floor-plan pixel,
+//!   heading, field of view), their state from nvr's API, as GeoJSON and a vector tile layer.
 //! - [`scheme`]: XYZ, TMS, Ocularis and ArcGIS as types, each a pair of pure functions between a
 //!   request address and the stored row ([`TileId`]), with the Ocularis mapping worked through.
 //! - [`Catalog`]: tilesets from files and directories, reopened when a file is replaced or
@@ -20,10 +26,10 @@
 //! - [`http::router`]: an axum router with TileJSON 3.0, a catalog, an HTML preview, ETags, gzip
 //!   pass-through and CORS; the `tileserve` binary mounts it. It and [`Catalog::watch`] are
 //!   the default feature `http`: without it (`default-features = false`) the crate has no
-//!   tokio and no axum (`cargo tree -p nvrkit-mbtiles --no-default-features -e normal`: 53
-//!   lines, 133 with it).
+//!   tokio and no axum (`cargo tree -p nvrkit-mbtiles --no-default-features -e normal`: 69
+//!   lines, 149 with it; the `pmtiles` writer added 13, nvrkit-media for nvr's times 3).
 //!
-//! Non-goals: writing MBTiles, rendering vector tiles to images, over-zooming, PMTiles.
+//! Non-goals: rendering vector tiles to images, over-zooming, PMTiles over HTTP ranges or S3.
 //!
 //! ## Read a tile by its XYZ address
 //!
@@ -64,28 +70,33 @@
 //! ```
 //!
 //! [MBTiles 1.3]: https://github.com/mapbox/mbtiles-spec/blob/master/1.3/spec.md
+//! [PMTiles v3]: https://github.com/protomaps/PMTiles/blob/main/spec/v3/spec.md
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cache;
+pub mod cameras;
 pub mod catalog;
+pub mod convert;
 pub mod error;
 pub mod format;
 pub mod grid;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod mvt;
+pub mod pmtiles;
 pub mod reader;
 pub mod route;
 pub mod scheme;
 pub mod tilejson;
 pub mod wmts;
 
-pub use catalog::{Catalog, Tileset};
+pub use catalog::{Catalog, Source, Tileset};
 pub use error::{CoordError, Error, Result};
 pub use format::TileFormat;
+pub use pmtiles::PmTiles;
 pub use reader::{Layout, MbTiles, Metadata, MetadataError, Tile, parse_metadata_rows};
 pub use scheme::{
     ArcGis, ArcGisCoord, MAX_ZOOM, Ocularis, OcularisCoord, SchemeKind, TileId, TileScheme, Tms,

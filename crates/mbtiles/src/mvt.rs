@@ -55,6 +55,123 @@ pub fn layers(tile: &[u8]) -> Result<Vec<LayerSummary>, MvtError> {
     Ok(out)
 }
 
+/// A feature property value for [`LayerWriter`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PropValue<'a> {
+    /// `Value.string_value` (field 1).
+    Str(&'a str),
+    /// `Value.double_value` (field 3).
+    Double(f64),
+}
+
+/// Writes one layer of point features and wraps it in a tile (`Tile.layers`, field 3): what
+/// the cameras layer needs, no more. Keys and values are deduplicated as the spec asks.
+#[derive(Debug)]
+pub struct LayerWriter {
+    name: String,
+    extent: u32,
+    features: Vec<u8>,
+    keys: Vec<String>,
+    values: Vec<Vec<u8>>,
+    next_id: u64,
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn bytes_field(out: &mut Vec<u8>, num: u32, data: &[u8]) {
+    varint(out, u64::from(num << 3 | 2));
+    varint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+fn zigzag(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+impl LayerWriter {
+    /// A layer named `name` with `extent` units per tile side (4096 is usual).
+    pub fn new(name: &str, extent: u32) -> LayerWriter {
+        LayerWriter {
+            name: name.to_string(),
+            extent,
+            features: Vec::new(),
+            keys: Vec::new(),
+            values: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Adds a point at (`x`, `y`) in tile units, with properties.
+    pub fn point(&mut self, x: i32, y: i32, props: &[(&str, PropValue<'_>)]) {
+        let mut tags = Vec::new();
+        for (k, v) in props {
+            let ki = match self.keys.iter().position(|x| x == k) {
+                Some(i) => i,
+                None => {
+                    self.keys.push((*k).to_string());
+                    self.keys.len() - 1
+                }
+            };
+            let mut enc = Vec::new();
+            match v {
+                PropValue::Str(s) => bytes_field(&mut enc, 1, s.as_bytes()),
+                PropValue::Double(d) => {
+                    enc.push(3 << 3 | 1);
+                    enc.extend_from_slice(&d.to_le_bytes());
+                }
+            }
+            let vi = match self.values.iter().position(|x| *x == enc) {
+                Some(i) => i,
+                None => {
+                    self.values.push(enc);
+                    self.values.len() - 1
+                }
+            };
+            varint(&mut tags, ki as u64);
+            varint(&mut tags, vi as u64);
+        }
+        let mut geom = Vec::new();
+        varint(&mut geom, 1 << 3 | 1); // MoveTo, count 1
+        varint(&mut geom, zigzag(x));
+        varint(&mut geom, zigzag(y));
+        let mut f = Vec::new();
+        f.push(1 << 3); // id
+        varint(&mut f, self.next_id);
+        self.next_id += 1;
+        bytes_field(&mut f, 2, &tags);
+        f.push(3 << 3); // type: POINT
+        f.push(1);
+        bytes_field(&mut f, 4, &geom);
+        bytes_field(&mut self.features, 2, &f);
+    }
+
+    /// The tile: this layer alone.
+    pub fn into_tile(self) -> Vec<u8> {
+        let mut layer = Vec::new();
+        layer.push(15 << 3); // version
+        layer.push(2);
+        bytes_field(&mut layer, 1, self.name.as_bytes());
+        layer.extend_from_slice(&self.features);
+        for k in &self.keys {
+            bytes_field(&mut layer, 3, k.as_bytes());
+        }
+        for v in &self.values {
+            bytes_field(&mut layer, 4, v);
+        }
+        layer.push(5 << 3);
+        varint(&mut layer, u64::from(self.extent));
+        let mut tile = Vec::new();
+        bytes_field(&mut tile, 3, &layer);
+        tile
+    }
+}
+
 enum Value<'a> {
     Varint,
     Bytes(&'a [u8]),

@@ -15,6 +15,8 @@
 //! | `/WMTSCapabilities.xml` | [`Route::WmtsCapabilities`] of every raster tileset |
 //! | `/{tileset}/WMTSCapabilities.xml` | [`Route::WmtsCapabilities`] of one |
 //! | `/wmts?SERVICE=WMTS&REQUEST=…` | [`Route::WmtsKvp`]: WMTS key-value requests (the query is read by the server) |
+//! | `/{tileset}/cameras.geojson` | [`Route::Cameras`]: the cameras on the tileset (`tileserve --cameras`) |
+//! | `/{tileset}/cameras/{z}/{x}/{y}.pbf` | [`Route::CameraTile`]: the same as a vector tile layer (XYZ; `.mvt` too) |
 //! | `/{tileset}/wmts/{TileMatrixSet}/{TileMatrix}/{TileRow}/{TileCol}[.ext]` | [`Route::WmtsTile`]: `GoogleMapsCompatible-{Z}` (XYZ zoom) or `Ocularis-{Z}` (level) |
 //!
 //! `{tileset}` is percent-decoded. A path of the right shape with a malformed or out-of-range
@@ -79,6 +81,18 @@ pub enum Route<'a> {
     /// A WMTS key-value request at `/wmts` (`GetCapabilities`, `GetTile`): the query string says
     /// which.
     WmtsKvp,
+    /// The cameras drawn on a tileset, as GeoJSON.
+    Cameras {
+        /// Tileset id.
+        tileset: Cow<'a, str>,
+    },
+    /// The cameras drawn on a tileset, as a vector tile (XYZ address).
+    CameraTile {
+        /// Tileset id.
+        tileset: Cow<'a, str>,
+        /// `z`, `x`, `y` (XYZ).
+        nums: [u32; 3],
+    },
     /// Size and layers of one tile, by XYZ address.
     TileInfo {
         /// Tileset id.
@@ -154,6 +168,19 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
                 matrix_set: decode(set)?,
                 nums,
                 ext,
+            })
+        }
+        ["cameras.geojson"] => Ok(Route::Cameras {
+            tileset: tileset()?,
+        }),
+        ["cameras", z, x, y] => {
+            let (nums, ext) = numbers([z, x, y])?;
+            if !matches!(ext, Some("pbf" | "mvt")) {
+                return Err(RouteError::NotFound);
+            }
+            Ok(Route::CameraTile {
+                tileset: tileset()?,
+                nums,
             })
         }
         ["info", z, x, y] => {

@@ -1,5 +1,5 @@
 //! MP4 muxers for H.264, H.265, AAC and G.711: [`FragmentedMuxer`] (an init segment, then one
-//! `moof`+`mdat` per GOP) and [`ProgressiveMuxer`] (one `moov` in front of one `mdat`: a
+//! `moof`+`mdat` per GOP, or per video frame for live streaming: [`FragmentedMuxer::per_frame`]) and [`ProgressiveMuxer`] (one `moov` in front of one `mdat`: a
 //! "faststart" file).
 //!
 //! Both are sans-I/O: they return the bytes to write. The sample entries (`avcC`, `hvcC`,
@@ -344,9 +344,13 @@ fn check_frame(tracks: &[TrackInfo], last_dts: &[Option<i64>], f: &Frame) -> Res
 ///
 /// Every complete fragment of a file cut short (power loss, crash) stays readable:
 /// [`crate::Demuxer`] reads all of them.
+///
+/// [`FragmentedMuxer::per_frame`] cuts before every frame of the first video stream instead,
+/// for a live viewer (Media Source Extensions play a fragment as soon as it is appended).
 #[derive(Debug)]
 pub struct FragmentedMuxer {
     tracks: Vec<TrackInfo>,
+    per_frame: bool,
     pending: Vec<Vec<Frame>>,
     last_dts: Vec<Option<i64>>,
     /// Per track: added to every DTS so `tfdt` is never negative; undone by the edit list.
@@ -363,6 +367,7 @@ impl FragmentedMuxer {
         let n = tracks.len();
         Ok(FragmentedMuxer {
             tracks: tracks.to_vec(),
+            per_frame: false,
             pending: vec![Vec::new(); n],
             last_dts: vec![None; n],
             offset: vec![None; n],
@@ -370,6 +375,18 @@ impl FragmentedMuxer {
             sequence: 0,
             init: None,
         })
+    }
+
+    /// A muxer that writes one fragment per frame of the first video stream (with the other
+    /// streams' frames that arrived meanwhile), for live viewing. A frame comes out when the next
+    /// video frame is pushed, so its duration is the exact distance to the next decode time: one
+    /// frame interval of latency. The first fragment waits until every stream has sent a frame
+    /// (the init segment's edit lists need their first decode times), at most one GOP. Without a
+    /// video stream it cuts as [`FragmentedMuxer::new`] does.
+    pub fn per_frame(tracks: &[TrackInfo]) -> Result<Self> {
+        let mut m = Self::new(tracks)?;
+        m.per_frame = true;
+        Ok(m)
     }
 
     /// The init segment (`ftyp` + `moov`), once the first fragment has been produced.
@@ -382,7 +399,13 @@ impl FragmentedMuxer {
     pub fn push(&mut self, frame: Frame) -> Result<Bytes> {
         check_frame(&self.tracks, &self.last_dts, &frame)?;
         let cut = match self.cut_stream {
-            Some(v) => frame.stream == v && frame.keyframe && !self.pending[v].is_empty(),
+            Some(v) => {
+                // Per frame, the first cut waits until every stream has a frame (or the next
+                // GOP begins): the init segment's edit lists need each stream's first DTS.
+                let per_frame = self.per_frame
+                    && (self.init.is_some() || self.pending.iter().all(|p| !p.is_empty()));
+                frame.stream == v && (frame.keyframe || per_frame) && !self.pending[v].is_empty()
+            }
             None => self.pending.iter().flatten().next().is_some_and(|first| {
                 let span = rescale(frame.dts, frame.timescale, first.timescale) - first.dts;
                 span >= AUDIO_FRAGMENT_SECONDS * i64::from(first.timescale)

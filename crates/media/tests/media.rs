@@ -193,6 +193,92 @@ fn remux_fragmented(d: &Demuxer) -> Bytes {
     Bytes::from(out)
 }
 
+/// The live layout: one `moof`+`mdat` per video frame ([`FragmentedMuxer::per_frame`]). Returns
+/// the file and the pieces `push` returned, each of which a live viewer would append.
+fn remux_per_frame(d: &Demuxer) -> (Bytes, Vec<Bytes>) {
+    let mut mux = FragmentedMuxer::per_frame(d.tracks()).expect("muxer");
+    let mut pieces = Vec::new();
+    for f in read_all(d) {
+        pieces.push(mux.push(f).expect("push"));
+    }
+    pieces.push(mux.finish().expect("finish"));
+    pieces.retain(|p| !p.is_empty());
+    (Bytes::from(pieces.concat()), pieces)
+}
+
+/// The top-level box types of an MP4 byte string, in order.
+fn top_boxes(mut b: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while b.len() >= 8 {
+        let size = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+        assert!(
+            size >= 8 && size <= b.len(),
+            "box size {size} of {}",
+            b.len()
+        );
+        out.push(String::from_utf8_lossy(&b[4..8]).into_owned());
+        b = &b[size..];
+    }
+    assert!(b.is_empty(), "trailing bytes");
+    out
+}
+
+#[test]
+fn per_frame_fragments_hold_one_video_frame_each_and_keep_every_frame() {
+    for clip in all_clips_available() {
+        let name = clip.display().to_string();
+        let d = Demuxer::open(&clip).unwrap();
+        let Some(video) = d.tracks().iter().position(|t| t.params.is_video()) else {
+            continue;
+        };
+        let frames = read_all(&d);
+        let video_frames = frames.iter().filter(|f| f.stream == video).count();
+        let (bytes, pieces) = remux_per_frame(&d);
+        // The first piece is the init segment and the first fragment; every later one a
+        // single fragment a viewer can append on its own.
+        assert_eq!(
+            top_boxes(&pieces[0])[..3],
+            ["ftyp", "moov", "moof"],
+            "{name}"
+        );
+        let init_len: usize = {
+            let b = &pieces[0];
+            let ftyp = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+            ftyp + u32::from_be_bytes(b[ftyp..ftyp + 4].try_into().unwrap()) as usize
+        };
+        let init = pieces[0].slice(..init_len);
+        for p in &pieces[1..] {
+            assert_eq!(top_boxes(p), ["moof", "mdat"], "{name}");
+            let alone = Demuxer::from_bytes("fragment", Bytes::from([&init[..], p].concat()))
+                .unwrap_or_else(|e| panic!("{name}: a fragment after the init segment: {e}"));
+            let n = read_all(&alone)
+                .iter()
+                .filter(|f| f.stream == video)
+                .count();
+            assert_eq!(n, 1, "{name}: video frames in one fragment");
+        }
+        // Only the first fragment may hold more (it waits for every stream's first frame), and
+        // never more than its GOP.
+        let first = Demuxer::from_bytes("first", pieces[0].clone()).unwrap();
+        let n0 = read_all(&first)
+            .iter()
+            .filter(|f| f.stream == video)
+            .count();
+        assert!(
+            n0 >= 1
+                && read_all(&first)
+                    .iter()
+                    .filter(|f| f.keyframe && f.stream == video)
+                    .count()
+                    == 1
+        );
+        assert_eq!(pieces.len() - 1 + n0, video_frames, "{name}: fragments");
+        let again =
+            Demuxer::from_bytes("per-frame", bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_same_frames(&name, &read_all(&again), &frames);
+    }
+}
+
 fn remux_progressive(d: &Demuxer) -> Bytes {
     let mut mux = ProgressiveMuxer::new(d.tracks()).expect("muxer");
     for f in read_all(d) {
@@ -295,6 +381,7 @@ fn remuxed_files_match_ffprobe_and_decode_cleanly() {
         let want = demux_packets(&d);
         for (kind, bytes) in [
             ("fragmented", remux_fragmented(&d)),
+            ("per-frame", remux_per_frame(&d).0),
             ("progressive", remux_progressive(&d)),
         ] {
             let out = dir.path().join(format!("{kind}-{name}"));
@@ -306,12 +393,12 @@ fn remuxed_files_match_ffprobe_and_decode_cleanly() {
                     // A fragmented file carries AAC priming as an edit-list offset, which ffmpeg applies without
                     // setting the discard flag on fragments (mov.c applies mov_fix_index only to
                     // a moov sample table).
-                    if kind == "fragmented" {
+                    if kind != "progressive" {
                         p.discard = false;
                     }
                 }
             }
-            if kind == "fragmented" {
+            if kind != "progressive" {
                 // ffmpeg gives the first fragmented AAC packet no duration (N/A).
                 for (g, w) in got.values().zip(want.values_mut()) {
                     for (g, w) in g.iter().zip(w.iter_mut()) {
@@ -755,6 +842,7 @@ fn remuxed_g711_matches_ffprobe_and_decodes_cleanly() {
         let d = Demuxer::open(&clip).unwrap();
         for (kind, bytes) in [
             ("fragmented", remux_fragmented(&d)),
+            ("per-frame", remux_per_frame(&d).0),
             ("progressive", remux_progressive(&d)),
         ] {
             let out = dir.path().join(format!("{kind}-{name}.mp4"));

@@ -8,7 +8,9 @@
 //!   (trickle) keeps a connection;
 //! - a keep-alive connection with no request for [`Config::idle_timeout`] is closed;
 //! - every response carries `X-Content-Type-Options: nosniff`;
-//! - graceful shutdown: the listener stops, idle connections close, requests in flight finish.
+//! - graceful shutdown: the listener stops, idle connections close, requests in flight finish;
+//! - HTTP upgrades (WebSocket) are served: the upgraded stream leaves the server's connection
+//!   count and deadlines, so a handler that upgrades must cap and time its streams itself.
 //!
 //! hyper's own `header_read_timeout` counts from the moment a connection starts waiting for a
 //! request, not from the first byte, so it cannot express both deadlines; it is set to their sum
@@ -27,12 +29,13 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tower::Service;
 
-use crate::{ConnLimiter, MessageClock, Permit, Refusal};
+use crate::refuse::Refuser;
+use crate::{ConnLimiter, MessageClock, Permit};
 
 /// The limits of a [`Server`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +74,6 @@ impl Default for Config {
 
 /// The largest request header hyper buffers (its read buffer): bounds a connection's memory.
 const MAX_BUF: usize = 64 * 1024;
-
-/// Refusals written at once; past them a refused connection is just closed.
-const MAX_REFUSING: usize = 256;
-
-/// How long a refused connection is kept to deliver its 503 before it is closed.
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 34\r\nX-Content-Type-Options: nosniff\r\n\r\ntoo many connections, retry later\n";
 
@@ -119,9 +116,7 @@ impl Accept for tokio::sync::mpsc::UnboundedReceiver<(TcpStream, SocketAddr)> {
 #[derive(Clone, Debug)]
 pub struct Server {
     config: Config,
-    limiter: Arc<ConnLimiter>,
-    refusing: Arc<Semaphore>,
-    last_warn: Arc<Mutex<Option<Instant>>>,
+    refuser: Arc<Refuser>,
 }
 
 impl Server {
@@ -129,9 +124,10 @@ impl Server {
     pub fn new(config: Config) -> Server {
         Server {
             config,
-            limiter: ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
-            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
-            last_warn: Arc::new(Mutex::new(None)),
+            refuser: Arc::new(Refuser::new(
+                ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
+                BUSY,
+            )),
         }
     }
 
@@ -142,7 +138,7 @@ impl Server {
 
     /// Its connection limiter (open and refused counts).
     pub fn limiter(&self) -> &Arc<ConnLimiter> {
-        &self.limiter
+        self.refuser.limiter()
     }
 
     /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
@@ -174,7 +170,7 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let Some((tcp, peer)) = next else { break };
-            match self.limiter.try_acquire(peer.ip()) {
+            match self.limiter().try_acquire(peer.ip()) {
                 Ok(permit) => {
                     let conn = Connection {
                         config: self.config,
@@ -185,60 +181,12 @@ impl Server {
                     };
                     tokio::spawn(conn.run(tcp, peer));
                 }
-                Err(refusal) => self.refuse(tcp, peer, refusal),
+                Err(refusal) => self.refuser.refuse(tcp, peer, refusal),
             }
         }
         let _ = stop_tx.send(true);
         drop(alive_tx);
         let _ = alive_rx.recv().await;
-    }
-
-    fn refuse(&self, tcp: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        self.warn_refusal(peer, refusal);
-        match Arc::clone(&self.refusing).try_acquire_owned() {
-            Ok(slot) => {
-                tokio::spawn(async move {
-                    let mut tcp = tcp;
-                    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-                        tcp.write_all(BUSY).await?;
-                        tcp.shutdown().await?;
-                        // Read what the client sent until it closes, so that closing does not
-                        // reset the connection before the client has read its 503.
-                        let mut sink = [0u8; 1024];
-                        while tokio::io::AsyncReadExt::read(&mut tcp, &mut sink).await? > 0 {}
-                        io::Result::Ok(())
-                    })
-                    .await;
-                    drop(slot);
-                });
-            }
-            Err(_) => {
-                // Too many refusals in progress: one non-blocking try, then close.
-                let _ = tcp.try_write(BUSY);
-            }
-        }
-    }
-
-    /// One warning a second at most, with the counts: a flood must not flood the log too.
-    fn warn_refusal(&self, peer: SocketAddr, refusal: Refusal) {
-        let now = Instant::now();
-        let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-            tracing::debug!(%peer, "{refusal}: 503");
-            return;
-        }
-        *last = Some(now);
-        drop(last);
-        tracing::warn!(
-            %peer,
-            open = self.limiter.open(),
-            refused = self.limiter.refused(),
-            "{refusal} ({} in all{}): 503",
-            self.limiter.max_total(),
-            self.limiter
-                .max_per_addr()
-                .map_or(String::new(), |n| format!(", {n} per address"))
-        );
     }
 }
 
@@ -387,7 +335,10 @@ impl Connection {
             .header_read_timeout(self.config.idle_timeout + self.config.request_timeout)
             .max_buf_size(MAX_BUF)
             .keep_alive(true);
-        let conn = builder.serve_connection(io, service);
+        // Upgrades (a WebSocket) leave the connection: once the 101 is out this future ends
+        // and the upgraded stream belongs to the handler, which keeps its own caps and
+        // deadlines (nvr's live view).
+        let conn = builder.serve_connection(io, service).with_upgrades();
         let mut conn = std::pin::pin!(conn);
         let mut stopping = *self.stop.borrow();
         if stopping {
@@ -626,7 +577,7 @@ fn split_host_port(host: &str) -> (&str, Option<u16>) {
 mod tests {
     use super::*;
     use axum::routing::{get, post};
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn test_config() -> Config {
         Config {

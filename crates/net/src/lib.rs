@@ -10,6 +10,10 @@
 //!
 //! - [`ByteBudget`]: bytes buffered across all connections (mail being received), so that many
 //!   slow senders cannot exhaust memory together.
+//! - `refuse` (feature `refuse`): the 503, linger and rate-limited warning of a connection
+//!   past a cap, shared by the HTTP and RTSP servers.
+//! - [`units`]: the one grammar for sizes (`500M`), rates (`2Mbit`) and durations (`90s`,
+//!   `1h30m`, `2.5s`) of every nvrkit flag and fault query (re-exported by `nvrkit-cli`).
 //! - [`json_depth_within`]: a linear check of how deep untrusted JSON nests, before a parser
 //!   that recurses sees it.
 //!
@@ -36,6 +40,9 @@
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "refuse")]
+pub mod refuse;
+pub mod units;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};

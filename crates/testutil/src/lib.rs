@@ -53,7 +53,14 @@ pub struct VocabularyRow {
     pub old: Vec<String>,
 }
 
-const BINARIES: [&str; 5] = ["camevents", "loopcam", "nvr", "segstore", "tileserve"];
+const BINARIES: [&str; 6] = [
+    "camevents",
+    "loopcam",
+    "nvr",
+    "rtsp-load",
+    "segstore",
+    "tileserve",
+];
 
 /// Reads the table in docs/architecture.md.
 ///
@@ -227,8 +234,10 @@ fn check_completions_and_man(binary: &str, exe: &Path) {
         String::from_utf8(out.stdout).expect("UTF-8")
     };
     let bash = run(&["completions", "bash"]);
+    // clap_complete spells a `-` in the name `__` in the function's name.
+    let function = binary.replace('-', "__");
     assert!(
-        bash.contains(&format!("complete -F _{binary} ")) && bash.contains("--help"),
+        bash.contains(&format!("complete -F _{function} ")) && bash.contains("--help"),
         "{binary} completions bash:\n{bash}"
     );
     assert!(run(&["completions", "zsh"]).contains(&format!("#compdef {binary}")));

@@ -2,3 +2,4 @@
 
 pub mod probe;
 pub mod run;
+pub mod selftest;

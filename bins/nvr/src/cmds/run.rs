@@ -5,21 +5,20 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nvrkit_cli::units::{parse_bytes, parse_duration};
 use nvrkit_feed::Clip;
 use nvrkit_media::Demuxer;
 use nvrkit_smtp::client::{AlarmMail, Client, ClientAuth, ClientOptions};
-use nvrkit_smtp::{AuthPolicy, CameraEvent, ServerConfig};
+use nvrkit_smtp::{AuthPolicy, ServerConfig};
 use nvrkit_store::{Limits, Options, RetentionPolicy, Store};
 use tokio::sync::watch;
 
-use crate::events::{self, EventLog, MapRule};
+use nvrkit_recorder::{CameraSource, MapRule, Mode, Recorder, Unmapped};
+
 use crate::http::{self, App, CameraEntry};
-use crate::ingest::{self, CameraSource, CameraState};
-use crate::recorder::{self, Command, Mode, RecorderStats, Settings};
 
 /// Arguments of the recorder.
 #[derive(Debug, clap::Args)]
@@ -111,6 +110,16 @@ pub struct Args {
     /// Serve HTTP beyond loopback without credentials (say it explicitly).
     #[arg(long)]
     pub http_no_auth: bool,
+    /// RTSP restream: each camera at `rtsp://ADDR/<camera>`, any number of viewers over the
+    /// camera's one session (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8554")]
+    pub rtsp_listen: SocketAddr,
+    /// Require these credentials (Basic or Digest) on the RTSP restream.
+    #[arg(long, value_name = "USER:PASS")]
+    pub rtsp_auth: Option<String>,
+    /// Serve the RTSP restream beyond loopback without credentials (say it explicitly).
+    #[arg(long)]
+    pub rtsp_no_auth: bool,
     /// A name the HTTP API answers to besides its own address (repeatable); a request for any
     /// other `Host` gets 421 (against DNS rebinding).
     #[arg(long = "http-host", value_name = "NAME")]
@@ -244,12 +253,6 @@ fn printable(addr: SocketAddr) -> String {
     SocketAddr::new(ip, addr.port()).to_string()
 }
 
-struct Running {
-    camera: CameraEntry,
-    commands: std::sync::mpsc::Sender<Command>,
-    thread: std::thread::JoinHandle<()>,
-}
-
 /// Runs the recorder until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if !args.http_listen.ip().is_loopback() && args.http_auth.is_none() && !args.http_no_auth {
@@ -258,6 +261,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.http_listen
         );
     }
+    if !args.rtsp_listen.ip().is_loopback() && args.rtsp_auth.is_none() && !args.rtsp_no_auth {
+        bail!(
+            "--rtsp-listen {} listens beyond loopback: give --rtsp-auth USER:PASS, or --rtsp-no-auth to restream without credentials",
+            args.rtsp_listen
+        );
+    }
+    let rtsp_auth = match &args.rtsp_auth {
+        Some(spec) => Some(
+            nvrkit_feed::rtsp::auth::Auth::parse(spec).context("--rtsp-auth wants USER:PASS")?,
+        ),
+        None => None,
+    };
     let smtp_config = smtp_config(&args)?;
     let (stop_tx, stop) = watch::channel(false);
 
@@ -310,16 +325,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let url: url::Url = url
             .parse()
             .with_context(|| format!("camera {name}: bad URL"))?;
-        if url.scheme() != "rtsp" {
-            bail!("camera {name}: only rtsp:// URLs are supported");
-        }
-        nvrkit_store::layout::check_camera(&name)
-            .map_err(|e| anyhow::anyhow!("camera name {name:?}: {e}"))?;
-        if sources.iter().any(|s: &CameraSource| s.name == name) {
-            bail!("two cameras are named {name}");
-        }
         sources.push(CameraSource { name, url, udp });
     }
+    let mut config = nvrkit_recorder::Config::new(sources);
+    config.pre = args.pre;
+    config.post = args.post;
+    config.mode = args.record;
+    config.maps = maps;
+    // A dot name: no camera can be called that (nvrkit_store::layout::check_camera).
+    config.events_dir = Some(args.store.join(".events"));
+    config.unmapped = if args.unmapped == "all" {
+        Unmapped::All
+    } else {
+        Unmapped::Log
+    };
+    // Refused before the store is opened or anything listens.
+    config.validate()?;
 
     let data = args.store.clone();
     let segment = args.segment;
@@ -369,59 +390,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
 
-    let settings = Settings {
-        pre: args.pre,
-        post: args.post,
-        mode: args.record,
+    let recorder = Recorder::start(config, store.clone())?;
+    let running: Vec<CameraEntry> = recorder.cameras().to_vec();
+    // The restream: each camera's ring, served as it comes, under the tracks ingest publishes.
+    let live = running
+        .iter()
+        .map(|c| {
+            nvrkit_feed::source::LiveSource::new(
+                c.name.clone(),
+                c.ring.clone(),
+                0,
+                c.state.tracks_watch.subscribe(),
+            )
+        })
+        .collect();
+    let restream_config = nvrkit_feed::server::Config {
+        listen: args.rtsp_listen,
+        auth: rtsp_auth,
+        ..Default::default()
     };
-    let mut running = Vec::new();
-    for source in sources {
-        // The ring holds `pre` plus a margin (a GOP of a camera with long GOPs, and the delay of
-        // the GOP buffer in ingest).
-        let ring_config = nvrkit_ring::Config::new()
-            .max_duration(args.pre + Duration::from_secs(10))
-            .max_bytes(512 << 20)
-            .video_stream(0);
-        let (writer, ring) = nvrkit_ring::ring(ring_config)?;
-        let state = Arc::new(CameraState::default());
-        tokio::spawn(ingest::run(
-            source.clone(),
-            writer,
-            state.clone(),
-            stop.clone(),
-        ));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stats = Arc::new(RecorderStats::default());
-        let thread = {
-            let (name, ring, state, store, stats) = (
-                source.name.clone(),
-                ring.clone(),
-                state.clone(),
-                store.clone(),
-                stats.clone(),
-            );
-            std::thread::Builder::new()
-                .name(format!("rec-{}", source.name))
-                .spawn(move || recorder::run(name, ring, state, store, settings, rx, stats))?
-        };
-        running.push(Running {
-            camera: CameraEntry {
-                name: source.name.clone(),
-                url: source.display_url(),
-                state,
-                ring,
-                recorder: stats,
-            },
-            commands: tx,
-            thread,
-        });
-    }
-    let names: Vec<String> = running.iter().map(|r| r.camera.name.clone()).collect();
+    let restream = nvrkit_feed::server::Server::start_with(restream_config, Vec::new(), live)
+        .await
+        .with_context(|| format!("RTSP restream on {}", args.rtsp_listen))?;
+    let rtsp_host = printable(restream.local_addr());
+    let names: Vec<String> = running.iter().map(|r| r.name.clone()).collect();
     let mqtt = match &args.mqtt {
         Some(url) => {
             let cameras: Vec<_> = running
                 .iter()
-                .map(|r| (r.camera.name.clone(), r.camera.recorder.clone()))
+                .map(|r| (r.name.clone(), r.recorder.clone()))
                 .collect();
             tracing::info!("publishing to {url}");
             let roots = match &args.ca_file {
@@ -444,7 +441,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("SMTP on {}", args.smtp_listen))?;
     let smtp_addr = smtp.info().listen.context("SMTP listener")?;
-    let (dispatch_tx, mut dispatch_rx) = tokio::sync::mpsc::channel::<CameraEvent>(256);
+    if let Some(m) = &mqtt {
+        let m = m.clone();
+        recorder.on_event(Arc::new(move |camera, json| m.event(camera, json)));
+    }
+    let dispatch_tx = recorder.dispatcher();
     {
         let tx = dispatch_tx.clone();
         tokio::spawn(async move {
@@ -455,65 +456,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
-    let log = Arc::new(EventLog::default());
-    let commands: Vec<(String, std::sync::mpsc::Sender<Command>)> = running
-        .iter()
-        .map(|r| (r.camera.name.clone(), r.commands.clone()))
-        .collect();
-    {
-        let (log, unmapped_all) = (log.clone(), args.unmapped == "all");
-        let (names, mqtt) = (names.clone(), mqtt.clone());
-        tokio::spawn(async move {
-            while let Some(event) = dispatch_rx.recv().await {
-                if event.phase != nvrkit_smtp::EventPhase::Start {
-                    continue;
-                }
-                let arrived = Instant::now();
-                let (targets, reason) = match events::map(&event, &maps, &names) {
-                    Some((cam, why)) => (vec![cam], why),
-                    None if unmapped_all => (
-                        names.clone(),
-                        "unmapped: triggers every camera (--unmapped all)".into(),
-                    ),
-                    None => (
-                        Vec::new(),
-                        format!(
-                            "unmapped: no --map rule, recipient, camera name ({:?}), channel ({:?}) or sender ({}) names a camera",
-                            event.camera, event.channel, event.from
-                        ),
-                    ),
-                };
-                let reason = nvrkit_store::note::truncate(&reason, events::MAX_REASON);
-                if targets.is_empty() {
-                    tracing::warn!(
-                        from = nvrkit_store::note::truncate(&event.from, 256),
-                        "{reason}"
-                    );
-                } else {
-                    tracing::info!(cameras = ?targets, kind = event.kind.as_str(), "event: {reason}");
-                }
-                // Bounded: a subject of a megabyte is not kept (or tagged) whole.
-                let json = events::note(&event);
-                for t in &targets {
-                    if let Some(m) = &mqtt {
-                        m.event(t, &json);
-                    }
-                    if let Some((_, tx)) = commands.iter().find(|(n, _)| n == t) {
-                        let _ = tx.send(Command::Event {
-                            at: event.received_at,
-                            arrived,
-                            json: json.clone(),
-                        });
-                    }
-                }
-                log.push(&event, targets, reason);
-            }
-        });
-    }
 
     let app = Arc::new(App {
-        cameras: running.iter().map(|r| r.camera.clone()).collect(),
-        events: log.clone(),
+        cameras: running.clone(),
+        events: recorder.events().clone(),
         store: store.clone(),
         dispatch: dispatch_tx.clone(),
         pre_us: args.pre.as_micros() as i64,
@@ -521,6 +467,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         auth: args.http_auth.clone(),
         replication: replication.clone(),
         last_export: tokio::sync::Mutex::new(None),
+        live: crate::live::Live::new(crate::live::LiveLimits::default()),
     });
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
@@ -555,7 +502,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             out.write_all(report.as_bytes())?;
         }
         for r in &running {
-            writeln!(out, "camera {}: {}", r.camera.name, r.camera.url)?;
+            writeln!(out, "camera {}: {}", r.name, r.url)?;
+            writeln!(out, "rtsp: rtsp://{rtsp_host}/{}", r.name)?;
         }
         let smtp_auth = if args.smtp_auth.is_empty() {
             ""
@@ -640,18 +588,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down: flushing open event ranges");
     let _ = stop_tx.send(true);
-    // Let ingest hand its held GOPs to the rings before the recorders drain and close.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for r in &running {
-        let _ = r.commands.send(Command::Shutdown);
-    }
-    for r in running {
-        let _ = tokio::task::spawn_blocking(move || r.thread.join()).await;
-    }
+    recorder.shutdown().await;
     if let Some(m) = &mqtt {
         m.finish().await;
     }
     smtp.shutdown().await;
+    restream.shutdown().await;
     if let Some(r) = replication {
         r.stop();
     }

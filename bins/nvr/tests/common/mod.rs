@@ -47,22 +47,30 @@ pub struct Nvr {
 /// directory, and `extra` flags: the child, its stdout, and the directory.
 pub fn spawn(extra: &[&str]) -> (Stopped, BufReader<ChildStdout>, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
+    let (child, out) = spawn_in(&data.path().join("store"), extra);
+    (child, out, data)
+}
+
+/// Spawns `nvr` as [`spawn`] does, with its store in `store` (which may exist: a restart).
+pub fn spawn_in(store: &std::path::Path, extra: &[&str]) -> (Stopped, BufReader<ChildStdout>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nvr"))
         .args([
             "--smtp-listen",
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
+            "--rtsp-listen",
+            "127.0.0.1:0",
             "--store",
         ])
-        .arg(data.path().join("store"))
+        .arg(store)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("nvr starts");
     let out = BufReader::new(child.stdout.take().unwrap());
-    (Stopped(child), out, data)
+    (Stopped(child), out)
 }
 
 /// Starts `nvr` (the demo camera) with HTTP deadlines of 1 s and `extra` flags.

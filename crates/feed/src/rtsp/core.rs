@@ -3,30 +3,67 @@
 //! from SETUP to TEARDOWN, including what PLAY sends ([`Playout`]): frames go in, RTP and RTCP
 //! packets come out as data ([`Outgoing`](crate::rtp::Outgoing), into a [`Sink`]).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use nvrkit_media::{Frame, TrackInfo};
 use rtsp_types::{HeaderName, Method, Request, Response, StatusCode, Version, headers};
 
 use super::auth::{Auth, ConnAuth, Verdict};
 use super::play::{Playout, RtpConfig};
+use crate::fault::frames::LoopGeometry;
+use crate::fault::{AuthScheme, FaultError, FaultSet};
+use crate::loop_source::Laps;
 use crate::rtp::Sink;
 use crate::sdp;
 
 /// What the server serves at one path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StreamInfo {
     /// The path, without the leading slash.
     pub name: String,
     /// Its tracks.
     pub tracks: Vec<TrackInfo>,
+    /// The faults of this path itself (a fault-file alias); a URL query adds to them.
+    pub faults: FaultSet,
+    /// Where its loop's laps start, when it loops (for faults at the seam).
+    pub laps: Option<Laps>,
+    /// Where its loop's seams fall in media time, when it loops (for the timestamp faults,
+    /// [`crate::fault::frames::SeamRetimer`]).
+    pub geometry: Option<LoopGeometry>,
+}
+
+impl StreamInfo {
+    /// A stream with no faults of its own that does not loop.
+    pub fn new(name: impl Into<String>, tracks: Vec<TrackInfo>) -> Self {
+        StreamInfo {
+            name: name.into(),
+            tracks,
+            faults: FaultSet::default(),
+            laps: None,
+            geometry: None,
+        }
+    }
 }
 
 /// Looks streams up by path.
 pub trait Catalog {
     /// The stream at `name`, if any.
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>>;
+
+    /// The stream at `name` as a session with `faults` plays it. Faults that change frames
+    /// ([`FaultSet::changes_frames`]) may give it a loop of its own
+    /// ([`crate::fault::frames::loop_clip`]), or be refused for that clip (`Err`: why, naming
+    /// the clip: `fps` out of its reach, `sps_change_at_seam` naming a clip that cannot
+    /// follow). By default: the stream itself.
+    fn stream_with(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> Result<Option<Arc<StreamInfo>>, String> {
+        let _ = faults;
+        Ok(self.stream(name))
+    }
 }
 
 /// How one track's packets travel.
@@ -79,6 +116,13 @@ pub struct Session {
     pub tracks: Vec<TrackSetup>,
     /// Ready or playing.
     pub state: State,
+    /// Its faults (the path's, and the URL query's), fixed at the first SETUP.
+    pub faults: FaultSet,
+    /// The fault query its URLs carry (`denytcp&stall=2s`), when the client gave one: the
+    /// SDP's control URLs and RTP-Info repeat it.
+    pub url_query: Option<String>,
+    /// When the first SETUP made it (`session_expires` counts from here).
+    pub created: Instant,
 }
 
 /// What the I/O layer must do after sending (or before building) the response.
@@ -124,6 +168,42 @@ pub struct Connection {
     sdp_session_id: u64,
     /// The nonce this connection authenticated with, valid on it while it is open.
     auth_state: ConnAuth,
+    /// The path the last DESCRIBE named and the fault query it carried: a SETUP without a
+    /// query (a client that drops it from control URLs) takes it from there.
+    described: Option<(String, FaultSet)>,
+    /// When `disconnect_every` closes this connection.
+    close_at: Option<Instant>,
+}
+
+/// The credentials a path with `auth=basic|digest` asks for when the server has none of its
+/// own (`--auth`): user `admin`, password `admin`, as many cameras ship.
+pub const FAULT_AUTH: (&str, &str) = ("admin", "admin");
+
+fn fault_auth() -> Arc<Auth> {
+    static AUTH: OnceLock<Arc<Auth>> = OnceLock::new();
+    AUTH.get_or_init(|| Arc::new(Auth::new(FAULT_AUTH.0, FAULT_AUTH.1)))
+        .clone()
+}
+
+/// A fault query as URLs carry it (`%` escaped).
+fn url_query(f: &FaultSet) -> String {
+    f.to_string().replace('%', "%25")
+}
+
+/// Splits a request URI's path and query into (path, fault query). A query that relative
+/// control URLs were appended to (`/bikes?denytcp/trackID=0`, as a client joins `trackID=0`
+/// to `rtsp://h/bikes?denytcp`) gives its track part back to the path.
+pub fn split_query(path: &str, query: Option<&str>) -> (String, Option<String>) {
+    match query {
+        None => (path.to_owned(), None),
+        Some(q) => match q.split_once('/') {
+            Some((q, track)) => (
+                format!("{}/{track}", path.trim_end_matches('/')),
+                Some(q.to_owned()),
+            ),
+            None => (path.to_owned(), Some(q.to_owned())),
+        },
+    }
 }
 
 /// Methods we answer (the `Public` header).
@@ -141,6 +221,38 @@ fn response(status: StatusCode, cseq: Option<&str>) -> rtsp_types::ResponseBuild
 /// `400 Bad Request`, without a `CSeq` (for a request whose `CSeq` could not be read).
 pub fn bad_request() -> Response<Vec<u8>> {
     Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new())
+}
+
+/// `400 Bad Request` to a URL whose fault query cannot be used, saying why in the body.
+fn bad_fault_query(e: &FaultError, cseq: Option<&str>) -> Response<Vec<u8>> {
+    response(StatusCode::BadRequest, cseq)
+        .header(headers::CONTENT_TYPE, "text/plain")
+        .build(format!("{e}\n").into_bytes())
+}
+
+/// `400 Bad Request` for a path whose frame faults cannot be played on its clip, saying why
+/// (the clip, and the rate it reaches or the clip that cannot follow).
+fn refused_frame_faults(why: &str, cseq: Option<&str>) -> Response<Vec<u8>> {
+    response(StatusCode::BadRequest, cseq)
+        .header(headers::CONTENT_TYPE, "text/plain")
+        .build(format!("{why}\n").into_bytes())
+}
+
+/// The SDP with each media's `a=control:trackID=N` made absolute, with the query last
+/// (`rtsp://h:8554/bikes/trackID=0?denytcp`): a client joining a relative control URL to a
+/// base with a query would put the track after the query.
+fn absolute_controls(sdp: &str, base: &str, query: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 256);
+    for line in sdp.split_inclusive("\r\n") {
+        match line.strip_prefix("a=control:trackID=") {
+            Some(rest) => {
+                let track = rest.trim_end_matches("\r\n");
+                out.push_str(&format!("a=control:{base}trackID={track}?{query}\r\n"));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// A response with no body.
@@ -193,7 +305,7 @@ pub fn split_path(path: &str) -> (String, Option<usize>) {
 }
 
 /// Parses a `Transport` header (RFC 2326 §12.39): the first spec we can serve.
-pub fn choose_transport(value: &str, track: usize, udp: bool) -> Option<Transport> {
+pub fn choose_transport(value: &str, track: usize, udp: bool, tcp: bool) -> Option<Transport> {
     for spec in value.split(',') {
         let mut parts = spec.split(';').map(str::trim);
         let proto = parts.next().unwrap_or("").to_ascii_uppercase();
@@ -216,7 +328,7 @@ pub fn choose_transport(value: &str, track: usize, udp: bool) -> Option<Transpor
             Some((a, b))
         };
         match proto.as_str() {
-            "RTP/AVP/TCP" => {
+            "RTP/AVP/TCP" if tcp => {
                 let (rtp, rtcp) = match param("interleaved") {
                     Some(v) => {
                         let (a, b) = pair(v)?;
@@ -249,6 +361,8 @@ impl Connection {
             playout: None,
             sdp_session_id: rand::random::<u32>().into(),
             auth_state: ConnAuth::default(),
+            described: None,
+            close_at: None,
         }
     }
 
@@ -262,11 +376,92 @@ impl Connection {
         &self.config
     }
 
+    /// When `disconnect_every` closes this connection (counted from the first request that
+    /// named the fault): the I/O layer closes it then, without BYE, as a camera that drops off.
+    pub fn close_at(&self) -> Option<Instant> {
+        self.close_at
+    }
+
     /// Handles one request.
     pub fn handle(
         &mut self,
         req: &Request<Vec<u8>>,
         catalog: &dyn Catalog,
+    ) -> (Response<Vec<u8>>, Action) {
+        self.handle_at(req, catalog, Instant::now())
+    }
+
+    /// The faults a request to `name` runs under: the session's once there is one; else the
+    /// path's own, with the URL's query (or that of the last DESCRIBE of the same path) over
+    /// them.
+    fn request_faults(
+        &self,
+        name: &str,
+        asked: Option<&FaultSet>,
+        catalog: &dyn Catalog,
+    ) -> FaultSet {
+        if let Some(s) = &self.session {
+            return s.faults.clone();
+        }
+        let own = catalog
+            .stream(name)
+            .map(|s| s.faults.clone())
+            .unwrap_or_default();
+        let described = self
+            .described
+            .as_ref()
+            .filter(|(n, _)| n == name)
+            .map(|(_, f)| f);
+        match asked.or(described) {
+            Some(q) => own.with(q),
+            None => own,
+        }
+    }
+
+    /// The credentials a request under `faults` must carry, and the one scheme it may use.
+    fn auth_for(&self, faults: &FaultSet) -> Option<(Arc<Auth>, Option<AuthScheme>)> {
+        let auth = self
+            .config
+            .auth
+            .clone()
+            .or_else(|| faults.auth.map(|_| fault_auth()))?;
+        Some((auth, faults.auth))
+    }
+
+    /// `401` with the challenges of `auth` (only `scheme`'s, when a fault names one).
+    fn unauthorized(
+        auth: &Auth,
+        scheme: Option<AuthScheme>,
+        stale: bool,
+        cseq: Option<&str>,
+    ) -> Response<Vec<u8>> {
+        let [digest, basic] = auth.challenges(stale);
+        let mut b = response(StatusCode::Unauthorized, cseq);
+        if scheme != Some(AuthScheme::Basic) {
+            b = b.header(headers::WWW_AUTHENTICATE, digest);
+        }
+        let mut r = b.build(Vec::new());
+        if scheme != Some(AuthScheme::Digest) {
+            r.append_header(headers::WWW_AUTHENTICATE, basic);
+        }
+        r
+    }
+
+    /// `session_expires`: the session's time is up at `now`.
+    fn session_expired(&self, now: Instant) -> bool {
+        self.session.as_ref().is_some_and(|s| {
+            s.faults
+                .session_expires
+                .is_some_and(|d| now.saturating_duration_since(s.created) >= d)
+        })
+    }
+
+    /// [`Connection::handle`] at `now` (the I/O layer's clock, for the timed faults).
+    pub fn handle_at(
+        &mut self,
+        req: &Request<Vec<u8>>,
+        catalog: &dyn Catalog,
+        now: Instant,
     ) -> (Response<Vec<u8>>, Action) {
         let cseq = req.header(&headers::CSEQ).map(|v| v.as_str().to_owned());
         let cseq = cseq.as_deref();
@@ -279,11 +474,29 @@ impl Connection {
                 Action::None,
             );
         }
-        let path = req
-            .request_uri()
-            .map(|u| u.path().to_owned())
-            .unwrap_or_default();
+        let (path, query) = match req.request_uri() {
+            Some(u) => split_query(u.path(), u.query()),
+            None => (String::new(), None),
+        };
+        let asked = match query.as_deref().map(str::parse::<FaultSet>) {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => return (bad_fault_query(&e, cseq), Action::None),
+        };
         let method = req.method().clone();
+        let (name, _) = split_path(&path);
+        let faults = self.request_faults(&name, asked.as_ref(), catalog);
+        if let Some(d) = faults.disconnect_every
+            && self.close_at.is_none()
+        {
+            self.close_at = Some(now + d);
+        }
+        if self.session_expired(now) {
+            let (auth, scheme) = self
+                .auth_for(&faults)
+                .unwrap_or_else(|| (fault_auth(), None));
+            return (Self::unauthorized(&auth, scheme, false, cseq), Action::None);
+        }
 
         if method == Method::Options {
             return (
@@ -294,17 +507,28 @@ impl Connection {
             );
         }
 
-        if let Some(auth) = &self.config.auth {
+        if let Some((auth, scheme)) = self.auth_for(&faults) {
             let given = req.header(&headers::AUTHORIZATION).map(|v| v.as_str());
             let uri = req.request_uri().map_or("", |u| u.as_str());
-            let verdict = auth.check(<&str>::from(&method), uri, given, &mut self.auth_state);
+            // `auth=basic|digest`: the other scheme's credentials are refused.
+            let wrong_scheme = given.is_some_and(|g| {
+                let g = g.trim_start().to_ascii_lowercase();
+                match scheme {
+                    Some(AuthScheme::Basic) => !g.starts_with("basic"),
+                    Some(AuthScheme::Digest) => !g.starts_with("digest"),
+                    None => false,
+                }
+            });
+            let verdict = if wrong_scheme {
+                Verdict::Refused
+            } else {
+                auth.check(<&str>::from(&method), uri, given, &mut self.auth_state)
+            };
             if verdict != Verdict::Granted {
-                let [digest, basic] = auth.challenges(verdict == Verdict::Stale);
-                let mut r = response(StatusCode::Unauthorized, cseq)
-                    .header(headers::WWW_AUTHENTICATE, digest)
-                    .build(Vec::new());
-                r.append_header(headers::WWW_AUTHENTICATE, basic);
-                return (r, Action::None);
+                return (
+                    Self::unauthorized(&auth, scheme, verdict == Verdict::Stale, cseq),
+                    Action::None,
+                );
             }
         }
 
@@ -324,9 +548,16 @@ impl Connection {
             }
         }
 
+        if method == Method::Describe
+            && faults.changes_frames()
+            && let Err(why) = catalog.stream_with(&name, &faults)
+        {
+            // Refused before the client sets anything up.
+            return (refused_frame_faults(&why, cseq), Action::None);
+        }
         match method {
-            Method::Describe => self.describe(&path, catalog, cseq),
-            Method::Setup => self.setup(req, &path, catalog, cseq),
+            Method::Describe => self.describe(&path, asked, catalog, cseq),
+            Method::Setup => self.setup(req, &path, (faults, asked), catalog, cseq, now),
             Method::Play => match &mut self.session {
                 None => (
                     plain(StatusCode::MethodNotValidInThisState, cseq),
@@ -392,9 +623,23 @@ impl Connection {
     fn with_session(&self, b: rtsp_types::ResponseBuilder, id: &str) -> Response<Vec<u8>> {
         b.header(
             headers::SESSION,
-            format!("{id};timeout={}", self.config.session_timeout.as_secs()),
+            format!("{id};timeout={}", self.announced_timeout().as_secs()),
         )
         .build(Vec::new())
+    }
+
+    /// The session timeout the `Session` header announces: with `session_expires`, no longer
+    /// than the expiry (rounded up), so a client sends its keepalive before it and gets the 401.
+    fn announced_timeout(&self) -> Duration {
+        let expires = self
+            .session
+            .as_ref()
+            .and_then(|s| s.faults.session_expires)
+            .map(|d| Duration::from_secs(d.as_millis().div_ceil(1000).max(1) as u64));
+        match expires {
+            Some(e) => e.min(self.config.session_timeout),
+            None => self.config.session_timeout,
+        }
     }
 
     /// The base URL of a stream, with a trailing slash (`Content-Base`).
@@ -403,8 +648,9 @@ impl Connection {
     }
 
     fn describe(
-        &self,
+        &mut self,
         path: &str,
+        asked: Option<FaultSet>,
         catalog: &dyn Catalog,
         cseq: Option<&str>,
     ) -> (Response<Vec<u8>>, Action) {
@@ -412,16 +658,23 @@ impl Connection {
         let Some(stream) = catalog.stream(&name) else {
             return (plain(StatusCode::NotFound, cseq), Action::None);
         };
-        let body = sdp::describe(
+        let mut body = sdp::describe(
             &stream.name,
             &self.config.server_ip,
             self.sdp_session_id,
             &stream.tracks,
         );
+        let mut base = self.base_url(&stream.name);
+        if let Some(q) = asked.as_ref().filter(|f| !f.is_empty()) {
+            let q = url_query(q);
+            body = absolute_controls(&body, &base, &q);
+            base = format!("{base}?{q}");
+        }
+        self.described = Some((stream.name.clone(), asked.unwrap_or_default()));
         (
             response(StatusCode::Ok, cseq)
                 .header(headers::CONTENT_TYPE, "application/sdp")
-                .header(headers::CONTENT_BASE, self.base_url(&stream.name))
+                .header(headers::CONTENT_BASE, base)
                 .build(body.into_bytes()),
             Action::None,
         )
@@ -431,12 +684,16 @@ impl Connection {
         &mut self,
         req: &Request<Vec<u8>>,
         path: &str,
+        (faults, asked): (FaultSet, Option<FaultSet>),
         catalog: &dyn Catalog,
         cseq: Option<&str>,
+        now: Instant,
     ) -> (Response<Vec<u8>>, Action) {
         let (name, track) = split_path(path);
-        let Some(stream) = catalog.stream(&name) else {
-            return (plain(StatusCode::NotFound, cseq), Action::None);
+        let stream = match catalog.stream_with(&name, &faults) {
+            Ok(Some(s)) => s,
+            Ok(None) => return (plain(StatusCode::NotFound, cseq), Action::None),
+            Err(why) => return (refused_frame_faults(&why, cseq), Action::None),
         };
         // A SETUP of the aggregate URL of a one-track stream means that track.
         let track = match track {
@@ -465,6 +722,16 @@ impl Connection {
                     Action::None,
                 );
             }
+            // One session, one fault set: a SETUP naming other faults cannot join it.
+            if asked
+                .as_ref()
+                .is_some_and(|a| stream.faults.with(a) != s.faults)
+            {
+                return (
+                    plain(StatusCode::AggregateOperationNotAllowed, cseq),
+                    Action::None,
+                );
+            }
         }
         let Some(value) = req
             .header(&headers::TRANSPORT)
@@ -472,15 +739,29 @@ impl Connection {
         else {
             return (plain(StatusCode::UnsupportedTransport, cseq), Action::None);
         };
-        let Some(transport) = choose_transport(&value, track, self.config.udp_ports.is_some())
-        else {
+        // `denytcp` / `denyudp`: that transport is not offered, so a client asking only for it
+        // gets 461.
+        let udp = self.config.udp_ports.is_some() && !faults.deny_udp;
+        let Some(transport) = choose_transport(&value, track, udp, !faults.deny_tcp) else {
             return (plain(StatusCode::UnsupportedTransport, cseq), Action::None);
         };
+        let url_query = asked
+            .or_else(|| {
+                self.described
+                    .as_ref()
+                    .filter(|(n, _)| *n == stream.name)
+                    .map(|(_, f)| f.clone())
+            })
+            .filter(|f| !f.is_empty())
+            .map(|f| url_query(&f));
         let session = self.session.get_or_insert_with(|| Session {
             id: format!("{:016X}", rand::random::<u64>()),
             stream: stream.clone(),
             tracks: Vec::new(),
             state: State::Ready,
+            faults,
+            url_query,
+            created: now,
         });
         let ssrc = match session.tracks.iter().find(|t| t.stream == track) {
             Some(t) => t.ssrc,
@@ -550,6 +831,13 @@ impl Connection {
         }
     }
 
+    /// [`Connection::frame`] at `now`, the I/O layer's clock (when `jitter` holds packets).
+    pub fn frame_at(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
+        if let Some(p) = self.playout.as_mut() {
+            p.frame_at(f, now, out);
+        }
+    }
+
     /// Appends the periodic sender reports to `out`, while playing.
     pub fn sender_reports(&self, out: &mut impl Sink) {
         if let Some(p) = self.playout.as_ref().filter(|p| p.playing()) {
@@ -579,10 +867,18 @@ impl Connection {
             return plain(StatusCode::MethodNotValidInThisState, Some(cseq));
         };
         let base = self.base_url(&s.stream.name);
+        let query = s
+            .url_query
+            .as_ref()
+            .map_or(String::new(), |q| format!("?{q}"));
+        // The same URLs as the SDP's `a=control` (clients match them as strings).
         let info: Vec<String> = rtp_info
             .iter()
             .map(|(track, seq, ts)| {
-                format!("url={base}{};seq={seq};rtptime={ts}", sdp::control(*track))
+                format!(
+                    "url={base}{}{query};seq={seq};rtptime={ts}",
+                    sdp::control(*track)
+                )
             })
             .collect();
         let b = response(StatusCode::Ok, Some(cseq))
@@ -609,6 +905,29 @@ impl Connection {
             .build(Vec::new())
     }
 
+    /// When the next packet a fault (`jitter`) holds is due: the I/O layer's timer.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.playout.as_ref().and_then(Playout::next_due)
+    }
+
+    /// Appends the held packets due by `now`.
+    pub fn release(&mut self, now: Instant, out: &mut impl Sink) {
+        if let Some(p) = self.playout.as_mut() {
+            p.release(now, out);
+        }
+    }
+
+    /// What the I/O layer must do at `now` for the timed faults: `true` when
+    /// `disconnect_every` is due, and the session is dropped without BYE (the connection
+    /// just closes, as a camera that falls off the network).
+    pub fn disconnect_due(&mut self, now: Instant) -> bool {
+        if self.close_at.is_some_and(|t| now >= t) {
+            self.playout = None;
+            return true;
+        }
+        false
+    }
+
     /// Forgets the session (the I/O layer closed it, e.g. on timeout).
     pub fn drop_session(&mut self) -> Option<Session> {
         self.session.take()
@@ -631,10 +950,7 @@ pub(crate) mod tests {
     /// The embedded sample at `sample`.
     pub(crate) fn catalog() -> One {
         let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
-        One(Arc::new(StreamInfo {
-            name: "sample".into(),
-            tracks: d.tracks().to_vec(),
-        }))
+        One(Arc::new(StreamInfo::new("sample", d.tracks().to_vec())))
     }
 
     fn conn(auth: Option<Auth>) -> Connection {
@@ -823,22 +1139,22 @@ pub(crate) mod tests {
         assert_eq!(split_path("/sample/"), ("sample".into(), None));
         assert_eq!(split_path("/a/b"), ("a/b".into(), None));
         assert_eq!(
-            choose_transport("RTP/AVP;multicast, RTP/AVP/TCP;unicast", 1, true),
+            choose_transport("RTP/AVP;multicast, RTP/AVP/TCP;unicast", 1, true, true),
             Some(Transport::Tcp { rtp: 2, rtcp: 3 })
         );
         assert_eq!(
-            choose_transport("RTP/AVP;unicast;client_port=5000", 0, true),
+            choose_transport("RTP/AVP;unicast;client_port=5000", 0, true, true),
             Some(Transport::Udp {
                 rtp: 5000,
                 rtcp: 5001
             })
         );
         assert_eq!(
-            choose_transport("RTP/AVP;unicast;client_port=5000-5001", 0, false),
+            choose_transport("RTP/AVP;unicast;client_port=5000-5001", 0, false, true),
             None
         );
         assert_eq!(
-            choose_transport("RTP/AVP/TCP;interleaved=300-301", 0, true),
+            choose_transport("RTP/AVP/TCP;interleaved=300-301", 0, true, true),
             None
         );
     }

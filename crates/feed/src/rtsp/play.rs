@@ -7,9 +7,13 @@
 //! fault set (dropped keyframes, stalls, timestamp resets, BYE at the seam) belongs here, beside
 //! the state it bends, so each fault is unit-testable without sockets.
 
+use std::time::Instant;
+
 use nvrkit_media::Frame;
 
 use super::core::{Session, Transport};
+use crate::fault::frames::SessionFaults;
+use crate::fault::session::{Admit, Shaped, Shaper};
 use crate::join::JoinFilter;
 use crate::rtp::sender::Scratch;
 use crate::rtp::{Sink, TrackSender};
@@ -40,6 +44,11 @@ pub struct Playout {
     /// Leaves out the leading pictures of the keyframe this session joined or resumed at.
     join: JoinFilter,
     scratch: Scratch,
+    /// This session's frame and timestamp faults (`noidr`, `ts_reset_at_seam`,
+    /// `dts_backwards_at_seam`), applied before the join filter.
+    frame_faults: SessionFaults,
+    /// The session's stall, BYE-at-seam, drop and jitter faults ([`crate::fault::session`]).
+    shaper: Shaper,
 }
 
 impl Playout {
@@ -54,10 +63,11 @@ impl Playout {
         config: &RtpConfig,
         previous: Option<Playout>,
     ) -> Playout {
-        let (mut before, scratch) = match previous {
-            Some(p) => (p.tracks, p.scratch),
+        let (mut before, scratch, shaper) = match previous {
+            Some(p) => (p.tracks, p.scratch, Some(p.shaper)),
             None => Default::default(),
         };
+        let shaper = shaper.unwrap_or_else(|| Self::new_shaper(session));
         let tracks = session
             .tracks
             .iter()
@@ -86,7 +96,13 @@ impl Playout {
             playing: true,
             join: JoinFilter::new(master),
             scratch,
+            frame_faults: SessionFaults::default(),
+            shaper,
         };
+        p.arm_frame_faults(
+            SessionFaults::new(&session.faults, session.stream.geometry),
+            first,
+        );
         // RTP-Info announces the timestamp of the first frame sent, for every track.
         for t in &mut p.tracks {
             t.anchor(first.pts, first.timescale);
@@ -122,6 +138,7 @@ impl Playout {
     /// PAUSE: nothing more is sent until the next PLAY.
     pub fn pause(&mut self) {
         self.playing = false;
+        self.shaper.clear();
     }
 
     /// Whether every track is interleaved on the connection.
@@ -152,29 +169,95 @@ impl Playout {
         self.join.rejoin();
     }
 
-    /// Appends the packets of `f` to `out`: none while paused, for a track not set up, or for
-    /// a leading picture of the keyframe this session joined at.
-    pub fn frame(&mut self, f: &Frame, out: &mut impl Sink) {
-        if !self.playing || !self.join.keep(f) {
-            return;
-        }
-        if let Some(t) = self.tracks.iter_mut().find(|t| t.stream() == f.stream) {
-            t.frame(f, &mut self.scratch, out);
-        }
+    /// Arms this session's frame and timestamp faults ([`SessionFaults`]) from `first`, the
+    /// frame PLAY started at: `noidr` counts from it, the seam faults start at the next seam.
+    /// [`Playout::start`] arms the session's own at every PLAY.
+    pub fn arm_frame_faults(&mut self, mut faults: SessionFaults, first: &Frame) {
+        faults.start(first);
+        self.frame_faults = faults;
     }
 
-    /// Appends a sender report of every track that has sent (or is about to send) media.
+    /// Appends the packets of `f` to `out`: none while paused, for a track not set up, for a
+    /// frame a fault withholds, or for a leading picture of the keyframe this session joined
+    /// at. A timestamp fault stamps it bent.
+    pub fn frame(&mut self, f: &Frame, out: &mut impl Sink) {
+        self.frame_at(f, Instant::now(), out);
+    }
+
+    /// [`Playout::frame`] at `now`, the I/O layer's clock: the faults of the session
+    /// (its [`SessionFaults`], then `stall`, `bye_at_seam`, `drop` and `jitter`) apply.
+    pub fn frame_at(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
+        if !self.playing || !self.frame_faults.keep(f, self.join.master()) || !self.join.keep(f) {
+            return;
+        }
+        let bent = self.frame_faults.bend(f);
+        self.faulted_frame(bent.as_ref().unwrap_or(f), now, out);
+    }
+
+    /// Appends a sender report of every track that has sent (or is about to send) media
+    /// (none once a fault silenced the session).
     pub fn sender_reports(&self, out: &mut impl Sink) {
+        if self.shaper.silent() {
+            return;
+        }
         for t in &self.tracks {
             t.sender_report(out);
         }
     }
 
-    /// Appends every track's last sender report and BYE: the session ends.
+    /// Appends every track's last sender report and BYE: the session ends. Nothing when
+    /// `bye_at_seam` already sent them, or `stall` silenced the session.
     pub fn bye(&self, out: &mut impl Sink) {
+        if self.shaper.silent() {
+            return;
+        }
         for t in &self.tracks {
             t.bye(out);
         }
+    }
+
+    /// The shaper of a new session's faults.
+    fn new_shaper(session: &Session) -> Shaper {
+        Shaper::new(&session.faults, session.stream.laps, rand::random())
+    }
+
+    /// Sends `f` through the session's faults: `stall` and `bye_at_seam` decide whether it
+    /// goes at all, `drop` and `jitter` bend its UDP packets (held ones leave by
+    /// [`Playout::release`]).
+    fn faulted_frame(&mut self, f: &Frame, now: Instant, out: &mut impl Sink) {
+        match self.shaper.admit(f) {
+            Admit::Hold => return,
+            Admit::ByeAtSeam => {
+                for t in &self.tracks {
+                    t.bye(out);
+                }
+                return;
+            }
+            Admit::Send => {}
+        }
+        let Some(t) = self.tracks.iter_mut().find(|t| t.stream() == f.stream) else {
+            return;
+        };
+        if self.shaper.shapes() {
+            let mut shaped = Shaped {
+                shaper: &mut self.shaper,
+                now,
+                out,
+            };
+            t.frame(f, &mut self.scratch, &mut shaped);
+        } else {
+            t.frame(f, &mut self.scratch, out);
+        }
+    }
+
+    /// When the next packet `jitter` holds is due (the I/O layer's timer).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.shaper.next_due()
+    }
+
+    /// Appends the held packets due by `now`.
+    pub fn release(&mut self, now: Instant, out: &mut impl Sink) {
+        self.shaper.release(now, out);
     }
 }
 
@@ -330,5 +413,106 @@ mod tests {
         c.bye(&mut out);
         assert!(out.is_empty());
         assert!(c.playout().is_none());
+    }
+
+    /// A playout of the sample's video alone (interleaved), PLAY at the keyframe 4 s in, with
+    /// `faults` armed; the loop's frames from there on, and the RTP-Info of the start.
+    fn faulty_playout(q: &str) -> (Playout, Vec<Frame>, (usize, u16, u32)) {
+        use crate::fault::frames::LoopGeometry;
+        let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let clip = crate::Clip::load("sample", &d).unwrap();
+        let info = crate::rtsp::core::StreamInfo {
+            geometry: Some(LoopGeometry::of(&clip)),
+            ..crate::rtsp::core::StreamInfo::new("sample", clip.tracks().to_vec())
+        };
+        let session = Session {
+            id: "1".into(),
+            stream: std::sync::Arc::new(info),
+            faults: q.parse().unwrap(),
+            url_query: None,
+            created: Instant::now(),
+            tracks: vec![super::super::core::TrackSetup {
+                stream: 0,
+                transport: Transport::Tcp { rtp: 0, rtcp: 1 },
+                ssrc: 7,
+            }],
+            state: super::super::core::State::Playing,
+        };
+        let frames: Vec<Frame> = crate::LoopSource::new(clip.clone(), WallTime::EPOCH)
+            .filter(|f| f.stream == 0)
+            .skip(100)
+            .take(750)
+            .collect();
+        let rtp = RtpConfig {
+            mtu: 1400,
+            initial_rtptime: Some(1000),
+        };
+        let p = Playout::start(&session, &frames[0], 0, &rtp, None);
+        let info = p.rtp_info()[0];
+        (p, frames, info)
+    }
+
+    /// Per frame sent: (RTP timestamp, whether the frame was a keyframe).
+    fn sent(p: &mut Playout, frames: &[Frame]) -> Vec<(u32, bool)> {
+        let mut stamps = Vec::new();
+        for f in frames {
+            let mut out = Vec::new();
+            p.frame(f, &mut out);
+            if let Some(o) = out.first() {
+                let h = &o.head[4..];
+                stamps.push((u32::from_be_bytes([h[4], h[5], h[6], h[7]]), f.keyframe));
+            }
+        }
+        stamps
+    }
+
+    #[test]
+    fn ts_reset_at_seam_restarts_rtp_time_at_rtp_infos_rtptime() {
+        let (mut p, frames, (_, _, rtptime)) = faulty_playout("ts_reset_at_seam");
+        let stamps = sent(&mut p, &frames);
+        assert_eq!(stamps.len(), frames.len());
+        assert_eq!(stamps[0].0, rtptime);
+        // 30 s of a 10 s loop from 4 s in: seams at 10, 20 and 30 s, each back to the start.
+        let resets: Vec<usize> = (1..stamps.len())
+            .filter(|&i| stamps[i].0 < stamps[i - 1].0)
+            .collect();
+        assert_eq!(resets.len(), 3, "{resets:?}");
+        for i in resets {
+            assert_eq!(stamps[i].0, rtptime, "frame {i}");
+            assert!(frames[i].keyframe, "the seam's first frame");
+        }
+    }
+
+    #[test]
+    fn dts_backwards_at_seam_stamps_the_seam_one_frame_before_the_last() {
+        let (mut p, frames, _) = faulty_playout("dts_backwards_at_seam");
+        let stamps = sent(&mut p, &frames);
+        let steps: Vec<i64> = stamps
+            .windows(2)
+            .map(|w| i64::from(w[1].0.wrapping_sub(w[0].0) as i32))
+            .collect();
+        // 3,600 ticks of 90 kHz a frame; one step of −3,600 at each seam (10, 20, 30 s),
+        // +10,800 half a loop on (15, 25 s).
+        let back = steps.iter().filter(|&&s| s == -3600).count();
+        let gap = steps.iter().filter(|&&s| s == 10_800).count();
+        assert_eq!((back, gap), (3, 2), "{steps:?}");
+        assert!(steps.iter().all(|&s| [3600, -3600, 10_800].contains(&s)));
+    }
+
+    #[test]
+    fn noidr_sends_no_keyframe_for_its_window_after_play() {
+        let (mut p, frames, (_, _, rtptime)) = faulty_playout("noidr=2500ms");
+        let stamps = sent(&mut p, &frames);
+        assert!(!stamps[0].1, "PLAY's own keyframe withheld");
+        let first_key = stamps.iter().position(|s| s.1).unwrap();
+        // Keyframes at +0, +1, +2 s withheld: the first sent is 3 s in, and the frames
+        // between were sent.
+        let at = stamps[first_key].0.wrapping_sub(rtptime);
+        assert_eq!(at, 3 * 90_000);
+        assert_eq!(stamps.len(), frames.len() - 3);
+        assert!(
+            stamps.iter().filter(|s| s.1).count() > 20,
+            "keyframes later on"
+        );
     }
 }

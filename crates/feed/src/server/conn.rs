@@ -16,13 +16,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::listen::linger;
 use super::{Config, Shared};
 use crate::rtp::sender::Queue;
 use crate::rtp::{Outgoing, Route, Sink};
 use crate::rtsp::core::{Action, ConnConfig, Connection, Transport, bad_request};
 use crate::rtsp::framing::{Framer, Incoming};
 use crate::rtsp::play::RtpConfig;
+use nvrkit_net::refuse::linger;
 
 /// The read half of a client connection: TCP or TLS.
 pub(super) type ConnRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
@@ -42,6 +42,8 @@ struct Playback {
     reader: nvrkit_ring::Reader,
     /// UDP catch-up: (instant the burst started, wall time of its first frame).
     burst: Option<(Instant, WallTime)>,
+    /// A live source's tracks ([`crate::source`]): the session ends when they change.
+    tracks: Option<watch::Receiver<Option<Vec<nvrkit_media::TrackInfo>>>>,
 }
 
 struct ConnIo {
@@ -246,6 +248,16 @@ pub(super) async fn serve(
             (false, Some(d)) => Some(d.min(next_report)),
             (false, None) => Some(next_report),
         };
+        // The timed faults' deadlines (jittered packets, `disconnect_every`).
+        let fault_wake = [conn.next_due(), conn.close_at()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(Instant::from_std);
+        let wake = match (wake, fault_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             r = rd.read(&mut rbuf) => {
                 let n = match r {
@@ -263,7 +275,7 @@ pub(super) async fn serve(
                     }
                     match msg {
                         Incoming::Request(req) => {
-                            let (resp, action) = conn.handle(&req, shared.as_ref());
+                            let (resp, action) = conn.handle_at(&req, shared.as_ref(), now.into_std());
                             match action {
                                 Action::Play => {
                                     let cseq = req
@@ -363,10 +375,21 @@ pub(super) async fn serve(
                 if stop.has_changed().unwrap_or(true) {
                     break 'conn;
                 }
+                // A live source's tracks changed: this session's SDP is stale.
+                if pb.tracks.as_ref().is_some_and(|t| t.has_changed().unwrap_or(true)) {
+                    tracing::info!(%peer, "the source's tracks changed; ending the session");
+                    break 'conn;
+                }
                 periodic = Instant::now() >= next_report;
             }
             _ = tokio::time::sleep_until(wake.unwrap_or(next_report)), if wake.is_some() => {
                 let now = Instant::now();
+                if conn.disconnect_due(now.into_std()) {
+                    tracing::info!(%peer, "connection closed: disconnect_every fault");
+                    break 'conn;
+                }
+                conn.release(now.into_std(), &mut io.queue());
+                io.send_udp().await;
                 let expired = clock.expired(now.into_std()).filter(|e| match e {
                     Expired::Message => clock.in_message(),
                     _ => conn.session().is_none(),
@@ -445,13 +468,30 @@ fn udp_rtcp_ports(conn: &Connection) -> impl Iterator<Item = u16> + '_ {
 /// video stream). `None` when none arrives in time.
 async fn first_keyframe(conn: &Connection, shared: &Shared) -> Option<(Playback, Frame, usize)> {
     let session = conn.session()?;
-    let feed = shared.feeds.get(&session.stream.name)?;
-    let master = feed.clip.master();
-    let video_only = session.tracks.iter().all(|t| t.stream == master);
-    let ring = if video_only {
-        &feed.video_ring
-    } else {
-        &feed.ring
+    let feed = shared
+        .feed_for(&session.stream.name, &session.faults)
+        .ok()
+        .flatten();
+    let (ring, master, tracks) = match &feed {
+        Some(feed) => {
+            let master = feed.clip.master();
+            let video_only = session.tracks.iter().all(|t| t.stream == master);
+            let ring = if video_only {
+                &feed.video_ring
+            } else {
+                &feed.ring
+            };
+            (ring, master, None)
+        }
+        None => {
+            let live = shared.live.get(&session.stream.name)?;
+            // Described under other tracks (the camera reconnected since): describe again.
+            let (watch, same) = live.watch_from(&session.stream.tracks);
+            if !same {
+                return None;
+            }
+            (live.ring(), live.video_stream(), Some(watch))
+        }
     };
     let mut reader = ring.reader(Start::NewestKeyframe);
     let joined = WallTime::now();
@@ -470,6 +510,7 @@ async fn first_keyframe(conn: &Connection, shared: &Shared) -> Option<(Playback,
     let pb = Playback {
         reader,
         burst: None,
+        tracks,
     };
     Some((pb, first, master))
 }

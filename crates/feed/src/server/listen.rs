@@ -5,8 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nvrkit_net::Refusal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -41,16 +39,8 @@ pub(super) async fn bind_udp_pair(ip: IpAddr) -> Result<(Arc<UdpSocket>, Arc<Udp
     })
 }
 
-/// Refusals delivered at once; past them a refused connection is just closed.
-pub(super) const MAX_REFUSING: usize = 256;
-
-/// How long a refused (or oversized-request) connection is kept to deliver its answer: the
-/// client's unread bytes are drained meanwhile, so that closing does not reset the connection
-/// before the client has read it.
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
-
 /// The answer to a connection past a cap (it has sent no request yet, so no `CSeq`).
-const BUSY: &[u8] =
+pub(super) const BUSY: &[u8] =
     b"RTSP/1.0 503 Service Unavailable\r\nServer: nvrkit-loopcam\r\nContent-Length: 0\r\n\r\n";
 
 pub(super) async fn accept(
@@ -65,10 +55,15 @@ pub(super) async fn accept(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((sock, peer)) => {
-                    let permit = match shared.limiter.try_acquire(peer.ip()) {
+                    let permit = match shared.refuser.limiter().try_acquire(peer.ip()) {
                         Ok(p) => p,
-                        Err(refusal) => {
-                            refuse(&shared, sock, peer, refusal, tls.is_some());
+                        // RTSPS: just closed (a 503 would cost a handshake).
+                        Err(why) if tls.is_some() => {
+                            shared.refuser.warn(peer, why);
+                            continue;
+                        }
+                        Err(why) => {
+                            shared.refuser.refuse(sock, peer, why);
                             continue;
                         }
                     };
@@ -113,73 +108,6 @@ pub(super) async fn accept(
         }
     }
     while conns.join_next().await.is_some() {}
-}
-
-/// Turns away a connection past a cap: `503` on RTSP, delivered in a short-lived task (at most
-/// [`MAX_REFUSING`] at once, then one non-blocking try); on RTSPS the connection is just closed
-/// (a 503 would cost a handshake).
-fn refuse(shared: &Shared, sock: tokio::net::TcpStream, peer: SocketAddr, why: Refusal, tls: bool) {
-    warn_refusal(shared, peer, why);
-    if tls {
-        return;
-    }
-    match shared.refusing.clone().try_acquire_owned() {
-        Ok(slot) => {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = sock.into_split();
-                if tokio::time::timeout(REFUSAL_LINGER, wr.write_all(BUSY))
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-                {
-                    linger(&mut rd, &mut wr).await;
-                }
-                drop(slot);
-            });
-        }
-        Err(_) => {
-            let _ = sock.try_write(BUSY);
-        }
-    }
-}
-
-/// Closes the write side and reads (and drops) what the client still sends, for at most
-/// [`REFUSAL_LINGER`]: the answer just written reaches the client before the connection ends.
-pub(super) async fn linger<R, W>(rd: &mut R, wr: &mut W)
-where
-    R: tokio::io::AsyncRead + Unpin + ?Sized,
-    W: tokio::io::AsyncWrite + Unpin + ?Sized,
-{
-    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        wr.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while rd.read(&mut sink).await? > 0 {}
-        std::io::Result::Ok(())
-    })
-    .await;
-}
-
-/// One warning a second at most, with the counts: a flood must not flood the log too.
-fn warn_refusal(shared: &Shared, peer: SocketAddr, why: Refusal) {
-    let now = Instant::now();
-    let Ok(mut last) = shared.last_refusal_warning.lock() else {
-        return;
-    };
-    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-        tracing::debug!(%peer, "{why}: 503");
-        return;
-    }
-    *last = Some(now);
-    drop(last);
-    let l = &shared.limiter;
-    tracing::warn!(
-        %peer,
-        open = l.open(),
-        refused = l.refused(),
-        "{why} ({} in all{}): 503",
-        l.max_total(),
-        l.max_per_addr()
-            .map_or(String::new(), |n| format!(", {n} per address"))
-    );
 }
 
 /// Notes when each playing UDP client last sent RTCP (its liveness).

@@ -9,12 +9,18 @@
 //! rebuilt per GOP: frames are held until the next keyframe, then DTS are the sorted PTS shifted by
 //! the reorder depth (constant, learned, never decreasing), so decode times increase and never
 //! exceed presentation times. Audio and video leave the GOP buffer together, in decode order.
+//!
+//! Once a whole GOP has arrived in presentation order with no reorder depth learned (no
+//! B-frames: most cameras), frames pass through: each leaves when the next video frame arrives
+//! (DTS = PTS, its duration the distance to the next), so the ring, the live view and the
+//! recorder get it one frame interval after the camera sent it instead of a GOP later. A frame
+//! that then arrives out of order turns GOP buffering back on (that GOP's late frames have their
+//! decode times nudged forward, as after a camera clock step).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use futures::StreamExt;
 use nvrkit_media::time::rescale;
 use nvrkit_media::{AacParams, CodecParams, Frame, TrackInfo, VideoParams, WallTime};
@@ -24,6 +30,8 @@ use retina::client::{
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use tokio::sync::watch;
 
+use crate::IngestError;
+
 /// What the rest of the NVR can see of a camera.
 #[derive(Debug, Default)]
 pub struct CameraState {
@@ -31,6 +39,10 @@ pub struct CameraState {
     pub tracks: Mutex<Option<Vec<TrackInfo>>>,
     /// Bumped when the tracks change (a new session, new parameters).
     pub tracks_generation: AtomicU64,
+    /// The tracks as a watch, sent only a set different from the last one (a reconnect with
+    /// the same tracks sends nothing): what a restream's sessions follow
+    /// (`nvrkit_feed::source::LiveSource`).
+    pub tracks_watch: watch::Sender<Option<Vec<TrackInfo>>>,
     /// A session is playing.
     pub connected: AtomicBool,
     /// Frames pushed into the ring.
@@ -90,9 +102,9 @@ pub async fn run(
         match result {
             Ok(()) => tracing::warn!(camera = source.name, "stream ended; reconnecting"),
             Err(e) => {
-                tracing::warn!(camera = source.name, "{e:#}; reconnecting in {backoff:?}");
+                tracing::warn!(camera = source.name, "{e}; reconnecting in {backoff:?}");
                 if let Ok(mut l) = state.last_error.lock() {
-                    *l = Some(format!("{e:#}"));
+                    *l = Some(e.to_string());
                 }
             }
         }
@@ -118,11 +130,46 @@ struct Timeline {
     last_dts: [Option<i64>; 2],
     /// Reorder depth of the video, in ticks.
     reorder: i64,
+    /// A video frame arrived with a PTS not after the one before it, since the last keyframe
+    /// (B-frames: decode times must be rebuilt per GOP).
+    reordered: bool,
+    /// The PTS of the last video frame, in arrival order.
+    last_video_pts: Option<i64>,
+    /// A whole GOP arrived in presentation order with no reorder depth learned: each frame
+    /// leaves as soon as the next video frame arrives, instead of at the next keyframe.
+    passthrough: bool,
 }
 
 impl Timeline {
     fn reconnected(&mut self) {
         self.gap = [true, true];
+        // A new session may send another structure: learn it again.
+        self.reordered = false;
+        self.last_video_pts = None;
+        self.passthrough = false;
+    }
+
+    /// Notes a video frame's PTS in arrival order; returns whether the frames held must be
+    /// pushed now (`keyframe`, or in pass-through mode every frame).
+    fn on_video(&mut self, pts: i64, keyframe: bool) -> bool {
+        if self.last_video_pts.is_some_and(|p| pts <= p) {
+            self.reordered = true;
+            if self.passthrough {
+                self.passthrough = false;
+                tracing::info!(
+                    "video frames arrive out of presentation order (B-frames): decode times are rebuilt per GOP again"
+                );
+            }
+        }
+        self.last_video_pts = Some(pts);
+        if keyframe {
+            if !self.reordered && self.reorder == 0 && !self.passthrough {
+                self.passthrough = true;
+                tracing::debug!("a GOP in presentation order: frames pass through one at a time");
+            }
+            self.reordered = false;
+        }
+        keyframe || self.passthrough
     }
 }
 
@@ -172,13 +219,13 @@ async fn session(
     state: &CameraState,
     timeline: &mut Timeline,
     stop: &mut watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), IngestError> {
     let mut session = retina::client::Session::describe(
         source.url.clone(),
         SessionOptions::default().user_agent("nvrkit nvr".into()),
     )
     .await
-    .context("DESCRIBE")?;
+    .map_err(IngestError::Describe)?;
     // Our stream 0 is the first H.264/H.265 video, stream 1 the first AAC audio.
     let mut map: Vec<Option<usize>> = vec![None; session.streams().len()];
     let (mut have_video, mut have_audio) = (false, false);
@@ -200,7 +247,7 @@ async fn session(
         }
     }
     if !have_video {
-        bail!("the camera offers no H.264 or H.265 video");
+        return Err(IngestError::NoVideo);
     }
     let transport = if source.udp {
         Transport::Udp(UdpTransportOptions::default())
@@ -217,15 +264,15 @@ async fn session(
                         .frame_format(FrameFormat::MP4),
                 )
                 .await
-                .with_context(|| format!("SETUP of track {i}"))?;
+                .map_err(|source| IngestError::Setup { track: i, source })?;
         }
     }
     // Permissive: many cameras leave `rtptime` out of RTP-Info; refusing them would only loop
     // on reconnects. Their streams are aligned by the RTCP sender reports (`Clock`).
     let play = PlayOptions::default()
         .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive);
-    let playing = session.play(play).await.context("PLAY")?;
-    let mut demuxed = playing.demuxed().context("depacketizer")?;
+    let playing = session.play(play).await.map_err(IngestError::Play)?;
+    let mut demuxed = playing.demuxed().map_err(IngestError::Depacketizer)?;
     state.connected.store(true, Ordering::Relaxed);
     tracing::info!(camera = source.name, url = source.display_url(), "playing");
 
@@ -235,9 +282,10 @@ async fn session(
     let mut published: Vec<TrackInfo> = Vec::new();
     let mut waiting_for_key = true;
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(20), demuxed.next());
+        const NO_MEDIA: Duration = Duration::from_secs(20);
+        let next = tokio::time::timeout(NO_MEDIA, demuxed.next());
         let item = tokio::select! {
-            item = next => item.context("no media for 20 s")?,
+            item = next => item.map_err(|_| IngestError::NoMedia(NO_MEDIA))?,
             _ = stop.changed() => {
                 // Shutting down: the held GOP goes into the ring, so an open event range ends
                 // with it instead of losing up to a GOP.
@@ -249,7 +297,7 @@ async fn session(
         };
         let item = match item {
             None => return Ok(()),
-            Some(r) => r.context("RTSP stream")?,
+            Some(r) => r.map_err(IngestError::Stream)?,
         };
         match item {
             CodecItem::VideoFrame(f) => {
@@ -258,7 +306,7 @@ async fn session(
                 };
                 if f.has_new_parameters() || tracks[*s].is_none() {
                     let params = demuxed.streams()[f.stream_id()].parameters();
-                    if let Some(p) = params.and_then(|p| video_params(p).ok()) {
+                    if let Some(p) = params.and_then(video_params) {
                         tracks[*s] = Some(track(*s, 90_000, p));
                     }
                 }
@@ -276,10 +324,19 @@ async fn session(
                 let received = WallTime::from_system(f.start_ctx().received_wall().into());
                 let wall = clock.wall(*s, elapsed, received);
                 let keyframe = f.is_random_access_point();
-                if keyframe && !gop.frames.is_empty() {
+                let pts = out_ticks(timeline, wall, elapsed, ts.elapsed(), 90_000, &mut clock);
+                let passthrough = timeline.passthrough;
+                if timeline.on_video(pts, keyframe) && !gop.frames.is_empty() {
+                    if passthrough {
+                        // One video frame is held: its duration is the distance to this one.
+                        if let Some(held) = gop.frames.iter_mut().rev().find(|f| f.stream == 0)
+                            && pts > held.pts
+                        {
+                            held.duration = (pts - held.pts).min(i64::from(u32::MAX)) as u32;
+                        }
+                    }
                     flush(&mut gop, writer, state, timeline)?;
                 }
-                let pts = out_ticks(timeline, wall, elapsed, ts.elapsed(), 90_000, &mut clock);
                 gop.frames.push(Frame {
                     stream: *s,
                     timescale: 90_000,
@@ -381,20 +438,19 @@ fn track(stream: usize, timescale: u32, params: CodecParams) -> TrackInfo {
     }
 }
 
-fn video_params(p: ParametersRef<'_>) -> anyhow::Result<CodecParams> {
+/// The codec parameters of a video stream, if they are H.264/H.265 ones nvrkit-media accepts.
+fn video_params(p: ParametersRef<'_>) -> Option<CodecParams> {
     let ParametersRef::Video(v) = p else {
-        bail!("not video parameters")
+        return None;
     };
-    Ok(match v.codec_params() {
+    Some(match v.codec_params() {
         VideoParametersCodec::H264 { sps, pps } => {
-            CodecParams::H264(VideoParams::h264(vec![sps.clone()], vec![pps.clone()])?)
+            CodecParams::H264(VideoParams::h264(vec![sps.clone()], vec![pps.clone()]).ok()?)
         }
-        VideoParametersCodec::H265 { vps, sps, pps } => CodecParams::H265(VideoParams::h265(
-            vec![vps.clone()],
-            vec![sps.clone()],
-            vec![pps.clone()],
-        )?),
-        _ => bail!("unsupported video codec"),
+        VideoParametersCodec::H265 { vps, sps, pps } => CodecParams::H265(
+            VideoParams::h265(vec![vps.clone()], vec![sps.clone()], vec![pps.clone()]).ok()?,
+        ),
+        _ => return None,
     })
 }
 
@@ -403,6 +459,13 @@ fn publish(state: &CameraState, tracks: &[TrackInfo]) {
         *t = Some(tracks.to_vec());
     }
     state.tracks_generation.fetch_add(1, Ordering::Relaxed);
+    state.tracks_watch.send_if_modified(|t| {
+        let changed = t.as_deref() != Some(tracks);
+        if changed {
+            *t = Some(tracks.to_vec());
+        }
+        changed
+    });
 }
 
 /// Ticks of a frame on the output timeline. The first frame of the session anchors the stream's
@@ -429,7 +492,7 @@ fn flush(
     writer: &mut nvrkit_ring::Writer,
     state: &CameraState,
     timeline: &mut Timeline,
-) -> anyhow::Result<()> {
+) -> Result<(), IngestError> {
     let mut frames = std::mem::take(&mut gop.frames);
     // Video: DTS = the sorted PTS, shifted by the reorder depth.
     let video: Vec<usize> = (0..frames.len())
@@ -479,7 +542,7 @@ fn flush(
             timeline.gap[s] = false;
         }
         timeline.last_dts[s] = Some(f.dts);
-        writer.push(f).context("ring")?;
+        writer.push(f)?;
         state.frames.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())

@@ -20,12 +20,25 @@ use nvrkit_store::{Store, Tag};
 use crate::ingest::CameraState;
 
 /// What to record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Mode {
     /// Only around events (pre + post).
     Events,
     /// Everything; events are tagged.
     All,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = crate::ModeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "events" => Ok(Mode::Events),
+            "all" => Ok(Mode::All),
+            _ => Err(crate::ModeError(s.to_owned())),
+        }
+    }
 }
 
 /// A command to a recorder thread.

@@ -1,11 +1,14 @@
 //! Which camera an event is for, and the list of events the NVR has seen.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::bail;
-use nvrkit_media::WallTime;
-use nvrkit_smtp::{CameraEvent, Snapshot};
+use nvrkit_smtp::CameraEvent;
+
+use crate::event_disk::{DiskEvent, EventDisk};
+
+use crate::MapRuleError;
 
 /// One field of an event a `--map` rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +37,14 @@ pub struct MapRule {
 }
 
 impl std::str::FromStr for MapRule {
-    type Err = anyhow::Error;
+    type Err = MapRuleError;
 
-    fn from_str(s: &str) -> anyhow::Result<Self> {
+    fn from_str(s: &str) -> Result<Self, MapRuleError> {
         let Some((cond, camera)) = s.rsplit_once(':') else {
-            bail!("a map rule is FIELD=VALUE:CAMERA, e.g. channel=2:garage or from=nvr1@site:yard");
+            return Err(MapRuleError::Shape);
         };
         let Some((field, value)) = cond.split_once('=') else {
-            bail!("a map rule is FIELD=VALUE:CAMERA; {cond:?} has no '='");
+            return Err(MapRuleError::NoEquals(cond.to_owned()));
         };
         let field = match field.trim().to_ascii_lowercase().as_str() {
             "channel" => Field::Channel,
@@ -49,10 +52,10 @@ impl std::str::FromStr for MapRule {
             "to" => Field::To,
             "device" => Field::Device,
             "camera" => Field::Camera,
-            other => bail!("unknown map field {other:?} (channel, from, to, device, camera)"),
+            other => return Err(MapRuleError::Field(other.to_owned())),
         };
         if camera.trim().is_empty() {
-            bail!("the map rule {s:?} names no camera");
+            return Err(MapRuleError::NoCamera(s.to_owned()));
         }
         Ok(MapRule {
             field,
@@ -120,36 +123,31 @@ pub fn note(event: &CameraEvent) -> serde_json::Value {
     nvrkit_store::note::bound(&json)
 }
 
-/// An event as the API lists it.
-#[derive(Debug, Clone)]
-pub struct EventRecord {
-    /// Sequence number (1, 2, …).
-    pub id: u64,
-    /// When the NVR received it (its own clock: the recording window is placed by this).
-    pub received_at: WallTime,
-    /// The cameras it triggered (empty when unmapped).
-    pub cameras: Vec<String>,
-    /// How it was mapped, or why not.
-    pub reason: String,
-    /// The event in nvrkit-smtp's JSON schema, bounded ([`note`]).
-    pub json: serde_json::Value,
-    /// Its first snapshot, if it had one.
-    pub snapshot: Option<Snapshot>,
-}
+/// An event as the API lists it: the record kept on disk ([`crate::event_disk`]).
+pub type EventRecord = DiskEvent;
 
-/// The most recent events (newest last), bounded.
+/// The most recent events (newest last), bounded; with a directory, written there with every
+/// snapshot of their mails, and read back on start (ids go on where they stopped).
 #[derive(Debug, Default)]
 pub struct EventLog {
     inner: Mutex<(u64, VecDeque<EventRecord>)>,
+    disk: Option<EventDisk>,
 }
 
 impl EventLog {
-    const KEEP: usize = 1000;
-    /// Snapshot bytes kept in memory at most: an SMTP message may be 25 MB, so 1000 events'
-    /// snapshots could otherwise hold 25 GB. The oldest snapshots are dropped first.
-    const SNAPSHOT_BYTES: usize = 64 << 20;
+    const KEEP: usize = crate::event_disk::KEEP_EVENTS;
 
-    /// Records an event; returns its id.
+    /// The events kept in `dir` (created if missing), and more to come there.
+    pub fn open(dir: &Path) -> std::io::Result<EventLog> {
+        let (disk, found, last) = EventDisk::open(dir)?;
+        Ok(EventLog {
+            inner: Mutex::new((last, found.into())),
+            disk: Some(disk),
+        })
+    }
+
+    /// Records an event (blocking: with a directory, it is durable on disk when this returns,
+    /// snapshots and all); returns its id.
     pub fn push(&self, event: &CameraEvent, cameras: Vec<String>, reason: String) -> u64 {
         let json = note(event);
         let reason = nvrkit_store::note::truncate(&reason, MAX_REASON);
@@ -157,30 +155,26 @@ impl EventLog {
             return 0;
         };
         g.0 += 1;
-        let id = g.0;
-        g.1.push_back(EventRecord {
-            id,
+        let mut record = EventRecord {
+            id: g.0,
             received_at: event.received_at,
             cameras,
             reason,
             json,
-            snapshot: event.snapshots.first().cloned(),
-        });
+            snapshots: Vec::new(),
+            dropped_snapshots: event.snapshots.len(),
+        };
+        if let Some(disk) = &self.disk {
+            // Held under the lock: ids reach the disk in order.
+            match disk.save(record.clone(), &event.snapshots) {
+                Ok(saved) => record = saved,
+                Err(e) => tracing::error!(id = record.id, "event not stored on disk: {e}"),
+            }
+        }
+        let id = record.id;
+        g.1.push_back(record);
         while g.1.len() > Self::KEEP {
             g.1.pop_front();
-        }
-        let mut total: usize =
-            g.1.iter()
-                .filter_map(|e| e.snapshot.as_ref())
-                .map(|s| s.data.len())
-                .sum();
-        for e in g.1.iter_mut() {
-            if total <= Self::SNAPSHOT_BYTES {
-                break;
-            }
-            if let Some(s) = e.snapshot.take() {
-                total -= s.data.len();
-            }
         }
         id
     }
@@ -199,6 +193,14 @@ impl EventLog {
             .lock()
             .ok()
             .and_then(|g| g.1.iter().find(|e| e.id == id).cloned())
+    }
+
+    /// Snapshot `n` of event `id`: its content type and bytes (blocking: read from disk).
+    pub fn snapshot(&self, id: u64, n: usize) -> Option<(String, Vec<u8>)> {
+        let event = self.get(id)?;
+        let ct = event.snapshots.get(n)?.content_type.clone();
+        let data = self.disk.as_ref()?.snapshot(&event, n).ok()?;
+        Some((ct, data))
     }
 }
 

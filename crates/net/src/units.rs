@@ -1,6 +1,6 @@
-//! Sizes, rates and durations as people type them on command lines: `500M`, `10G`, `2Mbit`,
-//! `90s`, `1h30m`, `7d`, `2.5s`. The one grammar of every nvrkit binary (docs/architecture.md,
-//! "CLI vocabulary").
+//! Sizes, rates and durations as people type them on command lines and in loopcam's fault
+//! queries: `500M`, `10G`, `2Mbit`, `90s`, `1h30m`, `7d`, `2.5s`. The one grammar of every nvrkit
+//! binary (docs/architecture.md, "CLI vocabulary").
 
 use std::time::Duration;
 

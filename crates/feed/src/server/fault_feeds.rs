@@ -1,0 +1,130 @@
+//! Loops of their own for URL queries whose faults change frames (`fps=12.5`,
+//! `sps_change_at_seam=OTHER`): made on the first request that asks for them, then shared by
+//! every session of the same path with the same frame faults. A query is untrusted input, so
+//! at most [`MAX_FAULT_FEEDS`] are made (each costs a pacer and two rings); a refusal (`fps` out
+//! of the clip's reach) is remembered too, so it is logged once, not at every request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use nvrkit_media::WallTime;
+use tokio::task::JoinHandle;
+
+use super::{Feed, Shared};
+use crate::fault::FaultSet;
+
+/// Most loops made for URL queries (and refusals remembered), over the server's life.
+pub(super) const MAX_FAULT_FEEDS: usize = 16;
+
+/// A loop made for a URL query, or why the path cannot be played so.
+type Made = Result<Arc<Feed>, String>;
+
+/// The loops made for URL queries, by path and frame faults.
+#[derive(Debug, Default)]
+pub(super) struct FaultFeeds {
+    made: Mutex<HashMap<(String, FaultSet), Made>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl FaultFeeds {
+    /// The loops made (refusals left out) as `path?frame faults`, sorted.
+    pub(super) fn names(&self) -> Vec<String> {
+        let Ok(made) = self.made.lock() else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = made
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|((path, faults), _)| format!("{path}?{faults}"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Waits for the pacers to end (after shutdown was signalled).
+    pub(super) async fn join(&self) {
+        let tasks = match self.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => return,
+        };
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The faults that change a loop's frames here: `fps` and `sps_change_at_seam`
+/// (`dts_backwards_at_seam` bends each session's timestamps, in its
+/// [`Playout`](crate::rtsp::play::Playout)).
+fn loop_faults(f: &FaultSet) -> FaultSet {
+    FaultSet {
+        fps: f.fps,
+        sps_change_at_seam: f.sps_change_at_seam.clone(),
+        ..FaultSet::default()
+    }
+}
+
+impl Shared {
+    /// The feed a session of path `name` with `faults` reads: the path's own, unless `faults`
+    /// asks for frame faults the path does not have; then a loop with them, made now (on the
+    /// tokio runtime of the caller) or earlier. `Err`: why the path cannot be played so (the
+    /// clip and the rate it reaches, the clip that cannot follow, or the cap reached).
+    pub(super) fn feed_for(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> Result<Option<Arc<Feed>>, String> {
+        let Some(base) = self.feeds.get(name) else {
+            return Ok(None);
+        };
+        let own = loop_faults(&base.info.faults);
+        let want = own.with(&loop_faults(faults));
+        if want == own {
+            return Ok(Some(base.clone()));
+        }
+        let key = (name.to_owned(), want);
+        let mut made = self
+            .fault_feeds
+            .made
+            .lock()
+            .map_err(|_| "the server is shutting down".to_owned())?;
+        if let Some(r) = made.get(&key) {
+            return r.clone().map(Some);
+        }
+        if made.len() >= MAX_FAULT_FEEDS {
+            return Err(format!(
+                "path {name}: at most {MAX_FAULT_FEEDS} loops with frame faults are made for URL \
+                 queries, and all are taken (a fault file serves more: loopcam --faults)"
+            ));
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err("no runtime to loop on".into());
+        };
+        let _guard = runtime.enter();
+        let r = Feed::spawn(
+            base.origin.clone(),
+            name,
+            base.info.faults.clone(),
+            &key.1,
+            &self.clips,
+            &self.config,
+            WallTime::now(),
+            self.stop.clone(),
+        );
+        let r = match r {
+            Ok((feed, task)) => {
+                tracing::info!(path = name, faults = %key.1, "a loop of its own for these frame faults");
+                if let Ok(mut t) = self.fault_feeds.tasks.lock() {
+                    t.push(task);
+                }
+                Ok(feed)
+            }
+            Err(e) => {
+                tracing::warn!(path = name, "refused: {e}");
+                Err(e.to_string())
+            }
+        };
+        made.insert(key, r.clone());
+        r.map(Some)
+    }
+}
