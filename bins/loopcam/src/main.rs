@@ -799,3 +799,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     server.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarm_specs() {
+        let a = parse_alarm("bikes@3.2s=smtp://127.0.0.1:2525").unwrap();
+        assert_eq!(a.clip, "bikes");
+        assert_eq!(a.position_micros, 3_200_000);
+        assert_eq!(a.target, Target::Smtp("127.0.0.1:2525".parse().unwrap()));
+        let a = parse_alarm("a@b@1500ms=onvif").unwrap();
+        assert_eq!((a.clip.as_str(), a.position_micros), ("a@b", 1_500_000));
+        assert_eq!(a.target, Target::Onvif);
+        for bad in [
+            "bikes=onvif",
+            "@1s=onvif",
+            "bikes@soon=onvif",
+            "bikes@1s=mqtt://x",
+            "bikes@1s",
+            "bikes@1s=smtp://nowhere",
+        ] {
+            assert!(parse_alarm(bad).is_err(), "{bad}");
+        }
+    }
+}

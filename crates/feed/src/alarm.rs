@@ -10,7 +10,7 @@
 //!   line its alarm up with its recording to the frame.
 //! - The pacer never waits for an alarm: [`Cues::released`] is a `try_send` into a bounded
 //!   channel (a full one drops the report with a warning).
-//! - The dispatcher ([`run`], feature `alarm`) sends ONVIF motion ON at once and OFF after
+//! - The dispatcher (`run`, feature `alarm`) sends ONVIF motion ON at once and OFF after
 //!   [`hold`] (1 s, or half the loop when that is shorter, so OFF always comes before the next
 //!   ON), and mails with nvrkit-smtp's client: at most [`MAILS_IN_FLIGHT`] mails in flight per
 //!   alarm (a lap past that is skipped with a warning), each tried
@@ -187,7 +187,7 @@ pub const MAIL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The latest snapshot JPEG of a clip, by name (`None`: none; the mail goes without one). A
 /// future, so a decode runs in the mail's task, never in the dispatcher's loop (loopcam gives
-/// the ONVIF device's [`Snapshotter`](crate::snapshot::Snapshotter), the one cache both use).
+/// the ONVIF device's `snapshot::Snapshotter`, the one cache both use).
 pub type JpegSource = Arc<
     dyn Fn(&str) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>
         + Send
@@ -196,7 +196,7 @@ pub type JpegSource = Arc<
 
 /// The alarm mail's parts: (subject, body, attachment name), as a Hikvision IP camera writes
 /// them (`X-Mailer: HIKMailer`, `EVENT TYPE: Motion Detected`, `IPC NAME`), which nvrkit-smtp
-/// reads as [`Vendor::Hikvision`](https://docs.rs/nvrkit-smtp) motion. `EVENT TIME` is the
+/// reads as `Vendor::Hikvision` motion. `EVENT TIME` is the
 /// frame's wall time in UTC to the second (Hikvision writes local time without a zone); the
 /// attachment's name carries the exact frame: `<clip>_<UTC µs, compact>_lap<N>_pos<S.ffffff>s.jpg`.
 pub fn mail_text(clip: &str, fired: &Fired) -> (String, String, String) {

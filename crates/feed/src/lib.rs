@@ -35,8 +35,14 @@
 //! - [`substream`]: a clip served at `NAME/sub` is the sub stream of clip `NAME`, its loop
 //!   checked at start to be aligned with the main one frame for frame.
 //!
+//! - [`auth`]: HTTP Basic and Digest (RFC 7616), one implementation for RTSP and the ONVIF SOAP
+//!   endpoints.
+//! - [`alarm`]: scripted alarms, reported by the pacer when it releases the frame at their loop
+//!   position; their dispatcher (feature `alarm`) raises ONVIF motion and sends Hikvision-style
+//!   alarm mails with nvrkit-smtp's client.
 //! - `onvif` (feature `onvif`): an ONVIF Profile S device per clip, each on its own HTTP
-//!   listener, and directed WS-Discovery probes answered (never multicast).
+//!   listener (Device, Media, Media2, Events with PullPoint motion), and directed WS-Discovery
+//!   probes answered (never multicast).
 //! - `snapshot` (feature `snapshot`, on with `onvif`): [`snapshot::Snapshotter`], a JPEG of a
 //!   clip's latest keyframe (H.264 decoded with OpenH264; H.265 from a sidecar JPEG), encoded
 //!   once per keyframe and cached.
