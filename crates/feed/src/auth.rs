@@ -404,6 +404,17 @@ impl Auth {
 
 /// `k=v` and `k="v"` pairs of a Digest header, commas inside quotes respected. Linear in the
 /// header's length.
+/// Whether an `Authorization: Digest` value answers with `qop=auth` (so its `nc` is counted and
+/// a replay refused). The SOAP endpoints ask for it: one POST path serves every action, and
+/// Digest does not cover the body, so an answer without qop could be replayed as any action.
+pub(crate) fn digest_uses_qop(value: &str) -> bool {
+    strip_scheme(value.trim(), "Digest").is_some_and(|params| {
+        digest_params(params)
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("qop") && v.eq_ignore_ascii_case("auth"))
+    })
+}
+
 fn digest_params(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = s.trim();

@@ -305,6 +305,9 @@ struct State {
     cached: Option<Snapshot>,
     /// The decode in flight, when there is one.
     pending: Option<Pending>,
+    /// The last decode that failed, by the keyframe's PTS: asked again for that keyframe, the
+    /// error is answered without decoding again (requests cannot force a decode each).
+    failed: Option<(i64, SnapshotError)>,
 }
 
 #[derive(Debug)]
@@ -315,6 +318,8 @@ struct Inner {
     source: Source,
     ring: Ring,
     state: Mutex<State>,
+    /// Decodes started, over the handle's life (the tests count them).
+    decodes: std::sync::atomic::AtomicU64,
 }
 
 /// The snapshots of one clip: a cheap handle (clones share the cache), for the ONVIF snapshot
@@ -357,6 +362,7 @@ impl Snapshotter {
                 source,
                 ring,
                 state: Mutex::new(State::default()),
+                decodes: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -407,6 +413,11 @@ impl Snapshotter {
             {
                 return Ok(c.clone());
             }
+            if let Some((pts, e)) = &st.failed
+                && *pts == key.pts
+            {
+                return Err(e.clone());
+            }
             match &st.pending {
                 Some(rx) => rx.clone(),
                 None => {
@@ -414,6 +425,8 @@ impl Snapshotter {
                     st.pending = Some(rx.clone());
                     let job = self.inner.clone();
                     let params = params.clone();
+                    job.decodes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::task::spawn_blocking(move || {
                         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             h264_to_jpeg(&params, &key.data, QUALITY)
@@ -440,8 +453,9 @@ impl Snapshotter {
                         };
                         let mut st = job.state.lock().unwrap_or_else(|e| e.into_inner());
                         st.pending = None;
-                        if let Ok(s) = &result {
-                            st.cached = Some(s.clone());
+                        match &result {
+                            Ok(s) => st.cached = Some(s.clone()),
+                            Err(e) => st.failed = Some((key.pts, e.clone())),
                         }
                         drop(st);
                         let _ = tx.send(Some(result));
@@ -544,6 +558,29 @@ mod tests {
         let second = s.latest().await.unwrap();
         assert_eq!(second.tag, next.pts);
         assert_ne!(second.jpeg.as_ptr(), first.jpeg.as_ptr());
+    }
+
+    /// A keyframe that does not decode is decoded once: asked again, its error is answered
+    /// from the cache (each request ran a new decode before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_keyframe_that_fails_is_decoded_once() {
+        let clip = sample();
+        let v = clip.master();
+        let (mut writer, ring) =
+            nvrkit_ring::ring(nvrkit_ring::Config::new().max_frames(64).video_stream(v)).unwrap();
+        let s = Snapshotter::new(&clip, ring, None);
+        let mut key = clip.frames(v).iter().find(|f| f.keyframe).unwrap().clone();
+        key.wall = Some(nvrkit_media::WallTime::now());
+        key.data = bytes::Bytes::from_static(&[0, 0, 0, 4, 0x65, 0xff, 0xff, 0xff]);
+        writer.push(key).unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                s.latest().await,
+                Err(SnapshotError::Decode { .. })
+            ));
+        }
+        let decodes = s.inner.decodes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(decodes, 1);
     }
 
     async fn futures_join(s: &Snapshotter, n: usize) -> Vec<Snapshot> {

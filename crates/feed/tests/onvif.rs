@@ -678,6 +678,18 @@ async fn http_digest_on_soap() {
     assert_eq!(r.status, 401);
     let basic = "Authorization: Basic YWRtaW46c2VjcmV0\r\n";
     assert_eq!(post_with(dev, path, basic, body.clone()).await.status, 401);
+    // A right answer without qop (RFC 2069 style, no nc to count) is refused: it could be
+    // replayed as any action on this path.
+    let ha1 = md5_hex(&format!("admin:{realm}:secret"));
+    let ha2 = md5_hex(&format!("POST:{path}"));
+    let no_qop = format!(
+        "Authorization: Digest username=\"admin\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{path}\", response=\"{}\"\r\n",
+        md5_hex(&format!("{ha1}:{nonce}:{ha2}"))
+    );
+    assert_eq!(
+        post_with(dev, path, &no_qop, body.clone()).await.status,
+        401
+    );
     // The digest's uri must be the path it is sent to.
     let media = "/onvif/media_service";
     let r = post_with(dev, media, &answer("secret", "00000003", path), body).await;

@@ -58,7 +58,7 @@ pub struct ClientOptions {
     pub tls: ClientTls,
     /// Credentials, if any.
     pub auth: Option<(ClientAuth, String, String)>,
-    /// Deadline for each reply.
+    /// Deadline for each reply, counted from when it is awaited (not reset by each byte).
     pub timeout: Duration,
 }
 
@@ -264,10 +264,24 @@ impl Client {
             .map_err(|e| Error::io("writing to the SMTP server", e))
     }
 
+    /// One reply, multi-line or not: at most [`MAX_REPLY_LINES`] lines and [`MAX_REPLY_BYTES`]
+    /// bytes, complete within the timeout counted from when it was awaited (a server that
+    /// trickles a byte at a time, or sends `250-` lines forever, is cut off).
     async fn read_reply(&mut self, command: &str) -> Result<Reply> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let mut lines = Vec::new();
+        let mut bytes = 0usize;
         loop {
-            let line = self.read_line(command).await?;
+            let line = self.read_line(command, deadline).await?;
+            bytes += line.len();
+            if lines.len() >= MAX_REPLY_LINES || bytes > MAX_REPLY_BYTES {
+                return Err(Error::MalformedReply {
+                    command: command.to_owned(),
+                    line: format!(
+                        "reply longer than {MAX_REPLY_LINES} lines or {MAX_REPLY_BYTES} bytes"
+                    ),
+                });
+            }
             let malformed = || Error::MalformedReply {
                 command: command.to_owned(),
                 line: String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned(),
@@ -287,7 +301,11 @@ impl Client {
         }
     }
 
-    async fn read_line(&mut self, command: &str) -> Result<Vec<u8>> {
+    async fn read_line(
+        &mut self,
+        command: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>> {
         loop {
             if let Some(end) = memchr::memchr(b'\n', &self.buf) {
                 let mut line: Vec<u8> = self.buf.drain(..=end).collect();
@@ -303,7 +321,7 @@ impl Client {
                 });
             }
             let mut chunk = [0u8; 4096];
-            let n = timeout(self.timeout, self.stream.read(&mut chunk))
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
                 .await
                 .map_err(|_| Error::Connection(format!("no reply to {command}")))?
                 .map_err(|e| Error::io("reading from the SMTP server", e))?;
@@ -316,6 +334,11 @@ impl Client {
         }
     }
 }
+
+/// The most lines of one reply (EHLO answers have about 10).
+const MAX_REPLY_LINES: usize = 100;
+/// The most bytes of one reply, line ends left out.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// The command name for error messages: the first word, never the arguments (which may hold
 /// credentials).
@@ -447,6 +470,62 @@ mod tests {
         assert_eq!(dot_stuff(b"a\n.b\r\n..\n"), b"a\r\n..b\r\n...\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    /// A server that greets with `greeting`, then sends `then` forever (in pieces, `gap` apart).
+    async fn hostile_server(
+        greeting: &'static [u8],
+        then: &'static [u8],
+        gap: Duration,
+    ) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            if tcp.write_all(greeting).await.is_err() {
+                return;
+            }
+            loop {
+                if tcp.write_all(then).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(gap).await;
+            }
+        });
+        addr
+    }
+
+    /// `250-` lines forever: refused once the reply passes its line cap (it grew without
+    /// bound before).
+    #[tokio::test]
+    async fn an_endless_multiline_reply_is_refused() {
+        let addr = hostile_server(b"220 hi\r\n", b"250-x\r\n", Duration::ZERO).await;
+        let options = ClientOptions::default();
+        let err = Client::connect(addr, &options).await.unwrap_err();
+        assert!(
+            matches!(err, Error::MalformedReply { ref line, .. } if line.contains("lines")),
+            "{err}"
+        );
+    }
+
+    /// A reply trickled a byte at a time, each byte well inside the timeout: cut at the
+    /// reply's deadline (each read restarted the timer before, so it never ended).
+    #[tokio::test]
+    async fn a_trickled_reply_is_cut_at_its_deadline() {
+        let addr = hostile_server(b"2", b"5", Duration::from_millis(100)).await;
+        let options = ClientOptions {
+            timeout: Duration::from_millis(500),
+            ..ClientOptions::default()
+        };
+        // Hang guard only (no timing assertion): without the reply deadline this never ends.
+        let err = tokio::time::timeout(Duration::from_secs(30), Client::connect(addr, &options))
+            .await
+            .expect("the trickled reply was never cut off")
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Connection(ref m) if m.contains("no reply")),
+            "{err}"
+        );
     }
 
     #[test]

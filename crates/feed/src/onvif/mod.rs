@@ -214,6 +214,11 @@ struct Ctx {
     /// HTTP Digest/Basic for the snapshot URL (the same credentials).
     http_auth: Option<Auth>,
     events: Arc<events::Hub>,
+    /// The long poll of each subscription now waiting, by subscription id: a new `PullMessages`
+    /// ends the one before (answered empty), so a subscription holds at most one waiting
+    /// connection (thousands of parallel pulls cannot pin the listener's connections). At most
+    /// one entry per subscription (16 per device).
+    polls: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -266,6 +271,7 @@ impl Onvif {
                     .as_ref()
                     .map(|(u, p)| Auth::new(u.clone(), p.clone())),
                 events: hub,
+                polls: std::sync::Mutex::default(),
                 stop: stop_rx.clone(),
             });
             let router = Router::new()
@@ -414,8 +420,9 @@ async fn subscription(
     handle(&ctx, &headers, body, &path, Some(&id)).await
 }
 
-/// Whether the request's HTTP `Authorization` is a good Digest (Basic is not taken over plain
-/// HTTP); `Err(stale)` otherwise.
+/// Whether the request's HTTP `Authorization` is a good Digest with `qop=auth` (Basic is not
+/// taken over plain HTTP, nor a Digest without qop, which could be replayed as any action);
+/// `Err(stale)` otherwise.
 fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
     let (Some(digest), Some(value)) = (
         &ctx.http_auth,
@@ -429,6 +436,7 @@ fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
         .trim_start()
         .get(..7)
         .is_some_and(|s| s.eq_ignore_ascii_case("digest "))
+        || !crate::auth::digest_uses_qop(value)
     {
         return Err(false);
     }
@@ -543,26 +551,48 @@ async fn long_poll(ctx: &Ctx, id: &str, limit: usize, wait: std::time::Duration)
     let deadline = Instant::now() + wait;
     let mut changes = ctx.events.changes();
     let mut stop = ctx.stop.clone();
-    loop {
+    // This poll's turn: a later pull of the same subscription takes it.
+    let turn = {
+        let mut polls = ctx.polls.lock().unwrap_or_else(|e| e.into_inner());
+        let t = polls.get(id).map_or(0, |t| t.wrapping_add(1));
+        polls.insert(id.to_owned(), t);
+        t
+    };
+    let superseded = || {
+        ctx.polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some_and(|t| *t != turn)
+    };
+    let response = loop {
         let now = WallTime::now();
         let pulled = match ctx.events.pull(id, limit, now) {
             Ok(p) => p,
-            Err(f) => return fault_response(&f),
+            Err(f) => break fault_response(&f),
         };
         let expired_in = pulled.expires.micros_since(now).max(0) as u64;
         let until = deadline.min(Instant::now() + std::time::Duration::from_micros(expired_in));
-        if !pulled.messages.is_empty() || Instant::now() >= until || *stop.borrow() {
-            return soap_response(
+        if !pulled.messages.is_empty() || Instant::now() >= until || *stop.borrow() || superseded()
+        {
+            break soap_response(
                 StatusCode::OK,
                 soap::envelope("", &events::pull_response(&pulled, now)),
             );
         }
         tokio::select! {
-            r = changes.changed() => if r.is_err() { return soap_response(StatusCode::OK, soap::envelope("", &events::pull_response(&pulled, now))) },
+            r = changes.changed() => if r.is_err() { break soap_response(StatusCode::OK, soap::envelope("", &events::pull_response(&pulled, now))) },
             _ = tokio::time::sleep_until(until) => {}
             _ = stop.wait_for(|s| *s) => {}
+            // Woken now and then to see whether a later pull took the turn.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
         }
+    };
+    let mut polls = ctx.polls.lock().unwrap_or_else(|e| e.into_inner());
+    if polls.get(id) == Some(&turn) {
+        polls.remove(id);
     }
+    response
 }
 
 fn text_response(status: StatusCode, text: String) -> Response {
