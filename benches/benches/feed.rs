@@ -88,10 +88,7 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let cat = One(Arc::new(StreamInfo {
-        name: "clip".into(),
-        tracks: demux.tracks().to_vec(),
-    }));
+    let cat = One(Arc::new(StreamInfo::new("clip", demux.tracks().to_vec())));
     let dialogue = b"OPTIONS rtsp://127.0.0.1:8554/clip RTSP/1.0\r\nCSeq: 1\r\n\r\n\
 DESCRIBE rtsp://127.0.0.1:8554/clip RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n\
 SETUP rtsp://127.0.0.1:8554/clip/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n\
