@@ -6,7 +6,8 @@
 //! - `stall=D`: no RTP and no RTCP once the session has sent `D` of media (counted in media
 //!   time from the first frame PLAY sent, so a PAUSE does not restart it). RTSP keeps
 //!   answering and the session stays alive (over TCP its connection, over UDP the client's
-//!   RTCP or keepalives keep it): the camera "accepts SETUP and then sends nothing".
+//!   RTCP or keepalives keep it): the camera "accepts SETUP and then sends nothing" (not even
+//!   a BYE at TEARDOWN).
 //! - `bye_at_seam`: at the first video frame of the next loop after PLAY, every track's last
 //!   sender report and RTCP BYE, then no more media (RTSP still answers; TEARDOWN sends no
 //!   second BYE).

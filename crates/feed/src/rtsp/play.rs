@@ -206,9 +206,9 @@ impl Playout {
     }
 
     /// Appends every track's last sender report and BYE: the session ends. Nothing when
-    /// `bye_at_seam` already sent them.
+    /// `bye_at_seam` already sent them, or `stall` silenced the session.
     pub fn bye(&self, out: &mut impl Sink) {
-        if self.shaper.ended_at_seam() {
+        if self.shaper.silent() {
             return;
         }
         for t in &self.tracks {

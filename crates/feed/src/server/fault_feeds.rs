@@ -14,7 +14,7 @@ use super::{Feed, Shared};
 use crate::fault::FaultSet;
 
 /// Most loops made for URL queries (and refusals remembered), over the server's life.
-pub(super) const MAX_FAULT_FEEDS: usize = 16;
+pub(super) const MAX_FAULT_FEEDS: usize = 32;
 
 /// A loop made for a URL query, or why the path cannot be played so.
 type Made = Result<Arc<Feed>, String>;
@@ -27,6 +27,20 @@ pub(super) struct FaultFeeds {
 }
 
 impl FaultFeeds {
+    /// The loops made (refusals left out), as `path?frame faults`, sorted.
+    pub(super) fn names(&self) -> Vec<String> {
+        let Ok(made) = self.made.lock() else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = made
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|((p, f), _)| format!("{p}?{f}"))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Waits for the pacers to end (after shutdown was signalled).
     pub(super) async fn join(&self) {
         let tasks = match self.tasks.lock() {
