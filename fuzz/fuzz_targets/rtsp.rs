@@ -4,7 +4,8 @@
 //! instead of rescanning; `-timeout=5` on 1 MiB inputs makes a quadratic framer a crash).
 //!
 //! A PLAY the core accepts starts the session's sender state at the sample's first keyframe and
-//! sends it a few frames; TEARDOWN ends it with BYE: RTP-Info, sequence numbers, timestamps and
+//! sends it a few frames, then the frames across the loop's first seam (the catalog knows the
+//! loop's seams, and makes a path's own loop for `fps`, as the server does); TEARDOWN ends it with BYE: RTP-Info, sequence numbers, timestamps and
 //! RTCP composition run on whatever state the dialogue leaves.
 //!
 //! Request URIs may carry fault queries (`?denytcp&stall=2s&drop=1%25`, seeds in
@@ -23,29 +24,73 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use md5::{Digest as _, Md5};
+use nvrkit_feed::fault::FaultSet;
+use nvrkit_feed::fault::frames::{LoopGeometry, loop_clip};
 use nvrkit_feed::rtsp::auth::Auth;
 use nvrkit_feed::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo, serialize};
 use nvrkit_feed::rtsp::framing::{Framer, Incoming, MAX_MESSAGE};
 use nvrkit_feed::rtsp::play::RtpConfig;
-use nvrkit_media::Frame;
+use nvrkit_feed::{Clip, LoopSource};
+use nvrkit_media::{Frame, WallTime};
 use rtsp_types::headers;
 
-struct One(Arc<StreamInfo>, Vec<Frame>);
+struct One(Arc<StreamInfo>, Vec<Frame>, Arc<Clip>);
 
 impl Catalog for One {
     fn stream(&self, name: &str) -> Option<Arc<StreamInfo>> {
         (name == self.0.name).then(|| self.0.clone())
     }
+
+    /// As the server does: a path's own loop for faults that change frames (`fps` thinned,
+    /// `sps_change_at_seam` refused: the sample is the only clip), or the refusal.
+    fn stream_with(
+        &self,
+        name: &str,
+        faults: &FaultSet,
+    ) -> Result<Option<Arc<StreamInfo>>, String> {
+        if name != self.0.name {
+            return Ok(None);
+        }
+        if !faults.changes_frames() {
+            return Ok(Some(self.0.clone()));
+        }
+        let clip =
+            loop_clip(&self.2, faults, std::slice::from_ref(&self.2)).map_err(|e| e.to_string())?;
+        Ok(Some(Arc::new(info(&clip))))
+    }
 }
 
+/// A looping stream's description, with its laps and seams (for the faults at the seam).
+fn info(clip: &Clip) -> StreamInfo {
+    StreamInfo {
+        laps: Some(clip.laps()),
+        geometry: Some(LoopGeometry::of(clip)),
+        ..StreamInfo::new("sample", clip.tracks().to_vec())
+    }
+}
+
+/// The sample looping, and what PLAY sends: its first keyframe and the frames after it, then
+/// the frames across the first seam (so `ts_reset_at_seam`, `dts_backwards_at_seam` and
+/// `bye_at_seam` act).
 fn catalog() -> &'static One {
     static C: OnceLock<One> = OnceLock::new();
     C.get_or_init(|| {
         let d = nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
-        One(
-            Arc::new(StreamInfo::new("sample", d.tracks().to_vec())),
-            d.frames().take(8).map(Result::unwrap).collect(),
-        )
+        let clip = Clip::load("sample", &d).unwrap();
+        let looped: Vec<Frame> = LoopSource::new(clip.clone(), WallTime::EPOCH)
+            .take(800)
+            .collect();
+        let key = looped
+            .iter()
+            .position(|f| f.stream == 0 && f.keyframe)
+            .unwrap();
+        let seam = |f: &&Frame| {
+            let t = f.wall.map_or(0, |w| w.as_micros());
+            (9_900_000..10_100_000).contains(&t)
+        };
+        let mut frames: Vec<Frame> = looped[key..key + 8].to_vec();
+        frames.extend(looped.iter().filter(seam).cloned());
+        One(Arc::new(info(&clip)), frames, clip)
     })
 }
 

@@ -407,6 +407,7 @@ impl Auth {
 /// Whether an `Authorization: Digest` value answers with `qop=auth` (so its `nc` is counted and
 /// a replay refused). The SOAP endpoints ask for it: one POST path serves every action, and
 /// Digest does not cover the body, so an answer without qop could be replayed as any action.
+#[cfg(feature = "onvif")]
 pub(crate) fn digest_uses_qop(value: &str) -> bool {
     strip_scheme(value.trim(), "Digest").is_some_and(|params| {
         digest_params(params)

@@ -4,10 +4,12 @@
 //! timestamps, RTCP) is the sans-I/O session core's ([`crate::rtsp::core::Connection`]); a
 //! connection task only reads, waits and writes.
 //!
-//! - this file: [`Config`], [`Server`] (binding, the clips' feeds and rings);
+//! - this file: [`Config`], [`Server`] (binding, the clips' and fault aliases' feeds and rings,
+//!   and those made for URL queries whose faults change frames);
 //! - `listen`: the accept loops, connection caps and refusals, the UDP pair, UDP RTCP liveness;
 //! - `conn`: one connection: bytes to the core, frames from the ring to the core, the core's
-//!   packets to the socket; deadlines and session timeouts;
+//!   packets to the socket; deadlines and session timeouts, and the deadlines the core gives
+//!   for the timed faults (`jitter`'s held packets, `disconnect_every`);
 //! - `pacer`: frames into rings at their deadlines, [`Looper`].
 
 use std::collections::HashMap;

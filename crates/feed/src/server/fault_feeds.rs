@@ -14,7 +14,7 @@ use super::{Feed, Shared};
 use crate::fault::FaultSet;
 
 /// Most loops made for URL queries (and refusals remembered), over the server's life.
-pub(super) const MAX_FAULT_FEEDS: usize = 16;
+pub(super) const MAX_FAULT_FEEDS: usize = 32;
 
 /// A loop made for a URL query, or why the path cannot be played so.
 type Made = Result<Arc<Feed>, String>;
