@@ -194,7 +194,9 @@ impl Control {
                 return Ok(r);
             }
             if self.early.len() > 1 << 20 {
-                return Err(LoadError::Protocol("over 1 MiB of data before a response".into()));
+                return Err(LoadError::Protocol(
+                    "over 1 MiB of data before a response".into(),
+                ));
             }
             let mut chunk = [0u8; 4096];
             let n = self.sock.read(&mut chunk).await?;
