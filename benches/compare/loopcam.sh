@@ -79,8 +79,9 @@ measure() { # server transport n window
   sleep 2
   ramp_s=$(python3 -c "print(int($3 / $ramp) + 2)")
   "${client_pin[@]}" "$rtsp_load" --url "${url[$1]}" --clients "$3" --threads "$client_threads" \
-    --transport "$2" --ramp "$ramp" --duration "$(($4 + 2))s" --json >"$tmp/run.json" 2>>"$tmp/load.log" &
+    --transport "$2" --ramp "$ramp" --duration "$(($4 + 5))s" --json >"$tmp/run.json" 2>>"$tmp/load.log" &
   cpid=$!
+  pids+=("$cpid")
   sleep "$ramp_s"
   python3 "$peers/cpu_sample.py" "$4" "server=$spid" "client=$cpid" >"$tmp/cpu.json"
   wait "$cpid" || echo "rtsp-load failed: $(tail -1 "$tmp/load.log")" >&2
@@ -96,7 +97,8 @@ s, c = cpu["server"], cpu["client"]
 fps = r["frames_per_session"] or {"min": 0, "max": 0}
 key = r["first_key_ms"] or {"median": float("nan"), "p99": float("nan")}
 ratio = c["cpu_pct"] / s["cpu_pct"] if s["cpu_pct"] else float("nan")
-print(f"server {s['cpu_pct']:6.1f} % {s['rss_mb']:6.1f} MB | client {c['cpu_pct']:5.1f} % ({ratio:4.2f}× server) | "
+own = r["cpu"]["steady_pct"]
+print(f"server {s['cpu_pct']:6.1f} % {s['rss_mb']:6.1f} MB | client {c['cpu_pct']:5.1f} % ({ratio:4.2f}× server; own {own:.1f} %, {r['cpu']['steady_pct_per_1000']:.1f} %/1000) | "
       f"ok {r['ok']}/{r['clients']} frames {fps['min']:.0f}-{fps['max']:.0f} lost {r['totals']['lost']} "
       f"late p99 {r['lateness']['p99_ms']:.1f} ms max {r['lateness']['max_ms']:.0f} | first IDR p50 {key['median']:.0f} p99 {key['p99']:.0f} ms"
       + ("" if r["every_frame"] else "  NOT every frame") + "".join(f"\n      {n} × {e}" for e, n in r["errors"].items()))

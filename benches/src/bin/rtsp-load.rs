@@ -30,7 +30,7 @@ struct Args {
     #[command(subcommand)]
     command: Option<nvrkit_cli::docs::DocsCommand>,
 
-    /// The stream: rtsp://[user:pass@]host[:port]/path.
+    /// The stream: `rtsp://[user:pass@]host[:port]/path`.
     #[arg(long, required = true)]
     url: Option<String>,
 

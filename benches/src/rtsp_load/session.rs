@@ -113,6 +113,8 @@ impl Counter {
 struct Control {
     sock: TcpStream,
     buf: Vec<u8>,
+    /// Interleaved frames that came before a response.
+    early: Vec<u8>,
     cseq: u32,
     auth: Authorization,
     session: Option<String>,
@@ -176,9 +178,25 @@ impl Control {
 
     async fn read_response(&mut self) -> Result<Response, LoadError> {
         loop {
-            if let Some((r, used)) = Response::parse(&self.buf)? {
+            // Interleaved data before the response (gst-rtsp-server starts sending before it
+            // answers PLAY): kept for the read loop, which counts it first.
+            while self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let len = 4 + usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() < len {
+                    break;
+                }
+                self.early.extend(self.buf.drain(..len));
+            }
+            if self.buf.first() == Some(&b'$') {
+                // A partial frame: read on.
+            } else if let Some((r, used)) = Response::parse(&self.buf)? {
                 self.buf.drain(..used);
                 return Ok(r);
+            }
+            if self.early.len() > 1 << 20 {
+                return Err(LoadError::Protocol(
+                    "over 1 MiB of data before a response".into(),
+                ));
             }
             let mut chunk = [0u8; 4096];
             let n = self.sock.read(&mut chunk).await?;
@@ -238,6 +256,7 @@ async fn play(plan: &Plan, counter: &mut Counter) -> Result<(), LoadError> {
     let mut c = Control {
         sock,
         buf: Vec::with_capacity(4096),
+        early: Vec::new(),
         cseq: 0,
         auth: Authorization::None,
         session: None,
@@ -352,7 +371,8 @@ async fn read_interleaved(
     // A frame longer than the buffer grows it (interleaved frames are at most 65,539 bytes).
     let mut buf = vec![0u8; 16 * 1024];
     let mut filled = 0;
-    let leftover = std::mem::take(&mut c.buf);
+    let mut leftover = std::mem::take(&mut c.early);
+    leftover.append(&mut c.buf);
     if leftover.len() > buf.len() {
         buf.resize(leftover.len(), 0);
     }
