@@ -716,6 +716,66 @@ fn motion(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A subscription holds at most one waiting PullMessages: a second pull ends the first, which
+/// would otherwise wait its whole 30 s (thousands in parallel pinned the listener's connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_pull_ends_the_waiting_one() {
+    let rig = rig(None).await;
+    let dev = rig.device("alpha");
+    let create = envelope(
+        "",
+        &events_action(
+            "CreatePullPointSubscription",
+            "<ns0:InitialTerminationTime>PT60S</ns0:InitialTerminationTime>",
+        ),
+    );
+    let (status, r) = post(dev, create).await;
+    assert_eq!(status, 200);
+    let address = r.field("Address").unwrap().to_owned();
+    let path = address
+        .strip_prefix(&format!("http://127.0.0.1:{}", dev.port()))
+        .unwrap()
+        .to_owned();
+    let pull = |timeout: &str| {
+        envelope(
+            "",
+            &events_action(
+                "PullMessages",
+                &format!(
+                    "<ns0:Timeout>{timeout}</ns0:Timeout><ns0:MessageLimit>10</ns0:MessageLimit>"
+                ),
+            ),
+        )
+    };
+    // Drain the Initialized messages first, so the next pulls wait.
+    assert_eq!(post_raw(CLIENT, dev, &path, pull("PT1S")).await.status, 200);
+    let first = tokio::spawn({
+        let (path, body) = (path.clone(), pull("PT30S"));
+        async move { post_raw(CLIENT, dev, &path, body).await }
+    });
+    let second = tokio::spawn({
+        let (path, body) = (path.clone(), pull("PT30S"));
+        async move {
+            // After the first is waiting.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            post_raw(CLIENT, dev, &path, body).await
+        }
+    });
+    // Hang guard only: without the turn the first waits its full 30 s.
+    let r = tokio::time::timeout(Duration::from_secs(15), first)
+        .await
+        .expect("the first pull was not ended by the second")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        motion(&r.body).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    second.abort();
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_point_subscription_gets_motion() {
     let rig = rig(None).await;
