@@ -471,6 +471,31 @@ async fn frame_faults_in_a_query_get_a_feed_of_their_own_per_set() {
         assert_eq!(n.len(), 1, "{query}: plays");
     }
     assert_eq!(s.frame_variants(), ["sample?fps=15", "sample?fps=20"]);
+    // Queries that are refused (rates out of the clip's reach) never take a loop's place:
+    // after 40 of them, a new rate still gets its loop (the 16th refusal locked every later
+    // query out before).
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    for (i, fps) in (1..=40).map(|n| 30.0 + f64::from(n) / 8.0).enumerate() {
+        let r = request(
+            &mut sock,
+            &mut buf,
+            format!(
+                "DESCRIBE rtsp://127.0.0.1:{port}/sample?fps={fps} RTSP/1.0\r\nCSeq: {}\r\n\r\n",
+                i + 1
+            ),
+        )
+        .await;
+        assert!(r.starts_with("RTSP/1.0 400"), "fps={fps}: {r}");
+    }
+    let n = first_video_nal_types(port, "sample?fps=18", 1).await;
+    assert_eq!(n.len(), 1, "a new rate after the refusals plays");
+    assert_eq!(
+        s.frame_variants(),
+        ["sample?fps=15", "sample?fps=18", "sample?fps=20"]
+    );
     s.shutdown().await;
 }
 

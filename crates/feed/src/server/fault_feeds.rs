@@ -13,7 +13,10 @@ use tokio::task::JoinHandle;
 use super::{Feed, Shared};
 use crate::fault::FaultSet;
 
-/// Most loops made for URL queries (and refusals remembered), over the server's life.
+/// Most refusals remembered (so each is logged once), beside the loops.
+const MAX_REFUSALS: usize = 64;
+
+/// Most loops made for URL queries, over the server's life (refusals do not count).
 pub(super) const MAX_FAULT_FEEDS: usize = 32;
 
 /// A loop made for a URL query, or why the path cannot be played so.
@@ -91,7 +94,11 @@ impl Shared {
         if let Some(r) = made.get(&key) {
             return r.clone().map(Some);
         }
-        if made.len() >= MAX_FAULT_FEEDS {
+        // Refusals never take a loop's place (16 unreachable `fps=` values would otherwise lock
+        // every later query out); past MAX_REFUSALS they are no longer remembered, only logged
+        // at debug level.
+        let loops = made.values().filter(|r| r.is_ok()).count();
+        if loops >= MAX_FAULT_FEEDS {
             return Err(format!(
                 "path {name}: at most {MAX_FAULT_FEEDS} loops with frame faults are made for URL \
                  queries, and all are taken (a fault file serves more: loopcam --faults)"
@@ -120,6 +127,11 @@ impl Shared {
                 Ok(feed)
             }
             Err(e) => {
+                let refusals = made.len() - loops;
+                if refusals >= MAX_REFUSALS {
+                    tracing::debug!(path = name, "refused: {e}");
+                    return Err(e.to_string());
+                }
                 tracing::warn!(path = name, "refused: {e}");
                 Err(e.to_string())
             }
