@@ -117,6 +117,18 @@ fn a_query_is_read_after_the_track_and_before_it() {
         split_query("/bikes/trackID=1", Some("denytcp")),
         ("/bikes/trackID=1".into(), Some("denytcp".into()))
     );
+    // A value with a `/` (a sub stream's path) stays in the query; it was cut at its `/`.
+    assert_eq!(
+        split_query("/bikes", Some("sps_change_at_seam=cam/sub")),
+        ("/bikes".into(), Some("sps_change_at_seam=cam/sub".into()))
+    );
+    assert_eq!(
+        split_query("/bikes", Some("sps_change_at_seam=cam/sub/trackID=0")),
+        (
+            "/bikes/trackID=0".into(),
+            Some("sps_change_at_seam=cam/sub".into())
+        )
+    );
     let cat = catalog();
     // A client that joined `trackID=0` after the query.
     let r = setup(&mut conn(), &cat, "rtsp://h/sample?denytcp/trackID=0", TCP);

@@ -192,16 +192,18 @@ fn url_query(f: &FaultSet) -> String {
 
 /// Splits a request URI's path and query into (path, fault query). A query that relative
 /// control URLs were appended to (`/bikes?denytcp/trackID=0`, as a client joins `trackID=0`
-/// to `rtsp://h/bikes?denytcp`) gives its track part back to the path.
+/// to `rtsp://h/bikes?denytcp`) gives its track part back to the path. Only a last part that
+/// is a control of ours (`trackID=N`) or empty (a trailing `/`) is a track part: a value with a
+/// `/` in it stays in the query (`sps_change_at_seam=cam/sub`, a sub stream's path).
 pub fn split_query(path: &str, query: Option<&str>) -> (String, Option<String>) {
     match query {
         None => (path.to_owned(), None),
-        Some(q) => match q.split_once('/') {
-            Some((q, track)) => (
+        Some(q) => match q.rsplit_once('/') {
+            Some((q, track)) if track.is_empty() || track.starts_with("trackID=") => (
                 format!("{}/{track}", path.trim_end_matches('/')),
                 Some(q.to_owned()),
             ),
-            None => (path.to_owned(), Some(q.to_owned())),
+            _ => (path.to_owned(), Some(q.to_owned())),
         },
     }
 }
