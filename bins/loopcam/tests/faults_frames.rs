@@ -57,6 +57,20 @@ impl Loopcam {
     }
 }
 
+/// `ffprobe` of an RTSP URL's first video stream over TCP (what every test here reads).
+fn ffprobe_video_over_tcp() -> Command {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args([
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-select_streams",
+        "v:0",
+    ]);
+    cmd
+}
+
 fn run(cmd: &mut Command) -> std::process::Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} (ffmpeg and ffprobe must be installed)"))
@@ -113,15 +127,7 @@ impl Clips {
 /// ffprobe has none; keyframe flag), in arrival order. Counted in packets, not seconds: with
 /// timestamps that restart, a span of media time may never end.
 fn video_packets(url: &str, n: u32) -> Vec<(f64, bool)> {
-    let out = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v:0",
-        ])
+    let out = run(ffprobe_video_over_tcp()
         .args(["-read_intervals", &format!("%+#{n}")])
         .args(["-show_entries", "packet=pts_time,flags", "-of", "json", url]));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -183,15 +189,7 @@ fn ts_reset_at_seam_makes_ffprobe_see_timestamps_restart() {
 fn dts_backwards_at_seam_makes_ffprobe_see_a_dts_go_back() {
     let clips = Clips::make();
     let cam = Loopcam::start(&[&clips.path("plain")]);
-    let out = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v:0",
-        ])
+    let out = run(ffprobe_video_over_tcp()
         .args(["-read_intervals", "%+5"])
         .args(["-show_entries", "packet=dts_time", "-of", "csv=p=0"])
         .arg(cam.url("plain?dts_backwards_at_seam")));
@@ -331,15 +329,7 @@ fn fps_out_of_reach_is_refused_naming_the_clip_and_the_reachable_rate() {
 fn sps_change_at_seam_changes_the_decoded_size_at_the_seam() {
     let clips = Clips::make();
     let cam = Loopcam::start(&[&clips.path("plain"), &clips.path("big")]);
-    let out = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v:0",
-        ])
+    let out = run(ffprobe_video_over_tcp()
         .args(["-read_intervals", "%+5"])
         .args([
             "-show_entries",
