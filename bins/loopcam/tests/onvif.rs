@@ -259,6 +259,92 @@ fn micros(iso: &str) -> i64 {
         .as_micros()
 }
 
+/// The frame times (µs) of the motion-on `Changed` messages zeep_events.py printed.
+fn motion_on(text: &str) -> Vec<i64> {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(
+                "event tns1:RuleEngine/CellMotionDetector/Motion IsMotion=true op=Changed",
+            )
+        })
+        .map(|l| micros(l.rsplit("utc=").next().unwrap()))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs python3 with onvif-zeep-async"]
+fn a_subscription_flood_from_one_address_does_not_lock_out_a_zeep_client() {
+    use nvrkit_testutil::hostile::{ATTACKER, CLIENT, request};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // No --auth: anyone may subscribe (with --auth, the same holds for a client that has the
+    // credentials).
+    let clip = short_clip();
+    let alarm = format!("{SHORT_CLIP}@1.2s=onvif");
+    let (_child, http, _) = loopcam(&["--alarm", &alarm, &clip]);
+    let device = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+    let create = "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body><tev:CreatePullPointSubscription xmlns:tev=\"http://www.onvif.org/ver10/events/wsdl\"><tev:InitialTerminationTime>PT1H</tev:InitialTerminationTime></tev:CreatePullPointSubscription></s:Body></s:Envelope>";
+    let flood = format!(
+        "POST /onvif/event_service HTTP/1.1\r\nHost: 127.0.0.1:{http}\r\nContent-Type: application/soap+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{create}",
+        create.len()
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    // Two attackers on 127.0.0.2 creating subscriptions back to back, never pulling.
+    let attackers: Vec<_> = (0..2)
+        .map(|_| {
+            let (done, made, refused, flood) =
+                (done.clone(), made.clone(), refused.clone(), flood.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let r = request(ATTACKER, device, &flood);
+                    if r.status == 200
+                        && String::from_utf8_lossy(&r.body).contains("SubscriptionReference")
+                    {
+                        made.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // The flood has filled the device before the client comes.
+    nvrkit_testutil::hostile::eventually("the flood fills the 16 subscriptions", || {
+        (made.load(Ordering::Relaxed) > 32).then_some(())
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onvif/zeep_events.py");
+    let source = std::net::Ipv4Addr::from(CLIENT).to_string();
+    let out = Command::new("python3")
+        .args([script, "127.0.0.1", &http.to_string(), "admin", "s3cret"])
+        .args(["2", "60", &source])
+        .output()
+        .expect("python3");
+    done.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (made, refused) = (
+        made.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    );
+    assert!(
+        out.status.success(),
+        "the zeep client failed while the flood ran ({made} subscriptions made, {refused} refused):\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The client subscribed and got the scripted motion, every loop, while the attacker kept
+    // making subscriptions (more than the device holds: each evicted one of its own).
+    assert!(motion_on(&text).len() >= 2, "{text}");
+    assert!(
+        made > 16,
+        "the flood made more than the device holds: {made}"
+    );
+    assert_eq!(refused, 0, "a new subscription is never refused");
+}
+
 #[test]
 #[ignore = "needs python3 with onvif-zeep-async"]
 fn a_pull_point_subscription_gets_the_scripted_motion_every_loop() {
@@ -278,15 +364,7 @@ fn a_pull_point_subscription_gets_the_scripted_motion_every_loop() {
         "60",
     ]);
     assert!(text.contains("pullpoint=True"), "{text}");
-    let on: Vec<i64> = text
-        .lines()
-        .filter(|l| {
-            l.starts_with(
-                "event tns1:RuleEngine/CellMotionDetector/Motion IsMotion=true op=Changed",
-            )
-        })
-        .map(|l| micros(l.rsplit("utc=").next().unwrap()))
-        .collect();
+    let on = motion_on(&text);
     assert!(on.len() >= 3, "{text}");
     // Every loop, at the same position: the frame times are one period apart, to the µs.
     for w in on.windows(2) {

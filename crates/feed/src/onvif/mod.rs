@@ -400,24 +400,33 @@ fn fault_response(f: &service::Fault) -> Response {
     soap_response(status, soap::fault(f.code, f.subcode, &f.reason))
 }
 
+/// The client address the HTTP server recorded ([`nvrkit_net::http`] puts it in every
+/// request's extensions).
+fn client(ext: &axum::http::Extensions) -> Option<IpAddr> {
+    ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 async fn soap(
     State(ctx): State<Arc<Ctx>>,
     uri: axum::http::Uri,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(&ctx, &headers, body, uri.path(), None).await
+    handle(&ctx, client(&ext), &headers, body, uri.path(), None).await
 }
 
 /// A request posted to a subscription address.
 async fn subscription(
     State(ctx): State<Arc<Ctx>>,
     Path(id): Path<String>,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let path = format!("{}{id}", events::SUBSCRIPTION_PATH);
-    handle(&ctx, &headers, body, &path, Some(&id)).await
+    handle(&ctx, client(&ext), &headers, body, &path, Some(&id)).await
 }
 
 /// Whether the request's HTTP `Authorization` is a good Digest with `qop=auth` (Basic is not
@@ -451,6 +460,7 @@ fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
 
 async fn handle(
     ctx: &Ctx,
+    from: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
     path: &str,
@@ -507,7 +517,7 @@ async fn handle(
         http_port: ctx.listen.port(),
     };
     if events::is_event_action(&req) {
-        return match events::answer(&ctx.events, &at, &req, path_id, now) {
+        return match events::answer(&ctx.events, &at, from, &req, path_id, now) {
             Ok(events::Answer::Body(body)) => {
                 soap_response(StatusCode::OK, soap::envelope("", &body))
             }
