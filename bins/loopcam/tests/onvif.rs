@@ -201,6 +201,91 @@ fn zeep_lists_main_and_sub_profiles_both_play_and_the_snapshot_decodes_at_the_cl
     );
 }
 
+/// `curl -u admin:s3cret <scheme> URL` (`--digest` or `--basic`): the status, the
+/// `WWW-Authenticate` schemes of the final answer (lowercased), and the body. Retried while the
+/// first keyframe is not yet paced (503), up to a hang guard.
+fn curl_snapshot(url: &str, scheme: &str) -> (u16, Vec<String>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    for _ in 0..200 {
+        let out = Command::new("curl")
+            .args(["-s", "-u", "admin:s3cret", scheme, "-D"])
+            .arg(&head)
+            .arg("-o")
+            .arg(&body)
+            .args(["-w", "%{http_code}", url])
+            .output()
+            .expect("curl (apt curl) is needed");
+        let status: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        if status == 503 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        }
+        // With --digest, curl writes both answers' heads: the last one's are the final answer.
+        let head = std::fs::read_to_string(&head).unwrap();
+        let last = head.rsplit("HTTP/1.1 ").next().unwrap_or("");
+        let schemes = last
+            .lines()
+            .filter_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("www-authenticate").then(|| {
+                    v.split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                })
+            })
+            .collect();
+        return (status, schemes, std::fs::read(&body).unwrap_or_default());
+    }
+    panic!("{url}: still 503 (no keyframe) at the hang guard");
+}
+
+#[test]
+#[ignore = "needs curl"]
+fn the_snapshot_url_takes_curl_digest_and_refuses_basic_unless_opted_in() {
+    let clip = short_clip();
+    let url = |http: u16| format!("http://127.0.0.1:{http}/snapshot/{SHORT_CLIP}.jpg");
+    let jpeg = |b: &[u8]| b.starts_with(&[0xff, 0xd8]) && b.ends_with(&[0xff, 0xd9]);
+    {
+        let (_child, http, _) = loopcam(&["--auth", "admin:s3cret", &clip]);
+        let (status, _, body) = curl_snapshot(&url(http), "--digest");
+        assert_eq!(
+            status,
+            200,
+            "curl --digest: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(jpeg(&body), "a JPEG");
+        let (status, schemes, body) = curl_snapshot(&url(http), "--basic");
+        assert_eq!(
+            status,
+            401,
+            "curl --basic: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(schemes, ["digest"], "only a Digest challenge");
+        assert!(String::from_utf8_lossy(&body).contains("Basic sends the password in clear"));
+    }
+    let (_child, http, _) = loopcam(&["--auth", "admin:s3cret", "--snapshot-basic-auth", &clip]);
+    let (status, _, body) = curl_snapshot(&url(http), "--basic");
+    assert_eq!(
+        status,
+        200,
+        "curl --basic, opted in: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(jpeg(&body), "a JPEG");
+    let (status, _, body) = curl_snapshot(&url(http), "--digest");
+    assert_eq!(
+        status,
+        200,
+        "curl --digest, Basic opted in: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(jpeg(&body), "a JPEG");
+}
+
 /// A 2 s clip (testdata: H.264 1280x720 at 25 fps), so two loops pass in a few seconds.
 const SHORT_CLIP: &str = "h264_main_720p25_aac";
 /// Its loop period, µs.
