@@ -20,7 +20,6 @@ use crate::loop_source::{Clip, LoopSource};
 use crate::pacer::{Lateness, PacingStats, Timing, pace};
 use crate::rtsp::core::{Catalog, StreamInfo};
 use crate::rtsp::driver::Rings;
-use crate::server::Server;
 use crate::source::LiveSource;
 
 mod fault_feeds;
@@ -266,6 +265,17 @@ impl Feeds {
         same.then_some((rings, Some(watch)))
     }
 
+    /// The loops made for URL queries (`path?frame faults`, sorted).
+    pub(crate) fn frame_variants(&self) -> Vec<String> {
+        self.fault_feeds.names()
+    }
+
+    /// How punctually the pacer of path `name` released its frames so far.
+    pub(crate) fn pacing(&self, name: &str) -> Option<PacingStats> {
+        let l = self.feeds.get(name)?.pacing.lock().ok()?;
+        Some(l.stats())
+    }
+
     /// Waits for the pacers of the loops made for URL queries to end (after shutdown).
     pub(crate) async fn join(&self) {
         self.fault_feeds.join().await;
@@ -290,78 +300,5 @@ impl Catalog for Feeds {
             // A live source takes no frame faults of its own: its stream as it is.
             None => Ok(self.live.get(name).and_then(LiveSource::info)),
         }
-    }
-}
-
-/// The catalog's side of a running server: its paths, their URLs, rings, clips and pacing.
-impl Server {
-    /// The stream names, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let feeds = &self.shared.feeds;
-        let mut v: Vec<String> = feeds.feeds.keys().cloned().collect();
-        v.extend(feeds.live.keys().cloned());
-        v.sort();
-        v
-    }
-
-    /// The URL of every stream for a client that reaches this server at `host` (an IP or name,
-    /// without port).
-    pub fn urls(&self, host: &str) -> Vec<String> {
-        self.urls_at("rtsp", host, self.local_addr().port())
-    }
-
-    /// The `rtsps://` URL of every stream, when RTSPS is on (else none).
-    pub fn tls_urls(&self, host: &str) -> Vec<String> {
-        match self.tls_local_addr() {
-            Some(addr) => self.urls_at("rtsps", host, addr.port()),
-            None => Vec::new(),
-        }
-    }
-
-    fn urls_at(&self, scheme: &str, host: &str, port: u16) -> Vec<String> {
-        let host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
-        self.names()
-            .iter()
-            .map(|n| format!("{scheme}://{host}:{port}/{n}"))
-            .collect()
-    }
-
-    /// The feeds made for URL queries whose faults change frames: `path?frame faults`, sorted.
-    pub fn frame_variants(&self) -> Vec<String> {
-        self.shared.feeds.fault_feeds.names()
-    }
-
-    /// The ring of a stream (to watch it, or to read it in-process).
-    pub fn ring(&self, name: &str) -> Option<Ring> {
-        let feeds = &self.shared.feeds;
-        match feeds.feeds.get(name) {
-            Some(f) => Some(f.ring.clone()),
-            None => feeds.live.get(name).map(|l| l.ring().clone()),
-        }
-    }
-
-    /// The clip served as a stream (to publish the same loop over RTMP).
-    pub fn clip(&self, name: &str) -> Option<Arc<Clip>> {
-        self.shared.feeds.feeds.get(name).map(|f| f.clip.clone())
-    }
-
-    /// The loop period of a stream, in microseconds.
-    pub fn period_micros(&self, name: &str) -> Option<i64> {
-        self.shared
-            .feeds
-            .feeds
-            .get(name)
-            .map(|f| f.clip.period_micros())
-    }
-
-    /// Pacing punctuality of a stream so far.
-    pub fn pacing(&self, name: &str) -> Option<PacingStats> {
-        let feed = self.shared.feeds.feeds.get(name)?;
-        let l = feed.pacing.lock().ok()?;
-        Some(l.stats())
     }
 }

@@ -91,6 +91,7 @@ mod config;
 pub mod error;
 pub mod fault;
 mod feeds;
+mod handle;
 pub mod join;
 pub mod loop_source;
 #[cfg(feature = "onvif")]

@@ -10,7 +10,6 @@ use nvrkit_media::{Frame, WallTime};
 use nvrkit_ring::Ring;
 use tokio::sync::watch;
 
-use crate::server::stopped;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -202,6 +201,13 @@ pub(crate) async fn pace(
             c.released(lap, index, wall);
         }
     }
+}
+
+/// Resolves once shutdown was signalled, also when that happened before `stop` was subscribed
+/// (a task that subscribes in its own body may do so after [`crate::server::Server::shutdown`] sent it:
+/// waiting for a *change* would then wait for ever).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@
 //! at ([`Driver::wake`]). The socket layer (`server/conn.rs`) only reads, writes, sleeps until
 //! that instant and awaits the ring; every decision here is unit-tested at chosen instants.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -515,6 +516,45 @@ impl Driver {
                 Transport::Tcp { .. } => None,
             })
             .collect()
+    }
+}
+
+/// When the server last got RTCP from each client UDP port a playing session set up: the UDP
+/// side of liveness ([`Driver::after_frames`]), shared by the connections and the task that
+/// reads the server's RTCP socket. Only ports a session registered at PLAY count: a spoofed
+/// packet from anywhere else does not grow the table.
+#[derive(Debug, Default)]
+pub struct UdpLiveness(Mutex<HashMap<SocketAddr, Instant>>);
+
+impl UdpLiveness {
+    /// Watches client `ip`'s RTCP `ports` from `now` (its PLAY).
+    pub fn watch(&self, ip: IpAddr, ports: impl IntoIterator<Item = u16>, now: Instant) {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.extend(ports.into_iter().map(|p| (SocketAddr::new(ip, p), now)));
+        }
+    }
+
+    /// A receiver's RTCP packet came from `from` at `now`: noted, if that port is watched.
+    pub fn heard(&self, from: SocketAddr, now: Instant) {
+        if let Ok(mut seen) = self.0.lock()
+            && let Some(at) = seen.get_mut(&from)
+        {
+            *at = now;
+        }
+    }
+
+    /// When RTCP last came from `port` of `ip` (or its watch began).
+    pub fn last(&self, ip: IpAddr, port: u16) -> Option<Instant> {
+        self.0.lock().ok()?.get(&SocketAddr::new(ip, port)).copied()
+    }
+
+    /// Stops watching client `ip`'s `ports` (its session ended).
+    pub fn forget(&self, ip: IpAddr, ports: impl IntoIterator<Item = u16>) {
+        if let Ok(mut seen) = self.0.lock() {
+            for p in ports {
+                seen.remove(&SocketAddr::new(ip, p));
+            }
+        }
     }
 }
 

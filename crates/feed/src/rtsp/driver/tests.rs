@@ -463,3 +463,21 @@ fn jitter_held_packets_are_released_at_their_instants() {
     assert!(released > 0);
     assert!(out.iter().all(|o| o.route == Route::UdpRtp(5000)));
 }
+
+#[test]
+fn udp_liveness_notes_only_watched_ports() {
+    let t0 = Instant::now();
+    let l = UdpLiveness::default();
+    let ip: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let spoofed: SocketAddr = "127.0.0.2:5001".parse().unwrap();
+    l.heard(SocketAddr::new(ip, 5001), t0);
+    assert_eq!(l.last(ip, 5001), None, "not watched yet");
+    l.watch(ip, [5001, 5003], t0);
+    l.heard(SocketAddr::new(ip, 5001), t0 + Duration::from_secs(7));
+    l.heard(spoofed, t0 + Duration::from_secs(8));
+    assert_eq!(l.last(ip, 5001), Some(t0 + Duration::from_secs(7)));
+    assert_eq!(l.last(ip, 5003), Some(t0), "since its PLAY");
+    assert_eq!(l.last(spoofed.ip(), 5001), None);
+    l.forget(ip, [5001, 5003]);
+    assert_eq!(l.last(ip, 5001), None);
+}
