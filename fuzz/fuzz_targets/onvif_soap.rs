@@ -48,10 +48,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
         let _ = Verifier::new("admin", "secret").verify(req.token.as_ref(), now);
         let hub = Hub::new();
-        if let Ok((id, _)) = hub.subscribe(now, now.add_micros(60_000_000)) {
+        if let Ok((id, _)) = hub.subscribe(None, now, now.add_micros(60_000_000)) {
             hub.publish(true, now, now);
             for path_id in [Some(id.as_str()), None] {
-                let xml = match events::answer(&hub, &at, &req, path_id, now) {
+                let xml = match events::answer(&hub, &at, Some([127, 0, 0, 2].into()), &req, path_id, now) {
                     Ok(Answer::Body(b)) => soap::envelope("", &b),
                     Ok(Answer::Pull { id, limit, .. }) => match hub.pull(&id, limit, now) {
                         Ok(p) => soap::envelope("", &events::pull_response(&p, now)),

@@ -166,13 +166,19 @@ struct Cli {
     /// clip-name order, each at http://HOST:PORT/onvif/device_service (a port already taken
     /// is a warning and that clip has no device), with its snapshot at
     /// http://HOST:PORT/snapshot/NAME.jpg; a sub stream (clip.sub.mp4) is the device's second
-    /// profile. With --auth, WS-UsernameToken (PasswordDigest) is required, and HTTP Digest or
-    /// Basic on the snapshot URL.
+    /// profile. With --auth, WS-UsernameToken (PasswordDigest) or HTTP Digest is required, and
+    /// HTTP Digest on the snapshot URL (Basic only with --snapshot-basic-auth).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8000")]
     onvif_listen: SocketAddr,
     /// Serve no ONVIF devices (and no WS-Discovery).
     #[arg(long)]
     no_onvif: bool,
+    /// With --auth, also take HTTP Basic on the snapshot URLs, offered after Digest, for a
+    /// client that knows no Digest. Off by default: Basic sends the password in clear over
+    /// plain HTTP (it opens RTSP and SOAP too), so a Basic header gets 401 with a Digest
+    /// challenge.
+    #[arg(long, requires = "auth")]
+    snapshot_basic_auth: bool,
     /// Answer directed (unicast) WS-Discovery probes on this UDP address; no multicast group
     /// is joined.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:3702")]
@@ -598,6 +604,7 @@ async fn start_onvif(
         http: nvrkit_net_http_config(cli),
         credentials,
         discovery_listen: (!cli.no_discovery).then_some(cli.discovery_listen),
+        snapshot_basic: cli.snapshot_basic_auth,
     };
     let devices = nvrkit_feed::onvif::devices_with(server, |name| sidecars.get(name).cloned());
     let onvif = Onvif::start(config, devices).await?;

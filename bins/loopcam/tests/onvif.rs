@@ -201,6 +201,91 @@ fn zeep_lists_main_and_sub_profiles_both_play_and_the_snapshot_decodes_at_the_cl
     );
 }
 
+/// `curl -u admin:s3cret <scheme> URL` (`--digest` or `--basic`): the status, the
+/// `WWW-Authenticate` schemes of the final answer (lowercased), and the body. Retried while the
+/// first keyframe is not yet paced (503), up to a hang guard.
+fn curl_snapshot(url: &str, scheme: &str) -> (u16, Vec<String>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    for _ in 0..200 {
+        let out = Command::new("curl")
+            .args(["-s", "-u", "admin:s3cret", scheme, "-D"])
+            .arg(&head)
+            .arg("-o")
+            .arg(&body)
+            .args(["-w", "%{http_code}", url])
+            .output()
+            .expect("curl (apt curl) is needed");
+        let status: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        if status == 503 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        }
+        // With --digest, curl writes both answers' heads: the last one's are the final answer.
+        let head = std::fs::read_to_string(&head).unwrap();
+        let last = head.rsplit("HTTP/1.1 ").next().unwrap_or("");
+        let schemes = last
+            .lines()
+            .filter_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("www-authenticate").then(|| {
+                    v.split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                })
+            })
+            .collect();
+        return (status, schemes, std::fs::read(&body).unwrap_or_default());
+    }
+    panic!("{url}: still 503 (no keyframe) at the hang guard");
+}
+
+#[test]
+#[ignore = "needs curl"]
+fn the_snapshot_url_takes_curl_digest_and_refuses_basic_unless_opted_in() {
+    let clip = short_clip();
+    let url = |http: u16| format!("http://127.0.0.1:{http}/snapshot/{SHORT_CLIP}.jpg");
+    let jpeg = |b: &[u8]| b.starts_with(&[0xff, 0xd8]) && b.ends_with(&[0xff, 0xd9]);
+    {
+        let (_child, http, _) = loopcam(&["--auth", "admin:s3cret", &clip]);
+        let (status, _, body) = curl_snapshot(&url(http), "--digest");
+        assert_eq!(
+            status,
+            200,
+            "curl --digest: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(jpeg(&body), "a JPEG");
+        let (status, schemes, body) = curl_snapshot(&url(http), "--basic");
+        assert_eq!(
+            status,
+            401,
+            "curl --basic: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(schemes, ["digest"], "only a Digest challenge");
+        assert!(String::from_utf8_lossy(&body).contains("Basic sends the password in clear"));
+    }
+    let (_child, http, _) = loopcam(&["--auth", "admin:s3cret", "--snapshot-basic-auth", &clip]);
+    let (status, _, body) = curl_snapshot(&url(http), "--basic");
+    assert_eq!(
+        status,
+        200,
+        "curl --basic, opted in: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(jpeg(&body), "a JPEG");
+    let (status, _, body) = curl_snapshot(&url(http), "--digest");
+    assert_eq!(
+        status,
+        200,
+        "curl --digest, Basic opted in: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(jpeg(&body), "a JPEG");
+}
+
 /// A 2 s clip (testdata: H.264 1280x720 at 25 fps), so two loops pass in a few seconds.
 const SHORT_CLIP: &str = "h264_main_720p25_aac";
 /// Its loop period, µs.
@@ -259,6 +344,92 @@ fn micros(iso: &str) -> i64 {
         .as_micros()
 }
 
+/// The frame times (µs) of the motion-on `Changed` messages zeep_events.py printed.
+fn motion_on(text: &str) -> Vec<i64> {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(
+                "event tns1:RuleEngine/CellMotionDetector/Motion IsMotion=true op=Changed",
+            )
+        })
+        .map(|l| micros(l.rsplit("utc=").next().unwrap()))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs python3 with onvif-zeep-async"]
+fn a_subscription_flood_from_one_address_does_not_lock_out_a_zeep_client() {
+    use nvrkit_testutil::hostile::{ATTACKER, CLIENT, request};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // No --auth: anyone may subscribe (with --auth, the same holds for a client that has the
+    // credentials).
+    let clip = short_clip();
+    let alarm = format!("{SHORT_CLIP}@1.2s=onvif");
+    let (_child, http, _) = loopcam(&["--alarm", &alarm, &clip]);
+    let device = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+    let create = "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body><tev:CreatePullPointSubscription xmlns:tev=\"http://www.onvif.org/ver10/events/wsdl\"><tev:InitialTerminationTime>PT1H</tev:InitialTerminationTime></tev:CreatePullPointSubscription></s:Body></s:Envelope>";
+    let flood = format!(
+        "POST /onvif/event_service HTTP/1.1\r\nHost: 127.0.0.1:{http}\r\nContent-Type: application/soap+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{create}",
+        create.len()
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    // Two attackers on 127.0.0.2 creating subscriptions back to back, never pulling.
+    let attackers: Vec<_> = (0..2)
+        .map(|_| {
+            let (done, made, refused, flood) =
+                (done.clone(), made.clone(), refused.clone(), flood.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let r = request(ATTACKER, device, &flood);
+                    if r.status == 200
+                        && String::from_utf8_lossy(&r.body).contains("SubscriptionReference")
+                    {
+                        made.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // The flood has filled the device before the client comes.
+    nvrkit_testutil::hostile::eventually("the flood fills the 16 subscriptions", || {
+        (made.load(Ordering::Relaxed) > 32).then_some(())
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onvif/zeep_events.py");
+    let source = std::net::Ipv4Addr::from(CLIENT).to_string();
+    let out = Command::new("python3")
+        .args([script, "127.0.0.1", &http.to_string(), "admin", "s3cret"])
+        .args(["2", "60", &source])
+        .output()
+        .expect("python3");
+    done.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (made, refused) = (
+        made.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    );
+    assert!(
+        out.status.success(),
+        "the zeep client failed while the flood ran ({made} subscriptions made, {refused} refused):\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The client subscribed and got the scripted motion, every loop, while the attacker kept
+    // making subscriptions (more than the device holds: each evicted one of its own).
+    assert!(motion_on(&text).len() >= 2, "{text}");
+    assert!(
+        made > 16,
+        "the flood made more than the device holds: {made}"
+    );
+    assert_eq!(refused, 0, "a new subscription is never refused");
+}
+
 #[test]
 #[ignore = "needs python3 with onvif-zeep-async"]
 fn a_pull_point_subscription_gets_the_scripted_motion_every_loop() {
@@ -278,15 +449,7 @@ fn a_pull_point_subscription_gets_the_scripted_motion_every_loop() {
         "60",
     ]);
     assert!(text.contains("pullpoint=True"), "{text}");
-    let on: Vec<i64> = text
-        .lines()
-        .filter(|l| {
-            l.starts_with(
-                "event tns1:RuleEngine/CellMotionDetector/Motion IsMotion=true op=Changed",
-            )
-        })
-        .map(|l| micros(l.rsplit("utc=").next().unwrap()))
-        .collect();
+    let on = motion_on(&text);
     assert!(on.len() >= 3, "{text}");
     // Every loop, at the same position: the frame times are one period apart, to the µs.
     for w in on.windows(2) {

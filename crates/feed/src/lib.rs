@@ -87,12 +87,16 @@
 pub mod alarm;
 pub mod auth;
 pub mod check;
+mod config;
 pub mod error;
 pub mod fault;
+mod feeds;
+mod handle;
 pub mod join;
 pub mod loop_source;
 #[cfg(feature = "onvif")]
 pub mod onvif;
+mod pacer;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;

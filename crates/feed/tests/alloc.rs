@@ -5,11 +5,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nvrkit_feed::rtp::sender::Queue;
+use nvrkit_feed::rtp::sender::{Chunks, Queue};
 use nvrkit_feed::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo};
 use nvrkit_feed::rtsp::framing::{Framer, Incoming};
 use nvrkit_media::{Demuxer, Frame};
@@ -111,7 +110,7 @@ fn a_warm_session_allocates_nothing_per_frame() {
         let mut conn = playing(&frames, &cat, udp);
         // As the server's connection writes them: interleaved packets into its queue of chunks
         // (written, then dropped), UDP ones aside.
-        let (mut chunks, mut aside) = (VecDeque::new(), Vec::new());
+        let (mut chunks, mut aside) = (Chunks::default(), Vec::new());
         let mut pass = |conn: &mut Connection| {
             let mut packets = 0;
             for f in &frames {

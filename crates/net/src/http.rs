@@ -298,6 +298,10 @@ impl Connection {
             let shared = Arc::clone(&svc_shared);
             let mut router = router.clone();
             async move {
+                // The peer, as axum's `ConnectInfo` extractor reads it (per-client limits).
+                let mut req = req;
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 let req = if http_body::Body::is_end_stream(req.body()) {
                     shared.on_request();
                     req.map(Body::new)

@@ -11,14 +11,21 @@
 //!   another's), with the current motion state as `Initialized` messages queued; `PullMessages`,
 //!   `Renew`, `Unsubscribe` and `SetSynchronizationPoint` are posted there (or to the event
 //!   service with a WS-Addressing `To` naming it).
-//! - Hostile limits: at most [`MAX_SUBSCRIPTIONS`] live subscriptions per device (one more is a
-//!   fault); a subscription ends at its termination time (at most [`MAX_LIFETIME`] ahead,
-//!   default [`DEFAULT_LIFETIME`]) unless renewed, and expired ones are swept on every call;
+//! - Hostile limits: at most [`MAX_SUBSCRIPTIONS`] live subscriptions per device. A
+//!   subscription ends at its termination time (at most [`MAX_LIFETIME`] ahead, default
+//!   [`DEFAULT_LIFETIME`]) unless renewed, or once nobody has pulled, renewed or synchronized it
+//!   for [`KEEP_ALIVE`], whichever is first (as cameras drop a pull point nobody reads); both are
+//!   swept on every call. A new subscription on a full device is never refused: one is
+//!   evicted, from the client address (IPv6: its /64) that holds the most, the one of those
+//!   idle longest, so a client creating subscriptions in a loop only ever evicts its own
+//!   and a client that pulls keeps its subscription (an evicted one's pull gets the
+//!   no-such-subscription fault, and clients such as Home Assistant then subscribe again);
 //!   each queue holds at most [`MAX_QUEUE`] messages (the oldest are dropped first, and
 //!   counted); a `PullMessages` waits at most [`MAX_PULL_WAIT`] whatever its `Timeout` says,
 //!   and at most [`MAX_MESSAGE_LIMIT`] messages are answered at once.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -51,6 +58,10 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 /// The shortest lifetime granted (a shorter one, or a time in the past, is raised to this).
 pub const MIN_LIFETIME: Duration = Duration::from_secs(10);
+/// A subscription nobody has pulled, renewed or synchronized for this long is swept before its
+/// termination time: twice the longest pull, so a client that pulls back to back (Home
+/// Assistant re-pulls 0.75 s after each answer) is never swept.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2 * MAX_PULL_WAIT.as_secs());
 
 const DIALECT: &str = "http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet";
 
@@ -114,6 +125,11 @@ impl Notification {
 #[derive(Debug)]
 struct Subscription {
     expires: WallTime,
+    /// The client address that made it ([`nvrkit_net::addr_key`]), when known.
+    owner: Option<IpAddr>,
+    /// Its last request: creation, a pull (a long poll pulls every 250 ms while it waits), a
+    /// renewal or a synchronization.
+    used: WallTime,
     queue: VecDeque<Notification>,
     dropped: u64,
 }
@@ -176,8 +192,9 @@ fn no_subscription(id: &str) -> Fault {
         code: "env:Sender",
         subcode: "ter:InvalidArgVal",
         reason: format!(
-            "no subscription {:?} (it expired, was unsubscribed, or never existed)",
-            id.chars().take(64).collect::<String>()
+            "no subscription {:?} (it expired, went unpulled for {}s, was evicted for a newer one, was unsubscribed, or never existed)",
+            id.chars().take(64).collect::<String>(),
+            KEEP_ALIVE.as_secs()
         ),
     }
 }
@@ -211,29 +228,48 @@ impl Hub {
         s.subs.len()
     }
 
-    /// Creates a subscription ending at `expires` (clamped to [`MIN_LIFETIME`]..[`MAX_LIFETIME`]
-    /// from `now`), with the current state queued as `Initialized`. Returns its id.
-    pub fn subscribe(&self, now: WallTime, expires: WallTime) -> Result<(String, WallTime), Fault> {
-        let mut s = self.lock();
-        sweep(&mut s, now);
-        if s.subs.len() >= MAX_SUBSCRIPTIONS {
-            return Err(Fault {
-                code: "env:Receiver",
-                subcode: "ter:Action",
-                reason: format!(
-                    "at most {MAX_SUBSCRIPTIONS} subscriptions per device; unsubscribe or let one expire"
-                ),
-            });
-        }
-        let expires = clamp_expiry(now, expires);
-        let id = format!("{:032x}", rand::random::<u128>());
-        let mut sub = Subscription {
-            expires,
-            queue: VecDeque::new(),
-            dropped: 0,
+    /// Creates a subscription for client `from` ending at `expires` (clamped to
+    /// [`MIN_LIFETIME`]..[`MAX_LIFETIME`] from `now`), with the current state queued as
+    /// `Initialized`. On a full device one subscription is evicted first (see the module
+    /// documentation). Returns its id and termination time.
+    pub fn subscribe(
+        &self,
+        from: Option<IpAddr>,
+        now: WallTime,
+        expires: WallTime,
+    ) -> Result<(String, WallTime), Fault> {
+        let (evicted, id, expires) = {
+            let mut s = self.lock();
+            sweep(&mut s, now);
+            let evicted = if s.subs.len() >= MAX_SUBSCRIPTIONS {
+                let victim = victim(&s, now);
+                if let Some(v) = &victim {
+                    tracing::debug!(
+                        "ONVIF events: {MAX_SUBSCRIPTIONS} subscriptions; evicting {v} for a new one"
+                    );
+                    s.subs.remove(v);
+                }
+                victim.is_some()
+            } else {
+                false
+            };
+            let expires = clamp_expiry(now, expires);
+            let id = format!("{:032x}", rand::random::<u128>());
+            let mut sub = Subscription {
+                expires,
+                owner: from.map(nvrkit_net::addr_key),
+                used: now,
+                queue: VecDeque::new(),
+                dropped: 0,
+            };
+            sub.enqueue(s.motion, s.changed_at.unwrap_or(now), true);
+            s.subs.insert(id.clone(), sub);
+            (evicted, id, expires)
         };
-        sub.enqueue(s.motion, s.changed_at.unwrap_or(now), true);
-        s.subs.insert(id.clone(), sub);
+        if evicted {
+            // Its long poll, if one waits, ends now with the no-such-subscription fault.
+            self.bump();
+        }
         Ok((id, expires))
     }
 
@@ -256,6 +292,7 @@ impl Hub {
         let mut s = self.lock();
         sweep(&mut s, now);
         let sub = s.subs.get_mut(id).ok_or_else(|| no_subscription(id))?;
+        sub.used = now;
         let n = limit.clamp(1, MAX_MESSAGE_LIMIT).min(sub.queue.len());
         Ok(Pulled {
             messages: sub.queue.drain(..n).collect(),
@@ -283,6 +320,7 @@ impl Hub {
         let mut s = self.lock();
         sweep(&mut s, now);
         let sub = s.subs.get_mut(id).ok_or_else(|| no_subscription(id))?;
+        sub.used = now;
         sub.expires = clamp_expiry(now, expires);
         Ok(sub.expires)
     }
@@ -305,6 +343,7 @@ impl Hub {
             sweep(&mut s, now);
             let (on, utc) = (s.motion, s.changed_at.unwrap_or(now));
             let sub = s.subs.get_mut(id).ok_or_else(|| no_subscription(id))?;
+            sub.used = now;
             sub.enqueue(on, utc, true);
         }
         self.bump();
@@ -313,7 +352,34 @@ impl Hub {
 }
 
 fn sweep(s: &mut State, now: WallTime) {
-    s.subs.retain(|_, sub| sub.expires > now);
+    let keep_alive = micros(KEEP_ALIVE);
+    s.subs
+        .retain(|_, sub| sub.expires > now && now.micros_since(sub.used) < keep_alive);
+}
+
+/// The subscription a new one replaces on a full device: of the client address holding the
+/// most (a subscription of unknown origin counts as its own client), the one idle longest.
+/// Ties between addresses go to the idler subscription. Linear in the (at most 16)
+/// subscriptions.
+fn victim(s: &State, now: WallTime) -> Option<String> {
+    let mut held: HashMap<Option<IpAddr>, usize> = HashMap::new();
+    for sub in s.subs.values() {
+        if sub.owner.is_some() {
+            *held.entry(sub.owner).or_default() += 1;
+        }
+    }
+    s.subs
+        .iter()
+        .max_by_key(|(id, sub)| {
+            let n = sub.owner.map_or(1, |_| held[&sub.owner]);
+            // The id breaks exact ties, so the choice does not depend on hash order.
+            (
+                n,
+                now.micros_since(sub.used),
+                std::cmp::Reverse(id.as_str()),
+            )
+        })
+        .map(|(id, _)| id.clone())
 }
 
 fn clamp_expiry(now: WallTime, asked: WallTime) -> WallTime {
@@ -401,11 +467,12 @@ pub enum Answer {
     },
 }
 
-/// The answer to an event request on `hub`, reached at `at`; `path_id` is the subscription id
-/// of the URL it was posted to.
+/// The answer to an event request on `hub`, reached at `at` from client address `from`;
+/// `path_id` is the subscription id of the URL it was posted to.
 pub fn answer(
     hub: &Hub,
     at: &Reached,
+    from: Option<IpAddr>,
     req: &Request,
     path_id: Option<&str>,
     now: WallTime,
@@ -435,7 +502,7 @@ pub fn answer(
                 })?,
                 None => now.add_micros(micros(DEFAULT_LIFETIME)),
             };
-            let (id, expires) = hub.subscribe(now, asked)?;
+            let (id, expires) = hub.subscribe(from, now, asked)?;
             format!(
                 "<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference><wsa5:Address>{}</wsa5:Address></tev:SubscriptionReference><wsnt:CurrentTime>{}</wsnt:CurrentTime><wsnt:TerminationTime>{}</wsnt:TerminationTime></tev:CreatePullPointSubscriptionResponse>",
                 esc(&at.http(&format!("{SUBSCRIPTION_PATH}{id}"))),
@@ -576,10 +643,15 @@ mod tests {
     }
 
     fn subscribe(hub: &Hub, now: WallTime, ttl: &str) -> String {
+        subscribe_from(hub, None, now, ttl)
+    }
+
+    fn subscribe_from(hub: &Hub, from: Option<IpAddr>, now: WallTime, ttl: &str) -> String {
         let b = body(
             answer(
                 hub,
                 &at(),
+                from,
                 &req(
                     NS_EVENTS,
                     "CreatePullPointSubscription",
@@ -661,23 +733,30 @@ mod tests {
         let ids: Vec<String> = (0..MAX_SUBSCRIPTIONS)
             .map(|_| subscribe(&hub, now, "PT30S"))
             .collect();
-        let one_more = answer(
-            &hub,
-            &at(),
-            &req(NS_EVENTS, "CreatePullPointSubscription", &[]),
-            None,
-            now,
-        );
-        assert!(matches!(one_more, Err(f) if f.code == "env:Receiver"));
+        // One more is not refused: the idlest is evicted (all from one unknown client here).
+        let one_more = subscribe(&hub, now.add_micros(1), "PT30S");
+        assert_eq!(hub.subscriptions(now.add_micros(1)), MAX_SUBSCRIPTIONS);
+        assert!(hub.pull(&one_more, 1, now.add_micros(1)).is_ok());
+        let gone: Vec<&String> = ids
+            .iter()
+            .filter(|id| hub.expires(id, now.add_micros(1)).is_err())
+            .collect();
+        assert_eq!(gone.len(), 1, "exactly one evicted");
+        let ids: Vec<String> = ids
+            .iter()
+            .filter(|id| !gone.contains(id))
+            .cloned()
+            .collect();
         // Renew one; the others expire at 30 s.
         let renew = req(NS_WSNT, "Renew", &[("TerminationTime", "PT120S")]);
-        let b = body(answer(&hub, &at(), &renew, Some(&ids[0]), now).unwrap());
+        let b = body(answer(&hub, &at(), None, &renew, Some(&ids[0]), now).unwrap());
         assert!(
             b.contains("<wsnt:TerminationTime>2026-12-03T12:02:00Z<"),
             "{b}"
         );
         let later = t("2026-12-03T12:00:31Z");
         assert_eq!(hub.subscriptions(later), 1);
+        assert!(hub.pull(&one_more, 1, later).is_err(), "expired too");
         assert!(hub.pull(&ids[1], 1, later).is_err(), "expired");
         assert!(hub.pull(&ids[0], 1, later).is_ok());
         // A free slot again.
@@ -695,8 +774,8 @@ mod tests {
         );
         // Unsubscribe ends it; a second time is a fault.
         let un = req(NS_WSNT, "Unsubscribe", &[]);
-        body(answer(&hub, &at(), &un, Some(&id), now).unwrap());
-        assert!(answer(&hub, &at(), &un, Some(&id), now).is_err());
+        body(answer(&hub, &at(), None, &un, Some(&id), now).unwrap());
+        assert!(answer(&hub, &at(), None, &un, Some(&id), now).is_err());
     }
 
     #[test]
@@ -732,7 +811,7 @@ mod tests {
             &[("Timeout", "PT1H"), ("MessageLimit", "100000")],
         );
         assert_eq!(
-            answer(&hub, &at(), &pull, Some(&id), now).unwrap(),
+            answer(&hub, &at(), None, &pull, Some(&id), now).unwrap(),
             Answer::Pull {
                 id: id.clone(),
                 limit: MAX_MESSAGE_LIMIT,
@@ -743,14 +822,104 @@ mod tests {
         let mut by_to = req(NS_EVENTS, "PullMessages", &[("Timeout", "PT2S")]);
         by_to.to = Some(format!("http://127.0.0.1:8000{SUBSCRIPTION_PATH}{id}"));
         assert!(matches!(
-            answer(&hub, &at(), &by_to, None, now).unwrap(),
+            answer(&hub, &at(), None, &by_to, None, now).unwrap(),
             Answer::Pull { wait, limit: 1, .. } if wait == Duration::from_secs(2)
         ));
         // No subscription, or a bad Timeout: faults.
-        assert!(answer(&hub, &at(), &pull, None, now).is_err());
-        assert!(answer(&hub, &at(), &pull, Some("nope"), now).is_err());
+        assert!(answer(&hub, &at(), None, &pull, None, now).is_err());
+        assert!(answer(&hub, &at(), None, &pull, Some("nope"), now).is_err());
         let bad = req(NS_EVENTS, "PullMessages", &[("Timeout", "forever")]);
-        assert!(answer(&hub, &at(), &bad, Some(&id), now).is_err());
+        assert!(answer(&hub, &at(), None, &bad, Some(&id), now).is_err());
+    }
+
+    #[test]
+    fn an_unpulled_subscription_dies_at_the_keep_alive_before_its_termination_time() {
+        let hub = Hub::new();
+        let now = t("2026-12-03T12:00:00Z");
+        let idle = subscribe(&hub, now, "PT1H");
+        let pulled = subscribe(&hub, now, "PT1H");
+        let renewed = subscribe(&hub, now, "PT1H");
+        let half = now.add_micros(micros(KEEP_ALIVE) / 2);
+        hub.pull(&pulled, 1, half).unwrap();
+        hub.renew(&renewed, half, half.add_micros(micros(MAX_LIFETIME)))
+            .unwrap();
+        let past = now.add_micros(micros(KEEP_ALIVE));
+        assert!(hub.expires(&idle, past).is_err(), "unpulled for KEEP_ALIVE");
+        assert!(hub.pull(&pulled, 1, past).is_ok());
+        assert!(hub.expires(&renewed, past).is_ok());
+        // A client pulling back to back is never swept, for as long as its lifetime lasts.
+        let mut at = past;
+        for _ in 0..100 {
+            at = at.add_micros(micros(MAX_PULL_WAIT));
+            hub.pull(&pulled, 1, at).unwrap();
+        }
+        assert_eq!(hub.subscriptions(at), 1, "only the one still pulled");
+        let why = hub.pull(&idle, 1, at).unwrap_err().reason;
+        assert!(why.contains("unpulled for 60s"), "{why}");
+    }
+
+    #[test]
+    fn a_subscription_flood_from_one_address_evicts_only_its_own() {
+        let hub = Hub::new();
+        let attacker: IpAddr = "127.0.0.2".parse().unwrap();
+        let legit: IpAddr = "127.0.0.3".parse().unwrap();
+        let start = t("2026-12-03T12:00:00Z");
+        // The attacker fills the device first.
+        for i in 0..MAX_SUBSCRIPTIONS {
+            subscribe_from(&hub, Some(attacker), start.add_micros(i as i64), "PT1H");
+        }
+        // The legitimate client still subscribes (an attacker's is evicted), and pulls every
+        // 30 s while the attacker creates 1000 more in each interval.
+        let mut now = start.add_micros(1_000);
+        let mine = subscribe_from(&hub, Some(legit), now, "PT1H");
+        assert_eq!(hub.subscriptions(now), MAX_SUBSCRIPTIONS);
+        let mut attackers = Vec::new();
+        for round in 0..10 {
+            for _ in 0..1000 {
+                now = now.add_micros(30);
+                attackers.push(subscribe_from(&hub, Some(attacker), now, "PT1H"));
+            }
+            hub.publish(round % 2 == 0, now, now);
+            let got = hub.pull(&mine, MAX_MESSAGE_LIMIT, now).unwrap();
+            assert!(
+                got.messages
+                    .iter()
+                    .any(|m| !m.initialized && m.on == (round % 2 == 0)),
+                "round {round}: {got:?}"
+            );
+        }
+        // Even when the attacker's newest is fresher than the legitimate one's last pull.
+        now = now.add_micros(micros(MAX_PULL_WAIT) - 1);
+        for _ in 0..100 {
+            now = now.add_micros(1);
+            subscribe_from(&hub, Some(attacker), now, "PT1H");
+        }
+        assert!(hub.pull(&mine, 1, now).is_ok());
+        assert_eq!(hub.subscriptions(now), MAX_SUBSCRIPTIONS);
+        // None of the earlier flood is live: the last 100 replaced them.
+        let live: Vec<&String> = attackers
+            .iter()
+            .filter(|id| hub.expires(id, now).is_ok())
+            .collect();
+        assert!(
+            live.is_empty(),
+            "the 100 later ones replaced them: {live:?}"
+        );
+        // Between clients of one address each, the idlest goes: a pulled one stays.
+        let hub = Hub::new();
+        let ids: Vec<String> = (0..MAX_SUBSCRIPTIONS)
+            .map(|i| {
+                let from = IpAddr::from([127, 0, 1, i as u8]);
+                subscribe_from(&hub, Some(from), start, "PT1H")
+            })
+            .collect();
+        let later = start.add_micros(5_000_000);
+        for id in &ids[1..] {
+            hub.pull(id, 1, later).unwrap();
+        }
+        subscribe_from(&hub, Some(attacker), later, "PT1H");
+        assert!(hub.expires(&ids[0], later).is_err(), "the one never pulled");
+        assert!(ids[1..].iter().all(|id| hub.expires(id, later).is_ok()));
     }
 
     #[test]
@@ -760,6 +929,7 @@ mod tests {
             answer(
                 &hub,
                 &at(),
+                None,
                 &req(NS_EVENTS, "GetEventProperties", &[]),
                 None,
                 t("2026-12-03T12:00:00Z"),

@@ -16,9 +16,13 @@
 //! - The hardened server of [`nvrkit_net::http`] (connection caps, deadlines from a request's
 //!   first byte); SOAP bodies above [`soap::MAX_SOAP_BODY`] are refused `413` unread.
 //! - With credentials, every action but `GetSystemDateAndTime` needs a WS-UsernameToken
-//!   `PasswordDigest` ([`auth`]); HTTP Digest on SOAP is not implemented. The snapshot URL
-//!   needs HTTP Digest or Basic with the same credentials (what ONVIF clients send there:
-//!   onvif-zeep-async's `get_snapshot` uses Digest), checked by [`crate::rtsp::auth`].
+//!   `PasswordDigest` ([`auth`]) or HTTP Digest with `qop=auth`. The snapshot URL needs HTTP
+//!   Digest with the same credentials, checked by [`crate::rtsp::auth`]: its `401` offers
+//!   only Digest, and HTTP Basic (the password in clear over plain HTTP) is refused with that
+//!   challenge unless [`Config::snapshot_basic`] opts in. That is what the clients do and
+//!   cameras default to: onvif-zeep-async's `get_snapshot` sends Digest unless asked for
+//!   Basic, Home Assistant tries Digest first and falls back to Basic, and Hikvision and Axis
+//!   ship with Digest only, Basic a setting.
 //!
 //! ONVIF is not part of [`crate::server::Config`]: a [`Server`] serves RTSP only, and a caller
 //! that wants devices starts [`Onvif`] beside it (loopcam does, by default).
@@ -67,6 +71,9 @@ pub struct Config {
     /// Answer directed WS-Discovery probes on this UDP address (`--discovery-listen`, default
     /// `0.0.0.0:3702`); `None`: no discovery.
     pub discovery_listen: Option<SocketAddr>,
+    /// Also take HTTP Basic on the snapshot URL, and offer it after Digest (loopcam's
+    /// `--snapshot-basic-auth`; off: Basic sends the password in clear over plain HTTP).
+    pub snapshot_basic: bool,
 }
 
 impl Default for Config {
@@ -76,6 +83,7 @@ impl Default for Config {
             http: nvrkit_net::http::Config::default(),
             credentials: None,
             discovery_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3702)),
+            snapshot_basic: false,
         }
     }
 }
@@ -211,8 +219,11 @@ struct Ctx {
     device: Device,
     listen: SocketAddr,
     verifier: Option<auth::Verifier>,
-    /// HTTP Digest/Basic for the snapshot URL (the same credentials).
+    /// HTTP Digest (and Basic when `snapshot_basic`) for the snapshot URL and HTTP Digest for
+    /// SOAP (the same credentials).
     http_auth: Option<Auth>,
+    /// [`Config::snapshot_basic`].
+    snapshot_basic: bool,
     events: Arc<events::Hub>,
     /// The long poll of each subscription now waiting, by subscription id: a new `PullMessages`
     /// ends the one before (answered empty), so a subscription holds at most one waiting
@@ -270,6 +281,7 @@ impl Onvif {
                     .credentials
                     .as_ref()
                     .map(|(u, p)| Auth::new(u.clone(), p.clone())),
+                snapshot_basic: config.snapshot_basic,
                 events: hub,
                 polls: std::sync::Mutex::default(),
                 stop: stop_rx.clone(),
@@ -400,24 +412,33 @@ fn fault_response(f: &service::Fault) -> Response {
     soap_response(status, soap::fault(f.code, f.subcode, &f.reason))
 }
 
+/// The client address the HTTP server recorded ([`nvrkit_net::http`] puts it in every
+/// request's extensions).
+fn client(ext: &axum::http::Extensions) -> Option<IpAddr> {
+    ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 async fn soap(
     State(ctx): State<Arc<Ctx>>,
     uri: axum::http::Uri,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(&ctx, &headers, body, uri.path(), None).await
+    handle(&ctx, client(&ext), &headers, body, uri.path(), None).await
 }
 
 /// A request posted to a subscription address.
 async fn subscription(
     State(ctx): State<Arc<Ctx>>,
     Path(id): Path<String>,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let path = format!("{}{id}", events::SUBSCRIPTION_PATH);
-    handle(&ctx, &headers, body, &path, Some(&id)).await
+    handle(&ctx, client(&ext), &headers, body, &path, Some(&id)).await
 }
 
 /// Whether the request's HTTP `Authorization` is a good Digest with `qop=auth` (Basic is not
@@ -432,12 +453,7 @@ fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
     ) else {
         return Err(false);
     };
-    if !value
-        .trim_start()
-        .get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("digest "))
-        || !crate::auth::digest_uses_qop(value)
-    {
+    if !is_digest(value) || !crate::auth::digest_uses_qop(value) {
         return Err(false);
     }
     // Each HTTP request stands alone: no connection keeps a nonce alive.
@@ -449,8 +465,17 @@ fn http_digest(ctx: &Ctx, headers: &HeaderMap, path: &str) -> Result<(), bool> {
     }
 }
 
+/// Whether an `Authorization` value is of the Digest scheme.
+fn is_digest(value: &str) -> bool {
+    value
+        .trim_start()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("digest "))
+}
+
 async fn handle(
     ctx: &Ctx,
+    from: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
     path: &str,
@@ -507,7 +532,7 @@ async fn handle(
         http_port: ctx.listen.port(),
     };
     if events::is_event_action(&req) {
-        return match events::answer(&ctx.events, &at, &req, path_id, now) {
+        return match events::answer(&ctx.events, &at, from, &req, path_id, now) {
             Ok(events::Answer::Body(body)) => {
                 soap_response(StatusCode::OK, soap::envelope("", &body))
             }
@@ -629,10 +654,26 @@ async fn snapshot(
         let authorization = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let verdict = a.check("GET", &request_uri, authorization, &mut ConnAuth::default());
+        let cleartext = !ctx.snapshot_basic && authorization.is_some_and(|v| !is_digest(v));
+        let verdict = if cleartext {
+            Verdict::Refused
+        } else {
+            a.check("GET", &request_uri, authorization, &mut ConnAuth::default())
+        };
         if verdict != Verdict::Granted {
-            let mut r = text_response(StatusCode::UNAUTHORIZED, "credentials needed\n".into());
-            for c in a.challenges(verdict == Verdict::Stale) {
+            let why = if cleartext {
+                "HTTP Digest credentials needed: Basic sends the password in clear and is not taken here\n"
+            } else {
+                "credentials needed\n"
+            };
+            let mut r = text_response(StatusCode::UNAUTHORIZED, why.into());
+            let [digest, basic] = a.challenges(verdict == Verdict::Stale);
+            let offered = if ctx.snapshot_basic {
+                vec![digest, basic]
+            } else {
+                vec![digest]
+            };
+            for c in offered {
                 if let Ok(v) = c.parse() {
                     r.headers_mut().append(header::WWW_AUTHENTICATE, v);
                 }

@@ -2,7 +2,9 @@
 //! clock anchored at PLAY, the counts sender reports carry, and the packets of a frame, composed
 //! as data ([`Outgoing`]) for the I/O layer to write.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use nvrkit_media::nal::{self, VideoCodec};
 use nvrkit_media::time::rescale;
 use nvrkit_media::{Frame, TrackInfo, WallTime};
@@ -61,13 +63,86 @@ impl Sink for Vec<Outgoing> {
     }
 }
 
-/// A [`Sink`] for a connection's writer: interleaved packets go straight into its queue of byte
-/// chunks to write (head, then body), so no list of packets is kept per client; UDP ones are set
-/// aside to send as datagrams.
+/// What a connection writes, in order: byte chunks (responses, packet heads, payload slices of
+/// the ring's frames, never copied per client), as a [`Buf`] whose
+/// [`chunks_vectored`](Buf::chunks_vectored) gives the I/O layer's vectored writes their slices
+/// and whose [`advance`](Buf::advance) drops what a write took, splitting a chunk written in part.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    len: usize,
+}
+
+impl Chunks {
+    /// Appends a chunk (an empty one is left out).
+    pub fn push_back(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.chunks.push_back(b);
+        }
+    }
+
+    /// How many chunks are queued.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Drops everything queued.
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.len = 0;
+    }
+
+    /// The chunks, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.chunks.iter()
+    }
+}
+
+impl Buf for Chunks {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |b| b.as_ref())
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut k = 0;
+        for (s, c) in dst.iter_mut().zip(self.chunks.iter()) {
+            *s = std::io::IoSlice::new(c);
+            k += 1;
+        }
+        k
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while let Some(front) = self.chunks.front_mut() {
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+}
+
+/// A [`Sink`] for a connection's writer: interleaved packets go straight into its [`Chunks`]
+/// (head, then body), so no list of packets is kept per client; UDP ones are set aside to send
+/// as datagrams.
 #[derive(Debug)]
 pub struct Queue<'a> {
     /// What the connection writes, in order.
-    pub chunks: &'a mut std::collections::VecDeque<Bytes>,
+    pub chunks: &'a mut Chunks,
     /// UDP packets, in order.
     pub udp: &'a mut Vec<Outgoing>,
 }
@@ -78,9 +153,7 @@ impl Sink for Queue<'_> {
             return self.udp.push(o);
         }
         self.chunks.push_back(o.head);
-        if !o.body.is_empty() {
-            self.chunks.push_back(o.body);
-        }
+        self.chunks.push_back(o.body);
     }
 }
 
@@ -381,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_queue_takes_interleaved_bytes_and_sets_udp_aside() {
-        let (mut chunks, mut udp) = (std::collections::VecDeque::new(), Vec::new());
+        let (mut chunks, mut udp) = (Chunks::default(), Vec::new());
         let mut q = Queue {
             chunks: &mut chunks,
             udp: &mut udp,
@@ -394,8 +467,20 @@ mod tests {
         q.push(packet(Route::Interleaved, b"$h", b"body"));
         q.push(packet(Route::UdpRtp(5000), b"h", b"b"));
         q.push(packet(Route::Interleaved, b"$rtcp", b""));
-        assert_eq!(chunks, [&b"$h"[..], b"body", b"$rtcp"]);
+        assert_eq!(
+            chunks.iter().collect::<Vec<_>>(),
+            [&b"$h"[..], b"body", b"$rtcp"]
+        );
         assert_eq!(udp.len(), 1);
+        // A write that took 5 bytes: the first chunk, and part of the second.
+        assert_eq!(chunks.remaining(), 11);
+        let mut slices = [std::io::IoSlice::new(&[]); 2];
+        assert_eq!(chunks.chunks_vectored(&mut slices), 2);
+        chunks.advance(5);
+        assert_eq!(chunks.chunk(), b"y");
+        assert_eq!(chunks.remaining(), 6);
+        chunks.advance(6);
+        assert!(chunks.is_empty() && !chunks.has_remaining());
     }
 
     #[test]

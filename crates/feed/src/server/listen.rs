@@ -240,10 +240,8 @@ pub(super) async fn receive_rtcp(
                 // anywhere else must not grow the map.
                 if let Ok((n, from)) = r
                     && rtcp::is_receiver_rtcp(&buf[..n])
-                    && let Ok(mut seen) = shared.udp_seen.lock()
-                    && let Some(at) = seen.get_mut(&from)
                 {
-                    *at = Instant::now();
+                    shared.udp_seen.heard(from, Instant::now().into_std());
                 }
             }
             _ = stopped(&mut stop) => break,

@@ -1,5 +1,7 @@
-//! The pacers: each clip's frames released into its rings at their deadlines, and [`Looper`]
-//! (a clip looping into a ring of its own, for `loopcam push`).
+//! The pacers: each clip's frames released into its rings at their deadlines (the
+//! [`LoopSource`]'s, on tokio's monotonic clock), and [`Looper`] (a clip looping into a ring of
+//! its own, for `loopcam push`). The loop's business, not the RTSP server's: the server's
+//! catalog ([`crate::feeds`]) starts one per served loop, `loopcam push` a [`Looper`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +10,6 @@ use nvrkit_media::{Frame, WallTime};
 use nvrkit_ring::Ring;
 use tokio::sync::watch;
 
-use super::stopped;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -18,7 +19,7 @@ use crate::loop_source::{Clip, LoopSource};
 /// How late the pacer pushed frames, against their deadlines: a histogram in 100 µs buckets
 /// (the last bucket holds everything from 100 ms on).
 #[derive(Debug, Clone)]
-pub(super) struct Lateness {
+pub(crate) struct Lateness {
     buckets: Vec<u64>,
     max_us: u64,
 }
@@ -26,7 +27,7 @@ pub(super) struct Lateness {
 impl Lateness {
     const BUCKET_US: u64 = 100;
 
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Lateness {
             buckets: vec![0; 1001],
             max_us: 0,
@@ -41,7 +42,7 @@ impl Lateness {
     }
 
     /// The stream's punctuality so far.
-    pub(super) fn stats(&self) -> PacingStats {
+    pub(crate) fn stats(&self) -> PacingStats {
         PacingStats {
             frames: self.buckets.iter().sum(),
             p50_us: self.quantile_us(0.5),
@@ -129,7 +130,7 @@ fn spawn_pacer(
 
 /// How the pacer times the frames of the streams other than the master (audio).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Timing {
+pub(crate) enum Timing {
     /// Every frame at its own deadline (RTSP: audio leaves when it is due).
     EachFrame,
     /// Other streams' frames wait for the next master frame and are pushed with it, at its
@@ -143,7 +144,7 @@ pub(super) enum Timing {
 /// Pushes a clip's frames into its ring at their deadlines (start + DTS on the monotonic clock),
 /// so pacing never accumulates drift. A video frame an alarm is cued on is reported to `cues`
 /// once it is in the ring.
-pub(super) async fn pace(
+pub(crate) async fn pace(
     mut source: LoopSource,
     mut writer: nvrkit_ring::Writer,
     mut video_only: Option<nvrkit_ring::Writer>,
@@ -200,6 +201,13 @@ pub(super) async fn pace(
             c.released(lap, index, wall);
         }
     }
+}
+
+/// Resolves once shutdown was signalled, also when that happened before `stop` was subscribed
+/// (a task that subscribes in its own body may do so after [`crate::server::Server::shutdown`] sent it:
+/// waiting for a *change* would then wait for ever).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]

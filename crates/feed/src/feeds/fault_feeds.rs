@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 use nvrkit_media::WallTime;
 use tokio::task::JoinHandle;
 
-use super::{Feed, Shared};
+use super::{Feed, Feeds};
 use crate::fault::FaultSet;
 
 /// Most refusals remembered (so each is logged once), beside the loops.
 const MAX_REFUSALS: usize = 64;
 
 /// Most loops made for URL queries, over the server's life (refusals do not count).
-pub(super) const MAX_FAULT_FEEDS: usize = 32;
+const MAX_FAULT_FEEDS: usize = 32;
 
 /// A loop made for a URL query, or why the path cannot be played so.
 type Made = Result<Arc<Feed>, String>;
@@ -67,12 +67,12 @@ fn loop_faults(f: &FaultSet) -> FaultSet {
     }
 }
 
-impl Shared {
+impl Feeds {
     /// The feed a session of path `name` with `faults` reads: the path's own, unless `faults`
     /// asks for frame faults the path does not have; then a loop with them, made now (on the
     /// tokio runtime of the caller) or earlier. `Err`: why the path cannot be played so (the
     /// clip and the rate it reaches, the clip that cannot follow, or the cap reached).
-    pub(super) fn feed_for(
+    pub(crate) fn feed_for(
         &self,
         name: &str,
         faults: &FaultSet,
