@@ -53,7 +53,7 @@ cleanup() {
 trap cleanup EXIT
 
 name=$(basename "$clip" .mp4)
-declare -A url=([loopcam]="rtsp://127.0.0.1:18554/$name" [gst-rtsp-server]="rtsp://127.0.0.1:18555/cam")
+declare -A url=([loopcam]="rtsp://127.0.0.1:18554/$name" [loopcam-ws]="rtsp://127.0.0.1:18554/$name" [gst-rtsp-server]="rtsp://127.0.0.1:18555/cam")
 
 # Each measurement gets a fresh server: gst_loop_server.py aborts when its shared media is
 # prepared again after the last client left, so both servers are restarted alike.
@@ -62,6 +62,9 @@ start_server() { # name transport [extra loopcam flags] → pid on stdout
   [ "$2" = udp ] && udp=()
   case $1 in
     loopcam) "${server_pin[@]}" "$loopcam" --listen 127.0.0.1:18554 "${udp[@]}" --no-onvif "${server_threads[@]}" "${@:3}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
+    # loopcam-ws: $LOOPCAM_WS, loopcam built with a work-stealing (multi-thread) runtime, run
+    # with --threads 1 so that every connection is a task of that runtime (docs/architecture.md).
+    loopcam-ws) "${server_pin[@]}" "$LOOPCAM_WS" --listen 127.0.0.1:18554 "${udp[@]}" --no-onvif --threads 1 "${@:3}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
     # loopcam@N: loopcam --threads N (SERVERS="loopcam@1 loopcam@2 gst-rtsp-server").
     loopcam@*) "${server_pin[@]}" "$loopcam" --listen 127.0.0.1:18554 "${udp[@]}" --no-onvif --threads "${1#loopcam@}" "${@:3}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
     # --audio: the AAC track too, as loopcam serves it (rtsp-load sets up video only).
@@ -128,7 +131,7 @@ for transport in $transports; do
       measure "$server" "$transport" "$n" "$secs"
       printf "%4d %s %-16s load %5s | " "$n" "$transport" "$server" "$(cut -d' ' -f1 /proc/loadavg)"
       summarize "$tmp/cpu.json" "$tmp/run.json"
-      [ "${server%@*}" = loopcam ] && echo "      loopcam threads (CPU %): $(cat "$tmp/threads.json")"
+      [ "${server%@*}" != gst-rtsp-server ] && echo "      loopcam threads (CPU %): $(cat "$tmp/threads.json")"
     done; done
   done
 done
