@@ -191,7 +191,9 @@ struct Cli {
     /// `3.2s`), the clip's ONVIF device raises motion (ON, OFF after 1 s or half the loop) on
     /// tns1:RuleEngine/CellMotionDetector/Motion and tns1:VideoSource/MotionAlarm, timed at the
     /// frame's wall clock; `smtp://` also mails a Hikvision-style motion alarm (X-Mailer:
-    /// HIKMailer) with the clip's snapshot JPEG, named `CLIP_UTC_lapN_posS.jpg` after the frame.
+    /// HIKMailer) with the JPEG of the keyframe at or before the alarm frame, named
+    /// `CLIP_UTC_lapN_posS_keyK.jpg` after the alarm frame and that keyframe (headers
+    /// X-Loopcam-Alarm and X-Loopcam-Snapshot say the same).
     /// A failed mail is a warning (3 attempts); the loop never waits for one.
     #[arg(long = "alarm", value_name = "CLIP@POS=TARGET")]
     alarms: Vec<String>,
@@ -517,8 +519,10 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     Ok(pushes)
 }
 
-/// The alarm mails' JPEG: the ONVIF devices' snapshot caches (one decode per keyframe for
-/// both). A clip without snapshots (H.265 without a sidecar) mails without one.
+/// The alarm mails' JPEG: the picture of the alarm's keyframe (the one at or before the alarm
+/// frame), from the ONVIF device's snapshotter (decoded once per alarm position, kept); an
+/// H.265 clip's sidecar JPEG. A clip without snapshots (H.265 without a sidecar) mails without
+/// one.
 fn snapshots(onvif: &Onvif) -> nvrkit_feed::alarm::JpegSource {
     let by_name: Vec<(String, nvrkit_feed::snapshot::Snapshotter)> = onvif
         .devices()
@@ -531,14 +535,20 @@ fn snapshots(onvif: &Onvif) -> nvrkit_feed::alarm::JpegSource {
         })
         .collect();
     let by_name = Arc::new(by_name);
-    Arc::new(move |clip: &str| {
+    Arc::new(move |clip: &str, keyframe: usize| {
         let snap = by_name
             .iter()
             .find(|(n, _)| n == clip)
             .map(|(_, s)| s.clone());
         Box::pin(async move {
-            match snap?.latest_jpeg().await {
-                Ok(j) => Some(j),
+            let snap = snap?;
+            let picture = if snap.sidecar() {
+                nvrkit_feed::alarm::Picture::Sidecar
+            } else {
+                nvrkit_feed::alarm::Picture::Keyframe
+            };
+            match snap.keyframe(keyframe).await {
+                Ok(s) => Some((s.jpeg, picture)),
                 Err(e) => {
                     tracing::warn!("alarm snapshot: {e}");
                     None
