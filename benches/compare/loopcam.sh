@@ -16,8 +16,11 @@
 #        PIN=1 CAPACITY=1 COUNTS= benches/compare/loopcam.sh   (server on core 0, client on core 1)
 # Knobs: PIN=1 (taskset: server on SERVER_CPUS, default 0; client on CLIENT_CPUS, default 1),
 #        CLIENT_THREADS (rtsp-load --threads, default 1), RAMP (sessions/s, default 200),
+#        SERVER_THREADS (loopcam --threads, default: loopcam's, one per core; each run also
+#        prints loopcam's CPU per thread, thread_cpu.py),
 #        CAP_LO / CAP_HI (capacity bracket, default 50 / 4000), CAP_SECS (default 10),
-#        SERVERS (default "loopcam gst-rtsp-server"), RTSP_LOAD / LOOPCAM (prebuilt binaries).
+#        REPEAT (each fan-out measurement, servers alternating, default 1),
+#        SERVERS (default "loopcam gst-rtsp-server"; loopcam@N is loopcam --threads N), RTSP_LOAD / LOOPCAM (prebuilt binaries).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 peers=${NVRKIT_PEERS:-$(pwd)/../shared/peers}
@@ -35,7 +38,8 @@ rtsp_load=${RTSP_LOAD:-$target/profiling/rtsp-load}
 if [ -z "${LOOPCAM:-}" ] || [ -z "${RTSP_LOAD:-}" ]; then
   cargo build --profile profiling -q -p loopcam -p nvrkit-benches --bin loopcam --bin rtsp-load
 fi
-server_pin=() client_pin=()
+server_pin=() client_pin=() server_threads=()
+[ -n "${SERVER_THREADS:-}" ] && server_threads=(--threads "$SERVER_THREADS")
 if [ "${PIN:-0}" = 1 ]; then
   server_pin=(taskset -c "${SERVER_CPUS:-0}")
   client_pin=(taskset -c "${CLIENT_CPUS:-1}")
@@ -57,7 +61,9 @@ start_server() { # name transport [extra loopcam flags] → pid on stdout
   local udp=(--no-udp)
   [ "$2" = udp ] && udp=()
   case $1 in
-    loopcam) "${server_pin[@]}" "$loopcam" --listen 127.0.0.1:18554 "${udp[@]}" --no-onvif "${@:3}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
+    loopcam) "${server_pin[@]}" "$loopcam" --listen 127.0.0.1:18554 "${udp[@]}" --no-onvif "${server_threads[@]}" "${@:3}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
+    # loopcam@N: loopcam --threads N (SERVERS="loopcam@1 loopcam@2 gst-rtsp-server").
+    loopcam@*) "${server_pin[@]}" "$loopcam" --listen 127.0.0.1:18554 "${udp[@]}" --no-onvif --threads "${1#loopcam@}" "${@:3}" "$clip" >/dev/null 2>>"$tmp/loopcam.log" & ;;
     # --audio: the AAC track too, as loopcam serves it (rtsp-load sets up video only).
     gst-rtsp-server) "${server_pin[@]}" /usr/bin/python3 "$peers/gst_loop_server.py" "$clip" --port 18555 ${GST_AUDIO---audio} >>"$tmp/gst.log" 2>&1 & ;;
   esac
@@ -78,12 +84,14 @@ measure() { # server transport n window
   pids+=("$spid")
   sleep 2
   ramp_s=$(python3 -c "print(int($3 / $ramp) + 2)")
-  "${client_pin[@]}" "$rtsp_load" --url "${url[$1]}" --clients "$3" --threads "$client_threads" \
+  "${client_pin[@]}" "$rtsp_load" --url "${url[${1%@*}]}" --clients "$3" --threads "$client_threads" \
     --transport "$2" --ramp "$ramp" --duration "$(($4 + 5))s" --json >"$tmp/run.json" 2>>"$tmp/load.log" &
   cpid=$!
   pids+=("$cpid")
   sleep "$ramp_s"
+  python3 benches/compare/thread_cpu.py "$4" "$spid" >"$tmp/threads.json" &
   python3 "$peers/cpu_sample.py" "$4" "server=$spid" "client=$cpid" >"$tmp/cpu.json"
+  wait $!
   wait "$cpid" || echo "rtsp-load failed: $(tail -1 "$tmp/load.log")" >&2
   stop_server "$spid"
 }
@@ -113,14 +121,15 @@ sys.exit(0 if r["every_frame"] and r["lateness"]["p99_ms"] <= 20.0 else 1)
 PY
 }
 
-echo "clip: $clip; $secs s windows; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg); PIN=${PIN:-0}; rtsp-load threads $client_threads, ramp $ramp/s"
+echo "clip: $clip; $secs s windows; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg); PIN=${PIN:-0}; loopcam threads ${SERVER_THREADS:-default}; rtsp-load threads $client_threads, ramp $ramp/s"
 for transport in $transports; do
   for n in $counts; do
-    for server in $servers; do
+    for _ in $(seq "${REPEAT:-1}"); do for server in $servers; do
       measure "$server" "$transport" "$n" "$secs"
-      printf "%4d %s %-16s " "$n" "$transport" "$server"
+      printf "%4d %s %-16s load %5s | " "$n" "$transport" "$server" "$(cut -d' ' -f1 /proc/loadavg)"
       summarize "$tmp/cpu.json" "$tmp/run.json"
-    done
+      [ "${server%@*}" = loopcam ] && echo "      loopcam threads (CPU %): $(cat "$tmp/threads.json")"
+    done; done
   done
 done
 

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant as TokioInstant, sleep_until, timeout};
 
@@ -74,8 +74,9 @@ struct Counter {
 }
 
 impl Counter {
-    /// One RTP packet of stream `i` that arrived at `now`.
-    fn packet(&mut self, i: usize, p: &[u8], now: Instant) {
+    /// One RTP packet of stream `i`, `wire_len` bytes long, that arrived at `now`; `p` is the
+    /// packet or (UDP) its first bytes.
+    fn packet(&mut self, i: usize, p: &[u8], wire_len: usize, now: Instant) {
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
@@ -83,7 +84,7 @@ impl Counter {
             return;
         };
         self.stats.packets += 1;
-        self.stats.bytes += p.len() as u64;
+        self.stats.bytes += wire_len as u64;
         s.seq.push(h.seq, h.ssrc);
         if !s.video {
             return;
@@ -394,7 +395,11 @@ async fn read_interleaved(
             r = c.sock.readable() => {
                 r?;
                 // At most 32 reads a wake-up, so that a fast stream cannot starve the others
-                // (the readiness stays set when we stop before `WouldBlock`).
+                // (the readiness stays set when we stop before `WouldBlock`). A read that
+                // leaves room in the buffer took everything the socket held: the readiness is
+                // cleared without the read that would return `WouldBlock` (one system call a
+                // wake-up instead of two; data that comes meanwhile is a new epoll edge, which
+                // sets it again).
                 for _ in 0..32 {
                     if filled == buf.len() {
                         let grown = (buf.len() * 2).min(128 * 1024);
@@ -403,6 +408,7 @@ async fn read_interleaved(
                         }
                         buf.resize(grown, 0);
                     }
+                    let room = buf.len() - filled;
                     match c.sock.try_read(&mut buf[filled..]) {
                         Ok(0) => return Err(LoadError::Closed),
                         Ok(n) => {
@@ -410,6 +416,10 @@ async fn read_interleaved(
                             let used = frames(&buf[..filled], Instant::now(), counter)?;
                             buf.copy_within(used..filled, 0);
                             filled -= used;
+                            if n < room {
+                                clear_readable(&c.sock);
+                                break;
+                            }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e.into()),
@@ -418,6 +428,15 @@ async fn read_interleaved(
             }
         }
     }
+}
+
+/// Clears the read readiness tokio keeps for `sock` without a system call, after a read that
+/// drained it (tokio clears it only on `WouldBlock`; an event that came after the readiness was
+/// observed is not cleared, see `Registration::clear_readiness`).
+fn clear_readable(sock: &TcpStream) {
+    let _ = sock.try_io(Interest::READABLE, || {
+        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+    });
 }
 
 /// Counts the complete interleaved frames at the start of `buf` and skips RTSP responses
@@ -436,7 +455,7 @@ fn frames(buf: &[u8], now: Instant, counter: &mut Counter) -> Result<usize, Load
             }
             let channel = rest[1];
             if channel.is_multiple_of(2) {
-                counter.packet(usize::from(channel / 2), &rest[4..4 + len], now);
+                counter.packet(usize::from(channel / 2), &rest[4..4 + len], len, now);
             }
             at += 4 + len;
         } else {
@@ -457,9 +476,8 @@ async fn read_udp(
     socks: &[(UdpSocket, UdpSocket)],
     counter: &mut Counter,
 ) -> Result<(), LoadError> {
-    // Only the RTP header is needed: a datagram over 4 KiB is truncated, and `bytes` counts
-    // what was read of it.
-    let mut buf = vec![0u8; 4096];
+    let mut batch = Batch::new();
+    let mut buf = [0u8; 2048];
     let end = sleep_until(TokioInstant::from_std(plan.end));
     tokio::pin!(end);
     let mut tick = tokio::time::interval(plan.timeout.min(KEEPALIVE));
@@ -472,15 +490,15 @@ async fn read_udp(
             biased;
             _ = &mut end => return Ok(()),
             _ = tick.tick() => live.tick(c, &plan.url.url, counter.stats.packets).await?,
-            r = video.0.readable() => { r?; drain(&video.0, Some(0), &mut buf, counter)?; }
+            r = video.0.readable() => { r?; drain(&video.0, Some(0), &mut batch, counter)?; }
             r = async { audio.expect("guarded").0.readable().await }, if audio.is_some() => {
                 r?;
-                drain(&audio.expect("guarded").0, Some(1), &mut buf, counter)?;
+                drain(&audio.expect("guarded").0, Some(1), &mut batch, counter)?;
             }
-            r = video.1.readable() => { r?; drain(&video.1, None, &mut buf, counter)?; }
+            r = video.1.readable() => { r?; drain(&video.1, None, &mut batch, counter)?; }
             r = async { audio.expect("guarded").1.readable().await }, if audio.is_some() => {
                 r?;
-                drain(&audio.expect("guarded").1, None, &mut buf, counter)?;
+                drain(&audio.expect("guarded").1, None, &mut batch, counter)?;
             }
             r = c.sock.readable() => {
                 r?;
@@ -496,22 +514,249 @@ async fn read_udp(
     }
 }
 
-/// Reads every datagram waiting on `sock`: RTP of `stream` counted, or (`None`) RTCP dropped.
+/// Datagrams one `recvmmsg` reads at most.
+pub const BATCH: usize = 32;
+
+/// Bytes kept of each datagram: the RTP header with 15 CSRCs and a header extension of up to
+/// 40 words, and the payload bytes keyframe detection reads; the rest is truncated by the
+/// kernel (not copied), its length still counted.
+pub const HEAD: usize = 256;
+
+/// Batches of up to [`BATCH`] datagrams read with one `recvmmsg`, keeping the first [`HEAD`]
+/// bytes of each: one buffer per session, no allocation per packet.
+#[derive(Debug)]
+pub struct Batch {
+    buf: Box<[u8]>,
+    lens: [usize; BATCH],
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl Batch {
+    /// Empty buffers.
+    pub fn new() -> Batch {
+        Batch {
+            buf: vec![0u8; BATCH * HEAD].into_boxed_slice(),
+            lens: [0; BATCH],
+        }
+    }
+
+    /// Reads the datagrams waiting on `sock`, up to [`BATCH`]; returns how many (`WouldBlock`
+    /// when none). Fewer than [`BATCH`] means the queue was emptied, and then tokio's
+    /// readiness is cleared as a `WouldBlock` would (no second call to learn it).
+    pub fn recv(&mut self, sock: &UdpSocket) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = sock.as_raw_fd();
+        let n = sock.try_io(Interest::READABLE, || {
+            // SAFETY: all-zero is a valid `iovec` and `mmsghdr` (null pointers, zero lengths).
+            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (i, chunk) in self.buf.chunks_exact_mut(HEAD).enumerate() {
+                iov[i].iov_base = chunk.as_mut_ptr().cast();
+                iov[i].iov_len = HEAD;
+                msgs[i].msg_hdr.msg_iov = &mut iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: `msgs` holds BATCH headers, each pointing to one iovec of `iov` that
+            // points to HEAD writable bytes of `self.buf`; all outlive the call. MSG_TRUNC: a
+            // datagram's length is its length on the wire, though only HEAD bytes are copied.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = n as usize;
+            for (len, m) in self.lens.iter_mut().zip(&msgs[..n]) {
+                *len = m.msg_len as usize;
+            }
+            Ok(n)
+        })?;
+        if n < BATCH {
+            let _ = sock.try_io(Interest::READABLE, || {
+                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+            });
+        }
+        Ok(n)
+    }
+
+    /// Datagram `i` of the last [`Batch::recv`]: its first bytes (at most [`HEAD`]) and its
+    /// length on the wire.
+    pub fn datagram(&self, i: usize) -> (&[u8], usize) {
+        let len = self.lens[i];
+        (&self.buf[i * HEAD..i * HEAD + len.min(HEAD)], len)
+    }
+}
+
+/// Batches read a wake-up at most, so that one busy socket cannot starve the others (the
+/// readiness stays set when it stops early).
+const BATCHES_PER_WAKE: usize = 4;
+
+/// Reads the datagrams waiting on `sock`: RTP of `stream` counted, or (`None`) RTCP dropped.
 fn drain(
     sock: &UdpSocket,
     stream: Option<usize>,
-    buf: &mut [u8],
+    batch: &mut Batch,
     counter: &mut Counter,
 ) -> Result<(), LoadError> {
-    loop {
-        match sock.try_recv(buf) {
+    for _ in 0..BATCHES_PER_WAKE {
+        match batch.recv(sock) {
             Ok(n) => {
-                if let Some(i) = stream {
-                    counter.packet(i, &buf[..n], Instant::now());
+                if let Some(s) = stream {
+                    let now = Instant::now();
+                    for i in 0..n {
+                        let (head, len) = batch.datagram(i);
+                        counter.packet(s, head, len, now);
+                    }
+                }
+                if n < BATCH {
+                    return Ok(());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => return Err(e.into()),
         }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RTP packet of `len` bytes (payload type 96, SSRC 7).
+    fn rtp(seq: u16, marker: bool, len: usize) -> Vec<u8> {
+        let mut p = vec![0u8; len.max(12)];
+        p[0] = 0x80;
+        p[1] = 96 | if marker { 0x80 } else { 0 };
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&(u32::from(seq) * 3600).to_be_bytes());
+        p[8..12].copy_from_slice(&7u32.to_be_bytes());
+        p
+    }
+
+    fn counter() -> Counter {
+        Counter {
+            streams: vec![Stream {
+                video: true,
+                codec: VideoCodec::H264,
+                lateness: Lateness::new(90_000, LATENESS_SETTLE),
+                seq: SeqCounter::default(),
+            }],
+            stats: SessionStats::default(),
+            play_sent: Instant::now(),
+            key_seen: false,
+            base: Instant::now(),
+            hist: Rc::new(RefCell::new(Histogram::default())),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// Whether `fut` is ready at its first poll (a zero timeout polls it once, then elapses).
+    async fn ready_now<F: std::future::Future>(fut: F) -> bool {
+        tokio::time::timeout(Duration::ZERO, fut).await.is_ok()
+    }
+
+    #[test]
+    fn udp_batches_count_every_datagram_with_its_wire_length() {
+        runtime().block_on(async {
+            let rx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = rx.local_addr().expect("addr");
+            // 75 datagrams: more than two batches, some longer than HEAD (truncated), every
+            // fifth a frame's last packet.
+            let sizes: Vec<usize> = (0..75).map(|i| [12, 40, 300, 1400, 257][i % 5]).collect();
+            for (i, &len) in sizes.iter().enumerate() {
+                tx.send_to(&rtp(i as u16, i % 5 == 4, len), to)
+                    .expect("send");
+            }
+            let mut c = counter();
+            let mut batch = Batch::new();
+            while c.stats.packets < 75 {
+                rx.readable().await.expect("readable");
+                drain(&rx, Some(0), &mut batch, &mut c).expect("drain");
+            }
+            assert_eq!(c.stats.packets, 75);
+            assert_eq!(c.stats.bytes, sizes.iter().sum::<usize>() as u64);
+            assert_eq!(c.stats.frames, 15);
+            let seq = &c.streams[0].seq;
+            assert_eq!((seq.received, seq.lost, seq.reordered), (75, 0, 0));
+            // The queue is empty and the last batch was short: readiness was cleared without
+            // a WouldBlock...
+            assert!(!ready_now(rx.readable()).await);
+            // ...and a datagram that comes after sets it again.
+            tx.send_to(&rtp(75, true, 100), to).expect("send");
+            rx.readable().await.expect("readable");
+            drain(&rx, Some(0), &mut batch, &mut c).expect("drain");
+            assert_eq!((c.stats.packets, c.stats.frames), (76, 16));
+        });
+    }
+
+    #[test]
+    fn udp_batch_keeps_the_head_of_a_long_datagram() {
+        runtime().block_on(async {
+            let rx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let mut p = rtp(9, true, 1000);
+            p[12] = 0x65; // an IDR slice
+            tx.send_to(&p, rx.local_addr().expect("addr"))
+                .expect("send");
+            rx.readable().await.expect("readable");
+            let mut batch = Batch::new();
+            assert_eq!(batch.recv(&rx).expect("recv"), 1);
+            let (head, len) = batch.datagram(0);
+            assert_eq!((head, len), (&p[..HEAD], 1000));
+            let mut c = counter();
+            c.packet(0, head, len, Instant::now());
+            assert!(c.key_seen);
+            assert_eq!(c.stats.bytes, 1000);
+        });
+    }
+
+    #[test]
+    fn a_short_tcp_read_clears_readiness_and_later_data_sets_it_again() {
+        runtime().block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let mut tx = TcpStream::connect(l.local_addr().expect("addr"))
+                .await
+                .expect("connect");
+            let (rx, _) = l.accept().await.expect("accept");
+            tx.write_all(&[b'x'; 100]).await.expect("write");
+            rx.readable().await.expect("readable");
+            let mut buf = [0u8; 4096];
+            let mut got = 0;
+            while got < 100 {
+                rx.readable().await.expect("readable");
+                match rx.try_read(&mut buf) {
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            clear_readable(&rx);
+            assert!(!ready_now(rx.readable()).await);
+            tx.write_all(b"more").await.expect("write");
+            rx.readable().await.expect("readable");
+            assert_eq!(rx.try_read(&mut buf).expect("read"), 4);
+        });
     }
 }

@@ -129,6 +129,10 @@ struct Cli {
     /// of clients, no added delay for clients that keep up).
     #[arg(long)]
     tcp_nodelay: bool,
+    /// Serving threads (default: one per core), each a runtime of its own serving the
+    /// connections it is given round-robin; 1 serves every client from one thread.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Also serve RTSP over TLS (`rtsps://`) here; RTP goes interleaved on the TLS connection.
     /// The IANA port is 322; unprivileged setups use 8322.
     #[arg(long, value_name = "ADDR")]
@@ -709,6 +713,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             _ => TlsSource::SelfSigned,
         },
         alarms: tap,
+        threads: cli.threads.map_or(Config::default().threads, |n| n.max(1)),
         ..Config::default()
     };
     let server = Server::start(config, clips).await?;

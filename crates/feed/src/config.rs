@@ -75,6 +75,10 @@ pub struct Config {
     /// Number every video frame with an SEI stamp ([`crate::stamp`]; `nvr selftest`'s demo
     /// camera). Off by default.
     pub stamp_frames: bool,
+    /// Serving threads (default: one per core): connections go round-robin to the caller's
+    /// runtime and to `threads - 1` current-thread runtimes on threads of their own, each
+    /// serving its connections to their end; 1 serves all on the caller's runtime.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -99,6 +103,7 @@ impl Default for Config {
             aliases: Vec::new(),
             alarms: None,
             stamp_frames: false,
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         }
     }
 }
