@@ -781,6 +781,78 @@ fn ffprobe_and_gstreamer_read_the_restream_over_one_camera_session() {
     rt.block_on(camera.shutdown());
 }
 
+/// Issue 18's restream over RTMP: `--push 'rtmp://…/live/{name}'` publishes the camera (the
+/// loop feeder on the demo's sample, in this process) to nginx-rtmp as stream `demo`; ffprobe
+/// reads it back from nginx as H.264 at the sample's 640×360 with its AAC, while the camera has
+/// exactly one client: nvr's own session, shared by the recorder, the restream and the push.
+#[test]
+#[ignore = "interop: needs nginx with libnginx-mod-rtmp and ffprobe; run by .ci/run"]
+fn push_publishes_the_camera_to_nginx_rtmp_over_one_camera_session() {
+    let nginx = nvrkit_testutil::peers::NginxRtmp::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let demux = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let camera = camera(&rt, Clip::load("sample", &demux).unwrap());
+    let url = camera.urls("127.0.0.1")[0].clone();
+    let template = nginx.url("{name}");
+    let nvr = start_nvr(&["--camera", &format!("demo={url}"), "--push", &template]);
+    let pushed = nginx.url("demo");
+    assert!(
+        nvr.printed
+            .iter()
+            .any(|l| l.strip_prefix("rtmp push: ") == Some(pushed.as_str())),
+        "nvr printed where it pushes: {:?}",
+        nvr.printed
+    );
+    wait_for_ring(&nvr, "demo", 3);
+    // ffprobe retries while nginx has no publisher yet (the push dials once the camera's
+    // tracks are known); each try's hang guard is -rw_timeout.
+    let t = Instant::now();
+    let probe = loop {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", "15000000"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,width,height",
+                "-of",
+                "json",
+            ])
+            .arg(&pushed)
+            .output()
+            .expect("ffprobe is required");
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        if out.status.success() && v["streams"].as_array().is_some_and(|s| !s.is_empty()) {
+            break v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "hang guard: ffprobe never read {pushed}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let streams = probe["streams"].as_array().unwrap();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_name"] == "h264")
+        .unwrap_or_else(|| panic!("no H.264 read back: {probe}"));
+    assert_eq!(video["width"], 640, "{probe}");
+    assert_eq!(video["height"], 360, "{probe}");
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "aac"),
+        "the sample's audio is pushed too: {probe}"
+    );
+    assert_eq!(
+        camera.connections(),
+        1,
+        "the camera saw more than nvr's one session"
+    );
+    let cams = json(&format!("{}/api/cameras", nvr.web));
+    assert_eq!(cams[0]["sessions"], 1, "nvr never reconnected: {cams}");
+    drop(nvr);
+    rt.block_on(camera.shutdown());
+}
+
 /// A peer process, killed at the end of the test if it is still running (through its handle:
 /// never a signal to a PID that may have been reaped and reused).
 struct Peer(std::process::Child);
