@@ -249,7 +249,10 @@ struct PushArgs {
 
 impl PushArgs {
     fn config(&self, url: &str) -> anyhow::Result<PushConfig> {
-        let mut c = PushConfig::new(RtmpUrl::parse(url)?);
+        self.configure(PushConfig::new(RtmpUrl::parse(url)?))
+    }
+
+    fn configure(&self, mut c: PushConfig) -> anyhow::Result<PushConfig> {
         if self.enhanced_rtmp {
             c.enhanced_rtmp = EnhancedRtmp::Always;
         }
@@ -501,18 +504,8 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     let names = server.names();
     let mut pushes = Vec::new();
     for url in &args.urls {
-        let targets: Vec<(String, String)> = if url.contains("{name}") {
-            names
-                .iter()
-                .map(|n| (n.clone(), url.replace("{name}", n)))
-                .collect()
-        } else if names.len() == 1 {
-            vec![(names[0].clone(), url.clone())]
-        } else {
-            bail!("--push {url}: with several clips, put {{name}} in the URL (one push per clip)");
-        };
-        for (name, u) in targets {
-            let config = args.config(&u)?;
+        for (name, u) in nvrkit_feed::rtmp::url::push_targets(url, &names)? {
+            let config = args.configure(PushConfig::new(u))?;
             let (Some(clip), Some(ring)) = (server.clip(&name), server.ring(&name)) else {
                 continue;
             };

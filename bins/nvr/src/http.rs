@@ -22,6 +22,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use nvrkit_media::{CodecParams, WallTime};
+use nvrkit_recorder::timeline::{day_range, merge_gap, merge_spans};
 use nvrkit_recorder::{CameraState, EventLog};
 use nvrkit_smtp::{CameraEvent, MAX_UNTRUSTED_EVENT_JSON};
 use nvrkit_store::query::{ByteRange, RangeQuery, byte_range};
@@ -334,54 +335,6 @@ async fn post_event(
     }
 }
 
-/// The longest gap `gap=SECONDS` may bridge when merging spans (a day's axis, 1 px ≈ 1 min).
-const MAX_MERGE_GAP_S: i64 = 3600;
-
-/// `day=YYYY-MM-DD` with an optional `tz=±HH:MM` (default `Z`): the query's `[from, to)` as
-/// RFC 3339, that local midnight and 24 h later. `None` without `day`.
-fn day_range(raw: &str) -> Result<Option<(String, String)>, String> {
-    let mut day = None;
-    let mut tz = None;
-    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
-        let slot = match &*k {
-            "day" => &mut day,
-            "tz" => &mut tz,
-            _ => continue,
-        };
-        if slot.replace(v.into_owned()).is_some() {
-            return Err(format!("{k} given twice"));
-        }
-    }
-    let Some(day) = day else { return Ok(None) };
-    let tz = tz.unwrap_or_else(|| "Z".into());
-    let ok_day = day.len() == 10
-        && day.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    let ok_tz = tz == "Z"
-        || (tz.len() == 6
-            && tz.bytes().enumerate().all(|(i, b)| match i {
-                0 => b == b'+' || b == b'-',
-                3 => b == b':',
-                _ => b.is_ascii_digit(),
-            }));
-    if !ok_day || !ok_tz {
-        return Err(format!(
-            "day is YYYY-MM-DD and tz is Z or ±HH:MM (got day {:?}, tz {:?})",
-            day.chars().take(16).collect::<String>(),
-            tz.chars().take(8).collect::<String>()
-        ));
-    }
-    let from = WallTime::parse_rfc3339(&format!("{day}T00:00:00{tz}"))
-        .map_err(|e| format!("day {day}{tz}: {}", e.reason()))?;
-    let to = from.add_micros(24 * 3600 * 1_000_000);
-    Ok(Some((from.to_rfc3339(), to.to_rfc3339())))
-}
-
 /// `GET /api/recordings?camera&from&to` or `?camera&day&tz`: the camera's recorded spans (the
 /// store's contiguous runs, and with `gap=SECONDS` those closer than that merged into one),
 /// its tags, and the events the NVR holds for it in the range.
@@ -390,7 +343,7 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
     let raw = q.as_deref().unwrap_or("");
     let rebuilt;
     let raw = match day_range(raw) {
-        Err(e) => return bad(StatusCode::BAD_REQUEST, e),
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(None) => raw,
         Ok(Some((from, to))) => {
             if url::form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == "from" || k == "to") {
@@ -403,8 +356,8 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
             rebuilt = format!(
                 "{}&from={}&to={}",
                 camera.join("&"),
-                urlencode(&from),
-                urlencode(&to)
+                urlencode(&from.to_rfc3339()),
+                urlencode(&to.to_rfc3339())
             );
             &rebuilt
         }
@@ -413,17 +366,9 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         Ok(x) => x,
         Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let gap_us = match url::form_urlencoded::parse(raw.as_bytes()).find(|(k, _)| k == "gap") {
-        None => 0,
-        Some((_, v)) => match v.parse::<i64>() {
-            Ok(g) if (0..=MAX_MERGE_GAP_S).contains(&g) => g * 1_000_000,
-            _ => {
-                return bad(
-                    StatusCode::BAD_REQUEST,
-                    format!("gap is whole seconds, 0 to {MAX_MERGE_GAP_S}"),
-                );
-            }
-        },
+    let gap_us = match merge_gap(raw) {
+        Ok(g) => g,
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let list: Vec<serde_json::Value> = merge_spans(app.store.recordings(&camera, from, to), gap_us)
         .into_iter()
@@ -472,23 +417,6 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         "events": events,
     }))
     .into_response()
-}
-
-/// Spans (in time order, as the store lists them) with gaps of at most `gap_us` merged.
-fn merge_spans(spans: Vec<nvrkit_store::Recording>, gap_us: i64) -> Vec<nvrkit_store::Recording> {
-    let mut out: Vec<nvrkit_store::Recording> = Vec::with_capacity(spans.len());
-    for r in spans {
-        match out.last_mut() {
-            Some(last) if gap_us > 0 && r.start.micros_since(last.end) <= gap_us => {
-                last.end = last.end.max(r.end);
-                last.segments += r.segments;
-                last.bytes += r.bytes;
-                last.tags.extend(r.tags);
-            }
-            _ => out.push(r),
-        }
-    }
-    out
 }
 
 async fn export(
@@ -627,66 +555,4 @@ fn export_streamed(app: &App, query: RangeQuery) -> Response {
         Body::from_stream(body),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> WallTime {
-        WallTime::parse_rfc3339(s).unwrap()
-    }
-
-    #[test]
-    fn a_day_is_local_midnight_to_midnight_and_bad_days_are_refused() {
-        assert_eq!(day_range("camera=demo").unwrap(), None);
-        let (from, to) = day_range("camera=demo&day=2026-12-03&tz=%2B01:00")
-            .unwrap()
-            .unwrap();
-        assert_eq!(t(&from), t("2026-12-02T23:00:00Z"));
-        assert_eq!(t(&to), t("2026-12-03T23:00:00Z"));
-        let (from, _) = day_range("day=2026-12-03").unwrap().unwrap();
-        assert_eq!(t(&from), t("2026-12-03T00:00:00Z"));
-        for bad in [
-            "day=2026-12-3",
-            "day=2026-13-03",
-            "day=2026-12-03&tz=+1",
-            "day=2026-12-03&tz=%2B01:00x",
-            "day=2026-12-03&day=2026-12-04",
-            "day=%FF%FE",
-            "day=20261203xx",
-        ] {
-            assert!(day_range(bad).is_err(), "{bad}");
-        }
-    }
-
-    fn span(a: &str, b: &str) -> nvrkit_store::Recording {
-        nvrkit_store::Recording {
-            start: t(a),
-            end: t(b),
-            segments: 1,
-            bytes: 10,
-            tags: Default::default(),
-        }
-    }
-
-    #[test]
-    fn spans_closer_than_the_gap_merge() {
-        let spans = || {
-            vec![
-                span("2026-12-03T10:00:00Z", "2026-12-03T10:00:10Z"),
-                span("2026-12-03T10:00:13Z", "2026-12-03T10:00:20Z"),
-                span("2026-12-03T10:01:00Z", "2026-12-03T10:02:00Z"),
-            ]
-        };
-        assert_eq!(merge_spans(spans(), 0).len(), 3);
-        let m = merge_spans(spans(), 5_000_000);
-        assert_eq!(m.len(), 2);
-        assert_eq!(
-            (m[0].start, m[0].end),
-            (t("2026-12-03T10:00:00Z"), t("2026-12-03T10:00:20Z"))
-        );
-        assert_eq!((m[0].segments, m[0].bytes), (2, 20));
-        assert_eq!(merge_spans(spans(), 60_000_000).len(), 1);
-    }
 }

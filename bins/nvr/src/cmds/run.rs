@@ -120,6 +120,23 @@ pub struct Args {
     /// Serve the RTSP restream beyond loopback without credentials (say it explicitly).
     #[arg(long)]
     pub rtsp_no_auth: bool,
+    /// RTSP restream: most connections at once (viewers, RTSP and its sessions); one more is
+    /// answered 503.
+    #[arg(long, value_name = "N", default_value_t = nvrkit_feed::server::Config::default().max_conns)]
+    pub rtsp_max_conns: usize,
+    /// RTSP restream: most connections at once from one client address (IPv6: its /64);
+    /// default: no cap (a VMS opens many sessions from one address).
+    #[arg(long, value_name = "N")]
+    pub rtsp_max_conns_per_addr: Option<usize>,
+    /// Also publish each camera over RTMP (repeatable): `{name}` in the URL is the camera's
+    /// name (one push per camera; without it, only with one camera). Published once the
+    /// camera's tracks are known; published again when they change.
+    #[arg(long = "push", value_name = "URL")]
+    pub push: Vec<String>,
+    /// Send H.265 as Enhanced RTMP (`hvc1`) even when the server does not announce it
+    /// (node-media-server 4, SRS 6, mediamtx take it without announcing).
+    #[arg(long)]
+    pub enhanced_rtmp: bool,
     /// A name the HTTP API answers to besides its own address (repeatable); a request for any
     /// other `Host` gets 421 (against DNS rebinding).
     #[arg(long = "http-host", value_name = "NAME")]
@@ -152,9 +169,9 @@ pub struct Args {
     /// availability, Home Assistant discovery (docs/mqtt.md).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<nvrkit_mqtt::BrokerUrl>,
-    /// Trust the certificates in this PEM file for mqtts:// (besides the Mozilla roots): a
-    /// private CA or a self-signed broker.
-    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    /// Trust the certificates in this PEM file for mqtts:// and rtmps:// (besides the Mozilla
+    /// roots): a private CA or a self-signed broker or server.
+    #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
@@ -403,15 +420,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 c.state.tracks_watch.subscribe(),
             )
         })
-        .collect();
-    let restream_config = nvrkit_feed::server::Config {
-        listen: args.rtsp_listen,
-        auth: rtsp_auth,
-        ..Default::default()
-    };
-    let restream = nvrkit_feed::server::Server::start_with(restream_config, Vec::new(), live)
-        .await
-        .with_context(|| format!("RTSP restream on {}", args.rtsp_listen))?;
+        .collect::<Vec<_>>();
+    let restream = nvrkit_feed::server::Server::start_with(
+        restream_config(&args, rtsp_auth),
+        Vec::new(),
+        live.clone(),
+    )
+    .await
+    .with_context(|| format!("RTSP restream on {}", args.rtsp_listen))?;
+    let pushes = pushes(&args, &live)?;
     let rtsp_host = printable(restream.local_addr());
     let names: Vec<String> = running.iter().map(|r| r.name.clone()).collect();
     let mqtt = match &args.mqtt {
@@ -421,10 +438,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .map(|r| (r.name.clone(), r.recorder.clone()))
                 .collect();
             tracing::info!("publishing to {url}");
-            let roots = match &args.ca_file {
-                Some(ca) => nvrkit_tls::load_certificates(ca)?,
-                None => Vec::new(),
-            };
+            let roots = extra_roots(&args)?;
             Some(crate::mqtt::Mqtt::start(
                 url.clone(),
                 roots,
@@ -504,6 +518,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for r in &running {
             writeln!(out, "camera {}: {}", r.name, r.url)?;
             writeln!(out, "rtsp: rtsp://{rtsp_host}/{}", r.name)?;
+            for (camera, p) in &pushes {
+                if camera == &r.name {
+                    writeln!(out, "rtmp push: {}", p.url())?;
+                }
+            }
         }
         let smtp_auth = if args.smtp_auth.is_empty() {
             ""
@@ -593,6 +612,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         m.finish().await;
     }
     smtp.shutdown().await;
+    for (camera, p) in pushes {
+        let url = p.url().to_string();
+        let s = p.stats();
+        if let Err(e) = p.stop().await {
+            tracing::warn!(camera, "push to {url} had given up: {e}");
+        }
+        tracing::info!(
+            camera,
+            "{url}: {} frames, {} connections ({} went live, {} for new tracks)",
+            s.frames,
+            s.connects,
+            s.lives,
+            s.retracks
+        );
+    }
     restream.shutdown().await;
     if let Some(r) = replication {
         r.stop();
@@ -601,6 +635,65 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         s.shutdown().await;
     }
     Ok(())
+}
+
+/// The restream's settings from the flags. A viewer starts at the first keyframe the camera
+/// sends after it joined (`strict_start`), so it plays at live; without, it got the ring's
+/// newest GOP at once and played that backlog first, staying up to a GOP behind (measured by
+/// `restream_viewers_start_at_a_keyframe…`: 401 ms behind on average, 776 ms at most, with the
+/// sample's 1 s GOP; with it, see docs/architecture.md).
+fn restream_config(
+    args: &Args,
+    auth: Option<nvrkit_feed::rtsp::auth::Auth>,
+) -> nvrkit_feed::server::Config {
+    nvrkit_feed::server::Config {
+        listen: args.rtsp_listen,
+        auth,
+        strict_start: true,
+        max_conns: args.rtsp_max_conns.max(1),
+        max_conns_per_addr: args.rtsp_max_conns_per_addr.map(|n| n.max(1)),
+        ..Default::default()
+    }
+}
+
+/// `--ca-file`'s certificates (none without it), for mqtts:// and rtmps://.
+fn extra_roots(
+    args: &Args,
+) -> anyhow::Result<Vec<nvrkit_tls::tokio_rustls::rustls::pki_types::CertificateDer<'static>>> {
+    Ok(match &args.ca_file {
+        Some(ca) => nvrkit_tls::load_certificates(ca)
+            .with_context(|| format!("--ca-file {}", ca.display()))?,
+        None => Vec::new(),
+    })
+}
+
+/// `--push`: each camera published over RTMP from its ring, as the restream serves it.
+fn pushes(
+    args: &Args,
+    live: &[nvrkit_feed::source::LiveSource],
+) -> anyhow::Result<Vec<(String, nvrkit_feed::rtmp::Push)>> {
+    use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, url::push_targets};
+    if args.push.is_empty() {
+        return Ok(Vec::new());
+    }
+    let roots = extra_roots(args)?;
+    let names: Vec<String> = live.iter().map(|l| l.name().to_owned()).collect();
+    let mut out = Vec::new();
+    for url in &args.push {
+        for (name, u) in push_targets(url, &names).context("--push")? {
+            let Some(source) = live.iter().find(|l| l.name() == name) else {
+                continue;
+            };
+            let mut config = PushConfig::new(u);
+            config.extra_roots = roots.clone();
+            if args.enhanced_rtmp {
+                config.enhanced_rtmp = EnhancedRtmp::Always;
+            }
+            tracing::info!(camera = name, "pushing to {}", config.url);
+            out.push((name, Push::start_source(source.clone().into(), config)));
+        }
+    }
+    Ok(out)
 }
 
 fn smtp_addr_for_client(addr: SocketAddr) -> SocketAddr {
@@ -667,6 +760,38 @@ mod tests {
             assert!(smtp_config(&args).is_err(), "{bad}");
         }
         assert!(parse(&["--min-data-rate", "fast"]).is_err());
+    }
+
+    #[test]
+    fn restream_caps_and_pushes_come_from_the_flags() {
+        let c = restream_config(&parse(&[]).unwrap(), None);
+        let d = nvrkit_feed::server::Config::default();
+        assert_eq!((c.max_conns, c.max_conns_per_addr), (d.max_conns, None));
+        assert_eq!(c.listen, "127.0.0.1:8554".parse().unwrap());
+        let args = parse(&[
+            "--rtsp-max-conns",
+            "64",
+            "--rtsp-max-conns-per-addr",
+            "8",
+            "--max-conns",
+            "5",
+        ])
+        .unwrap();
+        let c = restream_config(&args, None);
+        assert_eq!(
+            (c.max_conns, c.max_conns_per_addr),
+            (64, Some(8)),
+            "the restream's own caps, not HTTP's --max-conns"
+        );
+        assert_eq!(args.max_conns, 5);
+
+        let (_w, ring) = nvrkit_ring::ring(nvrkit_ring::Config::new()).unwrap();
+        let (_tx, rx) = watch::channel(None);
+        let live = |n: &str| nvrkit_feed::source::LiveSource::new(n, ring.clone(), 0, rx.clone());
+        let two = [live("garage"), live("yard")];
+        let args = parse(&["--push", "rtmp://127.0.0.1/live/cam"]).unwrap();
+        let e = pushes(&args, &two).unwrap_err();
+        assert!(format!("{e:#}").contains("put {name} in the URL"), "{e:#}");
     }
 
     #[test]
