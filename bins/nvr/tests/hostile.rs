@@ -2,7 +2,7 @@
 //! client on 127.0.0.3 must get its API answer; the attacking connection must end closed or
 //! refused. Deadlines are 1 s here; the tests assert outcomes, never timings.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use nvrkit_testutil::hostile::{
@@ -167,5 +167,60 @@ fn oversized_post_body_is_refused() {
     );
     let r = get(CLIENT, n.addr, &n.addr.to_string(), "/api/events");
     assert_eq!(r.body, b"[]", "no event from the oversized body");
+    assert_api_served(&n);
+}
+
+/// H1 (review-nvr.md): a page on another origin cannot open the live view nor make the
+/// operator's browser run API reads; nvr's own page, and clients with neither header, can.
+#[test]
+fn cross_origin_websocket_and_api_reads_are_refused() {
+    let n = start(&[]);
+    let host = n.addr.to_string();
+    // The response head only: an accepted upgrade stays open.
+    let upgrade = |from, origin: &str| {
+        let mut s = connect_from(from, n.addr);
+        write!(
+            s,
+            "GET /api/live/demo HTTP/1.1\r\nHost: {host}\r\n{origin}Upgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|k| k == 1) {
+            head.push(b[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    };
+    for origin in ["http://evil.example", "null"] {
+        let head = upgrade(ATTACKER, &format!("Origin: {origin}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 403"), "{origin}: {head}");
+    }
+    let head = upgrade(CLIENT, &format!("Origin: http://{host}\r\n"));
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "the page's own origin: {head}"
+    );
+    let head = upgrade(CLIENT, "");
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "no Origin (ffmpeg, scripts): {head}"
+    );
+    let read = |from, site: &str| {
+        request(
+            from,
+            n.addr,
+            &format!(
+                "GET /api/recordings?camera=demo&day=2026-12-03 HTTP/1.1\r\nHost: {host}\r\n\
+                 {site}Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    let r = read(ATTACKER, "Sec-Fetch-Site: cross-site\r\n");
+    assert_eq!(r.status, 403, "{}", r.head);
+    let r = read(CLIENT, "Sec-Fetch-Site: same-origin\r\n");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(read(CLIENT, "").status, 200);
     assert_api_served(&n);
 }
