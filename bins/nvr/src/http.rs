@@ -53,6 +53,8 @@ pub struct App {
     /// The last export, kept so a player's `Range` requests for the same clip are slices of one
     /// build: ((camera, from, to), file).
     pub last_export: tokio::sync::Mutex<Option<CachedExport>>,
+    /// The largest whole-body export built in memory (`--max-export-size`): past it, 413.
+    pub max_export_bytes: u64,
     /// The live viewers and their caps.
     pub live: crate::live::Live,
 }
@@ -521,18 +523,31 @@ async fn export(
         _ => {
             let store = app.store.clone();
             let cam = camera.clone();
-            let built =
-                tokio::task::spawn_blocking(move || -> Result<Vec<u8>, nvrkit_store::Error> {
-                    let mut out = Vec::new();
-                    store
-                        .export(&cam, from, to, ExportFormat::Mp4)?
-                        .write_to(&mut out, |_| {})?;
-                    Ok(out)
-                })
-                .await;
+            let cap = app.max_export_bytes;
+            let built = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Build> {
+                let x = store.export(&cam, from, to, ExportFormat::Mp4)?;
+                // Refused before anything is read: the estimate is the segments' bytes over
+                // the range, which the MP4 exceeds only by its index.
+                if x.estimated_bytes() > cap {
+                    return Err(Build::TooLarge(x.estimated_bytes()));
+                }
+                let mut out = Capped {
+                    out: Vec::new(),
+                    cap: cap.saturating_add(cap / 4),
+                };
+                x.write_to(&mut out, |_| {})?;
+                Ok(out.out)
+            })
+            .await;
             let b = match built {
                 Ok(Ok(b)) => bytes::Bytes::from(b),
-                Ok(Err(e)) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+                Ok(Err(Build::TooLarge(n))) => return export_too_large(n, cap),
+                Ok(Err(Build::Store(nvrkit_store::Error::Io { source, .. })))
+                    if source.kind() == std::io::ErrorKind::FileTooLarge =>
+                {
+                    return export_too_large(cap.saturating_add(cap / 4), cap);
+                }
+                Ok(Err(Build::Store(e))) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
                 Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
             };
             *cache = Some((key, b.clone()));
@@ -580,6 +595,53 @@ async fn export(
         }
         ByteRange::Whole => (StatusCode::OK, resp_headers, Body::from(body)).into_response(),
     }
+}
+
+/// Why a whole-body export was not built.
+enum Build {
+    /// The store's estimate of its bytes, over the cap.
+    TooLarge(u64),
+    /// The store's error.
+    Store(nvrkit_store::Error),
+}
+
+impl From<nvrkit_store::Error> for Build {
+    fn from(e: nvrkit_store::Error) -> Build {
+        Build::Store(e)
+    }
+}
+
+/// A `Vec` that refuses to grow past `cap` bytes (`FileTooLarge`): the estimate bounds what an
+/// export holds in memory, this bounds what it can turn out to be.
+struct Capped {
+    out: Vec<u8>,
+    cap: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() as u64 + buf.len() as u64 > self.cap {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// 413 for an export of about `bytes`, over `cap`: saying what to do instead.
+fn export_too_large(bytes: u64, cap: u64) -> Response {
+    bad(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "this export would be about {bytes} bytes, over the limit of {cap} (--max-export-size) \
+             for one built in memory: add stream=1 (a fragmented MP4 sent as it is read), ask \
+             for a shorter range, or use segstore export"
+        ),
+    )
 }
 
 /// `GET /api/export.mp4?camera&from&to&stream=1`: a fragmented MP4 sent as it is read from the

@@ -136,6 +136,10 @@ pub struct Args {
     /// HTTP: a keep-alive connection with no request for this long is closed.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// HTTP: the largest `/api/export.mp4` built in memory (the store's estimate of the
+    /// range); a larger one gets 413 (use `stream=1`, or `segstore export`).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_bytes)]
+    pub max_export_size: u64,
     /// Replicate the store to a backup: a directory, or `s3://bucket/prefix` (credentials and
     /// endpoint from the usual AWS environment variables). Events first, then motion, then
     /// continuous footage.
@@ -467,6 +471,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         auth: args.http_auth.clone(),
         replication: replication.clone(),
         last_export: tokio::sync::Mutex::new(None),
+        max_export_bytes: args.max_export_size,
         live: crate::live::Live::new(crate::live::LiveLimits::default()),
     });
     let listener = tokio::net::TcpListener::bind(args.http_listen)
