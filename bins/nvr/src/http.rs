@@ -336,6 +336,13 @@ async fn post_event(
     }
 }
 
+/// The longest range `/api/recordings` covers: the page asks for one day; a month is what a
+/// script may page through at once (the store's index is scanned over the range).
+const MAX_RECORDINGS_US: i64 = 31 * 24 * 3600 * 1_000_000;
+
+/// The most spans, and the most tags, one `/api/recordings` answer lists (then `truncated`).
+const MAX_LISTED: usize = 10_000;
+
 /// The longest gap `gap=SECONDS` may bridge when merging spans (a day's axis, 1 px ≈ 1 min).
 const MAX_MERGE_GAP_S: i64 = 3600;
 
@@ -386,7 +393,8 @@ fn day_range(raw: &str) -> Result<Option<(String, String)>, String> {
 
 /// `GET /api/recordings?camera&from&to` or `?camera&day&tz`: the camera's recorded spans (the
 /// store's contiguous runs, and with `gap=SECONDS` those closer than that merged into one),
-/// its tags, and the events the NVR holds for it in the range.
+/// its tags, and the events the NVR holds for it in the range. At most 31 days (else 400), and
+/// at most [`MAX_LISTED`] spans and tags (`"truncated": true` when more were cut).
 async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
     // Untrusted input, bounded and checked by the store's parser; refused with 400 saying why.
     let raw = q.as_deref().unwrap_or("");
@@ -427,8 +435,40 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
             }
         },
     };
-    let list: Vec<serde_json::Value> = merge_spans(app.store.recordings(&camera, from, to), gap_us)
+    let query = RangeQuery { camera, from, to };
+    if let Err(e) = query.check_span(MAX_RECORDINGS_US) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("{e}: /api/recordings covers at most 31 days (ask day by day)"),
+        );
+    }
+    let RangeQuery { camera, from, to } = query;
+    // The store's index is read under its lock, and the event list under its own: on the
+    // blocking pool, so a long scan never holds a runtime worker that ingest, live view and
+    // SMTP need.
+    let work = {
+        let (app, camera) = (app.clone(), camera.clone());
+        tokio::task::spawn_blocking(move || {
+            let spans = merge_spans(app.store.recordings(&camera, from, to), gap_us);
+            let tags = app.store.tags(&camera, from, to);
+            let events: Vec<_> = app
+                .events
+                .list()
+                .into_iter()
+                .filter(|e| {
+                    e.cameras.contains(&camera) && from <= e.received_at && e.received_at < to
+                })
+                .collect();
+            (spans, tags, events)
+        })
+    };
+    let Ok((spans, tags, events)) = work.await else {
+        return bad(StatusCode::INTERNAL_SERVER_ERROR, "the store scan failed");
+    };
+    let truncated = spans.len() > MAX_LISTED || tags.len() > MAX_LISTED;
+    let list: Vec<serde_json::Value> = spans
         .into_iter()
+        .take(MAX_LISTED)
         .map(|r| {
             json!({
                 "start": r.start.to_rfc3339(),
@@ -439,10 +479,9 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
             })
         })
         .collect();
-    let tags: Vec<serde_json::Value> = app
-        .store
-        .tags(&camera, from, to)
+    let tags: Vec<serde_json::Value> = tags
         .into_iter()
+        .take(MAX_LISTED)
         .map(|t| {
             json!({
                 "tag": t.tag.as_str(),
@@ -452,11 +491,8 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
             })
         })
         .collect();
-    let events: Vec<serde_json::Value> = app
-        .events
-        .list()
+    let events: Vec<serde_json::Value> = events
         .into_iter()
-        .filter(|e| e.cameras.contains(&camera) && from <= e.received_at && e.received_at < to)
         .map(|e| {
             json!({
                 "id": e.id,
@@ -472,6 +508,7 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         "recordings": list,
         "tags": tags,
         "events": events,
+        "truncated": truncated,
     }))
     .into_response()
 }
@@ -504,7 +541,7 @@ async fn export(
         Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
     if url::form_urlencoded::parse(raw.as_bytes()).any(|(k, v)| k == "stream" && v == "1") {
-        return export_streamed(&app, query);
+        return export_streamed(&app, query).await;
     }
     if let Err(e) = query.check_span(MAX_EXPORT_US) {
         return bad(
@@ -648,7 +685,7 @@ fn export_too_large(bytes: u64, cap: u64) -> Response {
 /// store (no `Content-Length`, no `Range`), for the timeline's "play from here". At most
 /// [`STREAM_AHEAD`] GOPs are read ahead of the client, which must take each within
 /// [`STREAM_SEND_DEADLINE`].
-fn export_streamed(app: &App, query: RangeQuery) -> Response {
+async fn export_streamed(app: &App, query: RangeQuery) -> Response {
     if let Err(e) = query.check_span(MAX_STREAMED_EXPORT_US) {
         return bad(
             StatusCode::BAD_REQUEST,
@@ -656,12 +693,17 @@ fn export_streamed(app: &App, query: RangeQuery) -> Response {
         );
     }
     let RangeQuery { camera, from, to } = query;
-    let export = match app
-        .store
-        .export(&camera, from, to, ExportFormat::Fragmented)
-    {
-        Ok(x) => x,
-        Err(e) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+    // Opening reads the index under the store's lock and the first segment's moov: off the
+    // runtime's workers.
+    let store = app.store.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        store.export(&camera, from, to, ExportFormat::Fragmented)
+    })
+    .await;
+    let export = match opened {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(STREAM_AHEAD);
     tokio::spawn(async move {

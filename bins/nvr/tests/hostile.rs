@@ -224,3 +224,30 @@ fn cross_origin_websocket_and_api_reads_are_refused() {
     assert_eq!(read(CLIENT, "").status, 200);
     assert_api_served(&n);
 }
+
+/// H2 (review-nvr.md): `/api/recordings` over all time would scan the whole store index; past
+/// 31 days it is refused with 400 saying so, and a month (what a script pages through) answers.
+#[test]
+fn recordings_over_a_month_are_refused() {
+    let n = start(&[]);
+    let host = n.addr.to_string();
+    let r = get(
+        ATTACKER,
+        n.addr,
+        &host,
+        "/api/recordings?camera=demo&from=0001-01-01T00%3A00%3A00Z&to=9999-12-31T23%3A59%3A59Z",
+    );
+    let text = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, 400, "{}: {text}", r.head);
+    assert!(text.contains("31 days"), "{text}");
+    let r = get(
+        CLIENT,
+        n.addr,
+        &host,
+        "/api/recordings?camera=demo&from=2026-11-01T00%3A00%3A00Z&to=2026-12-02T00%3A00%3A00Z",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["truncated"], false, "{v}");
+    assert_api_served(&n);
+}
