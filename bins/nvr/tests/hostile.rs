@@ -54,7 +54,7 @@ fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
 
 #[test]
 fn connection_flood_past_the_cap_gets_503() {
-    let n = start(&["--max-conns", "4"]);
+    let n = start(&["--max-conns", "4", "--max-conns-per-addr", "0"]);
     let flood: Vec<_> = (0..4).map(|_| connect_from(ATTACKER, n.addr)).collect();
     let mut over = connect_from(ATTACKER, n.addr);
     let got = read_until_closed(&mut over).expect("the refusal closes");
@@ -249,5 +249,21 @@ fn recordings_over_a_month_are_refused() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["truncated"], false, "{v}");
+    assert_api_served(&n);
+}
+
+/// M2 (review-nvr.md): by default one address holds at most 32 HTTP connections (it could
+/// take all 1,024 before any credentials were checked); another client is still served.
+#[test]
+fn one_address_cannot_take_every_connection_by_default() {
+    let n = start(&[]);
+    let _held: Vec<_> = (0..32).map(|_| connect_from(ATTACKER, n.addr)).collect();
+    let mut over = connect_from(ATTACKER, n.addr);
+    let got = read_until_closed(&mut over).expect("the refusal closes");
+    assert!(
+        got.starts_with(b"HTTP/1.1 503"),
+        "the 33rd connection: {}",
+        String::from_utf8_lossy(&got)
+    );
     assert_api_served(&n);
 }

@@ -127,9 +127,10 @@ pub struct Args {
     /// HTTP: most connections at once; one more is answered 503.
     #[arg(long, value_name = "N", default_value_t = nvrkit_net::http::Config::DEFAULT_MAX_CONNS)]
     pub max_conns: usize,
-    /// HTTP: most connections at once from one client address (IPv6: its /64); default: no cap.
-    #[arg(long, value_name = "N")]
-    pub max_conns_per_addr: Option<usize>,
+    /// HTTP: most connections at once from one client address (IPv6: its /64), so one host
+    /// cannot take every connection before auth (`0`: no cap, e.g. behind a reverse proxy).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_CONNS_PER_ADDR)]
+    pub max_conns_per_addr: usize,
     /// HTTP: a request must be complete this long after its first byte.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -164,6 +165,11 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
 }
+
+/// Default of `--max-conns-per-addr` on the HTTP API: a browser opens at most 6 connections to
+/// a host (and a live view's WebSocket leaves the count once upgraded), so 32 serves a few
+/// tabs and scripts from one machine while the other 992 of `--max-conns` stay for others.
+const DEFAULT_HTTP_CONNS_PER_ADDR: usize = 32;
 
 /// A rate, or `0` for none.
 fn parse_rate_or_off(text: &str) -> Result<u64, String> {
@@ -483,7 +489,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let router = crate::guard::guarded(http::router(app), hosts);
         let server = nvrkit_net::http::Server::new(nvrkit_net::http::Config {
             max_conns: args.max_conns,
-            max_conns_per_addr: args.max_conns_per_addr,
+            max_conns_per_addr: (args.max_conns_per_addr > 0).then_some(args.max_conns_per_addr),
             request_timeout: args.request_timeout,
             idle_timeout: args.idle_timeout,
         });
