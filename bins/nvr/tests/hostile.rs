@@ -72,18 +72,24 @@ fn connection_flood_past_the_cap_gets_503() {
     assert_api_served(&n);
 }
 
-#[test]
-fn per_address_cap_refuses_the_attacker_and_serves_others() {
-    let n = start(&["--max-conns", "16", "--max-conns-per-addr", "3"]);
-    let _held: Vec<_> = (0..3).map(|_| connect_from(ATTACKER, n.addr)).collect();
+/// The attacker holds `cap` connections; one more is refused with 503; a client is served.
+fn per_address_cap_holds(n: &common::Nvr, cap: usize) {
+    let _held: Vec<_> = (0..cap).map(|_| connect_from(ATTACKER, n.addr)).collect();
     let mut over = connect_from(ATTACKER, n.addr);
     let got = read_until_closed(&mut over).expect("the refusal closes");
     assert!(
         got.starts_with(b"HTTP/1.1 503"),
-        "{}",
+        "connection {} from one address: {}",
+        cap + 1,
         String::from_utf8_lossy(&got)
     );
-    assert_api_served(&n);
+    assert_api_served(n);
+}
+
+#[test]
+fn per_address_cap_refuses_the_attacker_and_serves_others() {
+    let n = start(&["--max-conns", "16", "--max-conns-per-addr", "3"]);
+    per_address_cap_holds(&n, 3);
 }
 
 #[test]
@@ -256,14 +262,5 @@ fn recordings_over_a_month_are_refused() {
 /// take all 1,024 before any credentials were checked); another client is still served.
 #[test]
 fn one_address_cannot_take_every_connection_by_default() {
-    let n = start(&[]);
-    let _held: Vec<_> = (0..32).map(|_| connect_from(ATTACKER, n.addr)).collect();
-    let mut over = connect_from(ATTACKER, n.addr);
-    let got = read_until_closed(&mut over).expect("the refusal closes");
-    assert!(
-        got.starts_with(b"HTTP/1.1 503"),
-        "the 33rd connection: {}",
-        String::from_utf8_lossy(&got)
-    );
-    assert_api_served(&n);
+    per_address_cap_holds(&start(&[]), 32);
 }
