@@ -34,12 +34,13 @@ pub struct Args {
     /// RTP over TCP (interleaved, the default) or UDP.
     #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
     pub transport: String,
-    /// SMTP listener for camera alarm mails.
+    /// SMTP listener for camera alarm mails (beyond loopback, e.g. 0.0.0.0:2525 for cameras on
+    /// the LAN, only with --smtp-auth or --smtp-no-auth).
     #[arg(
         long,
         value_name = "ADDR",
         alias = "smtp",
-        default_value = "0.0.0.0:2525"
+        default_value = "127.0.0.1:2525"
     )]
     pub smtp_listen: SocketAddr,
     /// Credentials the SMTP listener requires (repeatable): with any, a camera must AUTH
@@ -47,6 +48,10 @@ pub struct Args {
     /// credentials pass.
     #[arg(long = "smtp-auth", value_name = "USER:PASS")]
     pub smtp_auth: Vec<String>,
+    /// Take mail beyond loopback without credentials (say it explicitly): anyone who reaches
+    /// the port can raise events and store snapshots.
+    #[arg(long)]
+    pub smtp_no_auth: bool,
     /// SMTP: the longest a session may live (`0`: no limit).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub conn_lifetime: Duration,
@@ -263,20 +268,42 @@ fn printable(addr: SocketAddr) -> String {
     SocketAddr::new(ip, addr.port()).to_string()
 }
 
+/// A listener beyond loopback needs credentials (`--PROTO-auth`) or an explicit `--PROTO-no-auth`:
+/// refused before anything is opened.
+fn beyond_loopback(
+    proto: &str,
+    listen: SocketAddr,
+    auth: bool,
+    no_auth: bool,
+) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() && !auth && !no_auth {
+        bail!(
+            "--{proto}-listen {listen} listens beyond loopback: give --{proto}-auth USER:PASS, or --{proto}-no-auth to serve without credentials"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the recorder until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.http_listen.ip().is_loopback() && args.http_auth.is_none() && !args.http_no_auth {
-        bail!(
-            "--http-listen {} listens beyond loopback: give --http-auth USER:PASS, or --http-no-auth to serve without credentials",
-            args.http_listen
-        );
-    }
-    if !args.rtsp_listen.ip().is_loopback() && args.rtsp_auth.is_none() && !args.rtsp_no_auth {
-        bail!(
-            "--rtsp-listen {} listens beyond loopback: give --rtsp-auth USER:PASS, or --rtsp-no-auth to restream without credentials",
-            args.rtsp_listen
-        );
-    }
+    beyond_loopback(
+        "http",
+        args.http_listen,
+        args.http_auth.is_some(),
+        args.http_no_auth,
+    )?;
+    beyond_loopback(
+        "rtsp",
+        args.rtsp_listen,
+        args.rtsp_auth.is_some(),
+        args.rtsp_no_auth,
+    )?;
+    beyond_loopback(
+        "smtp",
+        args.smtp_listen,
+        !args.smtp_auth.is_empty(),
+        args.smtp_no_auth,
+    )?;
     let rtsp_auth = match &args.rtsp_auth {
         Some(spec) => Some(
             nvrkit_feed::rtsp::auth::Auth::parse(spec).context("--rtsp-auth wants USER:PASS")?,
