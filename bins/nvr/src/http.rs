@@ -175,17 +175,19 @@ async fn cameras(State(app): State<Arc<App>>) -> Response {
     axum::Json(list).into_response()
 }
 
-/// `GET /api/live/{camera}`: 404 for an unknown camera, 503 over the viewer caps, else the
+/// `GET /api/live/{camera}`: 404 for an unknown camera, 503 over the viewer caps (per camera,
+/// in all, and per client address), else the
 /// WebSocket upgrade (a plain GET without one is 400, from axum).
 async fn live(
     State(app): State<Arc<App>>,
     Path(camera): Path<String>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
     let Some(cam) = app.cameras.iter().find(|c| c.name == camera) else {
         return bad(StatusCode::NOT_FOUND, format!("no camera {camera:?}"));
     };
-    match app.live.admit(&camera) {
+    match app.live.admit(&camera, peer.ip()) {
         Ok(slot) => app.live.upgrade(ws, cam.clone(), slot),
         Err(why) => bad(StatusCode::SERVICE_UNAVAILABLE, why),
     }
