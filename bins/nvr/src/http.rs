@@ -54,6 +54,8 @@ pub struct App {
     /// The last export, kept so a player's `Range` requests for the same clip are slices of one
     /// build: ((camera, from, to), file).
     pub last_export: tokio::sync::Mutex<Option<CachedExport>>,
+    /// The largest whole-body export built in memory (`--max-export-size`): past it, 413.
+    pub max_export_bytes: u64,
     /// The live viewers and their caps.
     pub live: crate::live::Live,
 }
@@ -174,17 +176,19 @@ async fn cameras(State(app): State<Arc<App>>) -> Response {
     axum::Json(list).into_response()
 }
 
-/// `GET /api/live/{camera}`: 404 for an unknown camera, 503 over the viewer caps, else the
+/// `GET /api/live/{camera}`: 404 for an unknown camera, 503 over the viewer caps (per camera,
+/// in all, and per client address), else the
 /// WebSocket upgrade (a plain GET without one is 400, from axum).
 async fn live(
     State(app): State<Arc<App>>,
     Path(camera): Path<String>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
     let Some(cam) = app.cameras.iter().find(|c| c.name == camera) else {
         return bad(StatusCode::NOT_FOUND, format!("no camera {camera:?}"));
     };
-    match app.live.admit(&camera) {
+    match app.live.admit(&camera, peer.ip()) {
         Ok(slot) => app.live.upgrade(ws, cam.clone(), slot),
         Err(why) => bad(StatusCode::SERVICE_UNAVAILABLE, why),
     }
@@ -335,9 +339,17 @@ async fn post_event(
     }
 }
 
+/// The longest range `/api/recordings` covers: the page asks for one day; a month is what a
+/// script may page through at once (the store's index is scanned over the range).
+const MAX_RECORDINGS_US: i64 = 31 * 24 * 3600 * 1_000_000;
+
+/// The most spans, and the most tags, one `/api/recordings` answer lists (then `truncated`).
+const MAX_LISTED: usize = 10_000;
+
 /// `GET /api/recordings?camera&from&to` or `?camera&day&tz`: the camera's recorded spans (the
 /// store's contiguous runs, and with `gap=SECONDS` those closer than that merged into one),
-/// its tags, and the events the NVR holds for it in the range.
+/// its tags, and the events the NVR holds for it in the range. At most 31 days (else 400), and
+/// at most [`MAX_LISTED`] spans and tags (`"truncated": true` when more were cut).
 async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
     // Untrusted input, bounded and checked by the store's parser; refused with 400 saying why.
     let raw = q.as_deref().unwrap_or("");
@@ -370,8 +382,40 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         Ok(g) => g,
         Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let list: Vec<serde_json::Value> = merge_spans(app.store.recordings(&camera, from, to), gap_us)
+    let query = RangeQuery { camera, from, to };
+    if let Err(e) = query.check_span(MAX_RECORDINGS_US) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("{e}: /api/recordings covers at most 31 days (ask day by day)"),
+        );
+    }
+    let RangeQuery { camera, from, to } = query;
+    // The store's index is read under its lock, and the event list under its own: on the
+    // blocking pool, so a long scan never holds a runtime worker that ingest, live view and
+    // SMTP need.
+    let work = {
+        let (app, camera) = (app.clone(), camera.clone());
+        tokio::task::spawn_blocking(move || {
+            let spans = merge_spans(app.store.recordings(&camera, from, to), gap_us);
+            let tags = app.store.tags(&camera, from, to);
+            let events: Vec<_> = app
+                .events
+                .list()
+                .into_iter()
+                .filter(|e| {
+                    e.cameras.contains(&camera) && from <= e.received_at && e.received_at < to
+                })
+                .collect();
+            (spans, tags, events)
+        })
+    };
+    let Ok((spans, tags, events)) = work.await else {
+        return bad(StatusCode::INTERNAL_SERVER_ERROR, "the store scan failed");
+    };
+    let truncated = spans.len() > MAX_LISTED || tags.len() > MAX_LISTED;
+    let list: Vec<serde_json::Value> = spans
         .into_iter()
+        .take(MAX_LISTED)
         .map(|r| {
             json!({
                 "start": r.start.to_rfc3339(),
@@ -382,10 +426,9 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
             })
         })
         .collect();
-    let tags: Vec<serde_json::Value> = app
-        .store
-        .tags(&camera, from, to)
+    let tags: Vec<serde_json::Value> = tags
         .into_iter()
+        .take(MAX_LISTED)
         .map(|t| {
             json!({
                 "tag": t.tag.as_str(),
@@ -395,11 +438,8 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
             })
         })
         .collect();
-    let events: Vec<serde_json::Value> = app
-        .events
-        .list()
+    let events: Vec<serde_json::Value> = events
         .into_iter()
-        .filter(|e| e.cameras.contains(&camera) && from <= e.received_at && e.received_at < to)
         .map(|e| {
             json!({
                 "id": e.id,
@@ -415,6 +455,7 @@ async fn recordings(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         "recordings": list,
         "tags": tags,
         "events": events,
+        "truncated": truncated,
     }))
     .into_response()
 }
@@ -430,7 +471,7 @@ async fn export(
         Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
     };
     if url::form_urlencoded::parse(raw.as_bytes()).any(|(k, v)| k == "stream" && v == "1") {
-        return export_streamed(&app, query);
+        return export_streamed(&app, query).await;
     }
     if let Err(e) = query.check_span(MAX_EXPORT_US) {
         return bad(
@@ -449,18 +490,31 @@ async fn export(
         _ => {
             let store = app.store.clone();
             let cam = camera.clone();
-            let built =
-                tokio::task::spawn_blocking(move || -> Result<Vec<u8>, nvrkit_store::Error> {
-                    let mut out = Vec::new();
-                    store
-                        .export(&cam, from, to, ExportFormat::Mp4)?
-                        .write_to(&mut out, |_| {})?;
-                    Ok(out)
-                })
-                .await;
+            let cap = app.max_export_bytes;
+            let built = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Build> {
+                let x = store.export(&cam, from, to, ExportFormat::Mp4)?;
+                // Refused before anything is read: the estimate is the segments' bytes over
+                // the range, which the MP4 exceeds only by its index.
+                if x.estimated_bytes() > cap {
+                    return Err(Build::TooLarge(x.estimated_bytes()));
+                }
+                let mut out = Capped {
+                    out: Vec::new(),
+                    cap: cap.saturating_add(cap / 4),
+                };
+                x.write_to(&mut out, |_| {})?;
+                Ok(out.out)
+            })
+            .await;
             let b = match built {
                 Ok(Ok(b)) => bytes::Bytes::from(b),
-                Ok(Err(e)) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+                Ok(Err(Build::TooLarge(n))) => return export_too_large(n, cap),
+                Ok(Err(Build::Store(nvrkit_store::Error::Io { source, .. })))
+                    if source.kind() == std::io::ErrorKind::FileTooLarge =>
+                {
+                    return export_too_large(cap.saturating_add(cap / 4), cap);
+                }
+                Ok(Err(Build::Store(e))) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
                 Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
             };
             *cache = Some((key, b.clone()));
@@ -510,11 +564,58 @@ async fn export(
     }
 }
 
+/// Why a whole-body export was not built.
+enum Build {
+    /// The store's estimate of its bytes, over the cap.
+    TooLarge(u64),
+    /// The store's error.
+    Store(nvrkit_store::Error),
+}
+
+impl From<nvrkit_store::Error> for Build {
+    fn from(e: nvrkit_store::Error) -> Build {
+        Build::Store(e)
+    }
+}
+
+/// A `Vec` that refuses to grow past `cap` bytes (`FileTooLarge`): the estimate bounds what an
+/// export holds in memory, this bounds what it can turn out to be.
+struct Capped {
+    out: Vec<u8>,
+    cap: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() as u64 + buf.len() as u64 > self.cap {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// 413 for an export of about `bytes`, over `cap`: saying what to do instead.
+fn export_too_large(bytes: u64, cap: u64) -> Response {
+    bad(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "this export would be about {bytes} bytes, over the limit of {cap} (--max-export-size) \
+             for one built in memory: add stream=1 (a fragmented MP4 sent as it is read), ask \
+             for a shorter range, or use segstore export"
+        ),
+    )
+}
+
 /// `GET /api/export.mp4?camera&from&to&stream=1`: a fragmented MP4 sent as it is read from the
 /// store (no `Content-Length`, no `Range`), for the timeline's "play from here". At most
 /// [`STREAM_AHEAD`] GOPs are read ahead of the client, which must take each within
 /// [`STREAM_SEND_DEADLINE`].
-fn export_streamed(app: &App, query: RangeQuery) -> Response {
+async fn export_streamed(app: &App, query: RangeQuery) -> Response {
     if let Err(e) = query.check_span(MAX_STREAMED_EXPORT_US) {
         return bad(
             StatusCode::BAD_REQUEST,
@@ -522,12 +623,17 @@ fn export_streamed(app: &App, query: RangeQuery) -> Response {
         );
     }
     let RangeQuery { camera, from, to } = query;
-    let export = match app
-        .store
-        .export(&camera, from, to, ExportFormat::Fragmented)
-    {
-        Ok(x) => x,
-        Err(e) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+    // Opening reads the index under the store's lock and the first segment's moov: off the
+    // runtime's workers.
+    let store = app.store.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        store.export(&camera, from, to, ExportFormat::Fragmented)
+    })
+    .await;
+    let export = match opened {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
+        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(STREAM_AHEAD);
     tokio::spawn(async move {

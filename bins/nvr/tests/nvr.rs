@@ -977,32 +977,41 @@ impl Drop for Peer {
     }
 }
 
+/// Each listener beyond loopback (HTTP, the RTSP restream, and SMTP: H6 in review-nvr.md)
+/// needs its credentials or an explicit `--PROTO-no-auth`, refused before the store is made.
 #[test]
-fn a_restream_beyond_loopback_needs_credentials_or_no_auth() {
-    let data = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_nvr"))
-        .args([
-            "--smtp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--rtsp-listen", "0.0.0.0:0", "--store"])
-        .arg(data.path().join("store"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--rtsp-listen 0.0.0.0:0 listens beyond loopback")
-            && err.contains("--rtsp-auth USER:PASS")
-            && err.contains("--rtsp-no-auth"),
-        "{err}"
-    );
-    assert!(
-        !data.path().join("store").exists(),
-        "refused before the store is made"
-    );
+fn a_listener_beyond_loopback_needs_credentials_or_no_auth() {
+    for proto in ["http", "rtsp", "smtp"] {
+        let data = tempfile::tempdir().unwrap();
+        let mut args = vec![];
+        for p in ["http", "rtsp", "smtp"] {
+            let listen = if p == proto {
+                "0.0.0.0:0"
+            } else {
+                "127.0.0.1:0"
+            };
+            args.extend([format!("--{p}-listen"), listen.to_owned()]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_nvr"))
+            .args(&args)
+            .arg("--store")
+            .arg(data.path().join("store"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{proto}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "--{proto}-listen 0.0.0.0:0 listens beyond loopback"
+            )) && err.contains(&format!("--{proto}-auth USER:PASS"))
+                && err.contains(&format!("--{proto}-no-auth")),
+            "{err}"
+        );
+        assert!(
+            !data.path().join("store").exists(),
+            "{proto}: refused before the store is made"
+        );
+    }
 }
 
 /// `nvr selftest` as CI runs it (issue 18): the stored clip holds exactly the frames from the
@@ -1037,4 +1046,50 @@ fn selftest_passes_on_the_demo_camera() {
 #[test]
 fn selftest_passes_with_record_all() {
     selftest(&["--record", "all"]);
+}
+
+/// H5 (review-nvr.md): a whole-body export larger than `--max-export-size` (the store's
+/// estimate of the range) is refused with 413 saying to stream it, before it is built; the
+/// same range streamed (`stream=1`) and a small one still play.
+#[test]
+fn an_export_over_the_size_cap_is_413_and_streams_instead() {
+    let nvr = start_nvr(&["--record", "all", "--max-export-size", "64K"]);
+    let t0 = WallTime::now();
+    let window = |a: WallTime, b: WallTime| {
+        format!(
+            "camera=demo&from={}&to={}",
+            a.to_rfc3339().replace(':', "%3A"),
+            b.to_rfc3339().replace(':', "%3A")
+        )
+    };
+    // Until the store holds more than the cap over [t0 − 1 min, now].
+    let t = Instant::now();
+    let range = loop {
+        let range = window(t0.add_micros(-60_000_000), WallTime::now());
+        let rec = json(&format!("{}/api/recordings?{range}", nvr.web));
+        let bytes: u64 = rec["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["bytes"].as_u64())
+            .sum();
+        if bytes > 128 << 10 {
+            break range;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "hang guard: never recorded 128 KiB: {rec}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let (code, body) = get(&format!("{}/api/export.mp4?{range}", nvr.web));
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(code, 413, "{text}");
+    assert!(
+        text.contains("--max-export-size") && text.contains("stream=1"),
+        "{text}"
+    );
+    let (code, body) = get(&format!("{}/api/export.mp4?{range}&stream=1", nvr.web));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body.len() > 64 << 10, "the streamed export has it all");
 }

@@ -9,6 +9,7 @@
 //! - a keep-alive connection with no request for [`Config::idle_timeout`] is closed;
 //! - every response carries `X-Content-Type-Options: nosniff`;
 //! - graceful shutdown: the listener stops, idle connections close, requests in flight finish;
+//! - each request carries its client's address as axum's `ConnectInfo<SocketAddr>`;
 //! - HTTP upgrades (WebSocket) are served: the upgraded stream leaves the server's connection
 //!   count and deadlines, so a handler that upgrades must cap and time its streams itself.
 //!

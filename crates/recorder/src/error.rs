@@ -95,6 +95,15 @@ pub enum IngestError {
     /// The stream failed while playing (a closed connection, a malformed packet).
     #[error("RTSP stream: {0}")]
     Stream(retina::Error),
+    /// DESCRIBE, a SETUP or PLAY got no answer in time
+    /// ([`RTSP_STEP_TIMEOUT`](crate::ingest::RTSP_STEP_TIMEOUT)).
+    #[error("{step}: no answer from the camera in {} s", .after.as_secs_f64())]
+    Timeout {
+        /// The RTSP request.
+        step: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
     /// No media arrived for this long.
     #[error("no media for {} s", .0.as_secs())]
     NoMedia(Duration),

@@ -167,7 +167,13 @@ impl EventLog {
         if let Some(disk) = &self.disk {
             // Held under the lock: ids reach the disk in order.
             match disk.save(record.clone(), &event.snapshots) {
-                Ok(saved) => record = saved,
+                Ok(saved) => {
+                    record = saved.event;
+                    for e in g.1.iter_mut().filter(|e| saved.stripped.contains(&e.id)) {
+                        e.dropped_snapshots += e.snapshots.len();
+                        e.snapshots.clear();
+                    }
+                }
                 Err(e) => tracing::error!(id = record.id, "event not stored on disk: {e}"),
             }
         }

@@ -74,13 +74,29 @@ impl CameraSource {
     }
 }
 
+/// The longest DESCRIBE, each SETUP and PLAY may take (retina waits for an answer forever): a
+/// camera, or a host that took its address, that accepts TCP and says nothing is retried.
+pub const RTSP_STEP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Runs a camera until `stop`: connect, play, push frames; on any failure, log, wait (1 s,
-/// doubling to 30 s; reset after a session that ran a minute) and reconnect.
+/// doubling to 30 s; reset after a session that ran a minute) and reconnect. DESCRIBE, SETUP
+/// and PLAY each have [`RTSP_STEP_TIMEOUT`].
 pub async fn run(
+    source: CameraSource,
+    writer: nvrkit_ring::Writer,
+    state: Arc<CameraState>,
+    stop: watch::Receiver<bool>,
+) {
+    run_with(source, writer, state, stop, RTSP_STEP_TIMEOUT).await;
+}
+
+/// [`run`] with `step` as the deadline of DESCRIBE, SETUP and PLAY.
+async fn run_with(
     source: CameraSource,
     mut writer: nvrkit_ring::Writer,
     state: Arc<CameraState>,
     mut stop: watch::Receiver<bool>,
+    step: Duration,
 ) {
     let mut backoff = Duration::from_secs(1);
     let mut timeline = Timeline::default();
@@ -92,7 +108,7 @@ pub async fn run(
         // GOP; the outer branch only ends a session stuck in DESCRIBE/SETUP/PLAY.
         let result = tokio::select! {
             biased;
-            r = session(&source, &mut writer, &state, &mut timeline, &mut session_stop) => r,
+            r = session(&source, &mut writer, &state, &mut timeline, &mut session_stop, step) => r,
             _ = stop.changed() => return,
         };
         if *stop.borrow() {
@@ -219,12 +235,23 @@ async fn session(
     state: &CameraState,
     timeline: &mut Timeline,
     stop: &mut watch::Receiver<bool>,
+    step: Duration,
 ) -> Result<(), IngestError> {
-    let mut session = retina::client::Session::describe(
-        source.url.clone(),
-        SessionOptions::default().user_agent("nvrkit nvr".into()),
+    let timed_out = |what: &'static str| {
+        move |_| IngestError::Timeout {
+            step: what,
+            after: step,
+        }
+    };
+    let mut session = tokio::time::timeout(
+        step,
+        retina::client::Session::describe(
+            source.url.clone(),
+            SessionOptions::default().user_agent("nvrkit nvr".into()),
+        ),
     )
     .await
+    .map_err(timed_out("DESCRIBE"))?
     .map_err(IngestError::Describe)?;
     // Our stream 0 is the first H.264/H.265 video, stream 1 the first AAC audio.
     let mut map: Vec<Option<usize>> = vec![None; session.streams().len()];
@@ -256,14 +283,15 @@ async fn session(
     };
     for (i, m) in map.iter().enumerate() {
         if m.is_some() {
-            session
-                .setup(
-                    i,
-                    SetupOptions::default()
-                        .transport(transport.clone())
-                        .frame_format(FrameFormat::MP4),
-                )
+            let setup = session.setup(
+                i,
+                SetupOptions::default()
+                    .transport(transport.clone())
+                    .frame_format(FrameFormat::MP4),
+            );
+            tokio::time::timeout(step, setup)
                 .await
+                .map_err(timed_out("SETUP"))?
                 .map_err(|source| IngestError::Setup { track: i, source })?;
         }
     }
@@ -271,7 +299,10 @@ async fn session(
     // on reconnects. Their streams are aligned by the RTCP sender reports (`Clock`).
     let play = PlayOptions::default()
         .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive);
-    let playing = session.play(play).await.map_err(IngestError::Play)?;
+    let playing = tokio::time::timeout(step, session.play(play))
+        .await
+        .map_err(timed_out("PLAY"))?
+        .map_err(IngestError::Play)?;
     let mut demuxed = playing.demuxed().map_err(IngestError::Depacketizer)?;
     state.connected.store(true, Ordering::Relaxed);
     tracing::info!(camera = source.name, url = source.display_url(), "playing");
@@ -546,4 +577,57 @@ fn flush(
         state.frames.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// M8 (review-nvr.md): a "camera" that accepts TCP and never answers DESCRIBE does not
+    /// hold its ingest forever: the step times out and ingest connects again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_camera_times_out_and_is_retried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s); // read nothing, answer nothing
+                let _ = accepted_tx.send(());
+            }
+        });
+        let (writer, _ring) =
+            nvrkit_ring::ring(nvrkit_ring::Config::new().video_stream(0)).unwrap();
+        let state = Arc::new(CameraState::default());
+        let (stop_tx, stop) = watch::channel(false);
+        let source = CameraSource {
+            name: "silent".into(),
+            url: format!("rtsp://{addr}/stream").parse().unwrap(),
+            udp: false,
+        };
+        let task = tokio::spawn(run_with(
+            source,
+            writer,
+            state.clone(),
+            stop,
+            Duration::from_millis(300),
+        ));
+        for n in 1..=2 {
+            tokio::time::timeout(Duration::from_secs(20), accepted.recv())
+                .await
+                .unwrap_or_else(|_| panic!("hang guard: connection {n} never came"));
+        }
+        let err = state.last_error.lock().unwrap().clone().unwrap();
+        assert!(
+            err.contains("DESCRIBE") && err.contains("no answer"),
+            "{err}"
+        );
+        assert!(state.sessions.load(Ordering::Relaxed) >= 2);
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("hang guard: ingest stops")
+            .unwrap();
+    }
 }

@@ -34,12 +34,13 @@ pub struct Args {
     /// RTP over TCP (interleaved, the default) or UDP.
     #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
     pub transport: String,
-    /// SMTP listener for camera alarm mails.
+    /// SMTP listener for camera alarm mails (beyond loopback, e.g. 0.0.0.0:2525 for cameras on
+    /// the LAN, only with --smtp-auth or --smtp-no-auth).
     #[arg(
         long,
         value_name = "ADDR",
         alias = "smtp",
-        default_value = "0.0.0.0:2525"
+        default_value = "127.0.0.1:2525"
     )]
     pub smtp_listen: SocketAddr,
     /// Credentials the SMTP listener requires (repeatable): with any, a camera must AUTH
@@ -47,6 +48,10 @@ pub struct Args {
     /// credentials pass.
     #[arg(long = "smtp-auth", value_name = "USER:PASS")]
     pub smtp_auth: Vec<String>,
+    /// Take mail beyond loopback without credentials (say it explicitly): anyone who reaches
+    /// the port can raise events and store snapshots.
+    #[arg(long)]
+    pub smtp_no_auth: bool,
     /// SMTP: the longest a session may live (`0`: no limit).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub conn_lifetime: Duration,
@@ -144,15 +149,20 @@ pub struct Args {
     /// HTTP: most connections at once; one more is answered 503.
     #[arg(long, value_name = "N", default_value_t = nvrkit_net::http::Config::DEFAULT_MAX_CONNS)]
     pub max_conns: usize,
-    /// HTTP: most connections at once from one client address (IPv6: its /64); default: no cap.
-    #[arg(long, value_name = "N")]
-    pub max_conns_per_addr: Option<usize>,
+    /// HTTP: most connections at once from one client address (IPv6: its /64), so one host
+    /// cannot take every connection before auth (`0`: no cap, e.g. behind a reverse proxy).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_CONNS_PER_ADDR)]
+    pub max_conns_per_addr: usize,
     /// HTTP: a request must be complete this long after its first byte.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// HTTP: a keep-alive connection with no request for this long is closed.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// HTTP: the largest `/api/export.mp4` built in memory (the store's estimate of the
+    /// range); a larger one gets 413 (use `stream=1`, or `segstore export`).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_bytes)]
+    pub max_export_size: u64,
     /// Replicate the store to a backup: a directory, or `s3://bucket/prefix` (credentials and
     /// endpoint from the usual AWS environment variables). Events first, then motion, then
     /// continuous footage.
@@ -177,6 +187,11 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
 }
+
+/// Default of `--max-conns-per-addr` on the HTTP API: a browser opens at most 6 connections to
+/// a host (and a live view's WebSocket leaves the count once upgraded), so 32 serves a few
+/// tabs and scripts from one machine while the other 992 of `--max-conns` stay for others.
+const DEFAULT_HTTP_CONNS_PER_ADDR: usize = 32;
 
 /// A rate, or `0` for none.
 fn parse_rate_or_off(text: &str) -> Result<u64, String> {
@@ -270,20 +285,42 @@ fn printable(addr: SocketAddr) -> String {
     SocketAddr::new(ip, addr.port()).to_string()
 }
 
+/// A listener beyond loopback needs credentials (`--PROTO-auth`) or an explicit `--PROTO-no-auth`:
+/// refused before anything is opened.
+fn beyond_loopback(
+    proto: &str,
+    listen: SocketAddr,
+    auth: bool,
+    no_auth: bool,
+) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() && !auth && !no_auth {
+        bail!(
+            "--{proto}-listen {listen} listens beyond loopback: give --{proto}-auth USER:PASS, or --{proto}-no-auth to serve without credentials"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the recorder until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.http_listen.ip().is_loopback() && args.http_auth.is_none() && !args.http_no_auth {
-        bail!(
-            "--http-listen {} listens beyond loopback: give --http-auth USER:PASS, or --http-no-auth to serve without credentials",
-            args.http_listen
-        );
-    }
-    if !args.rtsp_listen.ip().is_loopback() && args.rtsp_auth.is_none() && !args.rtsp_no_auth {
-        bail!(
-            "--rtsp-listen {} listens beyond loopback: give --rtsp-auth USER:PASS, or --rtsp-no-auth to restream without credentials",
-            args.rtsp_listen
-        );
-    }
+    beyond_loopback(
+        "http",
+        args.http_listen,
+        args.http_auth.is_some(),
+        args.http_no_auth,
+    )?;
+    beyond_loopback(
+        "rtsp",
+        args.rtsp_listen,
+        args.rtsp_auth.is_some(),
+        args.rtsp_no_auth,
+    )?;
+    beyond_loopback(
+        "smtp",
+        args.smtp_listen,
+        !args.smtp_auth.is_empty(),
+        args.smtp_no_auth,
+    )?;
     let rtsp_auth = match &args.rtsp_auth {
         Some(spec) => Some(
             nvrkit_feed::rtsp::auth::Auth::parse(spec).context("--rtsp-auth wants USER:PASS")?,
@@ -481,6 +518,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         auth: args.http_auth.clone(),
         replication: replication.clone(),
         last_export: tokio::sync::Mutex::new(None),
+        max_export_bytes: args.max_export_size,
         live: crate::live::Live::new(crate::live::LiveLimits::default()),
     });
     let listener = tokio::net::TcpListener::bind(args.http_listen)
@@ -492,7 +530,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let router = crate::guard::guarded(http::router(app), hosts);
         let server = nvrkit_net::http::Server::new(nvrkit_net::http::Config {
             max_conns: args.max_conns,
-            max_conns_per_addr: args.max_conns_per_addr,
+            max_conns_per_addr: (args.max_conns_per_addr > 0).then_some(args.max_conns_per_addr),
             request_timeout: args.request_timeout,
             idle_timeout: args.idle_timeout,
         });
