@@ -104,9 +104,17 @@ pub enum IngestError {
         /// The deadline.
         after: Duration,
     },
-    /// No media arrived for this long.
-    #[error("no media for {} s", .0.as_secs())]
+    /// No complete video frame arrived for this long (audio and RTCP do not count).
+    #[error("no video for {} s", .0.as_secs())]
     NoMedia(Duration),
+    /// The camera sent a frame over [`MAX_FRAME_BYTES`](crate::ingest::MAX_FRAME_BYTES).
+    #[error("a frame of {bytes} bytes, over the limit of {max}")]
+    FrameTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The ring refused a frame.
     #[error("ring: {0}")]
     Ring(#[from] nvrkit_ring::PushError),

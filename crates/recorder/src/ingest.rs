@@ -74,6 +74,19 @@ impl CameraSource {
     }
 }
 
+/// The largest access unit (one video or audio frame) a camera may send, as mediamtx's
+/// `MaxAccessUnitSize`: a larger one ends the session ([`IngestError::FrameTooLarge`]) and
+/// ingest reconnects. retina 0.4 assembles a frame whole before handing it over, with no cap
+/// of its own, so what bounds its buffer meanwhile is time: [`NO_VIDEO`] counts video frames
+/// only (an RTCP report or audio no longer keeps a session that sends endless FU-A pieces).
+pub const MAX_FRAME_BYTES: usize = 8 << 20;
+
+/// A playing session with no complete video frame for this long is ended and reconnected.
+pub const NO_VIDEO: Duration = Duration::from_secs(20);
+
+/// Bytes of a GOP held for its decode times at most: past them it is passed on as is.
+const MAX_GOP_BYTES: usize = 64 << 20;
+
 /// The longest DESCRIBE, each SETUP and PLAY may take (retina waits for an answer forever): a
 /// camera, or a host that took its address, that accepts TCP and says nothing is retried.
 pub const RTSP_STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -312,11 +325,12 @@ async fn session(
     let mut tracks: Vec<Option<TrackInfo>> = vec![None, None];
     let mut published: Vec<TrackInfo> = Vec::new();
     let mut waiting_for_key = true;
+    let mut gop_bytes = 0usize;
+    let mut video_deadline = tokio::time::Instant::now() + NO_VIDEO;
     loop {
-        const NO_MEDIA: Duration = Duration::from_secs(20);
-        let next = tokio::time::timeout(NO_MEDIA, demuxed.next());
+        let next = tokio::time::timeout_at(video_deadline, demuxed.next());
         let item = tokio::select! {
-            item = next => item.map_err(|_| IngestError::NoMedia(NO_MEDIA))?,
+            item = next => item.map_err(|_| IngestError::NoMedia(NO_VIDEO))?,
             _ = stop.changed() => {
                 // Shutting down: the held GOP goes into the ring, so an open event range ends
                 // with it instead of losing up to a GOP.
@@ -332,9 +346,16 @@ async fn session(
         };
         match item {
             CodecItem::VideoFrame(f) => {
+                if f.data().len() > MAX_FRAME_BYTES {
+                    return Err(IngestError::FrameTooLarge {
+                        bytes: f.data().len(),
+                        max: MAX_FRAME_BYTES,
+                    });
+                }
                 let Some(Some(s)) = map.get(f.stream_id()) else {
                     continue;
                 };
+                video_deadline = tokio::time::Instant::now() + NO_VIDEO;
                 if f.has_new_parameters() || tracks[*s].is_none() {
                     let params = demuxed.streams()[f.stream_id()].parameters();
                     if let Some(p) = params.and_then(video_params) {
@@ -367,7 +388,9 @@ async fn session(
                         }
                     }
                     flush(&mut gop, writer, state, timeline)?;
+                    gop_bytes = 0;
                 }
+                gop_bytes += f.data().len();
                 gop.frames.push(Frame {
                     stream: *s,
                     timescale: 90_000,
@@ -382,6 +405,12 @@ async fn session(
                 });
             }
             CodecItem::AudioFrame(f) => {
+                if f.data().len() > MAX_FRAME_BYTES {
+                    return Err(IngestError::FrameTooLarge {
+                        bytes: f.data().len(),
+                        max: MAX_FRAME_BYTES,
+                    });
+                }
                 let Some(Some(s)) = map.get(f.stream_id()) else {
                     continue;
                 };
@@ -412,6 +441,7 @@ async fn session(
                     clock_rate,
                     &mut clock,
                 );
+                gop_bytes += f.data().len();
                 gop.frames.push(Frame {
                     stream: *s,
                     timescale: clock_rate,
@@ -444,9 +474,11 @@ async fn session(
             publish(state, &known);
             published = known;
         }
-        if gop.frames.len() > 4_000 {
-            // A GOP longer than ~2 minutes at 30 fps: do not hold it all; pass it on as is.
+        if gop.frames.len() > 4_000 || gop_bytes > MAX_GOP_BYTES {
+            // A GOP longer than ~2 minutes at 30 fps, or over 64 MiB: do not hold it all; pass
+            // it on as is.
             flush(&mut gop, writer, state, timeline)?;
+            gop_bytes = 0;
         }
     }
 }
@@ -624,6 +656,77 @@ mod tests {
             "{err}"
         );
         assert!(state.sessions.load(Ordering::Relaxed) >= 2);
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("hang guard: ingest stops")
+            .unwrap();
+    }
+
+    /// H3 (review-nvr.md): a camera (the loop feeder, a real RTSP server) whose stream holds
+    /// an access unit over [`MAX_FRAME_BYTES`] has its session ended, saying so, and ingest
+    /// reconnects; the frames before it reached the ring.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_oversized_frame_ends_the_session_and_ingest_reconnects() {
+        let d = nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let mut frames: Vec<Frame> = d.frames().map(Result::unwrap).collect();
+        let v = d.tracks().iter().position(|t| t.params.is_video()).unwrap();
+        // Video frame 30 gets a filler NAL (type 12) that makes it 9 MiB.
+        let big = frames.iter().filter(|f| f.stream == v).nth(30).unwrap().dts;
+        for f in frames.iter_mut().filter(|f| f.stream == v && f.dts == big) {
+            let filler = 9usize << 20;
+            let mut data = f.data.to_vec();
+            data.extend_from_slice(&(filler as u32).to_be_bytes());
+            data.push(12);
+            data.resize(data.len() + filler - 1, 0xFF);
+            f.data = data.into();
+        }
+        let clip = nvrkit_feed::loop_source::Clip::from_frames(
+            "big".to_owned(),
+            d.tracks().to_vec(),
+            frames,
+        )
+        .unwrap();
+        let server = nvrkit_feed::server::Server::start(
+            nvrkit_feed::server::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Default::default()
+            },
+            vec![clip],
+        )
+        .await
+        .unwrap();
+        let (writer, ring) = nvrkit_ring::ring(nvrkit_ring::Config::new().video_stream(0)).unwrap();
+        let state = Arc::new(CameraState::default());
+        let (stop_tx, stop) = watch::channel(false);
+        let source = CameraSource {
+            name: "big".into(),
+            url: server.urls("127.0.0.1")[0].parse().unwrap(),
+            udp: false,
+        };
+        let task = tokio::spawn(run(source, writer, state.clone(), stop));
+        let t = std::time::Instant::now();
+        loop {
+            let err = state.last_error.lock().unwrap().clone();
+            if let Some(e) = err {
+                assert!(e.contains("over the limit of 8388608"), "{e}");
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "hang guard: the oversized frame never ended the session"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ring.stats().frames > 0, "the frames before it were kept");
+        // And it connects again (the backoff is 1 s).
+        while state.sessions.load(Ordering::Relaxed) < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "hang guard: no reconnect"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         stop_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(20), task)
             .await
