@@ -84,6 +84,42 @@ pub const MAX_FRAME_BYTES: usize = 8 << 20;
 /// A playing session with no complete video frame for this long is ended and reconnected.
 pub const NO_VIDEO: Duration = Duration::from_secs(20);
 
+/// In-band parameter changes a session may make per [`PARAM_CHANGE_WINDOW`]: each one is a new
+/// track (a sealed segment, every live and restream viewer restarted), so a camera alternating
+/// its SPS every GOP would seal a segment a second. Past this the session ends
+/// ([`IngestError::ParameterChanges`]) and the reconnect backoff applies.
+pub const MAX_PARAM_CHANGES: usize = 4;
+
+/// The window of [`MAX_PARAM_CHANGES`].
+pub const PARAM_CHANGE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The recent parameter changes of a session.
+#[derive(Debug, Default)]
+struct ParamChanges {
+    at: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl ParamChanges {
+    /// Notes a change at `now`; an error past [`MAX_PARAM_CHANGES`] in the window.
+    fn note(&mut self, now: std::time::Instant) -> Result<(), IngestError> {
+        while self
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= PARAM_CHANGE_WINDOW)
+        {
+            self.at.pop_front();
+        }
+        self.at.push_back(now);
+        if self.at.len() > MAX_PARAM_CHANGES {
+            return Err(IngestError::ParameterChanges {
+                changes: self.at.len(),
+                window: PARAM_CHANGE_WINDOW,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Bytes of a GOP held for its decode times at most: past them it is passed on as is.
 const MAX_GOP_BYTES: usize = 64 << 20;
 
@@ -326,6 +362,7 @@ async fn session(
     let mut published: Vec<TrackInfo> = Vec::new();
     let mut waiting_for_key = true;
     let mut gop_bytes = 0usize;
+    let mut changes = ParamChanges::default();
     let mut video_deadline = tokio::time::Instant::now() + NO_VIDEO;
     loop {
         let next = tokio::time::timeout_at(video_deadline, demuxed.next());
@@ -359,7 +396,11 @@ async fn session(
                 if f.has_new_parameters() || tracks[*s].is_none() {
                     let params = demuxed.streams()[f.stream_id()].parameters();
                     if let Some(p) = params.and_then(video_params) {
-                        tracks[*s] = Some(track(*s, 90_000, p));
+                        let new = track(*s, 90_000, p);
+                        if tracks[*s].as_ref().is_some_and(|t| t.params != new.params) {
+                            changes.note(std::time::Instant::now())?;
+                        }
+                        tracks[*s] = Some(new);
                     }
                 }
                 if tracks[*s].is_none() {
@@ -661,6 +702,28 @@ mod tests {
             .await
             .expect("hang guard: ingest stops")
             .unwrap();
+    }
+
+    /// M5 (review-nvr.md): a fifth parameter change within a minute ends the session; spread
+    /// over more than a minute they do not.
+    #[test]
+    fn parameter_changes_past_four_a_minute_end_the_session() {
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut c = ParamChanges::default();
+        for s in [0, 10, 20, 30] {
+            c.note(at(s)).unwrap();
+        }
+        let e = c.note(at(40)).unwrap_err();
+        assert!(
+            e.to_string().contains("5 video parameter changes in 60 s"),
+            "{e}"
+        );
+        let mut c = ParamChanges::default();
+        for s in (0..20).map(|i| i * 16) {
+            c.note(at(s))
+                .expect("one change every 16 s is under 4 a minute");
+        }
     }
 
     /// H3 (review-nvr.md): a camera (the loop feeder, a real RTSP server) whose stream holds
