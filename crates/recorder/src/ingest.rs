@@ -238,6 +238,12 @@ impl Timeline {
     }
 }
 
+/// The farthest a frame's wall-clock time may be from when it was received: past it the
+/// camera's RTP or RTCP time is not trusted (a jump of hours, a sender report years ahead,
+/// which would date footage into the future and let it outlive every other camera's under
+/// retention), and the clock is anchored again on the receive time.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10);
+
 /// Per-session clock mapping.
 #[derive(Debug, Default)]
 struct Clock {
@@ -247,18 +253,38 @@ struct Clock {
     sr: [Option<(WallTime, f64)>; 2],
     /// Camera clock → NVR clock, fixed at the first SR.
     offset_micros: Option<i64>,
+    /// Anchored again since the last [`Clock::take_reanchored`] (the frame is a discontinuity).
+    reanchored: bool,
 }
 
 impl Clock {
     fn wall(&mut self, stream: usize, elapsed: f64, received: WallTime) -> WallTime {
         let (w0, e0) = *self.anchor.get_or_insert((received, elapsed));
         let anchored = w0.add_micros(((elapsed - e0) * 1e6).round() as i64);
-        match (self.sr[stream], self.offset_micros) {
+        let wall = match (self.sr[stream], self.offset_micros) {
             (Some((ntp, e)), Some(off)) => {
                 ntp.add_micros(((elapsed - e) * 1e6).round() as i64 + off)
             }
             _ => anchored,
+        };
+        if wall.micros_since(received).unsigned_abs() > MAX_CLOCK_SKEW.as_micros() as u64 {
+            tracing::warn!(
+                "camera time {wall} is {} s from the receive time {received}: anchored again on the receive time",
+                wall.micros_since(received) / 1_000_000
+            );
+            *self = Clock {
+                anchor: Some((received, elapsed)),
+                reanchored: true,
+                ..Clock::default()
+            };
+            return received;
         }
+        wall
+    }
+
+    /// Whether the clock was anchored again since the last call.
+    fn take_reanchored(&mut self) -> bool {
+        std::mem::take(&mut self.reanchored)
     }
 
     fn sender_report(&mut self, stream: usize, ntp: WallTime, elapsed: f64) {
@@ -416,6 +442,9 @@ async fn session(
                 let elapsed = ts.elapsed_secs();
                 let received = WallTime::from_system(f.start_ctx().received_wall().into());
                 let wall = clock.wall(*s, elapsed, received);
+                if clock.take_reanchored() {
+                    timeline.gap = [true, true];
+                }
                 let keyframe = f.is_random_access_point();
                 let pts = out_ticks(timeline, wall, elapsed, ts.elapsed(), 90_000, &mut clock);
                 let passthrough = timeline.passthrough;
@@ -474,6 +503,9 @@ async fn session(
                 let clock_rate = ts.clock_rate().get();
                 let received = WallTime::from_system(f.ctx().received_wall().into());
                 let wall = clock.wall(*s, ts.elapsed_secs(), received);
+                if clock.take_reanchored() {
+                    timeline.gap = [true, true];
+                }
                 let pts = out_ticks(
                     timeline,
                     wall,
@@ -702,6 +734,39 @@ mod tests {
             .await
             .expect("hang guard: ingest stops")
             .unwrap();
+    }
+
+    /// M4 (review-nvr.md): a sender report far from the NVR's clock, or an RTP jump of hours,
+    /// does not date frames away from when they were received: the clock is anchored again.
+    #[test]
+    fn camera_time_far_from_the_receive_time_is_not_trusted() {
+        let now = WallTime::parse_rfc3339("2026-12-03T10:00:00Z").unwrap();
+        let mut c = Clock::default();
+        assert_eq!(c.wall(0, 0.0, now), now);
+        // A sane SR (camera clock 3 s off, fixed once), then one 100 years ahead.
+        c.sender_report(0, now.add_micros(3_000_000), 0.0);
+        let w = c.wall(0, 1.0, now.add_micros(1_000_000));
+        assert_eq!(
+            w,
+            now.add_micros(1_000_000),
+            "the first SR only sets the offset"
+        );
+        assert!(!c.take_reanchored());
+        let century = 100 * 365 * 86_400 * 1_000_000i64;
+        c.sender_report(0, now.add_micros(2_000_000 + 3_000_000 + century), 2.0);
+        let received = now.add_micros(2_040_000);
+        let w = c.wall(0, 2.04, received);
+        assert_eq!(w, received, "a report 100 years ahead is not believed");
+        assert!(
+            c.take_reanchored(),
+            "and the frame is flagged a discontinuity"
+        );
+        // An RTP jump of 6.6 hours between two frames.
+        let w = c.wall(0, 2.08 + 23_860.0, now.add_micros(2_080_000));
+        assert_eq!(w, now.add_micros(2_080_000));
+        // Then the clock follows RTP time again from there.
+        let w = c.wall(0, 2.12 + 23_860.0, now.add_micros(2_130_000));
+        assert_eq!(w, now.add_micros(2_120_000));
     }
 
     /// M5 (review-nvr.md): a fifth parameter change within a minute ends the session; spread
