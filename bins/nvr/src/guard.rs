@@ -64,7 +64,7 @@ async fn check(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: Next)
                 "a Host header is required\n".into(),
             );
         }
-        Some(h) if !hosts.allows(&h) => {
+        Some(h) if !hosts.allows(h) => {
             tracing::info!(host = h, "HTTP request for another host refused (421)");
             return refuse(
                 StatusCode::MISDIRECTED_REQUEST,

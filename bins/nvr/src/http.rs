@@ -51,9 +51,9 @@ pub struct App {
     pub auth: Option<String>,
     /// The replicator, with `--replicate-to`.
     pub replication: Option<Arc<nvrkit_replicate::Handle>>,
-    /// The last export, kept so a player's `Range` requests for the same clip are slices of one
-    /// build: ((camera, from, to), file).
-    pub last_export: tokio::sync::Mutex<Option<CachedExport>>,
+    /// The last exports, kept so a player's `Range` requests for the same clip are slices of
+    /// one build, and the page's few clips do not evict each other.
+    pub last_export: tokio::sync::Mutex<ExportCache>,
     /// The largest whole-body export built in memory (`--max-export-size`): past it, 413.
     pub max_export_bytes: u64,
     /// The live viewers and their caps.
@@ -62,6 +62,45 @@ pub struct App {
 
 /// An export kept for `Range` requests: ((camera, from, to), the MP4 file).
 pub type CachedExport = ((String, WallTime, WallTime), bytes::Bytes);
+
+/// The exports kept: at most [`ExportCache::ENTRIES`], and at most `--max-export-size` bytes in
+/// all; the least recently used goes first.
+#[derive(Debug, Default)]
+pub struct ExportCache {
+    /// Most recently used last.
+    entries: std::collections::VecDeque<CachedExport>,
+}
+
+impl ExportCache {
+    /// Exports kept at most.
+    pub const ENTRIES: usize = 4;
+
+    /// The export of `key`, if kept (it becomes the most recently used).
+    pub fn get(&mut self, key: &(String, WallTime, WallTime)) -> Option<bytes::Bytes> {
+        let i = self.entries.iter().position(|(k, _)| k == key)?;
+        let e = self.entries.remove(i)?;
+        let b = e.1.clone();
+        self.entries.push_back(e);
+        Some(b)
+    }
+
+    /// Keeps an export, evicting the least recently used past [`ExportCache::ENTRIES`] or
+    /// `max_bytes` in all (one larger than `max_bytes` is not kept).
+    pub fn put(&mut self, key: (String, WallTime, WallTime), body: bytes::Bytes, max_bytes: u64) {
+        if body.len() as u64 > max_bytes {
+            return;
+        }
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push_back((key, body));
+        while self.entries.len() > Self::ENTRIES || self.bytes() > max_bytes {
+            self.entries.pop_front();
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.entries.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+}
 
 /// The longest range one export may cover: the faststart MP4 is built in memory.
 const MAX_EXPORT_US: i64 = 3600 * 1_000_000;
@@ -485,9 +524,9 @@ async fn export(
     // held while building, so concurrent requests for the same clip wait for one build.
     let mut cache = app.last_export.lock().await;
     let started = Instant::now();
-    let body = match cache.as_ref() {
-        Some((k, b)) if *k == key => b.clone(),
-        _ => {
+    let body = match cache.get(&key) {
+        Some(b) => b,
+        None => {
             let store = app.store.clone();
             let cam = camera.clone();
             let cap = app.max_export_bytes;
@@ -517,7 +556,7 @@ async fn export(
                 Ok(Err(Build::Store(e))) => return bad(StatusCode::NOT_FOUND, format!("{e}")),
                 Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
             };
-            *cache = Some((key, b.clone()));
+            cache.put(key, b.clone(), cap);
             b
         }
     };
@@ -661,4 +700,36 @@ async fn export_streamed(app: &App, query: RangeQuery) -> Response {
         Body::from_stream(body),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// M7 (review-nvr.md): a few clips are kept (the page's event list asks for several),
+    /// least recently used out first, bounded in bytes.
+    #[test]
+    fn the_export_cache_keeps_a_few_clips_within_its_bytes() {
+        let key = |n: i64| {
+            (
+                "cam".to_owned(),
+                WallTime::from_micros(n),
+                WallTime::from_micros(n + 1),
+            )
+        };
+        let body = |len: usize| bytes::Bytes::from(vec![0u8; len]);
+        let mut c = ExportCache::default();
+        for n in 0..4 {
+            c.put(key(n), body(10), 100);
+        }
+        assert!(c.get(&key(0)).is_some(), "four clips are kept");
+        c.put(key(4), body(10), 100);
+        assert!(c.get(&key(1)).is_none(), "the least recently used went");
+        assert!(c.get(&key(0)).is_some() && c.get(&key(4)).is_some());
+        c.put(key(5), body(95), 100);
+        assert_eq!(c.entries.len(), 1, "bounded in bytes");
+        c.put(key(6), body(101), 100);
+        assert!(c.get(&key(6)).is_none(), "one over the bytes is not kept");
+        assert!(c.get(&key(5)).is_some());
+    }
 }

@@ -104,9 +104,26 @@ pub enum IngestError {
         /// The deadline.
         after: Duration,
     },
-    /// No media arrived for this long.
-    #[error("no media for {} s", .0.as_secs())]
+    /// No complete video frame arrived for this long (audio and RTCP do not count).
+    #[error("no video for {} s", .0.as_secs())]
     NoMedia(Duration),
+    /// The camera changed its video parameters in band more often than
+    /// [`MAX_PARAM_CHANGES`](crate::ingest::MAX_PARAM_CHANGES) per window.
+    #[error("{changes} video parameter changes in {} s (the most a session may make)", .window.as_secs())]
+    ParameterChanges {
+        /// Changes in the window.
+        changes: usize,
+        /// The window.
+        window: Duration,
+    },
+    /// The camera sent a frame over [`MAX_FRAME_BYTES`](crate::ingest::MAX_FRAME_BYTES).
+    #[error("a frame of {bytes} bytes, over the limit of {max}")]
+    FrameTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The ring refused a frame.
     #[error("ring: {0}")]
     Ring(#[from] nvrkit_ring::PushError),

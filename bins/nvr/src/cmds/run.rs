@@ -517,7 +517,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         post_us: args.post.as_micros() as i64,
         auth: args.http_auth.clone(),
         replication: replication.clone(),
-        last_export: tokio::sync::Mutex::new(None),
+        last_export: Default::default(),
         max_export_bytes: args.max_export_size,
         live: crate::live::Live::new(crate::live::LiveLimits::default()),
     });
