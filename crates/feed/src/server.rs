@@ -83,7 +83,7 @@ pub(crate) fn serve(
         auth: config.auth.clone().map(Arc::new),
         refuser: Refuser::new(
             ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
-            listen::BUSY,
+            crate::rtsp::core::BUSY,
         ),
         config,
         udp_ports: sockets.udp.as_ref().map(|(a, b)| (port(a), port(b))),
