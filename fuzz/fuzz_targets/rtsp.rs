@@ -1,24 +1,35 @@
-//! Arbitrary bytes on an RTSP connection: the framer splits them, the session core answers every
-//! request. Nothing may panic, the bytes a connection buffers stay bounded, and the framer
-//! yields the same messages however the bytes are split into reads (it resumes its search
-//! instead of rescanning; `-timeout=5` on 1 MiB inputs makes a quadratic framer a crash).
+//! Arbitrary bytes on an RTSP connection, into the connection's state machine
+//! ([`Driver`]) at instants that move with them: a millisecond per read and a second per
+//! complete request, and between reads every timer the driver asks for fires at the instant it
+//! gave (the request and idle deadlines, the session timeout and report schedule,
+//! `disconnect_every`, `jitter`'s held packets). Nothing may panic, the bytes a connection
+//! buffers stay bounded, a timer fired at its instant makes progress (the next wake-up is
+//! later, or the connection closes: no busy loop), and the framer yields the same messages
+//! however the bytes are split into reads (it resumes its search instead of rescanning;
+//! `-timeout=5` on 1 MiB inputs makes a quadratic framer a crash).
 //!
-//! A PLAY the core accepts starts the session's sender state at the sample's first keyframe and
-//! sends it a few frames, then the frames across the loop's first seam (the catalog knows the
-//! loop's seams, and makes a path's own loop for `fps`, as the server does); TEARDOWN ends it with BYE: RTP-Info, sequence numbers, timestamps and
-//! RTCP composition run on whatever state the dialogue leaves.
+//! A PLAY the driver asks to start ([`Step::Play`]) picks a ring of the catalog's (every track's,
+//! or the video's alone), is offered the sample's frames from its first keyframe (with the
+//! second mode bit, `strict_start`: only fresh ones start it) and sends them, UDP catch-up
+//! paced at the instants the driver gives, then the frames across the loop's first seam (the
+//! catalog knows the loop's seams, and makes a path's own loop for `fps`, as the server does);
+//! then the requests read after the PLAY are answered. TEARDOWN and the end send BYE: RTP-Info,
+//! sequence numbers, timestamps and RTCP composition run on whatever state the dialogue leaves.
 //!
 //! Request URIs may carry fault queries (`?denytcp&stall=2s&drop=1%25`, seeds in
-//! `seeds/rtsp/faults*`): the core parses them, and a fake clock that moves a second per request
-//! makes `session_expires`, `disconnect_every`, `stall` and `jitter`'s held packets fire.
+//! `seeds/rtsp/faults*`): the core parses them, and the clock makes `session_expires`,
+//! `disconnect_every`, `stall` and `jitter` fire.
 //!
-//! With auth on, Digest is driven past its nonce and response checks, as a client with the
-//! password would: in an `Authorization` header, `NONCE` becomes the nonce of the last 401 this
-//! connection got (or a fresh one), and `RESPONSE` the correct response for the header's other
-//! fields, so `nc` tracking, `uri` matching, expiry and per-connection pinning all run on
-//! fuzzer-chosen sequences.
+//! With auth on (the first mode bit), Digest is driven past its nonce and response checks, as a
+//! client with the password would: each request is parsed here, signed, written again and
+//! given to the driver (so with auth on, the driver sees requests and interleaved data only);
+//! in an `Authorization` header, `NONCE` becomes the nonce of the last 401 this connection got
+//! (or a fresh one), and `RESPONSE` the correct response for the header's other fields, so `nc`
+//! tracking, `uri` matching, expiry and per-connection pinning all run on fuzzer-chosen
+//! sequences. With auth off the driver gets the raw reads.
 #![no_main]
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -26,8 +37,10 @@ use libfuzzer_sys::fuzz_target;
 use md5::{Digest as _, Md5};
 use nvrkit_feed::fault::FaultSet;
 use nvrkit_feed::fault::frames::{LoopGeometry, loop_clip};
+use nvrkit_feed::rtp::Outgoing;
 use nvrkit_feed::rtsp::auth::Auth;
-use nvrkit_feed::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo, serialize};
+use nvrkit_feed::rtsp::core::{Catalog, ConnConfig, StreamInfo};
+use nvrkit_feed::rtsp::driver::{Driver, Limits, Now, Rings, Step};
 use nvrkit_feed::rtsp::framing::{Framer, Incoming, MAX_MESSAGE};
 use nvrkit_feed::rtsp::play::RtpConfig;
 use nvrkit_feed::{Clip, LoopSource};
@@ -171,19 +184,81 @@ fn describe(m: &Incoming) -> String {
     }
 }
 
+/// Whether the frame of stream `s` is in the ring PLAY chose.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ring {
+    All,
+    Video,
+}
+
+/// The nonce of the last Digest challenge among the responses in `out`.
+fn last_nonce(out: &[Outgoing]) -> Option<String> {
+    out.iter()
+        .filter(|o| o.head.starts_with(b"RTSP/1.0 401"))
+        .filter_map(|o| nonce_of(&String::from_utf8_lossy(&o.head)))
+        .last()
+}
+
+/// When RTCP last came from a client UDP port: odd ports a second ago, others never.
+fn udp_seen(now: Instant) -> impl Fn(u16) -> Option<Instant> {
+    move |port| (port % 2 == 1).then(|| now.checked_sub(Duration::from_secs(1)).unwrap_or(now))
+}
+
+/// Runs what `step` asks until the driver waits again; `true` when it closes the connection.
+fn run(d: &mut Driver, mut step: Step, now: Now, cat: &One, out: &mut Vec<Outgoing>) -> bool {
+    loop {
+        let (stream, until) = match step {
+            Step::Continue => return false,
+            Step::Close { .. } => return true,
+            Step::Play { stream, until, .. } => (stream, until),
+        };
+        assert!(until > now.at);
+        assert!(cat.stream(&stream.name).is_some());
+        let ring = d.ring(Rings {
+            master: 0,
+            all: Ring::All,
+            video: Some(Ring::Video),
+        });
+        let frames: Vec<&Frame> = (cat.1.iter())
+            .filter(|f| ring == Ring::All || f.stream == 0)
+            .collect();
+        match frames.iter().position(|f| d.offer(f)) {
+            None => d.not_started(out),
+            Some(i) => {
+                d.start(frames[i], out);
+                let mut at = now.at;
+                for (k, f) in frames[i..].iter().enumerate() {
+                    let wall = now.wall.add_micros(k as i64 * 1000);
+                    if let Some(due) = d.due(f, Now { at, wall }) {
+                        assert!(due > at && due <= at + Duration::from_secs(366 * 86_400));
+                        at = due;
+                    }
+                    d.frame(f, at, out);
+                }
+                if d.after_frames(at, udp_seen(at), out) != Step::Continue {
+                    return true;
+                }
+            }
+        }
+        step = d.resume(now, cat, out);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let cat = catalog();
-    // The first byte picks auth on/off and how the bytes are split into reads.
+    // The first byte picks auth on/off and how the bytes are split into reads (and, with the
+    // read size's lowest bit, strict_start).
     let Some((&mode, wire)) = data.split_first() else {
         return;
     };
-    let (auth_on, chunk) = (mode & 1 == 1, usize::from(mode >> 1).max(1));
+    let (auth_on, strict) = (mode & 1 == 1, mode & 2 == 2);
+    let chunk = usize::from(mode >> 1).max(1);
     let auth = auth_on.then(|| Arc::new(Auth::new("u", "p")));
     let mut nonce = auth
         .as_ref()
         .and_then(|a| nonce_of(&a.challenges(false)[0]))
         .unwrap_or_default();
-    let mut conn = Connection::new(ConnConfig {
+    let conn = ConnConfig {
         auth,
         udp_ports: Some((8000, 8001)),
         session_timeout: Duration::from_secs(60),
@@ -194,52 +269,86 @@ fuzz_target!(|data: &[u8]| {
             mtu: 1400,
             initial_rtptime: Some(u32::MAX - 1000),
         },
-    });
-    let mut packets = Vec::new();
-    let mut now = Instant::now();
+    };
+    let limits = Limits {
+        request_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        strict_start: strict,
+        udp_burst_speed: 4,
+    };
+    let peer: SocketAddr = "127.0.0.3:40000".parse().unwrap();
+    let t0 = Instant::now();
+    // The loop's frames carry wall times from the epoch on: a PLAY starts well behind it.
+    let mut now = Now {
+        at: t0,
+        wall: WallTime::EPOCH.add_micros(2_000_000),
+    };
+    let mut d = Driver::new(conn, limits, peer, t0);
+    let mut out = Vec::new();
     let mut framer = Framer::new();
     let mut seen = Vec::new();
+    // Until the driver closes the connection; the framer check goes on to the end.
+    let mut open = true;
     for piece in wire.chunks(chunk) {
+        // The timers due by this read's instant, each at the instant the driver gave.
+        while let Some(w) = d.wake().filter(|w| open && *w <= now.at) {
+            out.clear();
+            open = d.timer(w, udp_seen(w), &mut out) == Step::Continue;
+            assert!(
+                !open || d.wake().is_none_or(|n| n > w),
+                "no progress at {w:?}"
+            );
+        }
         framer.push(piece);
+        let mut requests = Vec::new();
         while let Some(msg) = framer.next_message() {
             seen.push(describe(&msg));
-            if let Incoming::Request(mut req) = msg {
-                if auth_on {
+            requests.push(msg);
+        }
+        let step = Duration::from_millis(1)
+            + Duration::from_secs(1)
+                * requests
+                    .iter()
+                    .filter(|m| matches!(m, Incoming::Request(_)))
+                    .count() as u32;
+        now.at += step;
+        now.wall = now.wall.add_micros(step.as_micros() as i64);
+        out.clear();
+        if open && !auth_on {
+            let step = d.read(piece, now, cat, &mut out);
+            open = !run(&mut d, step, now, cat, &mut out);
+        }
+        for msg in requests.into_iter().filter(|_| auth_on) {
+            if !open {
+                break;
+            }
+            let bytes = match msg {
+                Incoming::Request(mut req) => {
                     sign(&mut req, &nonce);
-                }
-                now += Duration::from_secs(1);
-                let (resp, action) = conn.handle_at(&req, cat, now);
-                if conn.disconnect_due(now) {
-                    break;
-                }
-                if u16::from(resp.status()) == 401
-                    && let Some(n) = resp
-                        .header(&headers::WWW_AUTHENTICATE)
-                        .and_then(|v| nonce_of(v.as_str()))
-                {
-                    nonce = n;
-                }
-                let _ = serialize(&resp);
-                packets.clear();
-                match action {
-                    Action::Play => {
-                        let _ = serialize(&conn.play("1", &cat.1[0], 0, &mut packets));
-                        for (i, f) in cat.1.iter().enumerate() {
-                            conn.frame_at(f, now + Duration::from_millis(i as u64), &mut packets);
-                        }
-                        if let Some(due) = conn.next_due() {
-                            assert!(due <= now + Duration::from_secs(366 * 86_400));
-                            conn.release(due, &mut packets);
-                        }
-                        conn.sender_reports(&mut packets);
+                    let mut w = Vec::new();
+                    if req.write(&mut w).is_err() {
+                        continue;
                     }
-                    Action::Teardown => conn.bye(&mut packets),
-                    Action::Pause | Action::None => conn.frame(&cat.1[1], &mut packets),
+                    w
                 }
+                Incoming::Data { channel, payload } => {
+                    let mut w = vec![b'$', channel];
+                    w.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+                    w.extend_from_slice(&payload);
+                    w
+                }
+                _ => continue,
+            };
+            let step = d.read(&bytes, now, cat, &mut out);
+            open = !run(&mut d, step, now, cat, &mut out);
+            if let Some(n) = last_nonce(&out) {
+                nonce = n;
             }
         }
-        assert!(framer.buffered() <= MAX_MESSAGE + chunk + 70_000);
+        assert!(d.buffered() <= MAX_MESSAGE + chunk + 70_000);
     }
+    out.clear();
+    d.end(&mut out);
     // The same bytes in one read: the same messages.
     let mut whole = Framer::new();
     whole.push(wire);

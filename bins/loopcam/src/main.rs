@@ -195,7 +195,9 @@ struct Cli {
     /// `3.2s`), the clip's ONVIF device raises motion (ON, OFF after 1 s or half the loop) on
     /// tns1:RuleEngine/CellMotionDetector/Motion and tns1:VideoSource/MotionAlarm, timed at the
     /// frame's wall clock; `smtp://` also mails a Hikvision-style motion alarm (X-Mailer:
-    /// HIKMailer) with the clip's snapshot JPEG, named `CLIP_UTC_lapN_posS.jpg` after the frame.
+    /// HIKMailer) with the JPEG of the keyframe at or before the alarm frame, named
+    /// `CLIP_UTC_lapN_posS_keyK.jpg` after the alarm frame and that keyframe (headers
+    /// X-Loopcam-Alarm and X-Loopcam-Snapshot say the same).
     /// A failed mail is a warning (3 attempts); the loop never waits for one.
     #[arg(long = "alarm", value_name = "CLIP@POS=TARGET")]
     alarms: Vec<String>,
@@ -247,7 +249,10 @@ struct PushArgs {
 
 impl PushArgs {
     fn config(&self, url: &str) -> anyhow::Result<PushConfig> {
-        let mut c = PushConfig::new(RtmpUrl::parse(url)?);
+        self.configure(PushConfig::new(RtmpUrl::parse(url)?))
+    }
+
+    fn configure(&self, mut c: PushConfig) -> anyhow::Result<PushConfig> {
         if self.enhanced_rtmp {
             c.enhanced_rtmp = EnhancedRtmp::Always;
         }
@@ -499,18 +504,8 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     let names = server.names();
     let mut pushes = Vec::new();
     for url in &args.urls {
-        let targets: Vec<(String, String)> = if url.contains("{name}") {
-            names
-                .iter()
-                .map(|n| (n.clone(), url.replace("{name}", n)))
-                .collect()
-        } else if names.len() == 1 {
-            vec![(names[0].clone(), url.clone())]
-        } else {
-            bail!("--push {url}: with several clips, put {{name}} in the URL (one push per clip)");
-        };
-        for (name, u) in targets {
-            let config = args.config(&u)?;
+        for (name, u) in nvrkit_feed::rtmp::url::push_targets(url, &names)? {
+            let config = args.configure(PushConfig::new(u))?;
             let (Some(clip), Some(ring)) = (server.clip(&name), server.ring(&name)) else {
                 continue;
             };
@@ -521,8 +516,10 @@ fn pushes_beside(server: &Server, args: &PushArgs) -> anyhow::Result<Vec<Push>> 
     Ok(pushes)
 }
 
-/// The alarm mails' JPEG: the ONVIF devices' snapshot caches (one decode per keyframe for
-/// both). A clip without snapshots (H.265 without a sidecar) mails without one.
+/// The alarm mails' JPEG: the picture of the alarm's keyframe (the one at or before the alarm
+/// frame), from the ONVIF device's snapshotter (decoded once per alarm position, kept); an
+/// H.265 clip's sidecar JPEG. A clip without snapshots (H.265 without a sidecar) mails without
+/// one.
 fn snapshots(onvif: &Onvif) -> nvrkit_feed::alarm::JpegSource {
     let by_name: Vec<(String, nvrkit_feed::snapshot::Snapshotter)> = onvif
         .devices()
@@ -535,14 +532,20 @@ fn snapshots(onvif: &Onvif) -> nvrkit_feed::alarm::JpegSource {
         })
         .collect();
     let by_name = Arc::new(by_name);
-    Arc::new(move |clip: &str| {
+    Arc::new(move |clip: &str, keyframe: usize| {
         let snap = by_name
             .iter()
             .find(|(n, _)| n == clip)
             .map(|(_, s)| s.clone());
         Box::pin(async move {
-            match snap?.latest_jpeg().await {
-                Ok(j) => Some(j),
+            let snap = snap?;
+            let picture = if snap.sidecar() {
+                nvrkit_feed::alarm::Picture::Sidecar
+            } else {
+                nvrkit_feed::alarm::Picture::Keyframe
+            };
+            match snap.keyframe(keyframe).await {
+                Ok(s) => Some((s.jpeg, picture)),
                 Err(e) => {
                     tracing::warn!("alarm snapshot: {e}");
                     None

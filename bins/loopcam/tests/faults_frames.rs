@@ -168,9 +168,11 @@ fn ts_reset_at_seam_makes_ffprobe_see_timestamps_restart() {
         .collect();
     assert!(!back.is_empty(), "no restart in {got:?}");
     for (before, after) in &back {
-        // Back to where the session started, from nearly a whole loop (2 s) later.
+        // Back to where the session started, from the seam: a GOP (1 s) or the whole loop (2 s)
+        // later, as the session started at the loop's second keyframe or its first (which one
+        // depends on when ffprobe's PLAY comes: on a loaded machine, after the first second).
         assert!((after - start).abs() < 0.002, "{after} against {start}");
-        assert!(before - after > 1.0, "{before} → {after}");
+        assert!(before - after > 0.9, "{before} → {after}");
     }
     // The same path without the fault runs on.
     let plain: Vec<f64> = video_packets(&cam.url("plain"), 75)

@@ -467,6 +467,33 @@ fn a_pull_point_subscription_gets_the_scripted_motion_every_loop() {
     );
 }
 
+/// The JPEGs (as loopcam encodes them, `nvrkit_feed::snapshot::h264_to_jpeg`) of the video
+/// keyframes of `clip` presented at `a` and `b` µs into the loop.
+fn keyframe_jpegs(clip: &str, a: i64, b: i64) -> (Vec<u8>, Vec<u8>) {
+    let demux = nvrkit_media::Demuxer::open(clip).unwrap();
+    let clip = nvrkit_feed::Clip::load(SHORT_CLIP, &demux).unwrap();
+    let v = clip.master();
+    let nvrkit_media::CodecParams::H264(params) = &clip.tracks()[v].params else {
+        panic!("{SHORT_CLIP} is H.264");
+    };
+    let frames = clip.frames(v);
+    let first = frames.iter().map(|f| f.pts).min().unwrap();
+    let jpeg = |at: i64| {
+        let key = frames
+            .iter()
+            .find(|f| {
+                f.keyframe
+                    && nvrkit_media::time::rescale(f.pts - first, f.timescale, 1_000_000) == at
+            })
+            .unwrap_or_else(|| panic!("no keyframe at {at} µs"));
+        let (j, _, _) =
+            nvrkit_feed::snapshot::h264_to_jpeg(params, &key.data, nvrkit_feed::snapshot::QUALITY)
+                .unwrap();
+        j.to_vec()
+    };
+    (jpeg(a), jpeg(b))
+}
+
 /// `camevents`, built beside loopcam: `cargo test --workspace` (the CI step) builds every
 /// binary of the workspace into the same directory before any test runs; a lone
 /// `cargo test -p loopcam` does not, so this builds it (incremental: seconds when it is fresh)
@@ -522,6 +549,10 @@ fn a_scripted_alarm_reaches_camevents_as_hikvision_motion_with_its_snapshot_ever
         }
     });
     let clip = short_clip();
+    // The clip's keyframes are at 0 s and 1 s: the alarm at 1.2 s must mail the JPEG of the
+    // keyframe at 1 s (frame 25), whenever the mail is made.
+    let (key_jpeg, other_jpeg) = keyframe_jpegs(&clip, 1_000_000, 0);
+    assert_ne!(key_jpeg, other_jpeg);
     let alarm = format!("{SHORT_CLIP}@1.2s=smtp://{addr}");
     let (_loopcam, _, _) = loopcam(&["--alarm", &alarm, &clip]);
     let mut laps = Vec::new();
@@ -537,20 +568,33 @@ fn a_scripted_alarm_reaches_camevents_as_hikvision_motion_with_its_snapshot_ever
         assert_eq!(e["camera"], SHORT_CLIP, "{line}");
         let snap = &e["snapshots"][0];
         assert_eq!(snap["content_type"], "image/jpeg", "{line}");
-        // CLIP_UTC_lapN_posS.jpg: the frame the alarm was cued on.
+        // CLIP_UTC_lapN_posS_keyK.jpg: the frame the alarm was cued on, and the keyframe
+        // the picture is of.
         let name = snap["name"].as_str().unwrap();
         let rest = name.strip_prefix(&format!("{SHORT_CLIP}_")).unwrap();
         let (utc, rest) = rest.split_once("_lap").unwrap();
         let (lap, pos) = rest.split_once("_pos").unwrap();
-        assert_eq!(pos, "1.200000s.jpg", "the scripted position: {name}");
+        assert_eq!(
+            pos, "1.200000s_key1.000000s.jpg",
+            "the scripted position and its keyframe: {name}"
+        );
         laps.push(lap.parse::<i64>().unwrap());
         walls.push(
             nvrkit_media::WallTime::parse_compact(utc)
                 .unwrap()
                 .as_micros(),
         );
-        // The saved JPEG decodes at the clip's size.
+        // The saved JPEG is that keyframe's picture, byte for byte, and decodes at the clip's
+        // size.
         let path = snap["path"].as_str().unwrap();
+        let saved = std::fs::read(path).unwrap();
+        assert!(
+            saved == key_jpeg,
+            "{name}: not the JPEG of the keyframe at 1 s ({} bytes, that one {}; the one at 0 s {})",
+            saved.len(),
+            key_jpeg.len(),
+            other_jpeg.len()
+        );
         let probe = Command::new("ffprobe")
             .args(["-v", "error", "-show_entries", "stream=width,height"])
             .args(["-of", "csv=p=0", path])

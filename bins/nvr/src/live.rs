@@ -13,14 +13,18 @@
 //! 3. a close frame saying why the stream ended (camera reconnected, viewer too slow, ...).
 //!
 //! Hostile limits (docs/security.md): at most [`LiveLimits::per_camera`] viewers of one camera and
-//! [`LiveLimits::total`] in all (more get 503 before the upgrade); a viewer whose queue of
-//! [`LiveLimits::queue`] fragments is full (it does not read) is dropped at once; every write has
+//! [`LiveLimits::total`] in all, of which one client address (IPv6: its /64) holds at most
+//! [`LiveLimits::per_addr_per_camera`] of a camera and [`LiveLimits::per_addr`] in all (more get
+//! 503 before the upgrade; the counting is `nvrkit_net`'s [`ConnLimiter`]); a viewer whose queue
+//! of [`LiveLimits::queue`] fragments or [`LiveLimits::queue_bytes`] bytes is full (it does not
+//! read) is dropped at once; every write has
 //! [`LiveLimits::send_deadline`]; the page acknowledges what it appended every second, and a
 //! viewer silent for [`LiveLimits::ack_deadline`] is dropped (a viewer that stopped reading would
 //! otherwise fill socket buffers of megabytes first); what the page sends is read and discarded,
 //! each message at most [`MAX_CLIENT_MESSAGE`] bytes. A viewer that falls out of the ring is dropped, not resynced.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +33,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use futures::{SinkExt as _, StreamExt as _};
 use nvrkit_media::CodecParams;
 use nvrkit_media::mux::FragmentedMuxer;
+use nvrkit_net::{ByteBudget, ConnLimiter, Permit, Refusal};
 use nvrkit_ring::{RecvError, Start};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -45,8 +50,15 @@ pub struct LiveLimits {
     pub per_camera: usize,
     /// Viewers of all cameras at a time.
     pub total: usize,
+    /// Viewers of one camera from one client address (IPv6: its /64).
+    pub per_addr_per_camera: usize,
+    /// Viewers of all cameras from one client address.
+    pub per_addr: usize,
     /// Fragments queued for one viewer; a full queue drops it.
     pub queue: usize,
+    /// Bytes queued for one viewer; past them it is dropped (a camera sending huge frames
+    /// would make 128 fragments hundreds of megabytes).
+    pub queue_bytes: usize,
     /// The longest one write to a viewer may take.
     pub send_deadline: Duration,
     /// A viewer that sends nothing for this long is dropped: the page acknowledges what it
@@ -60,35 +72,41 @@ impl Default for LiveLimits {
         LiveLimits {
             per_camera: 8,
             total: 32,
+            // A couple of tabs on one machine; the page opens one viewer per camera.
+            per_addr_per_camera: 2,
+            per_addr: 16,
             // About 5 s at 25 fps: a viewer further behind than that is not watching live.
             queue: 128,
+            // About 8 s of a 8 Mbit/s stream.
+            queue_bytes: 8 << 20,
             send_deadline: Duration::from_secs(5),
             ack_deadline: Duration::from_secs(10),
         }
     }
 }
 
-/// The live viewers: counts per camera against [`LiveLimits`].
-#[derive(Debug, Default)]
+/// The live viewers: counts per camera and client address against [`LiveLimits`].
+#[derive(Debug)]
 pub struct Live {
     limits: LiveLimits,
-    viewers: Arc<Mutex<HashMap<String, usize>>>,
+    /// All viewers: `total`, `per_addr`.
+    all: Arc<ConnLimiter>,
+    /// Per camera (only configured cameras are admitted, so bounded): `per_camera`,
+    /// `per_addr_per_camera`.
+    cameras: Mutex<HashMap<String, Arc<ConnLimiter>>>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live::new(LiveLimits::default())
+    }
 }
 
 /// A viewer's place, given back on drop.
 #[derive(Debug)]
 pub struct Slot {
-    camera: String,
-    viewers: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut v = self.viewers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = v.get_mut(&self.camera) {
-            *n = n.saturating_sub(1);
-        }
-    }
+    _camera: Permit,
+    _all: Permit,
 }
 
 impl Live {
@@ -96,34 +114,53 @@ impl Live {
     pub fn new(limits: LiveLimits) -> Self {
         Live {
             limits,
-            viewers: Arc::default(),
+            all: ConnLimiter::new(limits.total, Some(limits.per_addr)),
+            cameras: Mutex::default(),
         }
     }
 
-    /// A place for one more viewer of `camera`, or why not.
-    pub fn admit(&self, camera: &str) -> Result<Slot, String> {
-        let mut v = self.viewers.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = v.values().sum();
-        let here = v.get(camera).copied().unwrap_or(0);
-        if here >= self.limits.per_camera {
-            return Err(format!(
-                "camera {camera:?} has {here} live viewers, the most it serves"
-            ));
-        }
-        if total >= self.limits.total {
-            return Err(format!("{total} live viewers, the most nvr serves"));
-        }
-        *v.entry(camera.to_owned()).or_insert(0) += 1;
+    fn camera(&self, camera: &str) -> Arc<ConnLimiter> {
+        let mut c = self.cameras.lock().unwrap_or_else(|p| p.into_inner());
+        c.entry(camera.to_owned())
+            .or_insert_with(|| {
+                ConnLimiter::new(
+                    self.limits.per_camera,
+                    Some(self.limits.per_addr_per_camera),
+                )
+            })
+            .clone()
+    }
+
+    /// A place for one more viewer of `camera` from `peer`, or why not.
+    pub fn admit(&self, camera: &str, peer: IpAddr) -> Result<Slot, String> {
+        let l = self.limits;
+        let cam = self.camera(camera).try_acquire(peer).map_err(|r| match r {
+            Refusal::PerAddr => format!(
+                "this client already has {} live viewers of camera {camera:?}, the most one address gets",
+                l.per_addr_per_camera
+            ),
+            _ => format!(
+                "camera {camera:?} has {} live viewers, the most it serves",
+                l.per_camera
+            ),
+        })?;
+        let all = self.all.try_acquire(peer).map_err(|r| match r {
+            Refusal::PerAddr => format!(
+                "this client already has {} live viewers, the most one address gets",
+                l.per_addr
+            ),
+            _ => format!("{} live viewers, the most nvr serves", l.total),
+        })?;
         Ok(Slot {
-            camera: camera.to_owned(),
-            viewers: self.viewers.clone(),
+            _camera: cam,
+            _all: all,
         })
     }
 
     /// Viewers of `camera` now.
     pub fn viewers(&self, camera: &str) -> usize {
-        let v = self.viewers.lock().unwrap_or_else(|p| p.into_inner());
-        v.get(camera).copied().unwrap_or(0)
+        let c = self.cameras.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(camera).map_or(0, |l| l.open())
     }
 
     /// Upgrades the request into a live stream of `camera`.
@@ -163,7 +200,33 @@ pub fn hello(params: &CodecParams, wall0_ms: i64) -> serde_json::Value {
     })
 }
 
-async fn produce(cam: &CameraEntry, queue: &mpsc::Sender<Message>) -> End {
+/// A viewer's queue, bounded in messages (the channel) and in bytes (an
+/// [`nvrkit_net::ByteBudget`]: each message takes its bytes, given back once written).
+struct Queue {
+    tx: mpsc::Sender<(Message, u64)>,
+    bytes: Arc<ByteBudget>,
+}
+
+impl Queue {
+    /// Queues `m` if there is room for it, in messages and in bytes.
+    fn try_send(&self, m: Message) -> bool {
+        let len = match &m {
+            Message::Binary(b) => b.len(),
+            Message::Text(t) => t.len(),
+            _ => 0,
+        } as u64;
+        if !self.bytes.try_take(len) {
+            return false;
+        }
+        if self.tx.try_send((m, len)).is_err() {
+            self.bytes.give_back(len);
+            return false;
+        }
+        true
+    }
+}
+
+async fn produce(cam: &CameraEntry, queue: &Queue) -> End {
     let Some(tracks) = cam.state.tracks.lock().ok().and_then(|t| t.clone()) else {
         return End::Close(close_code::AGAIN, "the camera is not connected yet".into());
     };
@@ -209,7 +272,7 @@ async fn produce(cam: &CameraEntry, queue: &mpsc::Sender<Message>) -> End {
                     w.add_ticks(-(frame.pts - b), frame.timescale).as_micros() / 1000
                 });
                 let text = hello(&track.params, wall0_ms).to_string();
-                if queue.try_send(Message::Text(text.into())).is_err() {
+                if !queue.try_send(Message::Text(text.into())) {
                     return End::Full;
                 }
                 b
@@ -221,7 +284,7 @@ async fn produce(cam: &CameraEntry, queue: &mpsc::Sender<Message>) -> End {
         match mux.push(frame) {
             Ok(bytes) if bytes.is_empty() => {}
             Ok(bytes) => {
-                if queue.try_send(Message::Binary(bytes)).is_err() {
+                if !queue.try_send(Message::Binary(bytes)) {
                     return End::Full;
                 }
             }
@@ -232,7 +295,12 @@ async fn produce(cam: &CameraEntry, queue: &mpsc::Sender<Message>) -> End {
 
 async fn serve(socket: WebSocket, cam: CameraEntry, slot: Slot, limits: LiveLimits) {
     let (mut tx, mut rx) = socket.split();
-    let (queue, mut queued) = mpsc::channel::<Message>(limits.queue.max(1));
+    let (queue_tx, mut queued) = mpsc::channel(limits.queue.max(1));
+    let bytes = ByteBudget::new(limits.queue_bytes as u64);
+    let queue = Queue {
+        tx: queue_tx,
+        bytes: bytes.clone(),
+    };
     let camera = cam.name.clone();
     let producer = async move {
         match produce(&cam, &queue).await {
@@ -249,9 +317,9 @@ async fn serve(socket: WebSocket, cam: CameraEntry, slot: Slot, limits: LiveLimi
         }
     };
     let writer = async {
-        while let Some(m) = queued.recv().await {
+        while let Some((m, len)) = queued.recv().await {
             match tokio::time::timeout(limits.send_deadline, tx.send(m)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => bytes.give_back(len),
                 Ok(Err(e)) => return format!("write failed: {e}"),
                 Err(_) => {
                     return format!("a write took over {} s", limits.send_deadline.as_secs_f64());
@@ -297,15 +365,70 @@ mod tests {
             total: 3,
             ..LiveLimits::default()
         });
-        let a1 = live.admit("a").unwrap();
-        let _a2 = live.admit("a").unwrap();
-        assert!(live.admit("a").unwrap_err().contains("2 live viewers"));
-        let _b1 = live.admit("b").unwrap();
-        assert!(live.admit("c").unwrap_err().contains("3 live viewers"));
+        let ip = |n: u8| IpAddr::from([127, 0, 0, n]);
+        let a1 = live.admit("a", ip(2)).unwrap();
+        let _a2 = live.admit("a", ip(3)).unwrap();
+        assert!(
+            live.admit("a", ip(4))
+                .unwrap_err()
+                .contains("2 live viewers")
+        );
+        let _b1 = live.admit("b", ip(4)).unwrap();
+        assert!(
+            live.admit("c", ip(5))
+                .unwrap_err()
+                .contains("3 live viewers")
+        );
         drop(a1);
         assert_eq!(live.viewers("a"), 1);
-        let _c1 = live.admit("c").unwrap();
+        let _c1 = live.admit("c", ip(5)).unwrap();
         assert_eq!(live.viewers("c"), 1);
+    }
+
+    /// M3 (review-nvr.md): one address gets its share of a camera's viewers and of all, the
+    /// others are still admitted.
+    #[test]
+    fn one_address_gets_only_its_share_of_viewers() {
+        let live = Live::new(LiveLimits {
+            per_camera: 8,
+            total: 32,
+            per_addr_per_camera: 2,
+            per_addr: 3,
+            ..LiveLimits::default()
+        });
+        let attacker = IpAddr::from([127, 0, 0, 2]);
+        let client = IpAddr::from([127, 0, 0, 3]);
+        let _held = [
+            live.admit("a", attacker).unwrap(),
+            live.admit("a", attacker).unwrap(),
+        ];
+        let e = live.admit("a", attacker).unwrap_err();
+        assert!(e.contains("the most one address gets"), "{e}");
+        let _b = live.admit("b", attacker).unwrap();
+        let e = live.admit("c", attacker).unwrap_err();
+        assert!(
+            e.contains("3 live viewers, the most one address gets"),
+            "{e}"
+        );
+        assert_eq!(live.viewers("a"), 2, "the refusals took no place");
+        let _c = live.admit("a", client).unwrap();
+    }
+
+    /// M3: a viewer's queue is bounded in bytes as well as messages; written messages give
+    /// their bytes back.
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes() {
+        let (tx, mut rx) = mpsc::channel(128);
+        let q = Queue {
+            tx,
+            bytes: ByteBudget::new(1000),
+        };
+        let frag = || Message::Binary(bytes::Bytes::from(vec![0u8; 600]));
+        assert!(q.try_send(frag()));
+        assert!(!q.try_send(frag()), "1,200 bytes over 1,000");
+        let (_, len) = rx.recv().await.unwrap();
+        q.bytes.give_back(len);
+        assert!(q.try_send(frag()), "the written one gave its bytes back");
     }
 
     #[test]

@@ -23,8 +23,12 @@ Examples:
   nvr --demo-event-every 30s                   ... and let the demo camera e-mail its own alarms
   nvr --camera garage=rtsp://admin:pw@10.0.0.5/stream1 --camera yard=rtsp://10.0.0.6/h264
   nvr --camera garage=rtsp://… --map 'channel=2:garage' --pre 5s --post 30s --record all
+  nvr --smtp-listen 0.0.0.0:2525 --smtp-auth cam:secret   take the cameras' alarm mails from the LAN
   nvr --http-listen 0.0.0.0:8080 --http-auth admin:secret   serve the API beyond loopback
   nvr --rtsp-listen 0.0.0.0:8554 --rtsp-auth view:secret   restream rtsp://HOST:8554/<camera>
+  nvr --rtsp-max-conns 64 --rtsp-max-conns-per-addr 8   cap the restream's viewers (one more: 503)
+  nvr --push 'rtmp://10.0.0.9/live/{name}'   also publish each camera over RTMP, keyed by its name
+  nvr --camera yard=rtsp://… --push 'rtmps://live.example.com/app/KEY' --ca-file ca.pem
   nvr --mqtt mqtt://user:pass@127.0.0.1:1883   events, motion and Home Assistant discovery on MQTT
   nvr --config nvr.toml                        cameras and map rules from a file:
                                                  map = [\"channel=2:garage\"]

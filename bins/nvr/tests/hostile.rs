@@ -2,7 +2,7 @@
 //! client on 127.0.0.3 must get its API answer; the attacking connection must end closed or
 //! refused. Deadlines are 1 s here; the tests assert outcomes, never timings.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use nvrkit_testutil::hostile::{
@@ -54,7 +54,7 @@ fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
 
 #[test]
 fn connection_flood_past_the_cap_gets_503() {
-    let n = start(&["--max-conns", "4"]);
+    let n = start(&["--max-conns", "4", "--max-conns-per-addr", "0"]);
     let flood: Vec<_> = (0..4).map(|_| connect_from(ATTACKER, n.addr)).collect();
     let mut over = connect_from(ATTACKER, n.addr);
     let got = read_until_closed(&mut over).expect("the refusal closes");
@@ -72,18 +72,24 @@ fn connection_flood_past_the_cap_gets_503() {
     assert_api_served(&n);
 }
 
-#[test]
-fn per_address_cap_refuses_the_attacker_and_serves_others() {
-    let n = start(&["--max-conns", "16", "--max-conns-per-addr", "3"]);
-    let _held: Vec<_> = (0..3).map(|_| connect_from(ATTACKER, n.addr)).collect();
+/// The attacker holds `cap` connections; one more is refused with 503; a client is served.
+fn per_address_cap_holds(n: &common::Nvr, cap: usize) {
+    let _held: Vec<_> = (0..cap).map(|_| connect_from(ATTACKER, n.addr)).collect();
     let mut over = connect_from(ATTACKER, n.addr);
     let got = read_until_closed(&mut over).expect("the refusal closes");
     assert!(
         got.starts_with(b"HTTP/1.1 503"),
-        "{}",
+        "connection {} from one address: {}",
+        cap + 1,
         String::from_utf8_lossy(&got)
     );
-    assert_api_served(&n);
+    assert_api_served(n);
+}
+
+#[test]
+fn per_address_cap_refuses_the_attacker_and_serves_others() {
+    let n = start(&["--max-conns", "16", "--max-conns-per-addr", "3"]);
+    per_address_cap_holds(&n, 3);
 }
 
 #[test]
@@ -168,4 +174,93 @@ fn oversized_post_body_is_refused() {
     let r = get(CLIENT, n.addr, &n.addr.to_string(), "/api/events");
     assert_eq!(r.body, b"[]", "no event from the oversized body");
     assert_api_served(&n);
+}
+
+/// H1 (review-nvr.md): a page on another origin cannot open the live view nor make the
+/// operator's browser run API reads; nvr's own page, and clients with neither header, can.
+#[test]
+fn cross_origin_websocket_and_api_reads_are_refused() {
+    let n = start(&[]);
+    let host = n.addr.to_string();
+    // The response head only: an accepted upgrade stays open.
+    let upgrade = |from, origin: &str| {
+        let mut s = connect_from(from, n.addr);
+        write!(
+            s,
+            "GET /api/live/demo HTTP/1.1\r\nHost: {host}\r\n{origin}Upgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|k| k == 1) {
+            head.push(b[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    };
+    for origin in ["http://evil.example", "null"] {
+        let head = upgrade(ATTACKER, &format!("Origin: {origin}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 403"), "{origin}: {head}");
+    }
+    let head = upgrade(CLIENT, &format!("Origin: http://{host}\r\n"));
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "the page's own origin: {head}"
+    );
+    let head = upgrade(CLIENT, "");
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "no Origin (ffmpeg, scripts): {head}"
+    );
+    let read = |from, site: &str| {
+        request(
+            from,
+            n.addr,
+            &format!(
+                "GET /api/recordings?camera=demo&day=2026-12-03 HTTP/1.1\r\nHost: {host}\r\n\
+                 {site}Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    let r = read(ATTACKER, "Sec-Fetch-Site: cross-site\r\n");
+    assert_eq!(r.status, 403, "{}", r.head);
+    let r = read(CLIENT, "Sec-Fetch-Site: same-origin\r\n");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(read(CLIENT, "").status, 200);
+    assert_api_served(&n);
+}
+
+/// H2 (review-nvr.md): `/api/recordings` over all time would scan the whole store index; past
+/// 31 days it is refused with 400 saying so, and a month (what a script pages through) answers.
+#[test]
+fn recordings_over_a_month_are_refused() {
+    let n = start(&[]);
+    let host = n.addr.to_string();
+    let r = get(
+        ATTACKER,
+        n.addr,
+        &host,
+        "/api/recordings?camera=demo&from=0001-01-01T00%3A00%3A00Z&to=9999-12-31T23%3A59%3A59Z",
+    );
+    let text = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, 400, "{}: {text}", r.head);
+    assert!(text.contains("31 days"), "{text}");
+    let r = get(
+        CLIENT,
+        n.addr,
+        &host,
+        "/api/recordings?camera=demo&from=2026-11-01T00%3A00%3A00Z&to=2026-12-02T00%3A00%3A00Z",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["truncated"], false, "{v}");
+    assert_api_served(&n);
+}
+
+/// M2 (review-nvr.md): by default one address holds at most 32 HTTP connections (it could
+/// take all 1,024 before any credentials were checked); another client is still served.
+#[test]
+fn one_address_cannot_take_every_connection_by_default() {
+    per_address_cap_holds(&start(&[]), 32);
 }

@@ -18,6 +18,7 @@ use nvrkit_cli::units::{parse_bytes, parse_duration};
 use nvrkit_mbtiles::http::{Config, Cors, MissingTile};
 use nvrkit_mbtiles::tilejson::template;
 use nvrkit_mbtiles::{Catalog, SchemeKind, catalog::log_changes};
+use nvrkit_net::threads::ServingThreads;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -245,56 +246,39 @@ fn run(args: Args) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         idle_timeout: args.idle_timeout,
     });
-    let mut queues = Vec::new();
-    let mut handles = Vec::new();
-    for i in 0..threads {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        queues.push(tx);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting a runtime")?;
-        let app = app.clone();
-        let watch = (i == 0 && !args.poll.is_zero()).then(|| catalog.clone());
-        let poll = args.poll;
-        let worker = Worker { rx };
-        let server = server.clone();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || {
-                    rt.block_on(async move {
-                        if let Some(c) = watch {
-                            c.watch(poll);
-                        }
-                        server
-                            .serve_incoming(worker, app, std::future::pending())
-                            .await;
-                    })
-                })?,
-        );
-    }
-    std::thread::Builder::new()
-        .name("accept".into())
-        .spawn(move || {
-            for (n, conn) in listener.incoming().enumerate() {
-                match conn {
-                    Ok(tcp) => {
-                        let _ = tcp.set_nonblocking(true);
-                        let peer = tcp.peer_addr().unwrap_or(addr);
-                        let _ = queues[n % queues.len()].send((tcp, peer));
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: say so, back off, go on.
-                        tracing::warn!("accept: {e}");
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
+    let watched = catalog.clone();
+    let poll = args.poll;
+    let threads = ServingThreads::start(threads, "http", move |i, rx| {
+        let (app, server) = (app.clone(), server.clone());
+        let watch = (i == 0 && !poll.is_zero()).then(|| watched.clone());
+        async move {
+            if let Some(c) = watch {
+                c.watch(poll);
+            }
+            server
+                .serve_incoming(Worker { rx }, app, std::future::pending())
+                .await;
+        }
+    })
+    .context("starting the server threads")?;
+    // This thread accepts, and deals the connections to the serving threads in turn.
+    for (n, conn) in listener.incoming().enumerate() {
+        match conn {
+            Ok(tcp) => {
+                let _ = tcp.set_nonblocking(true);
+                let peer = tcp.peer_addr().unwrap_or(addr);
+                if threads.hand(n, (tcp, peer)).is_err() {
+                    // Only a panic ends a serving thread.
+                    let _ = threads.join();
+                    bail!("a server thread panicked");
                 }
             }
-        })?;
-    for h in handles {
-        h.join()
-            .map_err(|_| anyhow::anyhow!("a server thread panicked"))?;
+            Err(e) => {
+                // Out of file descriptors and the like: say so, back off, go on.
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
     Ok(())
 }

@@ -62,6 +62,24 @@ pub struct Fired {
     pub frame_position_micros: i64,
     /// The frame's wall-clock (presentation) time.
     pub wall: WallTime,
+    /// The keyframe the mail's snapshot is of: the one presented at or before the alarm
+    /// frame, what the camera last had a full picture of when the alarm fired (never a later
+    /// one, however late the mail is made). Its index among the clip's video frames.
+    pub keyframe: usize,
+    /// That keyframe's lap: `lap`, or `lap - 1` when the loop presents no keyframe at or before
+    /// the alarm position (the previous lap's last one).
+    pub keyframe_lap: i64,
+    /// That keyframe's presentation time in its loop, µs.
+    pub keyframe_position_micros: i64,
+}
+
+/// Where an alarm mail's JPEG came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picture {
+    /// Decoded from [`Fired::keyframe`].
+    Keyframe,
+    /// The clip's sidecar JPEG (an H.265 clip): the same picture every time.
+    Sidecar,
 }
 
 /// Capacity of the channel from the pacers to the dispatcher.
@@ -101,12 +119,18 @@ impl Tap {
                 continue;
             }
             let (frame, position) = frame_at(clip, a.position_micros)?;
-            at.push((frame, i, position));
+            let key = keyframe_before(clip, position)?;
+            at.push(Cue {
+                frame,
+                alarm: i,
+                position,
+                key,
+            });
         }
         if at.is_empty() {
             return Ok(None);
         }
-        at.sort_unstable();
+        at.sort_unstable_by_key(|c| (c.frame, c.alarm));
         Ok(Some(Cues {
             at,
             tx: self.tx.clone(),
@@ -114,14 +138,56 @@ impl Tap {
     }
 }
 
+fn unusable(clip: &Clip, what: String) -> Error {
+    Error::Unusable {
+        name: clip.name().to_owned(),
+        what,
+    }
+}
+
+/// Each video frame of `clip`'s loop: (index, position µs from the first presented frame,
+/// keyframe).
+fn presented(clip: &Clip) -> impl Iterator<Item = (usize, i64, bool)> + '_ {
+    let frames = clip.frames(clip.master());
+    let first = frames.iter().map(|f| f.pts).min().unwrap_or(0);
+    frames.iter().enumerate().map(move |(i, f)| {
+        (
+            i,
+            rescale(f.pts - first, f.timescale, 1_000_000),
+            f.keyframe,
+        )
+    })
+}
+
+/// The keyframe presented at or before `position_micros` of `clip`'s loop: its index, how many
+/// laps back it is (0, or 1 when the loop has none that early: the previous lap's last) and its
+/// position (µs).
+pub fn keyframe_before(clip: &Clip, position_micros: i64) -> Result<(usize, i64, i64)> {
+    let mut latest: Option<(usize, i64)> = None;
+    let mut last: Option<(usize, i64)> = None;
+    for (i, start, key) in presented(clip) {
+        if !key {
+            continue;
+        }
+        if start <= position_micros && latest.is_none_or(|(_, b)| start > b) {
+            latest = Some((i, start));
+        }
+        if last.is_none_or(|(_, b)| start > b) {
+            last = Some((i, start));
+        }
+    }
+    match (latest, last) {
+        (Some((i, p)), _) => Ok((i, 0, p)),
+        (None, Some((i, p))) => Ok((i, 1, p)),
+        (None, None) => Err(unusable(clip, "the clip has no video keyframe".into())),
+    }
+}
+
 /// The frame presented at `position_micros` of `clip`'s loop: its index among the video frames
 /// and its own position (µs).
 pub fn frame_at(clip: &Clip, position_micros: i64) -> Result<(usize, i64)> {
     let period = clip.period_micros();
-    let unusable = |what: String| Error::Unusable {
-        name: clip.name().to_owned(),
-        what,
-    };
+    let unusable = |what: String| unusable(clip, what);
     if position_micros < 0 || position_micros >= period {
         return Err(unusable(format!(
             "alarm position {:.6} s is outside the loop (0 to {:.6} s)",
@@ -129,11 +195,8 @@ pub fn frame_at(clip: &Clip, position_micros: i64) -> Result<(usize, i64)> {
             period as f64 / 1e6
         )));
     }
-    let frames = clip.frames(clip.master());
-    let first = frames.iter().map(|f| f.pts).min().unwrap_or(0);
     let mut best: Option<(usize, i64)> = None;
-    for (i, f) in frames.iter().enumerate() {
-        let start = rescale(f.pts - first, f.timescale, 1_000_000);
+    for (i, start, _) in presented(clip) {
         // The latest frame presented at or before the position.
         if start <= position_micros && best.is_none_or(|(_, b)| start > b) {
             best = Some((i, start));
@@ -142,11 +205,22 @@ pub fn frame_at(clip: &Clip, position_micros: i64) -> Result<(usize, i64)> {
     best.ok_or_else(|| unusable("no video frame is presented at the alarm position".into()))
 }
 
+/// One alarm cued on a frame.
+#[derive(Debug, Clone, Copy)]
+struct Cue {
+    frame: usize,
+    alarm: usize,
+    /// The frame's position, µs.
+    position: i64,
+    /// [`keyframe_before`] the frame.
+    key: (usize, i64, i64),
+}
+
 /// The alarms of one clip, by video frame index: what its pacer checks each frame against.
 #[derive(Debug, Clone)]
 pub struct Cues {
-    /// (frame index, alarm index, frame position µs), sorted.
-    at: Vec<(usize, usize, i64)>,
+    /// Sorted by frame, then alarm.
+    at: Vec<Cue>,
     tx: mpsc::Sender<Fired>,
 }
 
@@ -154,17 +228,22 @@ impl Cues {
     /// The pacer released video frame `index` of lap `lap`, presented at `wall`: reports every
     /// alarm cued on it. Never waits.
     pub fn released(&self, lap: i64, index: usize, wall: Option<WallTime>) {
-        let from = self.at.partition_point(|(f, _, _)| *f < index);
-        for &(f, alarm, position) in &self.at[from..] {
-            if f != index {
+        let from = self.at.partition_point(|c| c.frame < index);
+        for c in &self.at[from..] {
+            if c.frame != index {
                 break;
             }
+            let alarm = c.alarm;
+            let (keyframe, back, keyframe_position_micros) = c.key;
             let fired = Fired {
                 alarm,
                 lap,
-                frame: f,
-                frame_position_micros: position,
+                frame: c.frame,
+                frame_position_micros: c.position,
                 wall: wall.unwrap_or_else(WallTime::now),
+                keyframe,
+                keyframe_lap: lap - back,
+                keyframe_position_micros,
             };
             if self.tx.try_send(fired).is_err() {
                 tracing::warn!("alarm {alarm}: lap {lap} dropped (the dispatcher is behind)");
@@ -185,11 +264,17 @@ pub const MAIL_ATTEMPTS: u32 = 3;
 /// Deadline of each SMTP reply (and of connecting).
 pub const MAIL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The latest snapshot JPEG of a clip, by name (`None`: none; the mail goes without one). A
-/// future, so a decode runs in the mail's task, never in the dispatcher's loop (loopcam gives
-/// the ONVIF device's `snapshot::Snapshotter`, the one cache both use).
+/// The snapshot JPEG of a clip's video frame `index` (a keyframe, [`Fired::keyframe`]), by
+/// clip name, and where it came from (`None`: none; the mail goes without one). A future, so a
+/// decode runs in the mail's task, never in the dispatcher's loop (loopcam gives the ONVIF
+/// device's `snapshot::Snapshotter`, `Snapshotter::keyframe`, which decodes each alarm's
+/// keyframe once).
 pub type JpegSource = Arc<
-    dyn Fn(&str) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>
+    dyn Fn(
+            &str,
+            usize,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<(Bytes, Picture)>> + Send>>
         + Send
         + Sync,
 >;
@@ -198,8 +283,11 @@ pub type JpegSource = Arc<
 /// them (`X-Mailer: HIKMailer`, `EVENT TYPE: Motion Detected`, `IPC NAME`), which nvrkit-smtp
 /// reads as `Vendor::Hikvision` motion. `EVENT TIME` is the
 /// frame's wall time in UTC to the second (Hikvision writes local time without a zone); the
-/// attachment's name carries the exact frame: `<clip>_<UTC µs, compact>_lap<N>_pos<S.ffffff>s.jpg`.
-pub fn mail_text(clip: &str, fired: &Fired) -> (String, String, String) {
+/// attachment's name carries the exact alarm frame and the keyframe the picture is of:
+/// `<clip>_<UTC µs, compact>_lap<N>_pos<S.ffffff>s_key<K.ffffff>s.jpg` (the keyframe's
+/// position; `_key<K>s` is `_lap<M>key<K>s` when it is of the previous lap, and `_sidecar` for
+/// a sidecar JPEG, see [`snapshot_header`]).
+pub fn mail_text(clip: &str, fired: &Fired, picture: Picture) -> (String, String, String) {
     let (date, time) = {
         let s = fired.wall.to_rfc3339();
         (
@@ -215,13 +303,48 @@ pub fn mail_text(clip: &str, fired: &Fired) -> (String, String, String) {
          IPC S/N:       loopcam-{clip}\n\
          CHANNEL NUMBER:    1\n"
     );
+    let key = match picture {
+        Picture::Sidecar => "sidecar".to_owned(),
+        Picture::Keyframe if fired.keyframe_lap != fired.lap => format!(
+            "lap{}key{:.6}s",
+            fired.keyframe_lap,
+            fired.keyframe_position_micros as f64 / 1e6
+        ),
+        Picture::Keyframe => format!("key{:.6}s", fired.keyframe_position_micros as f64 / 1e6),
+    };
     let name = format!(
-        "{clip}_{}_lap{}_pos{:.6}s.jpg",
+        "{clip}_{}_lap{}_pos{:.6}s_{key}.jpg",
         fired.wall.to_compact(),
         fired.lap,
         fired.frame_position_micros as f64 / 1e6
     );
     ("IPC: Motion Detected".to_owned(), body, name)
+}
+
+/// The alarm mail's `X-Loopcam-Alarm` header: the frame that raised it (`lap=2; frame=30;
+/// pos=1.200000s; utc=…`).
+pub fn alarm_header(fired: &Fired) -> String {
+    format!(
+        "lap={}; frame={}; pos={:.6}s; utc={}",
+        fired.lap,
+        fired.frame,
+        fired.frame_position_micros as f64 / 1e6,
+        fired.wall.to_rfc3339()
+    )
+}
+
+/// The alarm mail's `X-Loopcam-Snapshot` header: which frame the attached JPEG is of
+/// (`keyframe; lap=2; frame=25; pos=1.000000s`), or `sidecar` (the clip's sidecar JPEG).
+pub fn snapshot_header(fired: &Fired, picture: Picture) -> String {
+    match picture {
+        Picture::Sidecar => "sidecar".to_owned(),
+        Picture::Keyframe => format!(
+            "keyframe; lap={}; frame={}; pos={:.6}s",
+            fired.keyframe_lap,
+            fired.keyframe,
+            fired.keyframe_position_micros as f64 / 1e6
+        ),
+    }
 }
 
 #[cfg(feature = "alarm")]
@@ -249,6 +372,52 @@ mod tests {
         assert_eq!(frame_at(&clip, 0).unwrap(), (0, 0));
         assert!(frame_at(&clip, clip.period_micros()).is_err());
         assert!(frame_at(&clip, -1).is_err());
+    }
+
+    #[test]
+    fn the_snapshot_keyframe_is_the_one_at_or_before_the_alarm_frame() {
+        let clip = sample();
+        // The sample has a keyframe every second (frames 0, 25, 50, ...); 25 fps.
+        let keys: Vec<i64> = presented(&clip)
+            .filter(|(_, _, k)| *k)
+            .map(|(_, p, _)| p)
+            .collect();
+        assert_eq!(&keys[..2], [0, 1_000_000], "{keys:?}");
+        assert_eq!(
+            keyframe_before(&clip, 3_200_000).unwrap(),
+            (75, 0, 3_000_000)
+        );
+        assert_eq!(
+            keyframe_before(&clip, 3_000_000).unwrap(),
+            (75, 0, 3_000_000)
+        );
+        assert_eq!(
+            keyframe_before(&clip, 2_999_999).unwrap(),
+            (50, 0, 2_000_000)
+        );
+        assert_eq!(keyframe_before(&clip, 0).unwrap(), (0, 0, 0));
+        // Reported with the alarm, lap by lap.
+        let (tap, mut rx) = Tap::new(vec![Alarm {
+            clip: "sample".into(),
+            position_micros: 3_200_000,
+            target: Target::Onvif,
+        }]);
+        let cues = tap.cues(&clip).unwrap().unwrap();
+        cues.released(3, 80, Some(WallTime::from_micros(1)));
+        let f = rx.try_recv().unwrap();
+        assert_eq!(
+            (f.keyframe, f.keyframe_lap, f.keyframe_position_micros),
+            (75, 3, 3_000_000)
+        );
+        assert_eq!(
+            snapshot_header(&f, Picture::Keyframe),
+            "keyframe; lap=3; frame=75; pos=3.000000s"
+        );
+        assert_eq!(snapshot_header(&f, Picture::Sidecar), "sidecar");
+        assert_eq!(
+            alarm_header(&f),
+            "lap=3; frame=80; pos=3.200000s; utc=1970-01-01T00:00:00.000001Z"
+        );
     }
 
     #[test]
@@ -308,11 +477,32 @@ mod tests {
             frame: 80,
             frame_position_micros: 3_200_000,
             wall: WallTime::parse_rfc3339("2026-12-03T15:25:58.2Z").unwrap(),
+            keyframe: 50,
+            keyframe_lap: 2,
+            keyframe_position_micros: 2_000_000,
         };
-        let (subject, body, name) = mail_text("bikes", &fired);
+        let (subject, body, name) = mail_text("bikes", &fired, Picture::Keyframe);
         assert_eq!(subject, "IPC: Motion Detected");
         assert!(body.contains("EVENT TIME:    2026-12-03,15:25:58\n"));
         assert!(body.contains("IPC NAME:      bikes\n"));
-        assert_eq!(name, "bikes_20261203T152558.200000Z_lap2_pos3.200000s.jpg");
+        assert_eq!(
+            name,
+            "bikes_20261203T152558.200000Z_lap2_pos3.200000s_key2.000000s.jpg"
+        );
+        let (_, _, name) = mail_text("bikes", &fired, Picture::Sidecar);
+        assert_eq!(
+            name,
+            "bikes_20261203T152558.200000Z_lap2_pos3.200000s_sidecar.jpg"
+        );
+        let back = Fired {
+            keyframe_lap: 1,
+            keyframe_position_micros: 9_000_000,
+            ..fired
+        };
+        let (_, _, name) = mail_text("bikes", &back, Picture::Keyframe);
+        assert_eq!(
+            name,
+            "bikes_20261203T152558.200000Z_lap2_pos3.200000s_lap1key9.000000s.jpg"
+        );
     }
 }

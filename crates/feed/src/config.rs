@@ -63,7 +63,8 @@ pub struct Config {
     /// (plain RTP beside an encrypted control channel would defeat the point; SRTP is not done).
     pub tls_listen: Option<SocketAddr>,
     /// The RTSPS certificate: PEM files, or (the default) a self-signed one made at start whose
-    /// SHA-256 fingerprint [`Server::tls_fingerprint`](crate::server::Server::tls_fingerprint) gives.
+    /// SHA-256 fingerprint
+    /// [`Server::tls_fingerprint`](crate::server::Server::tls_fingerprint) gives.
     pub tls: nvrkit_tls::TlsSource,
     /// Fault-file aliases ([`crate::fault::parse_fault_file`]): each served as its own path,
     /// playing a clip with its faults. A clip it names must be among those served.

@@ -241,8 +241,8 @@ impl Feeds {
         Ok((feeds, tasks))
     }
 
-    /// The rings a PLAY of `stream` with `faults` may read ([`Driver::ring`](crate::rtsp::driver::Driver::ring)
-    /// chooses), and for a
+    /// The rings a PLAY of `stream` with `faults` may read (the driver chooses,
+    /// [`Driver::ring`](crate::rtsp::driver::Driver::ring)), and for a
     /// live source the watch of its tracks (its sessions end when they change). `None`: the
     /// path is gone, or the live source's tracks changed since `stream` was described (the
     /// client must describe again).

@@ -19,14 +19,20 @@
 //! - [`rtsp`]: request framing, Basic/Digest auth, and the sans-I/O session core:
 //!   [`rtsp::core::Connection`] answers requests and owns the session, including what PLAY
 //!   sends ([`rtsp::play::Playout`]: RTP-Info, sender reports, BYE); frames go in, packets
-//!   come out.
+//!   come out. [`rtsp::driver::Driver`] is the whole connection as a state machine around it:
+//!   events at explicit instants in, responses, packets, the next wake-up and what to do
+//!   (PLAY from a ring, close) out; deadlines, liveness, the report schedule, which ring and
+//!   frame PLAY starts at, UDP catch-up pacing.
 //! - [`rtmp`]: the RTMP publisher (`loopcam push`): the same loop pushed to an RTMP server,
 //!   FLV tags built here over `rml_rtmp`'s handshake and chunk stream, reconnecting with
 //!   backoff, `rtmps://` through rustls.
-//! - [`server`]: the tokio layer, sockets and timers only. One [`LoopSource`] and one frame ring
-//!   ([`nvrkit_ring`]) per clip, paced to the wall clock and shared by all of its clients; a late
-//!   joiner gets the current GOP at once, a slow one is skipped to a keyframe. RTSPS on a second
-//!   listener ([`server::Config::tls_listen`], rustls via [`nvrkit_tls`]), interleaved RTP only.
+//! - [`server`]: the RTSP socket layer, which decides nothing: listeners, UDP pair, one task
+//!   per connection feeding its [`rtsp::driver::Driver`] and writing what it composes; and
+//!   [`server::Server`], the handle. One [`LoopSource`] and one frame ring ([`nvrkit_ring`])
+//!   per clip, paced to the wall clock ([`server::Looper`] for a loop without a server) and
+//!   shared by all of its clients; a late joiner gets the current GOP at once, a slow one is
+//!   skipped to a keyframe. RTSPS on a second listener ([`server::Config::tls_listen`], rustls
+//!   via [`nvrkit_tls`]), interleaved RTP only.
 //! - [`stamp`]: each video frame numbered by an SEI NAL unit ([`LoopSource::stamped`],
 //!   [`server::Config::stamp_frames`]), for recorder self-tests.
 //! - [`source`]: [`source::LiveSource`], a ring filled elsewhere (a camera's) whose tracks are

@@ -204,8 +204,9 @@ pub(crate) async fn pace(
 }
 
 /// Resolves once shutdown was signalled, also when that happened before `stop` was subscribed
-/// (a task that subscribes in its own body may do so after [`crate::server::Server::shutdown`] sent it:
-/// waiting for a *change* would then wait for ever).
+/// (a task that subscribes in its own body may do so after
+/// [`Server::shutdown`](crate::server::Server::shutdown) sent it: waiting for a *change* would
+/// then wait for ever).
 pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }

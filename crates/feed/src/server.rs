@@ -1,8 +1,8 @@
 //! The RTSP socket layer: the RTSP (and RTSPS) listeners, one UDP pair for RTP/RTCP, and a task
 //! per connection. It decides nothing: what a connection says and sends, and when, is the
-//! sans-I/O [`Driver`](crate::rtsp::driver::Driver)'s; the served loops are [`crate::feeds`]'s,
-//! [`Server`] the public handle ([`crate::handle`]). This file binds and serves; `listen` has
-//! the accept loops, caps and refusals, the UDP pair and UDP RTCP; `conn` a connection's loop.
+//! sans-I/O [`Driver`](crate::rtsp::driver::Driver)'s, the served loops are the catalog's
+//! (`feeds.rs`), [`Server`] is the public handle (`handle.rs`). This file binds and serves;
+//! `listen`: accept loops, caps and refusals, the UDP pair, UDP RTCP; `conn`: one connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub(crate) fn serve(
         auth: config.auth.clone().map(Arc::new),
         refuser: Refuser::new(
             ConnLimiter::new(config.max_conns, config.max_conns_per_addr),
-            listen::BUSY,
+            crate::rtsp::core::BUSY,
         ),
         config,
         udp_ports: sockets.udp.as_ref().map(|(a, b)| (port(a), port(b))),

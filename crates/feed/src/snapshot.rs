@@ -308,7 +308,14 @@ struct State {
     /// The last decode that failed, by the keyframe's PTS: asked again for that keyframe, the
     /// error is answered without decoding again (requests cannot force a decode each).
     failed: Option<(i64, SnapshotError)>,
+    /// The pictures of clip keyframes by frame index ([`Snapshotter::keyframe`], what alarm
+    /// mails carry), at most [`MAX_KEYFRAMES_KEPT`], the oldest dropped first.
+    keyframes: Vec<(usize, Result<Snapshot, SnapshotError>)>,
 }
+
+/// The most keyframe pictures [`Snapshotter::keyframe`] keeps per clip (one per alarm
+/// position is what alarm mails need).
+pub const MAX_KEYFRAMES_KEPT: usize = 16;
 
 #[derive(Debug)]
 struct Inner {
@@ -317,6 +324,8 @@ struct Inner {
     video: usize,
     source: Source,
     ring: Ring,
+    /// The clip's video keyframes, by index among its video frames (cheap `Bytes` clones).
+    keyframes: Vec<(usize, nvrkit_media::Frame)>,
     state: Mutex<State>,
     /// Decodes started, over the handle's life (the tests count them).
     decodes: std::sync::atomic::AtomicU64,
@@ -355,12 +364,20 @@ impl Snapshotter {
                 clip: clip.name().to_owned(),
             }),
         };
+        let keyframes = clip
+            .frames(video)
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.keyframe)
+            .map(|(i, f)| (i, f.clone()))
+            .collect();
         Snapshotter {
             inner: Arc::new(Inner {
                 clip: clip.name().to_owned(),
                 video,
                 source,
                 ring,
+                keyframes,
                 state: Mutex::new(State::default()),
                 decodes: std::sync::atomic::AtomicU64::new(0),
             }),
@@ -379,6 +396,60 @@ impl Snapshotter {
             Source::Refused(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// Whether the pictures are the sidecar JPEG (an H.265 clip) rather than decoded keyframes.
+    pub fn sidecar(&self) -> bool {
+        matches!(self.inner.source, Source::Sidecar(_))
+    }
+
+    /// The picture of the clip's video frame `index` (its index among the clip's video frames,
+    /// one loop), which must be a keyframe: what the loop shows at that frame every lap. An
+    /// alarm mail carries it (the keyframe at or before the alarm frame), not the newest
+    /// keyframe, which a late mail would take from after the alarm. Decoded once on the
+    /// blocking pool and kept (see [`MAX_KEYFRAMES_KEPT`]); the sidecar JPEG for an H.265 clip
+    /// with one. Its [`Snapshot::tag`] is the frame's PTS in the clip.
+    pub async fn keyframe(&self, index: usize) -> Result<Snapshot, SnapshotError> {
+        let inner = &self.inner;
+        let params = match &inner.source {
+            Source::H264(p) => p.clone(),
+            Source::Sidecar(s) => return Ok(s.clone()),
+            Source::Refused(e) => return Err(e.clone()),
+        };
+        {
+            let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, r)) = st.keyframes.iter().find(|(i, _)| *i == index) {
+                return r.clone();
+            }
+        }
+        let Some((_, frame)) = inner.keyframes.iter().find(|(i, _)| *i == index) else {
+            return Err(SnapshotError::Decode {
+                clip: inner.clip.clone(),
+                pts: -1,
+                reason: format!("video frame {index} of the clip is not a keyframe"),
+            });
+        };
+        let (job, frame) = (Arc::clone(inner), frame.clone());
+        inner
+            .decodes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let r = decode(&job.clip, &params, &frame);
+            let mut st = job.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !st.keyframes.iter().any(|(i, _)| *i == index) {
+                if st.keyframes.len() >= MAX_KEYFRAMES_KEPT {
+                    drop(st.keyframes.remove(0));
+                }
+                st.keyframes.push((index, r.clone()));
+            }
+            r
+        })
+        .await
+        .map_err(|_| SnapshotError::Decode {
+            clip: inner.clip.clone(),
+            pts: -1,
+            reason: "the runtime shut down during the decode".into(),
+        })?
     }
 
     /// The JPEG of the latest keyframe (see [`Snapshotter::latest`]).
@@ -406,6 +477,7 @@ impl Snapshotter {
             Ok(f) if f.stream == inner.video && f.keyframe => f,
             Ok(_) | Err(_) => return Err(no_keyframe()),
         };
+        let key_pts = key.pts;
         let mut pending = {
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(c) = &st.cached
@@ -428,29 +500,7 @@ impl Snapshotter {
                     job.decodes
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::task::spawn_blocking(move || {
-                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            h264_to_jpeg(&params, &key.data, QUALITY)
-                        }))
-                        .unwrap_or_else(|_| {
-                            Err(ConvertError::Decode("the decoder panicked".into()))
-                        });
-                        let result = match result {
-                            Ok((jpeg, width, height)) => Ok(Snapshot {
-                                jpeg,
-                                width,
-                                height,
-                                tag: key.pts,
-                            }),
-                            Err(ConvertError::Decode(reason)) => Err(SnapshotError::Decode {
-                                clip: job.clip.clone(),
-                                pts: key.pts,
-                                reason,
-                            }),
-                            Err(ConvertError::Encode(reason)) => Err(SnapshotError::Encode {
-                                clip: job.clip.clone(),
-                                reason,
-                            }),
-                        };
+                        let result = decode(&job.clip, &params, &key);
                         let mut st = job.state.lock().unwrap_or_else(|e| e.into_inner());
                         st.pending = None;
                         match &result {
@@ -471,11 +521,41 @@ impl Snapshotter {
             .await
             .map_err(|_| SnapshotError::Decode {
                 clip: inner.clip.clone(),
-                pts: key.pts,
+                pts: key_pts,
                 reason: "the runtime shut down during the decode".into(),
             })?
             .clone();
         result.unwrap_or_else(|| Err(no_keyframe()))
+    }
+}
+
+/// Decodes keyframe `key` of `clip` to a [`Snapshot`] tagged with its PTS; a decoder panic is
+/// an error. Blocking: run it on the blocking pool.
+fn decode(
+    clip: &str,
+    params: &VideoParams,
+    key: &nvrkit_media::Frame,
+) -> Result<Snapshot, SnapshotError> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        h264_to_jpeg(params, &key.data, QUALITY)
+    }))
+    .unwrap_or_else(|_| Err(ConvertError::Decode("the decoder panicked".into())));
+    match result {
+        Ok((jpeg, width, height)) => Ok(Snapshot {
+            jpeg,
+            width,
+            height,
+            tag: key.pts,
+        }),
+        Err(ConvertError::Decode(reason)) => Err(SnapshotError::Decode {
+            clip: clip.to_owned(),
+            pts: key.pts,
+            reason,
+        }),
+        Err(ConvertError::Encode(reason)) => Err(SnapshotError::Encode {
+            clip: clip.to_owned(),
+            reason,
+        }),
     }
 }
 
@@ -558,6 +638,48 @@ mod tests {
         let second = s.latest().await.unwrap();
         assert_eq!(second.tag, next.pts);
         assert_ne!(second.jpeg.as_ptr(), first.jpeg.as_ptr());
+    }
+
+    /// An alarm's keyframe is the clip's frame of that index, whatever the ring has paced since:
+    /// the JPEG of frame 25 even when the ring's newest keyframe is a later one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_alarm_keyframe_is_that_frame_not_the_newest() {
+        let clip = sample();
+        let v = clip.master();
+        let CodecParams::H264(params) = &clip.tracks()[v].params else {
+            panic!("the sample is H.264");
+        };
+        let (mut writer, ring) =
+            nvrkit_ring::ring(nvrkit_ring::Config::new().max_frames(256).video_stream(v)).unwrap();
+        let s = Snapshotter::new(&clip, ring, None);
+        // The pacer is past the alarm: frames up to 60 (keyframes 0, 25, 50) are in the ring.
+        for f in &clip.frames(v)[..=60] {
+            let mut f = f.clone();
+            f.wall = Some(nvrkit_media::WallTime::now());
+            writer.push(f).unwrap();
+        }
+        let newest = s.latest().await.unwrap();
+        assert_eq!(newest.tag, clip.frames(v)[50].pts);
+        let at25 = s.keyframe(25).await.unwrap();
+        let (want, _, _) = h264_to_jpeg(params, &clip.frames(v)[25].data, QUALITY).unwrap();
+        assert_eq!(at25.jpeg, want, "the picture of frame 25");
+        assert_eq!(at25.tag, clip.frames(v)[25].pts);
+        assert_ne!(at25.jpeg, newest.jpeg, "not the newest keyframe's");
+        // Kept: asked again, no new decode.
+        let decodes = s.inner.decodes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            s.keyframe(25).await.unwrap().jpeg.as_ptr(),
+            at25.jpeg.as_ptr()
+        );
+        assert_eq!(
+            s.inner.decodes.load(std::sync::atomic::Ordering::Relaxed),
+            decodes
+        );
+        // A frame that is not a keyframe is an error, not a broken picture.
+        assert!(matches!(
+            s.keyframe(26).await,
+            Err(SnapshotError::Decode { .. })
+        ));
     }
 
     /// A keyframe that does not decode is decoded once: asked again, its error is answered

@@ -68,6 +68,12 @@ impl LiveSource {
         self.video_stream
     }
 
+    /// A watch of its tracks (`None` until known), for a reader that follows them itself (the
+    /// RTMP publisher, [`crate::rtmp::Push::start_source`]).
+    pub fn tracks(&self) -> watch::Receiver<Option<Vec<TrackInfo>>> {
+        self.tracks.clone()
+    }
+
     /// What DESCRIBE says now: `None` while the tracks are unknown.
     pub(crate) fn info(&self) -> Option<Arc<StreamInfo>> {
         let tracks = self.tracks.borrow().clone()?;

@@ -1,17 +1,19 @@
-//! What one playing client costs per frame in the session core: once warm, composing a frame's
-//! RTP packets (headers per client, payloads sliced from the shared frame) allocates nothing,
-//! so fan-out to hundreds of clients adds no allocator traffic per packet. Counted with a
-//! global allocator that counts this thread's allocations.
+//! What one playing client costs per frame in the connection state machine and session core,
+//! as the server drives them ([`Driver`]: the frame's due instant, its packets, the periodic
+//! check): once warm, composing a frame's RTP packets (headers per client, payloads sliced
+//! from the shared frame) allocates nothing, so fan-out to hundreds of clients adds no
+//! allocator traffic per packet. Counted with a global allocator that counts this thread's
+//! allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nvrkit_feed::rtp::sender::{Chunks, Queue};
-use nvrkit_feed::rtsp::core::{Action, Catalog, ConnConfig, Connection, StreamInfo};
-use nvrkit_feed::rtsp::framing::{Framer, Incoming};
-use nvrkit_media::{Demuxer, Frame};
+use nvrkit_feed::rtsp::core::{Catalog, ConnConfig, StreamInfo};
+use nvrkit_feed::rtsp::driver::{Driver, Limits, Now, Rings, Step};
+use nvrkit_media::{Demuxer, Frame, WallTime};
 
 /// Counts allocations made by the current thread, then defers to the system allocator.
 struct Counting;
@@ -56,9 +58,10 @@ impl Catalog for One {
     }
 }
 
-/// A session that set up every track (interleaved, or over UDP) and played.
-fn playing(frames: &[Frame], cat: &One, udp: bool) -> Connection {
-    let mut conn = Connection::new(ConnConfig {
+/// A connection whose session set up every track (interleaved, or over UDP) and played, as
+/// the server drives it ([`Driver`]), at `t0`.
+fn playing(frames: &[Frame], cat: &One, udp: bool, t0: Now) -> Driver {
+    let conn = ConnConfig {
         auth: None,
         udp_ports: Some((8000, 8001)),
         session_timeout: Duration::from_secs(60),
@@ -66,7 +69,14 @@ fn playing(frames: &[Frame], cat: &One, udp: bool) -> Connection {
         host: "127.0.0.1:8554".into(),
         server_ip: "127.0.0.1".into(),
         rtp: Default::default(),
-    });
+    };
+    let limits = Limits {
+        request_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        strict_start: false,
+        udp_burst_speed: 4,
+    };
+    let mut d = Driver::new(conn, limits, "127.0.0.3:4000".parse().unwrap(), t0.at);
     let transport = |t: usize| match udp {
         false => format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1),
         true => format!(
@@ -83,16 +93,19 @@ fn playing(frames: &[Frame], cat: &One, udp: bool) -> Connection {
         );
     }
     dialogue += "PLAY rtsp://h/clip/ RTSP/1.0\r\nCSeq: 9\r\n\r\n";
-    let mut framer = Framer::new();
-    framer.push(dialogue.as_bytes());
-    let mut last = Action::None;
-    while let Some(Incoming::Request(req)) = framer.next_message() {
-        last = conn.handle(&req, cat).1;
-    }
-    assert_eq!(last, Action::Play);
-    let first = frames.iter().find(|f| f.stream == 0 && f.keyframe).unwrap();
-    let _ = conn.play("9", first, 0, &mut Vec::new());
-    conn
+    let mut out = Vec::new();
+    let step = d.read(dialogue.as_bytes(), t0, cat, &mut out);
+    assert!(matches!(step, Step::Play { .. }), "{step:?}");
+    let rings = Rings {
+        master: 0,
+        all: (),
+        video: None,
+    };
+    d.ring(rings);
+    let first = frames.iter().find(|f| d.offer(f)).unwrap();
+    d.start(first, &mut out);
+    assert_eq!(d.resume(t0, cat, &mut out), Step::Continue);
+    d
 }
 
 #[test]
@@ -107,22 +120,27 @@ fn a_warm_session_allocates_nothing_per_frame() {
     for (d, udp) in clips.iter().flat_map(|d| [(d, false), (d, true)]) {
         let frames: Vec<Frame> = d.frames().map(Result::unwrap).collect();
         let cat = One(Arc::new(StreamInfo::new("clip", d.tracks().to_vec())));
-        let mut conn = playing(&frames, &cat, udp);
+        let t0 = Now {
+            at: Instant::now(),
+            wall: WallTime::now(),
+        };
+        let mut conn = playing(&frames, &cat, udp, t0);
         // As the server's connection writes them: interleaved packets into its queue of chunks
-        // (written, then dropped), UDP ones aside.
+        // (written, then dropped), UDP ones aside; each frame when the driver says it is due,
+        // and the driver's periodic work after each batch.
         let (mut chunks, mut aside) = (Chunks::default(), Vec::new());
-        let mut pass = |conn: &mut Connection| {
+        let mut pass = |d: &mut Driver| {
             let mut packets = 0;
             for f in &frames {
                 chunks.clear();
                 aside.clear();
-                conn.frame(
-                    f,
-                    &mut Queue {
-                        chunks: &mut chunks,
-                        udp: &mut aside,
-                    },
-                );
+                let mut out = Queue {
+                    chunks: &mut chunks,
+                    udp: &mut aside,
+                };
+                let at = d.due(f, t0).unwrap_or(t0.at);
+                d.frame(f, at, &mut out);
+                assert_eq!(d.after_frames(at, |_| None, &mut out), Step::Continue);
                 packets += chunks.len() + aside.len();
             }
             packets

@@ -336,8 +336,20 @@ fn check_frame(tracks: &[TrackInfo], last_dts: &[Option<i64>], f: &Frame) -> Res
     Ok(())
 }
 
+/// The longest fragment [`FragmentedMuxer::new`] holds: a stream with no keyframe for longer
+/// (one IDR then only P-frames: intra refresh, or a hostile camera) is cut here, at a non-sync
+/// frame, instead of being held in memory without end.
+pub const MAX_FRAGMENT_SECONDS: i64 = 10;
+
+/// The most bytes one fragment holds before it is cut (at the next frame of the first video
+/// stream, or at any frame once twice this is pending).
+pub const MAX_FRAGMENT_BYTES: usize = 16 << 20;
+
 /// Writes fragmented MP4: an init segment (`ftyp`+`moov`), then a `moof`+`mdat` per GOP of the
-/// first video stream (about one per second for audio-only input).
+/// first video stream (about one per second for audio-only input), cut also after
+/// [`MAX_FRAGMENT_SECONDS`] or [`MAX_FRAGMENT_BYTES`] without a keyframe: such a fragment starts
+/// with a non-sync frame (its `trun` flags say so), which fMP4 allows; only the first fragment
+/// must start at a keyframe (the caller's first video frame).
 ///
 /// The init segment comes out with the first fragment, because the edit lists in it depend on
 /// the first frames.
@@ -352,6 +364,8 @@ pub struct FragmentedMuxer {
     tracks: Vec<TrackInfo>,
     per_frame: bool,
     pending: Vec<Vec<Frame>>,
+    /// Bytes of the frames pending.
+    pending_bytes: usize,
     last_dts: Vec<Option<i64>>,
     /// Per track: added to every DTS so `tfdt` is never negative; undone by the edit list.
     offset: Vec<Option<i64>>,
@@ -369,6 +383,7 @@ impl FragmentedMuxer {
             tracks: tracks.to_vec(),
             per_frame: false,
             pending: vec![Vec::new(); n],
+            pending_bytes: 0,
             last_dts: vec![None; n],
             offset: vec![None; n],
             cut_stream: tracks.iter().position(|t| t.params.is_video()),
@@ -404,7 +419,16 @@ impl FragmentedMuxer {
                 // GOP begins): the init segment's edit lists need each stream's first DTS.
                 let per_frame = self.per_frame
                     && (self.init.is_some() || self.pending.iter().all(|p| !p.is_empty()));
-                frame.stream == v && (frame.keyframe || per_frame) && !self.pending[v].is_empty()
+                // No keyframe for too long, or too many bytes: cut anyway.
+                let too_long = self.pending[v].first().is_some_and(|first| {
+                    frame.dts.saturating_sub(first.dts)
+                        >= MAX_FRAGMENT_SECONDS.saturating_mul(i64::from(frame.timescale))
+                });
+                let too_big = self.pending_bytes >= MAX_FRAGMENT_BYTES;
+                (frame.stream == v
+                    && (frame.keyframe || per_frame || too_long || too_big)
+                    && !self.pending[v].is_empty())
+                    || self.pending_bytes >= 2 * MAX_FRAGMENT_BYTES
             }
             None => self.pending.iter().flatten().next().is_some_and(|first| {
                 let span = rescale(frame.dts, frame.timescale, first.timescale) - first.dts;
@@ -414,6 +438,7 @@ impl FragmentedMuxer {
         };
         let out = if cut { self.fragment()? } else { Bytes::new() };
         self.last_dts[frame.stream] = Some(frame.dts);
+        self.pending_bytes += frame.data.len();
         self.pending[frame.stream].push(frame);
         Ok(out)
     }
@@ -564,6 +589,7 @@ impl FragmentedMuxer {
                 out.extend_from_slice(&f.data);
             }
         }
+        self.pending_bytes = 0;
         Ok(out.freeze())
     }
 }

@@ -955,3 +955,113 @@ fn g711_edit_list_cut_inside_a_frame_cuts_its_payload() {
     assert_eq!(frames.len(), 149, "the frame after the edit");
     assert_eq!(d.tracks()[1].duration, 23_800);
 }
+
+/// The sample's video looped 3 times (30 s), every frame but the first marked non-sync: a
+/// stream with one IDR and then no keyframe (intra refresh, or a hostile camera).
+fn one_keyframe_stream() -> (Vec<nvrkit_media::TrackInfo>, Vec<Frame>) {
+    let d = Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+    let v = d.tracks().iter().position(|t| t.params.is_video()).unwrap();
+    let frames: Vec<Frame> = read_all(&d).into_iter().filter(|f| f.stream == v).collect();
+    let last = frames.last().unwrap();
+    let period = last.dts + i64::from(last.duration) - frames[0].dts;
+    let mut track = d.tracks()[v].clone();
+    track.stream = 0;
+    let mut out = Vec::new();
+    for lap in 0..3 {
+        for f in &frames {
+            let mut f = f.clone();
+            f.stream = 0;
+            f.dts += lap * period;
+            f.pts += lap * period;
+            f.keyframe = out.is_empty();
+            out.push(f);
+        }
+    }
+    (vec![track], out)
+}
+
+fn mux_fragmented(tracks: &[nvrkit_media::TrackInfo], frames: &[Frame]) -> Bytes {
+    let mut mux = FragmentedMuxer::new(tracks).expect("muxer");
+    let mut out = Vec::new();
+    for f in frames {
+        let piece = mux.push(f.clone()).expect("push");
+        out.extend_from_slice(&piece);
+    }
+    out.extend_from_slice(&mux.finish().expect("finish"));
+    Bytes::from(out)
+}
+
+/// H4 (review-nvr.md): with no keyframe after the first, fragments are still cut every
+/// `MAX_FRAGMENT_SECONDS`, starting at a non-sync frame, and every frame reads back with its
+/// flags (one fragment of the whole stream before).
+#[test]
+fn a_stream_without_keyframes_is_still_cut_into_bounded_fragments() {
+    let (tracks, frames) = one_keyframe_stream();
+    let file = mux_fragmented(&tracks, &frames);
+    let moofs = top_boxes(&file).iter().filter(|b| *b == "moof").count();
+    // 30 s in fragments of at most 10 s.
+    assert!(moofs >= 3, "{moofs} fragments for 30 s without a keyframe");
+    let back = Demuxer::from_bytes("cut.mp4", file).unwrap();
+    let got = read_all(&back);
+    assert_eq!(got.len(), frames.len());
+    let video = tracks.iter().position(|t| t.params.is_video()).unwrap();
+    let keys: Vec<bool> = got
+        .iter()
+        .filter(|f| f.stream == video)
+        .map(|f| f.keyframe)
+        .collect();
+    assert!(
+        keys[0] && keys[1..].iter().all(|k| !k),
+        "only the first is sync"
+    );
+    let want: Vec<&Bytes> = frames
+        .iter()
+        .filter(|f| f.stream == video)
+        .map(|f| &f.data)
+        .collect();
+    let have: Vec<&Bytes> = got
+        .iter()
+        .filter(|f| f.stream == video)
+        .map(|f| &f.data)
+        .collect();
+    assert_eq!(have, want, "every video frame, in order");
+}
+
+/// The same file as ffprobe reads it: the packets and flags our demuxer sees, and ffmpeg
+/// decodes it without an error.
+#[test]
+#[ignore = "needs ffprobe and ffmpeg: run by .ci/run"]
+fn ffprobe_reads_fragments_that_start_at_a_non_sync_frame() {
+    let (tracks, frames) = one_keyframe_stream();
+    let file = mux_fragmented(&tracks, &frames);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let d = Demuxer::open(&path).unwrap();
+    // ffprobe marks a packet key when its bytes hold an IDR, whatever the `trun` says, and
+    // this test stream's frames are the sample's (IDRs every second): compare all but that.
+    let unkeyed = |m: BTreeMap<usize, Vec<Packet>>| {
+        m.into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.into_iter().map(|p| Packet { key: false, ..p }).collect(),
+                )
+            })
+            .collect::<BTreeMap<_, Vec<_>>>()
+    };
+    assert_same_packets(
+        "cut.mp4",
+        &unkeyed(demux_packets(&d)),
+        &unkeyed(ffprobe_packets(&path)),
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is required for this test (apt-get install ffmpeg)");
+    assert!(out.status.success());
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
+}

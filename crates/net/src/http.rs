@@ -9,6 +9,7 @@
 //! - a keep-alive connection with no request for [`Config::idle_timeout`] is closed;
 //! - every response carries `X-Content-Type-Options: nosniff`;
 //! - graceful shutdown: the listener stops, idle connections close, requests in flight finish;
+//! - each request carries its client's address as axum's `ConnectInfo<SocketAddr>`;
 //! - HTTP upgrades (WebSocket) are served: the upgraded stream leaves the server's connection
 //!   count and deadlines, so a handler that upgrades must cap and time its streams itself.
 //!
@@ -219,6 +220,18 @@ impl Shared {
         }
     }
 
+    /// Bytes of a response were written: the socket takes them, so the connection is not
+    /// idle. A whole-body response (one `Bytes`) is handed to hyper at once, and the idle clock
+    /// starts then; without this, a large body sent to a slow (but reading) client was cut
+    /// `idle_timeout` later. A client that stops reading stops the writes, and the idle
+    /// timeout closes it.
+    fn on_written(&self) {
+        let mut p = self.phase();
+        if p.busy == 0 && !p.clock.in_message() {
+            p.clock.on_message(Instant::now(), false);
+        }
+    }
+
     /// A request was received in full (head and body): no deadline until its response is out.
     fn on_request(&self) {
         self.phase().busy += 1;
@@ -398,7 +411,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.shared.on_written();
+        }
+        res
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -414,7 +431,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.shared.on_written();
+        }
+        res
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -681,6 +702,51 @@ mod tests {
             }
         }
         assert!(cut, "the trickled request was never cut");
+    }
+
+    /// M6 (review-nvr.md): a 16 MiB whole-body response to a client that reads it slowly
+    /// (far longer than the idle timeout) arrives whole: written bytes are progress.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_body_to_a_slow_reader_is_not_cut_at_the_idle_timeout() {
+        const LEN: usize = 16 << 20;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = hyper::body::Bytes::from(vec![b'x'; LEN]);
+        let router = Router::new().route("/big", get(move || async move { body.clone() }));
+        let server = Server::new(test_config());
+        let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            server
+                .serve(listener, router, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 << 10).unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 3], 0))).unwrap();
+        let mut s = socket.connect(addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // 1 MiB every 100 ms: about 1.6 s, twice the 0.8 s idle timeout.
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let mut this = 0usize;
+            while this < 1 << 20 {
+                match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                    Err(_) => panic!("hang guard: no bytes for 10 s"),
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        assert!(got + this > LEN, "cut after {} bytes", got + this);
+                        return;
+                    }
+                    Ok(Ok(n)) => this += n,
+                }
+            }
+            got += this;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@
 //!   slow senders cannot exhaust memory together.
 //! - `refuse` (feature `refuse`): the 503, linger and rate-limited warning of a connection
 //!   past a cap, shared by the HTTP and RTSP servers.
+//! - `threads` (feature `threads`): serving threads, one current-thread runtime each, that an
+//!   acceptor deals connections to (tileserve, loopcam).
 //! - [`units`]: the one grammar for sizes (`500M`), rates (`2Mbit`) and durations (`90s`,
 //!   `1h30m`, `2.5s`) of every nvrkit flag and fault query (re-exported by `nvrkit-cli`).
 //! - [`json_depth_within`]: a linear check of how deep untrusted JSON nests, before a parser
@@ -42,6 +44,8 @@
 pub mod http;
 #[cfg(feature = "refuse")]
 pub mod refuse;
+#[cfg(feature = "threads")]
+pub mod threads;
 pub mod units;
 
 use std::collections::HashMap;

@@ -95,9 +95,35 @@ pub enum IngestError {
     /// The stream failed while playing (a closed connection, a malformed packet).
     #[error("RTSP stream: {0}")]
     Stream(retina::Error),
-    /// No media arrived for this long.
-    #[error("no media for {} s", .0.as_secs())]
+    /// DESCRIBE, a SETUP or PLAY got no answer in time
+    /// ([`RTSP_STEP_TIMEOUT`](crate::ingest::RTSP_STEP_TIMEOUT)).
+    #[error("{step}: no answer from the camera in {} s", .after.as_secs_f64())]
+    Timeout {
+        /// The RTSP request.
+        step: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
+    /// No complete video frame arrived for this long (audio and RTCP do not count).
+    #[error("no video for {} s", .0.as_secs())]
     NoMedia(Duration),
+    /// The camera changed its video parameters in band more often than
+    /// [`MAX_PARAM_CHANGES`](crate::ingest::MAX_PARAM_CHANGES) per window.
+    #[error("{changes} video parameter changes in {} s (the most a session may make)", .window.as_secs())]
+    ParameterChanges {
+        /// Changes in the window.
+        changes: usize,
+        /// The window.
+        window: Duration,
+    },
+    /// The camera sent a frame over [`MAX_FRAME_BYTES`](crate::ingest::MAX_FRAME_BYTES).
+    #[error("a frame of {bytes} bytes, over the limit of {max}")]
+    FrameTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The ring refused a frame.
     #[error("ring: {0}")]
     Ring(#[from] nvrkit_ring::PushError),
@@ -125,3 +151,31 @@ pub enum MapRuleError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("record mode is events or all, not {0:?}")]
 pub struct ModeError(pub String);
+
+/// Why a timeline query ([`crate::timeline`]) was refused: the message an HTTP 400 carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimelineError {
+    /// `day` or `tz` appears twice.
+    #[error("{0} given twice")]
+    Twice(&'static str),
+    /// `day` is not `YYYY-MM-DD` or `tz` not `Z`/`±HH:MM` (each cut short for the message).
+    #[error("day is YYYY-MM-DD and tz is Z or ±HH:MM (got day {day:?}, tz {tz:?})")]
+    Syntax {
+        /// The first 16 characters of `day`.
+        day: String,
+        /// The first 8 characters of `tz`.
+        tz: String,
+    },
+    /// The day has the right shape but is no date (month 13, day 32, offset 25:00).
+    #[error("day {day}: {reason}")]
+    Day {
+        /// `day` and `tz` (both of the checked shape, so short).
+        day: String,
+        /// What the RFC 3339 parser said.
+        reason: String,
+    },
+    /// `gap` is not whole seconds in range.
+    #[error("gap is whole seconds, 0 to {}", crate::timeline::MAX_MERGE_GAP_S)]
+    Gap,
+}

@@ -9,8 +9,9 @@
 //!
 //! Caps (hostile input): at most [`MAX_SNAPSHOTS`] snapshots per event, each at most
 //! [`MAX_SNAPSHOT_BYTES`] and together at most [`MAX_EVENT_SNAPSHOT_BYTES`] (the rest are
-//! counted as dropped, not stored); [`KEEP_EVENTS`] events are kept, the oldest removed first; an
-//! `event.json` over [`MAX_RECORD_BYTES`] is not read.
+//! counted as dropped, not stored); [`KEEP_EVENTS`] events are kept, the oldest removed first;
+//! [`MAX_STORED_SNAPSHOT_BYTES`] of snapshots in all, the oldest unmapped events' snapshots
+//! removed first; an `event.json` over [`MAX_RECORD_BYTES`] is not read.
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -30,6 +31,12 @@ pub const MAX_EVENT_SNAPSHOT_BYTES: usize = 16 << 20;
 pub const KEEP_EVENTS: usize = 1000;
 /// The largest `event.json` read back (the note is bounded to far less).
 pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+/// Snapshot bytes kept in the events directory in all. The directory is outside the store's
+/// retention accounting (only `--min-free` sees its space), so without this a mail flood could
+/// take 16 GB there and make retention delete footage. Past it the snapshots of the oldest
+/// events go first, those of events no camera matched before any camera's (the records stay,
+/// their snapshots counted as dropped).
+pub const MAX_STORED_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 /// One stored snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +131,19 @@ impl DiskEvent {
 pub struct EventDisk {
     dir: PathBuf,
     keep: usize,
+    budget: u64,
+    /// Per kept event with snapshots, in id order: (id, snapshot bytes, mapped to a camera).
+    usage: std::sync::Mutex<std::collections::VecDeque<(u64, u64, bool)>>,
+}
+
+/// What [`EventDisk::save`] did: the event as stored, and the older events whose snapshots it
+/// removed to stay within the byte budget (their records now list none).
+#[derive(Debug)]
+pub struct Saved {
+    /// The event as stored.
+    pub event: DiskEvent,
+    /// Ids of older events left without snapshots.
+    pub stripped: Vec<u64>,
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -155,6 +175,16 @@ impl EventDisk {
 
     /// [`EventDisk::open`], keeping `keep` events instead of [`KEEP_EVENTS`].
     pub fn open_keeping(dir: &Path, keep: usize) -> io::Result<(EventDisk, Vec<DiskEvent>, u64)> {
+        Self::open_with(dir, keep, MAX_STORED_SNAPSHOT_BYTES)
+    }
+
+    /// [`EventDisk::open_keeping`] with `budget` snapshot bytes in all instead of
+    /// [`MAX_STORED_SNAPSHOT_BYTES`] (enforced at the next save).
+    pub fn open_with(
+        dir: &Path,
+        keep: usize,
+        budget: u64,
+    ) -> io::Result<(EventDisk, Vec<DiskEvent>, u64)> {
         fs::create_dir_all(dir)?;
         let mut ids = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -168,25 +198,12 @@ impl EventDisk {
         let disk = EventDisk {
             dir: dir.to_owned(),
             keep,
+            budget,
+            usage: Default::default(),
         };
         let mut events = Vec::new();
         for id in ids {
-            let path = disk.event_dir(id).join("event.json");
-            let read = fs::File::open(&path).and_then(|f| {
-                let mut s = Vec::new();
-                io::Read::read_to_end(&mut io::Read::take(f, MAX_RECORD_BYTES + 1), &mut s)?;
-                Ok(s)
-            });
-            let parsed = read.ok().and_then(|b| {
-                if b.len() as u64 > MAX_RECORD_BYTES {
-                    return None;
-                }
-                serde_json::from_slice::<serde_json::Value>(&b)
-                    .ok()
-                    .and_then(|v| DiskEvent::from_json(&v))
-                    .filter(|e| e.id == id)
-            });
-            match parsed {
+            match disk.read_record(id) {
                 Some(e) => events.push(e),
                 None => {
                     tracing::warn!(
@@ -200,7 +217,86 @@ impl EventDisk {
         for e in events.drain(..excess) {
             let _ = fs::remove_dir_all(disk.event_dir(e.id));
         }
+        if let Ok(mut u) = disk.usage.lock() {
+            u.extend(events.iter().filter(|e| !e.snapshots.is_empty()).map(|e| {
+                let bytes = e.snapshots.iter().map(|s| s.size as u64).sum();
+                (e.id, bytes, !e.cameras.is_empty())
+            }));
+        }
         Ok((disk, events, last))
+    }
+
+    /// Event `id`'s record from disk, if complete and readable (bounded read).
+    fn read_record(&self, id: u64) -> Option<DiskEvent> {
+        let path = self.event_dir(id).join("event.json");
+        let mut b = Vec::new();
+        let f = fs::File::open(path).ok()?;
+        io::Read::read_to_end(&mut io::Read::take(f, MAX_RECORD_BYTES + 1), &mut b).ok()?;
+        if b.len() as u64 > MAX_RECORD_BYTES {
+            return None;
+        }
+        serde_json::from_slice::<serde_json::Value>(&b)
+            .ok()
+            .and_then(|v| DiskEvent::from_json(&v))
+            .filter(|e| e.id == id)
+    }
+
+    /// Removes snapshots, oldest unmapped events first, then the oldest mapped, until the
+    /// snapshot bytes are within the budget; returns the events stripped.
+    fn enforce_budget(&self) -> Vec<u64> {
+        let Ok(mut usage) = self.usage.lock() else {
+            return Vec::new();
+        };
+        let mut total: u64 = usage.iter().map(|u| u.1).sum();
+        let mut stripped = Vec::new();
+        while total > self.budget {
+            let Some(i) = usage
+                .iter()
+                .position(|u| !u.2)
+                .or((!usage.is_empty()).then_some(0))
+            else {
+                break;
+            };
+            let Some((id, bytes, _)) = usage.remove(i) else {
+                break;
+            };
+            total -= bytes;
+            if let Err(e) = self.strip(id) {
+                tracing::warn!(id, "event snapshots not removed: {e}");
+            }
+            stripped.push(id);
+        }
+        if !stripped.is_empty() {
+            tracing::info!(
+                events = stripped.len(),
+                budget = self.budget,
+                "event snapshots over the byte budget: the oldest (unmapped first) removed"
+            );
+        }
+        stripped
+    }
+
+    /// Removes event `id`'s snapshot files; its record then lists them as dropped (rewritten
+    /// first, so a crash between leaves a record without files rather than the reverse).
+    fn strip(&self, id: u64) -> io::Result<()> {
+        let dir = self.event_dir(id);
+        let Some(mut e) = self.read_record(id) else {
+            return fs::remove_dir_all(dir);
+        };
+        let files: Vec<String> = e
+            .snapshots
+            .iter()
+            .enumerate()
+            .map(|(n, s)| s.file(n))
+            .collect();
+        e.dropped_snapshots += e.snapshots.len();
+        e.snapshots.clear();
+        let record = serde_json::to_vec(&e.to_json()).map_err(io::Error::other)?;
+        write_atomic(&dir, "event.json", &record)?;
+        for f in files {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        sync_dir(&dir)
     }
 
     fn event_dir(&self, id: u64) -> PathBuf {
@@ -208,8 +304,9 @@ impl EventDisk {
     }
 
     /// Stores an event with the snapshots of its mail, within the caps; returns it as stored.
-    /// Durable when this returns. Removes the oldest events beyond the number kept.
-    pub fn save(&self, mut event: DiskEvent, snapshots: &[Snapshot]) -> io::Result<DiskEvent> {
+    /// Durable when this returns. Removes the oldest events beyond the number kept, and the
+    /// snapshots of older events past the byte budget ([`Saved::stripped`]).
+    pub fn save(&self, mut event: DiskEvent, snapshots: &[Snapshot]) -> io::Result<Saved> {
         let dir = self.event_dir(event.id);
         fs::create_dir(&dir)?;
         sync_dir(&self.dir)?;
@@ -242,7 +339,20 @@ impl EventDisk {
         if let Some(old) = event.id.checked_sub(self.keep as u64) {
             self.prune(old);
         }
-        Ok(event)
+        if let Ok(mut u) = self.usage.lock() {
+            if let Some(old) = event.id.checked_sub(self.keep as u64) {
+                u.retain(|x| x.0 > old);
+            }
+            if total > 0 {
+                u.push_back((event.id, total as u64, !event.cameras.is_empty()));
+            }
+        }
+        let stripped = self.enforce_budget();
+        if stripped.contains(&event.id) {
+            event.dropped_snapshots += event.snapshots.len();
+            event.snapshots.clear();
+        }
+        Ok(Saved { event, stripped })
     }
 
     /// Removes events with ids up to `upto`.
@@ -305,7 +415,7 @@ mod tests {
             snap("huge.jpg", "image/jpeg", MAX_SNAPSHOT_BYTES + 1),
         ];
         mail.extend((0..20).map(|i| snap(&format!("{i}.jpg"), "image/jpeg", 100)));
-        let saved = disk.save(event(1), &mail).unwrap();
+        let saved = disk.save(event(1), &mail).unwrap().event;
         assert_eq!(saved.snapshots.len(), MAX_SNAPSHOTS);
         assert_eq!(saved.dropped_snapshots, mail.len() - MAX_SNAPSHOTS);
         assert_eq!(disk.snapshot(&saved, 1).unwrap().len(), 2000);
@@ -335,6 +445,40 @@ mod tests {
         assert_eq!(found.iter().map(|e| e.id).collect::<Vec<_>>(), [1]);
         assert_eq!(last, 3, "ids seen on disk are not given again");
         assert!(!cut.exists() && !bad.exists());
+    }
+
+    /// H6 (review-nvr.md): snapshots beyond the byte budget go, the oldest unmapped events'
+    /// first; their records stay, listing them as dropped, also after a reopen.
+    #[test]
+    fn snapshots_past_the_byte_budget_go_unmapped_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (disk, _, _) = EventDisk::open_with(tmp.path(), 100, 10_000).unwrap();
+        let unmapped = |id| DiskEvent {
+            cameras: Vec::new(),
+            ..event(id)
+        };
+        let jpeg = || [snap("a.jpg", "image/jpeg", 3000)];
+        assert!(disk.save(event(1), &jpeg()).unwrap().stripped.is_empty());
+        assert!(disk.save(unmapped(2), &jpeg()).unwrap().stripped.is_empty());
+        assert!(disk.save(unmapped(3), &jpeg()).unwrap().stripped.is_empty());
+        // 12,000 > 10,000: the oldest unmapped (2) goes, not the older mapped one (1).
+        assert_eq!(disk.save(event(4), &jpeg()).unwrap().stripped, [2]);
+        assert_eq!(disk.save(event(5), &jpeg()).unwrap().stripped, [3]);
+        // No unmapped left: the oldest mapped.
+        assert_eq!(disk.save(event(6), &jpeg()).unwrap().stripped, [1]);
+        assert!(!tmp.path().join("0000000002/0.jpg").exists());
+        drop(disk);
+        let (disk, found, _) = EventDisk::open_with(tmp.path(), 100, 10_000).unwrap();
+        let with: Vec<u64> = found
+            .iter()
+            .filter(|e| !e.snapshots.is_empty())
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(with, [4, 5, 6]);
+        assert_eq!(found[1].dropped_snapshots, 1, "{:?}", found[1]);
+        assert_eq!(disk.snapshot(&found[3], 0).unwrap().len(), 3000);
+        // The budget holds across the reopen.
+        assert_eq!(disk.save(event(7), &jpeg()).unwrap().stripped, [4]);
     }
 
     #[test]

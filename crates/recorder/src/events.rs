@@ -131,6 +131,9 @@ pub type EventRecord = DiskEvent;
 #[derive(Debug, Default)]
 pub struct EventLog {
     inner: Mutex<(u64, VecDeque<EventRecord>)>,
+    /// Held across a save on disk (so ids reach the disk in order); `inner` is not, so
+    /// [`EventLog::list`] (the HTTP handlers) never waits for snapshot writes and fsyncs.
+    disk_order: Mutex<()>,
     disk: Option<EventDisk>,
 }
 
@@ -142,6 +145,7 @@ impl EventLog {
         let (disk, found, last) = EventDisk::open(dir)?;
         Ok(EventLog {
             inner: Mutex::new((last, found.into())),
+            disk_order: Mutex::new(()),
             disk: Some(disk),
         })
     }
@@ -151,12 +155,18 @@ impl EventLog {
     pub fn push(&self, event: &CameraEvent, cameras: Vec<String>, reason: String) -> u64 {
         let json = note(event);
         let reason = nvrkit_store::note::truncate(&reason, MAX_REASON);
-        let Ok(mut g) = self.inner.lock() else {
+        let Ok(_order) = self.disk_order.lock() else {
             return 0;
         };
-        g.0 += 1;
+        let id = {
+            let Ok(mut g) = self.inner.lock() else {
+                return 0;
+            };
+            g.0 += 1;
+            g.0
+        };
         let mut record = EventRecord {
-            id: g.0,
+            id,
             received_at: event.received_at,
             cameras,
             reason,
@@ -164,14 +174,24 @@ impl EventLog {
             snapshots: Vec::new(),
             dropped_snapshots: event.snapshots.len(),
         };
+        let mut stripped = Vec::new();
         if let Some(disk) = &self.disk {
-            // Held under the lock: ids reach the disk in order.
+            // Under `disk_order` only: ids reach the disk in order, readers are not held up.
             match disk.save(record.clone(), &event.snapshots) {
-                Ok(saved) => record = saved,
+                Ok(saved) => {
+                    record = saved.event;
+                    stripped = saved.stripped;
+                }
                 Err(e) => tracing::error!(id = record.id, "event not stored on disk: {e}"),
             }
         }
-        let id = record.id;
+        let Ok(mut g) = self.inner.lock() else {
+            return 0;
+        };
+        for e in g.1.iter_mut().filter(|e| stripped.contains(&e.id)) {
+            e.dropped_snapshots += e.snapshots.len();
+            e.snapshots.clear();
+        }
         g.1.push_back(record);
         while g.1.len() > Self::KEEP {
             g.1.pop_front();
@@ -278,6 +298,35 @@ mod tests {
         assert!(r.json["kind_text"].as_str().unwrap().len() <= 512);
         assert!(r.reason.len() <= MAX_REASON);
         assert!(r.reason.ends_with(nvrkit_store::note::TRUNCATED));
+    }
+
+    /// M1 (review-nvr.md): while an event is being saved on disk (snapshots, fsyncs), the
+    /// list the HTTP handlers read is not locked: `list` answers during the save, and the
+    /// save's record appears once it is done.
+    #[test]
+    fn the_list_answers_while_an_event_is_being_saved() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(EventLog::open(tmp.path()).unwrap());
+        let e = event("garage@nvr", "x@y", None, None);
+        log.push(&e, vec!["garage".into()], "recipient".into());
+        // A save in progress holds the disk's order lock, as `push` does.
+        let saving = log.disk_order.lock().unwrap();
+        let pusher = {
+            let (log, e) = (log.clone(), e.clone());
+            std::thread::spawn(move || log.push(&e, vec!["garage".into()], "recipient".into()))
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || tx.send(log.list().len()));
+        }
+        let listed = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("hang guard: list waited for the save");
+        assert_eq!(listed, 1, "the event being saved is not listed yet");
+        drop(saving);
+        assert_eq!(pusher.join().unwrap(), 2);
+        assert_eq!(log.list().len(), 2);
     }
 
     #[test]

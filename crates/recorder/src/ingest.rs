@@ -74,13 +74,78 @@ impl CameraSource {
     }
 }
 
+/// The largest access unit (one video or audio frame) a camera may send, as mediamtx's
+/// `MaxAccessUnitSize`: a larger one ends the session ([`IngestError::FrameTooLarge`]) and
+/// ingest reconnects. retina 0.4 assembles a frame whole before handing it over, with no cap
+/// of its own, so what bounds its buffer meanwhile is time: [`NO_VIDEO`] counts video frames
+/// only (an RTCP report or audio no longer keeps a session that sends endless FU-A pieces).
+pub const MAX_FRAME_BYTES: usize = 8 << 20;
+
+/// A playing session with no complete video frame for this long is ended and reconnected.
+pub const NO_VIDEO: Duration = Duration::from_secs(20);
+
+/// In-band parameter changes a session may make per [`PARAM_CHANGE_WINDOW`]: each one is a new
+/// track (a sealed segment, every live and restream viewer restarted), so a camera alternating
+/// its SPS every GOP would seal a segment a second. Past this the session ends
+/// ([`IngestError::ParameterChanges`]) and the reconnect backoff applies.
+pub const MAX_PARAM_CHANGES: usize = 4;
+
+/// The window of [`MAX_PARAM_CHANGES`].
+pub const PARAM_CHANGE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The recent parameter changes of a session.
+#[derive(Debug, Default)]
+struct ParamChanges {
+    at: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl ParamChanges {
+    /// Notes a change at `now`; an error past [`MAX_PARAM_CHANGES`] in the window.
+    fn note(&mut self, now: std::time::Instant) -> Result<(), IngestError> {
+        while self
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= PARAM_CHANGE_WINDOW)
+        {
+            self.at.pop_front();
+        }
+        self.at.push_back(now);
+        if self.at.len() > MAX_PARAM_CHANGES {
+            return Err(IngestError::ParameterChanges {
+                changes: self.at.len(),
+                window: PARAM_CHANGE_WINDOW,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of a GOP held for its decode times at most: past them it is passed on as is.
+const MAX_GOP_BYTES: usize = 64 << 20;
+
+/// The longest DESCRIBE, each SETUP and PLAY may take (retina waits for an answer forever): a
+/// camera, or a host that took its address, that accepts TCP and says nothing is retried.
+pub const RTSP_STEP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Runs a camera until `stop`: connect, play, push frames; on any failure, log, wait (1 s,
-/// doubling to 30 s; reset after a session that ran a minute) and reconnect.
+/// doubling to 30 s; reset after a session that ran a minute) and reconnect. DESCRIBE, SETUP
+/// and PLAY each have [`RTSP_STEP_TIMEOUT`].
 pub async fn run(
+    source: CameraSource,
+    writer: nvrkit_ring::Writer,
+    state: Arc<CameraState>,
+    stop: watch::Receiver<bool>,
+) {
+    run_with(source, writer, state, stop, RTSP_STEP_TIMEOUT).await;
+}
+
+/// [`run`] with `step` as the deadline of DESCRIBE, SETUP and PLAY.
+async fn run_with(
     source: CameraSource,
     mut writer: nvrkit_ring::Writer,
     state: Arc<CameraState>,
     mut stop: watch::Receiver<bool>,
+    step: Duration,
 ) {
     let mut backoff = Duration::from_secs(1);
     let mut timeline = Timeline::default();
@@ -92,7 +157,7 @@ pub async fn run(
         // GOP; the outer branch only ends a session stuck in DESCRIBE/SETUP/PLAY.
         let result = tokio::select! {
             biased;
-            r = session(&source, &mut writer, &state, &mut timeline, &mut session_stop) => r,
+            r = session(&source, &mut writer, &state, &mut timeline, &mut session_stop, step) => r,
             _ = stop.changed() => return,
         };
         if *stop.borrow() {
@@ -173,6 +238,12 @@ impl Timeline {
     }
 }
 
+/// The farthest a frame's wall-clock time may be from when it was received: past it the
+/// camera's RTP or RTCP time is not trusted (a jump of hours, a sender report years ahead,
+/// which would date footage into the future and let it outlive every other camera's under
+/// retention), and the clock is anchored again on the receive time.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10);
+
 /// Per-session clock mapping.
 #[derive(Debug, Default)]
 struct Clock {
@@ -182,18 +253,38 @@ struct Clock {
     sr: [Option<(WallTime, f64)>; 2],
     /// Camera clock → NVR clock, fixed at the first SR.
     offset_micros: Option<i64>,
+    /// Anchored again since the last [`Clock::take_reanchored`] (the frame is a discontinuity).
+    reanchored: bool,
 }
 
 impl Clock {
     fn wall(&mut self, stream: usize, elapsed: f64, received: WallTime) -> WallTime {
         let (w0, e0) = *self.anchor.get_or_insert((received, elapsed));
         let anchored = w0.add_micros(((elapsed - e0) * 1e6).round() as i64);
-        match (self.sr[stream], self.offset_micros) {
+        let wall = match (self.sr[stream], self.offset_micros) {
             (Some((ntp, e)), Some(off)) => {
                 ntp.add_micros(((elapsed - e) * 1e6).round() as i64 + off)
             }
             _ => anchored,
+        };
+        if wall.micros_since(received).unsigned_abs() > MAX_CLOCK_SKEW.as_micros() as u64 {
+            tracing::warn!(
+                "camera time {wall} is {} s from the receive time {received}: anchored again on the receive time",
+                wall.micros_since(received) / 1_000_000
+            );
+            *self = Clock {
+                anchor: Some((received, elapsed)),
+                reanchored: true,
+                ..Clock::default()
+            };
+            return received;
         }
+        wall
+    }
+
+    /// Whether the clock was anchored again since the last call.
+    fn take_reanchored(&mut self) -> bool {
+        std::mem::take(&mut self.reanchored)
     }
 
     fn sender_report(&mut self, stream: usize, ntp: WallTime, elapsed: f64) {
@@ -219,12 +310,23 @@ async fn session(
     state: &CameraState,
     timeline: &mut Timeline,
     stop: &mut watch::Receiver<bool>,
+    step: Duration,
 ) -> Result<(), IngestError> {
-    let mut session = retina::client::Session::describe(
-        source.url.clone(),
-        SessionOptions::default().user_agent("nvrkit nvr".into()),
+    let timed_out = |what: &'static str| {
+        move |_| IngestError::Timeout {
+            step: what,
+            after: step,
+        }
+    };
+    let mut session = tokio::time::timeout(
+        step,
+        retina::client::Session::describe(
+            source.url.clone(),
+            SessionOptions::default().user_agent("nvrkit nvr".into()),
+        ),
     )
     .await
+    .map_err(timed_out("DESCRIBE"))?
     .map_err(IngestError::Describe)?;
     // Our stream 0 is the first H.264/H.265 video, stream 1 the first AAC audio.
     let mut map: Vec<Option<usize>> = vec![None; session.streams().len()];
@@ -256,14 +358,15 @@ async fn session(
     };
     for (i, m) in map.iter().enumerate() {
         if m.is_some() {
-            session
-                .setup(
-                    i,
-                    SetupOptions::default()
-                        .transport(transport.clone())
-                        .frame_format(FrameFormat::MP4),
-                )
+            let setup = session.setup(
+                i,
+                SetupOptions::default()
+                    .transport(transport.clone())
+                    .frame_format(FrameFormat::MP4),
+            );
+            tokio::time::timeout(step, setup)
                 .await
+                .map_err(timed_out("SETUP"))?
                 .map_err(|source| IngestError::Setup { track: i, source })?;
         }
     }
@@ -271,7 +374,10 @@ async fn session(
     // on reconnects. Their streams are aligned by the RTCP sender reports (`Clock`).
     let play = PlayOptions::default()
         .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive);
-    let playing = session.play(play).await.map_err(IngestError::Play)?;
+    let playing = tokio::time::timeout(step, session.play(play))
+        .await
+        .map_err(timed_out("PLAY"))?
+        .map_err(IngestError::Play)?;
     let mut demuxed = playing.demuxed().map_err(IngestError::Depacketizer)?;
     state.connected.store(true, Ordering::Relaxed);
     tracing::info!(camera = source.name, url = source.display_url(), "playing");
@@ -281,11 +387,13 @@ async fn session(
     let mut tracks: Vec<Option<TrackInfo>> = vec![None, None];
     let mut published: Vec<TrackInfo> = Vec::new();
     let mut waiting_for_key = true;
+    let mut gop_bytes = 0usize;
+    let mut changes = ParamChanges::default();
+    let mut video_deadline = tokio::time::Instant::now() + NO_VIDEO;
     loop {
-        const NO_MEDIA: Duration = Duration::from_secs(20);
-        let next = tokio::time::timeout(NO_MEDIA, demuxed.next());
+        let next = tokio::time::timeout_at(video_deadline, demuxed.next());
         let item = tokio::select! {
-            item = next => item.map_err(|_| IngestError::NoMedia(NO_MEDIA))?,
+            item = next => item.map_err(|_| IngestError::NoMedia(NO_VIDEO))?,
             _ = stop.changed() => {
                 // Shutting down: the held GOP goes into the ring, so an open event range ends
                 // with it instead of losing up to a GOP.
@@ -301,13 +409,24 @@ async fn session(
         };
         match item {
             CodecItem::VideoFrame(f) => {
+                if f.data().len() > MAX_FRAME_BYTES {
+                    return Err(IngestError::FrameTooLarge {
+                        bytes: f.data().len(),
+                        max: MAX_FRAME_BYTES,
+                    });
+                }
                 let Some(Some(s)) = map.get(f.stream_id()) else {
                     continue;
                 };
+                video_deadline = tokio::time::Instant::now() + NO_VIDEO;
                 if f.has_new_parameters() || tracks[*s].is_none() {
                     let params = demuxed.streams()[f.stream_id()].parameters();
                     if let Some(p) = params.and_then(video_params) {
-                        tracks[*s] = Some(track(*s, 90_000, p));
+                        let new = track(*s, 90_000, p);
+                        if tracks[*s].as_ref().is_some_and(|t| t.params != new.params) {
+                            changes.note(std::time::Instant::now())?;
+                        }
+                        tracks[*s] = Some(new);
                     }
                 }
                 if tracks[*s].is_none() {
@@ -323,6 +442,9 @@ async fn session(
                 let elapsed = ts.elapsed_secs();
                 let received = WallTime::from_system(f.start_ctx().received_wall().into());
                 let wall = clock.wall(*s, elapsed, received);
+                if clock.take_reanchored() {
+                    timeline.gap = [true, true];
+                }
                 let keyframe = f.is_random_access_point();
                 let pts = out_ticks(timeline, wall, elapsed, ts.elapsed(), 90_000, &mut clock);
                 let passthrough = timeline.passthrough;
@@ -336,7 +458,9 @@ async fn session(
                         }
                     }
                     flush(&mut gop, writer, state, timeline)?;
+                    gop_bytes = 0;
                 }
+                gop_bytes += f.data().len();
                 gop.frames.push(Frame {
                     stream: *s,
                     timescale: 90_000,
@@ -351,6 +475,12 @@ async fn session(
                 });
             }
             CodecItem::AudioFrame(f) => {
+                if f.data().len() > MAX_FRAME_BYTES {
+                    return Err(IngestError::FrameTooLarge {
+                        bytes: f.data().len(),
+                        max: MAX_FRAME_BYTES,
+                    });
+                }
                 let Some(Some(s)) = map.get(f.stream_id()) else {
                     continue;
                 };
@@ -373,6 +503,9 @@ async fn session(
                 let clock_rate = ts.clock_rate().get();
                 let received = WallTime::from_system(f.ctx().received_wall().into());
                 let wall = clock.wall(*s, ts.elapsed_secs(), received);
+                if clock.take_reanchored() {
+                    timeline.gap = [true, true];
+                }
                 let pts = out_ticks(
                     timeline,
                     wall,
@@ -381,6 +514,7 @@ async fn session(
                     clock_rate,
                     &mut clock,
                 );
+                gop_bytes += f.data().len();
                 gop.frames.push(Frame {
                     stream: *s,
                     timescale: clock_rate,
@@ -413,9 +547,11 @@ async fn session(
             publish(state, &known);
             published = known;
         }
-        if gop.frames.len() > 4_000 {
-            // A GOP longer than ~2 minutes at 30 fps: do not hold it all; pass it on as is.
+        if gop.frames.len() > 4_000 || gop_bytes > MAX_GOP_BYTES {
+            // A GOP longer than ~2 minutes at 30 fps, or over 64 MiB: do not hold it all; pass
+            // it on as is.
             flush(&mut gop, writer, state, timeline)?;
+            gop_bytes = 0;
         }
     }
 }
@@ -546,4 +682,183 @@ fn flush(
         state.frames.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// M8 (review-nvr.md): a "camera" that accepts TCP and never answers DESCRIBE does not
+    /// hold its ingest forever: the step times out and ingest connects again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_camera_times_out_and_is_retried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s); // read nothing, answer nothing
+                let _ = accepted_tx.send(());
+            }
+        });
+        let (writer, _ring) =
+            nvrkit_ring::ring(nvrkit_ring::Config::new().video_stream(0)).unwrap();
+        let state = Arc::new(CameraState::default());
+        let (stop_tx, stop) = watch::channel(false);
+        let source = CameraSource {
+            name: "silent".into(),
+            url: format!("rtsp://{addr}/stream").parse().unwrap(),
+            udp: false,
+        };
+        let task = tokio::spawn(run_with(
+            source,
+            writer,
+            state.clone(),
+            stop,
+            Duration::from_millis(300),
+        ));
+        for n in 1..=2 {
+            tokio::time::timeout(Duration::from_secs(20), accepted.recv())
+                .await
+                .unwrap_or_else(|_| panic!("hang guard: connection {n} never came"));
+        }
+        let err = state.last_error.lock().unwrap().clone().unwrap();
+        assert!(
+            err.contains("DESCRIBE") && err.contains("no answer"),
+            "{err}"
+        );
+        assert!(state.sessions.load(Ordering::Relaxed) >= 2);
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("hang guard: ingest stops")
+            .unwrap();
+    }
+
+    /// M4 (review-nvr.md): a sender report far from the NVR's clock, or an RTP jump of hours,
+    /// does not date frames away from when they were received: the clock is anchored again.
+    #[test]
+    fn camera_time_far_from_the_receive_time_is_not_trusted() {
+        let now = WallTime::parse_rfc3339("2026-12-03T10:00:00Z").unwrap();
+        let mut c = Clock::default();
+        assert_eq!(c.wall(0, 0.0, now), now);
+        // A sane SR (camera clock 3 s off, fixed once), then one 100 years ahead.
+        c.sender_report(0, now.add_micros(3_000_000), 0.0);
+        let w = c.wall(0, 1.0, now.add_micros(1_000_000));
+        assert_eq!(
+            w,
+            now.add_micros(1_000_000),
+            "the first SR only sets the offset"
+        );
+        assert!(!c.take_reanchored());
+        let century = 100 * 365 * 86_400 * 1_000_000i64;
+        c.sender_report(0, now.add_micros(2_000_000 + 3_000_000 + century), 2.0);
+        let received = now.add_micros(2_040_000);
+        let w = c.wall(0, 2.04, received);
+        assert_eq!(w, received, "a report 100 years ahead is not believed");
+        assert!(
+            c.take_reanchored(),
+            "and the frame is flagged a discontinuity"
+        );
+        // An RTP jump of 6.6 hours between two frames.
+        let w = c.wall(0, 2.08 + 23_860.0, now.add_micros(2_080_000));
+        assert_eq!(w, now.add_micros(2_080_000));
+        // Then the clock follows RTP time again from there.
+        let w = c.wall(0, 2.12 + 23_860.0, now.add_micros(2_130_000));
+        assert_eq!(w, now.add_micros(2_120_000));
+    }
+
+    /// M5 (review-nvr.md): a fifth parameter change within a minute ends the session; spread
+    /// over more than a minute they do not.
+    #[test]
+    fn parameter_changes_past_four_a_minute_end_the_session() {
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut c = ParamChanges::default();
+        for s in [0, 10, 20, 30] {
+            c.note(at(s)).unwrap();
+        }
+        let e = c.note(at(40)).unwrap_err();
+        assert!(
+            e.to_string().contains("5 video parameter changes in 60 s"),
+            "{e}"
+        );
+        let mut c = ParamChanges::default();
+        for s in (0..20).map(|i| i * 16) {
+            c.note(at(s))
+                .expect("one change every 16 s is under 4 a minute");
+        }
+    }
+
+    /// H3 (review-nvr.md): a camera (the loop feeder, a real RTSP server) whose stream holds
+    /// an access unit over [`MAX_FRAME_BYTES`] has its session ended, saying so, and ingest
+    /// reconnects; the frames before it reached the ring.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_oversized_frame_ends_the_session_and_ingest_reconnects() {
+        let d = nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let mut frames: Vec<Frame> = d.frames().map(Result::unwrap).collect();
+        let v = d.tracks().iter().position(|t| t.params.is_video()).unwrap();
+        // Video frame 30 gets a filler NAL (type 12) that makes it 9 MiB.
+        let big = frames.iter().filter(|f| f.stream == v).nth(30).unwrap().dts;
+        for f in frames.iter_mut().filter(|f| f.stream == v && f.dts == big) {
+            let filler = 9usize << 20;
+            let mut data = f.data.to_vec();
+            data.extend_from_slice(&(filler as u32).to_be_bytes());
+            data.push(12);
+            data.resize(data.len() + filler - 1, 0xFF);
+            f.data = data.into();
+        }
+        let clip = nvrkit_feed::loop_source::Clip::from_frames(
+            "big".to_owned(),
+            d.tracks().to_vec(),
+            frames,
+        )
+        .unwrap();
+        let server = nvrkit_feed::server::Server::start(
+            nvrkit_feed::server::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Default::default()
+            },
+            vec![clip],
+        )
+        .await
+        .unwrap();
+        let (writer, ring) = nvrkit_ring::ring(nvrkit_ring::Config::new().video_stream(0)).unwrap();
+        let state = Arc::new(CameraState::default());
+        let (stop_tx, stop) = watch::channel(false);
+        let source = CameraSource {
+            name: "big".into(),
+            url: server.urls("127.0.0.1")[0].parse().unwrap(),
+            udp: false,
+        };
+        let task = tokio::spawn(run(source, writer, state.clone(), stop));
+        let t = std::time::Instant::now();
+        loop {
+            let err = state.last_error.lock().unwrap().clone();
+            if let Some(e) = err {
+                assert!(e.contains("over the limit of 8388608"), "{e}");
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "hang guard: the oversized frame never ended the session"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ring.stats().frames > 0, "the frames before it were kept");
+        // And it connects again (the backoff is 1 s).
+        while state.sessions.load(Ordering::Relaxed) < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "hang guard: no reconnect"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("hang guard: ingest stops")
+            .unwrap();
+    }
 }

@@ -93,15 +93,54 @@ struct Active {
     until: Option<WallTime>,
     first: Option<WallTime>,
     last_end: Option<WallTime>,
-    /// Events of this range not tagged yet: (t, json, arrival) — arrival is taken at the first
-    /// frame written, for the latency figure.
-    events: Vec<(WallTime, serde_json::Value)>,
+    /// Events of this range not tagged yet (at most [`MAX_EVENT_TAGS`] + 1 entries).
+    events: Vec<RangeEvent>,
     pending_latency: Option<Instant>,
 }
 
-/// Events of one open range kept with their note (each at most
-/// [`nvrkit_store::note::MAX_NOTE_BYTES`]); later ones are tagged without it.
-const MAX_NOTED_EVENTS: usize = 1024;
+/// Events of one open range tagged one by one, each with its note (at most
+/// [`nvrkit_store::note::MAX_NOTE_BYTES`]); later ones are merged into one more tag covering
+/// them all, with their count: an event storm that keeps a range open costs one entry in
+/// memory and one fsync'd tag, not one per event.
+const MAX_EVENT_TAGS: usize = 64;
+
+/// An event (or, past [`MAX_EVENT_TAGS`], a run of merged events) of an open range, not tagged yet.
+#[derive(Debug, Clone, PartialEq)]
+struct RangeEvent {
+    /// The first event's time.
+    first: WallTime,
+    /// The last event's time.
+    last: WallTime,
+    /// Its note (for a merged run: `{"merged_events": N}`).
+    json: serde_json::Value,
+    /// Events it stands for.
+    count: u64,
+}
+
+/// Notes an event of the open range: its own entry, or past [`MAX_EVENT_TAGS`] into one run
+/// (the entry after them) that covers every later event.
+fn note_event(events: &mut Vec<RangeEvent>, at: WallTime, json: serde_json::Value) {
+    if events.len() > MAX_EVENT_TAGS
+        && let Some(run) = events.last_mut()
+    {
+        run.first = run.first.min(at);
+        run.last = run.last.max(at);
+        run.count += 1;
+        run.json = serde_json::json!({ "merged_events": run.count });
+        return;
+    }
+    let json = if events.len() == MAX_EVENT_TAGS {
+        serde_json::json!({ "merged_events": 1 })
+    } else {
+        json
+    };
+    events.push(RangeEvent {
+        first: at,
+        last: at,
+        json,
+        count: 1,
+    });
+}
 
 /// Runs a recorder until `Shutdown` (or the channel closes).
 pub fn run(
@@ -174,14 +213,8 @@ pub fn run(
                 if let Some(u) = a.until.as_mut() {
                     *u = (*u).max(at.add_micros(post));
                 }
-                // Notes kept for one range are bounded too (each already is): an event storm
-                // that keeps a range open still tags its events, past this without their notes.
-                let json = if a.events.len() < MAX_NOTED_EVENTS {
-                    json
-                } else {
-                    serde_json::Value::Null
-                };
-                a.events.push((at, json));
+                // Bounded too: an event storm that keeps a range open merges into one entry.
+                note_event(&mut a.events, at, json);
                 a.pending_latency.get_or_insert(arrived);
             }
             None => {}
@@ -235,17 +268,17 @@ pub fn run(
             && let Some(a) = active.as_mut()
             && let Some(end) = a.last_end
         {
-            let due: Vec<(WallTime, serde_json::Value)> = a
+            let due: Vec<RangeEvent> = a
                 .events
-                .extract_if(.., |(t, _)| t.add_micros(post) <= end)
+                .extract_if(.., |e| e.last.add_micros(post) <= end)
                 .collect();
-            for (t, json) in due {
+            for e in due {
                 tag(
                     &camera,
                     &store,
-                    t.add_micros(-pre),
-                    t.add_micros(post),
-                    json,
+                    e.first.add_micros(-pre),
+                    e.last.add_micros(post),
+                    e.json,
                     &stats,
                 );
             }
@@ -333,11 +366,11 @@ fn finish(
     };
     let pre = s.pre.as_micros() as i64;
     let post = s.post.as_micros() as i64;
-    for (t, json) in a.events {
-        let from = t.add_micros(-pre).max(first);
-        let to = t.add_micros(post).min(last);
+    for e in a.events {
+        let from = e.first.add_micros(-pre).max(first);
+        let to = e.last.add_micros(post).min(last);
         if to > from {
-            tag(camera, store, from, to, json, stats);
+            tag(camera, store, from, to, e.json, stats);
         }
     }
     tracing::info!(
@@ -378,6 +411,29 @@ mod tests {
     use super::*;
     use nvrkit_media::Demuxer;
     use std::collections::BTreeSet;
+
+    /// M9 (review-nvr.md): an event storm in one open range costs [`MAX_EVENT_TAGS`] + 1
+    /// entries (and tags), the last covering every later event with their count.
+    #[test]
+    fn an_event_storm_merges_into_one_run() {
+        let base = WallTime::parse_rfc3339("2026-12-03T10:00:00Z").unwrap();
+        let mut events = Vec::new();
+        for i in 0..100_000 {
+            note_event(
+                &mut events,
+                base.add_micros(i * 10_000),
+                serde_json::json!({ "i": i }),
+            );
+        }
+        assert_eq!(events.len(), MAX_EVENT_TAGS + 1);
+        assert_eq!(events[0].json["i"], 0, "the first keep their notes");
+        let run = events.last().unwrap();
+        assert_eq!(run.count, 100_000 - MAX_EVENT_TAGS as u64);
+        assert_eq!(run.json["merged_events"], run.count);
+        assert_eq!(run.first, base.add_micros(MAX_EVENT_TAGS as i64 * 10_000));
+        assert_eq!(run.last, base.add_micros(99_999 * 10_000));
+        assert_eq!(events.iter().map(|e| e.count).sum::<u64>(), 100_000);
+    }
 
     /// A B-frame stream (decode order I0 P3 B1 B2 P6 B4 B5 …) cut at `t + post`: every frame
     /// presented up to the cut is stored, although a P-frame presented after it is received

@@ -34,12 +34,13 @@ pub struct Args {
     /// RTP over TCP (interleaved, the default) or UDP.
     #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
     pub transport: String,
-    /// SMTP listener for camera alarm mails.
+    /// SMTP listener for camera alarm mails (beyond loopback, e.g. 0.0.0.0:2525 for cameras on
+    /// the LAN, only with --smtp-auth or --smtp-no-auth).
     #[arg(
         long,
         value_name = "ADDR",
         alias = "smtp",
-        default_value = "0.0.0.0:2525"
+        default_value = "127.0.0.1:2525"
     )]
     pub smtp_listen: SocketAddr,
     /// Credentials the SMTP listener requires (repeatable): with any, a camera must AUTH
@@ -47,6 +48,10 @@ pub struct Args {
     /// credentials pass.
     #[arg(long = "smtp-auth", value_name = "USER:PASS")]
     pub smtp_auth: Vec<String>,
+    /// Take mail beyond loopback without credentials (say it explicitly): anyone who reaches
+    /// the port can raise events and store snapshots.
+    #[arg(long)]
+    pub smtp_no_auth: bool,
     /// SMTP: the longest a session may live (`0`: no limit).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub conn_lifetime: Duration,
@@ -120,6 +125,23 @@ pub struct Args {
     /// Serve the RTSP restream beyond loopback without credentials (say it explicitly).
     #[arg(long)]
     pub rtsp_no_auth: bool,
+    /// RTSP restream: most connections at once (viewers, RTSP and its sessions); one more is
+    /// answered 503.
+    #[arg(long, value_name = "N", default_value_t = nvrkit_feed::server::Config::default().max_conns)]
+    pub rtsp_max_conns: usize,
+    /// RTSP restream: most connections at once from one client address (IPv6: its /64);
+    /// default: no cap (a VMS opens many sessions from one address).
+    #[arg(long, value_name = "N")]
+    pub rtsp_max_conns_per_addr: Option<usize>,
+    /// Also publish each camera over RTMP (repeatable): `{name}` in the URL is the camera's
+    /// name (one push per camera; without it, only with one camera). Published once the
+    /// camera's tracks are known; published again when they change.
+    #[arg(long = "push", value_name = "URL")]
+    pub push: Vec<String>,
+    /// Send H.265 as Enhanced RTMP (`hvc1`) even when the server does not announce it
+    /// (node-media-server 4, SRS 6, mediamtx take it without announcing).
+    #[arg(long)]
+    pub enhanced_rtmp: bool,
     /// A name the HTTP API answers to besides its own address (repeatable); a request for any
     /// other `Host` gets 421 (against DNS rebinding).
     #[arg(long = "http-host", value_name = "NAME")]
@@ -127,15 +149,20 @@ pub struct Args {
     /// HTTP: most connections at once; one more is answered 503.
     #[arg(long, value_name = "N", default_value_t = nvrkit_net::http::Config::DEFAULT_MAX_CONNS)]
     pub max_conns: usize,
-    /// HTTP: most connections at once from one client address (IPv6: its /64); default: no cap.
-    #[arg(long, value_name = "N")]
-    pub max_conns_per_addr: Option<usize>,
+    /// HTTP: most connections at once from one client address (IPv6: its /64), so one host
+    /// cannot take every connection before auth (`0`: no cap, e.g. behind a reverse proxy).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_CONNS_PER_ADDR)]
+    pub max_conns_per_addr: usize,
     /// HTTP: a request must be complete this long after its first byte.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// HTTP: a keep-alive connection with no request for this long is closed.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// HTTP: the largest `/api/export.mp4` built in memory (the store's estimate of the
+    /// range); a larger one gets 413 (use `stream=1`, or `segstore export`).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_bytes)]
+    pub max_export_size: u64,
     /// Replicate the store to a backup: a directory, or `s3://bucket/prefix` (credentials and
     /// endpoint from the usual AWS environment variables). Events first, then motion, then
     /// continuous footage.
@@ -152,14 +179,19 @@ pub struct Args {
     /// availability, Home Assistant discovery (docs/mqtt.md).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<nvrkit_mqtt::BrokerUrl>,
-    /// Trust the certificates in this PEM file for mqtts:// (besides the Mozilla roots): a
-    /// private CA or a self-signed broker.
-    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    /// Trust the certificates in this PEM file for mqtts:// and rtmps:// (besides the Mozilla
+    /// roots): a private CA or a self-signed broker or server.
+    #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// Demo camera: also e-mail a motion alarm to the NVR this often (e.g. 30s), over real SMTP.
     #[arg(long, value_parser = parse_duration)]
     pub demo_event_every: Option<Duration>,
 }
+
+/// Default of `--max-conns-per-addr` on the HTTP API: a browser opens at most 6 connections to
+/// a host (and a live view's WebSocket leaves the count once upgraded), so 32 serves a few
+/// tabs and scripts from one machine while the other 992 of `--max-conns` stay for others.
+const DEFAULT_HTTP_CONNS_PER_ADDR: usize = 32;
 
 /// A rate, or `0` for none.
 fn parse_rate_or_off(text: &str) -> Result<u64, String> {
@@ -253,20 +285,42 @@ fn printable(addr: SocketAddr) -> String {
     SocketAddr::new(ip, addr.port()).to_string()
 }
 
+/// A listener beyond loopback needs credentials (`--PROTO-auth`) or an explicit `--PROTO-no-auth`:
+/// refused before anything is opened.
+fn beyond_loopback(
+    proto: &str,
+    listen: SocketAddr,
+    auth: bool,
+    no_auth: bool,
+) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() && !auth && !no_auth {
+        bail!(
+            "--{proto}-listen {listen} listens beyond loopback: give --{proto}-auth USER:PASS, or --{proto}-no-auth to serve without credentials"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the recorder until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.http_listen.ip().is_loopback() && args.http_auth.is_none() && !args.http_no_auth {
-        bail!(
-            "--http-listen {} listens beyond loopback: give --http-auth USER:PASS, or --http-no-auth to serve without credentials",
-            args.http_listen
-        );
-    }
-    if !args.rtsp_listen.ip().is_loopback() && args.rtsp_auth.is_none() && !args.rtsp_no_auth {
-        bail!(
-            "--rtsp-listen {} listens beyond loopback: give --rtsp-auth USER:PASS, or --rtsp-no-auth to restream without credentials",
-            args.rtsp_listen
-        );
-    }
+    beyond_loopback(
+        "http",
+        args.http_listen,
+        args.http_auth.is_some(),
+        args.http_no_auth,
+    )?;
+    beyond_loopback(
+        "rtsp",
+        args.rtsp_listen,
+        args.rtsp_auth.is_some(),
+        args.rtsp_no_auth,
+    )?;
+    beyond_loopback(
+        "smtp",
+        args.smtp_listen,
+        !args.smtp_auth.is_empty(),
+        args.smtp_no_auth,
+    )?;
     let rtsp_auth = match &args.rtsp_auth {
         Some(spec) => Some(
             nvrkit_feed::rtsp::auth::Auth::parse(spec).context("--rtsp-auth wants USER:PASS")?,
@@ -403,15 +457,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 c.state.tracks_watch.subscribe(),
             )
         })
-        .collect();
-    let restream_config = nvrkit_feed::server::Config {
-        listen: args.rtsp_listen,
-        auth: rtsp_auth,
-        ..Default::default()
-    };
-    let restream = nvrkit_feed::server::Server::start_with(restream_config, Vec::new(), live)
-        .await
-        .with_context(|| format!("RTSP restream on {}", args.rtsp_listen))?;
+        .collect::<Vec<_>>();
+    let restream = nvrkit_feed::server::Server::start_with(
+        restream_config(&args, rtsp_auth),
+        Vec::new(),
+        live.clone(),
+    )
+    .await
+    .with_context(|| format!("RTSP restream on {}", args.rtsp_listen))?;
+    let pushes = pushes(&args, &live)?;
     let rtsp_host = printable(restream.local_addr());
     let names: Vec<String> = running.iter().map(|r| r.name.clone()).collect();
     let mqtt = match &args.mqtt {
@@ -421,10 +475,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .map(|r| (r.name.clone(), r.recorder.clone()))
                 .collect();
             tracing::info!("publishing to {url}");
-            let roots = match &args.ca_file {
-                Some(ca) => nvrkit_tls::load_certificates(ca)?,
-                None => Vec::new(),
-            };
+            let roots = extra_roots(&args)?;
             Some(crate::mqtt::Mqtt::start(
                 url.clone(),
                 roots,
@@ -466,7 +517,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         post_us: args.post.as_micros() as i64,
         auth: args.http_auth.clone(),
         replication: replication.clone(),
-        last_export: tokio::sync::Mutex::new(None),
+        last_export: Default::default(),
+        max_export_bytes: args.max_export_size,
         live: crate::live::Live::new(crate::live::LiveLimits::default()),
     });
     let listener = tokio::net::TcpListener::bind(args.http_listen)
@@ -478,7 +530,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let router = crate::guard::guarded(http::router(app), hosts);
         let server = nvrkit_net::http::Server::new(nvrkit_net::http::Config {
             max_conns: args.max_conns,
-            max_conns_per_addr: args.max_conns_per_addr,
+            max_conns_per_addr: (args.max_conns_per_addr > 0).then_some(args.max_conns_per_addr),
             request_timeout: args.request_timeout,
             idle_timeout: args.idle_timeout,
         });
@@ -504,6 +556,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for r in &running {
             writeln!(out, "camera {}: {}", r.name, r.url)?;
             writeln!(out, "rtsp: rtsp://{rtsp_host}/{}", r.name)?;
+            for (camera, p) in &pushes {
+                if camera == &r.name {
+                    writeln!(out, "rtmp push: {}", p.url())?;
+                }
+            }
         }
         let smtp_auth = if args.smtp_auth.is_empty() {
             ""
@@ -593,6 +650,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         m.finish().await;
     }
     smtp.shutdown().await;
+    for (camera, p) in pushes {
+        let url = p.url().to_string();
+        let s = p.stats();
+        if let Err(e) = p.stop().await {
+            tracing::warn!(camera, "push to {url} had given up: {e}");
+        }
+        tracing::info!(
+            camera,
+            "{url}: {} frames, {} connections ({} went live, {} for new tracks)",
+            s.frames,
+            s.connects,
+            s.lives,
+            s.retracks
+        );
+    }
     restream.shutdown().await;
     if let Some(r) = replication {
         r.stop();
@@ -601,6 +673,65 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         s.shutdown().await;
     }
     Ok(())
+}
+
+/// The restream's settings from the flags. A viewer starts at the first keyframe the camera
+/// sends after it joined (`strict_start`), so it plays at live; without, it got the ring's
+/// newest GOP at once and played that backlog first, staying up to a GOP behind (measured by
+/// `restream_viewers_start_at_a_keyframe…`: 401 ms behind on average, 776 ms at most, with the
+/// sample's 1 s GOP; with it, see docs/architecture.md).
+fn restream_config(
+    args: &Args,
+    auth: Option<nvrkit_feed::rtsp::auth::Auth>,
+) -> nvrkit_feed::server::Config {
+    nvrkit_feed::server::Config {
+        listen: args.rtsp_listen,
+        auth,
+        strict_start: true,
+        max_conns: args.rtsp_max_conns.max(1),
+        max_conns_per_addr: args.rtsp_max_conns_per_addr.map(|n| n.max(1)),
+        ..Default::default()
+    }
+}
+
+/// `--ca-file`'s certificates (none without it), for mqtts:// and rtmps://.
+fn extra_roots(
+    args: &Args,
+) -> anyhow::Result<Vec<nvrkit_tls::tokio_rustls::rustls::pki_types::CertificateDer<'static>>> {
+    Ok(match &args.ca_file {
+        Some(ca) => nvrkit_tls::load_certificates(ca)
+            .with_context(|| format!("--ca-file {}", ca.display()))?,
+        None => Vec::new(),
+    })
+}
+
+/// `--push`: each camera published over RTMP from its ring, as the restream serves it.
+fn pushes(
+    args: &Args,
+    live: &[nvrkit_feed::source::LiveSource],
+) -> anyhow::Result<Vec<(String, nvrkit_feed::rtmp::Push)>> {
+    use nvrkit_feed::rtmp::{EnhancedRtmp, Push, PushConfig, url::push_targets};
+    if args.push.is_empty() {
+        return Ok(Vec::new());
+    }
+    let roots = extra_roots(args)?;
+    let names: Vec<String> = live.iter().map(|l| l.name().to_owned()).collect();
+    let mut out = Vec::new();
+    for url in &args.push {
+        for (name, u) in push_targets(url, &names).context("--push")? {
+            let Some(source) = live.iter().find(|l| l.name() == name) else {
+                continue;
+            };
+            let mut config = PushConfig::new(u);
+            config.extra_roots = roots.clone();
+            if args.enhanced_rtmp {
+                config.enhanced_rtmp = EnhancedRtmp::Always;
+            }
+            tracing::info!(camera = name, "pushing to {}", config.url);
+            out.push((name, Push::start_source(source.clone().into(), config)));
+        }
+    }
+    Ok(out)
 }
 
 fn smtp_addr_for_client(addr: SocketAddr) -> SocketAddr {
@@ -667,6 +798,38 @@ mod tests {
             assert!(smtp_config(&args).is_err(), "{bad}");
         }
         assert!(parse(&["--min-data-rate", "fast"]).is_err());
+    }
+
+    #[test]
+    fn restream_caps_and_pushes_come_from_the_flags() {
+        let c = restream_config(&parse(&[]).unwrap(), None);
+        let d = nvrkit_feed::server::Config::default();
+        assert_eq!((c.max_conns, c.max_conns_per_addr), (d.max_conns, None));
+        assert_eq!(c.listen, "127.0.0.1:8554".parse().unwrap());
+        let args = parse(&[
+            "--rtsp-max-conns",
+            "64",
+            "--rtsp-max-conns-per-addr",
+            "8",
+            "--max-conns",
+            "5",
+        ])
+        .unwrap();
+        let c = restream_config(&args, None);
+        assert_eq!(
+            (c.max_conns, c.max_conns_per_addr),
+            (64, Some(8)),
+            "the restream's own caps, not HTTP's --max-conns"
+        );
+        assert_eq!(args.max_conns, 5);
+
+        let (_w, ring) = nvrkit_ring::ring(nvrkit_ring::Config::new()).unwrap();
+        let (_tx, rx) = watch::channel(None);
+        let live = |n: &str| nvrkit_feed::source::LiveSource::new(n, ring.clone(), 0, rx.clone());
+        let two = [live("garage"), live("yard")];
+        let args = parse(&["--push", "rtmp://127.0.0.1/live/cam"]).unwrap();
+        let e = pushes(&args, &two).unwrap_err();
+        assert!(format!("{e:#}").contains("put {name} in the URL"), "{e:#}");
     }
 
     #[test]

@@ -10,7 +10,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{
-    Alarm, Fired, JpegSource, MAIL_ATTEMPTS, MAIL_TIMEOUT, MAILS_IN_FLIGHT, Target, hold, mail_text,
+    Alarm, Fired, JpegSource, MAIL_ATTEMPTS, MAIL_TIMEOUT, MAILS_IN_FLIGHT, Picture, Target,
+    alarm_header, hold, mail_text, snapshot_header,
 };
 use crate::onvif::events::Hub;
 
@@ -49,14 +50,24 @@ fn mailbox(clip: &str) -> String {
         .collect()
 }
 
-/// The alarm mail's bytes, envelope sender and recipient.
-pub(crate) fn mail(clip: &str, fired: &Fired, jpeg: Option<Bytes>) -> (String, String, Vec<u8>) {
-    let (subject, body, name) = mail_text(clip, fired);
+/// The alarm mail's bytes, envelope sender and recipient. Headers `X-Loopcam-Alarm` (the
+/// alarm frame) and, with a JPEG, `X-Loopcam-Snapshot` (the frame it is of).
+pub(crate) fn mail(
+    clip: &str,
+    fired: &Fired,
+    jpeg: Option<(Bytes, Picture)>,
+) -> (String, String, Vec<u8>) {
+    let picture = jpeg.as_ref().map_or(Picture::Keyframe, |(_, p)| *p);
+    let (subject, body, name) = mail_text(clip, fired, picture);
     let from = format!("loopcam-{}@loopcam.invalid", mailbox(clip));
     let to = format!("{}@nvr.invalid", mailbox(clip));
-    let mut m = AlarmMail::new(&from, &to, &subject, &body).header("X-Mailer", "HIKMailer");
-    if let Some(j) = jpeg {
-        m = m.attach(&name, "image/jpeg", j.to_vec());
+    let mut m = AlarmMail::new(&from, &to, &subject, &body)
+        .header("X-Mailer", "HIKMailer")
+        .header("X-Loopcam-Alarm", &alarm_header(fired));
+    if let Some((j, picture)) = jpeg {
+        m = m
+            .header("X-Loopcam-Snapshot", &snapshot_header(fired, picture))
+            .attach(&name, "image/jpeg", j.to_vec());
     }
     (from, to, m.to_bytes())
 }
@@ -123,7 +134,9 @@ pub fn run(d: Dispatcher, mut rx: mpsc::Receiver<Fired>) -> JoinHandle<()> {
                 );
                 continue;
             };
-            let jpeg = d.jpeg.as_ref().map(|f| f(&clip));
+            // The keyframe at or before the alarm frame, whenever this runs (a late dispatch
+            // must not mail a later picture).
+            let jpeg = d.jpeg.as_ref().map(|f| f(&clip, fired.keyframe));
             tokio::spawn(async move {
                 let jpeg = match jpeg {
                     Some(j) => j.await,
@@ -165,9 +178,21 @@ mod tests {
             frame: 80,
             frame_position_micros: 3_200_000,
             wall: WallTime::parse_rfc3339("2026-12-03T15:25:58.2Z").unwrap(),
+            keyframe: 75,
+            keyframe_lap: 1,
+            keyframe_position_micros: 3_000_000,
         };
         let jpeg = Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9]);
-        let (from, to, bytes) = mail("bikes", &fired, Some(jpeg.clone()));
+        let (from, to, bytes) = mail("bikes", &fired, Some((jpeg.clone(), Picture::Keyframe)));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("X-Loopcam-Snapshot: keyframe; lap=1; frame=75; pos=3.000000s\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("X-Loopcam-Alarm: lap=1; frame=80; pos=3.200000s; utc=2026-12-03T15:25:58.200000Z\r\n"),
+            "{text}"
+        );
         let event = extract(
             &Message::new(&from, vec![to], bytes.clone()),
             None,
@@ -180,7 +205,7 @@ mod tests {
         assert_eq!(event.snapshots[0].data, jpeg);
         assert_eq!(
             event.snapshots[0].name,
-            "bikes_20261203T152558.200000Z_lap1_pos3.200000s.jpg"
+            "bikes_20261203T152558.200000Z_lap1_pos3.200000s_key3.000000s.jpg"
         );
     }
 }

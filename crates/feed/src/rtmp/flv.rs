@@ -90,10 +90,88 @@ pub struct FlvMapper {
     carriage: Vec<Option<Carriage>>,
     master: usize,
     /// Frames per second and kbit/s for onMetaData.
+    rates: Option<Rates>,
+    timeline: Timeline,
+}
+
+/// How each of `tracks` is carried (indexed by [`TrackInfo::stream`]); `None` for a stream FLV
+/// does not carry.
+fn carriage(
+    name: &str,
+    tracks: &[TrackInfo],
+    enhanced: bool,
+) -> Result<Vec<Option<Carriage>>, PushError> {
+    let unsupported = |what: String| PushError::Unsupported {
+        clip: name.to_owned(),
+        what,
+    };
+    let streams = tracks.iter().map(|t| t.stream + 1).max().unwrap_or(0);
+    let mut carriage = vec![None; streams];
+    for t in tracks {
+        let c = match &t.params {
+            CodecParams::H264(v) => {
+                let rec = nvrkit_media::mux::avcc(&v.sps, &v.pps)
+                    .map_err(|e| unsupported(format!("H.264 parameter sets: {e}")))?;
+                let mut b = vec![(1 << 4) | CODEC_AVC, 0, 0, 0, 0];
+                rec.encode_body(&mut b)
+                    .map_err(|e| unsupported(format!("avcC: {e}")))?;
+                Some(Carriage::Avc { header: b.into() })
+            }
+            CodecParams::H265(v) => {
+                if !enhanced {
+                    return Err(unsupported(
+                        "H.265 needs Enhanced RTMP (FourCC hvc1), and this server did not \
+                         announce it in its connect result; use a server that takes it \
+                         (node-media-server 4, SRS 6, mediamtx) and pass --enhanced-rtmp, \
+                         or transcode the clip to H.264"
+                            .into(),
+                    ));
+                }
+                let rec = nvrkit_media::mux::hvcc(&v.vps, &v.sps, &v.pps)
+                    .map_err(|e| unsupported(format!("H.265 parameter sets: {e}")))?;
+                // Ex header, keyframe, PacketType SequenceStart, FourCC.
+                let mut b = vec![0x80 | (1 << 4)];
+                b.extend_from_slice(&FOURCC_HEVC);
+                rec.encode_body(&mut b)
+                    .map_err(|e| unsupported(format!("hvcC: {e}")))?;
+                Some(Carriage::Hevc { header: b.into() })
+            }
+            CodecParams::Aac(a) => {
+                let mut b = BytesMut::with_capacity(2 + a.config.len());
+                b.put_slice(&[aac_flags(), 0]);
+                b.put_slice(&a.config);
+                Some(Carriage::Aac { header: b.freeze() })
+            }
+            CodecParams::G711(g) => match g711_flags(g) {
+                Some(flags) => Some(Carriage::G711 { flags }),
+                None => {
+                    // Once per connection.
+                    tracing::warn!(
+                        clip = %name,
+                        stream = t.stream,
+                        "{} at {} Hz, {} channels has no FLV carriage (G.711 in FLV is \
+                         8 kHz mono): the audio track is left out of the push",
+                        t.params.name(),
+                        g.sample_rate,
+                        g.channels
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        carriage[t.stream] = c;
+    }
+    Ok(carriage)
+}
+
+/// What onMetaData says of the rates: frames per second and kbit/s. A looped clip's are
+/// measured over one loop; a live source's are not known (left out).
+#[derive(Debug, Clone, Copy, Default)]
+struct Rates {
     frame_rate: f64,
     video_kbps: f64,
     audio_kbps: f64,
-    timeline: Timeline,
 }
 
 impl FlvMapper {
@@ -101,92 +179,79 @@ impl FlvMapper {
     /// Enhanced RTMP (`hvc1`); without it an H.265 clip is refused. `initial_timestamp` is the
     /// RTMP time of the first frame published (tests start just below 2³² to cross the wrap).
     pub fn new(clip: &Clip, enhanced: bool, initial_timestamp: u32) -> Result<Self, PushError> {
-        let name = clip.name().to_owned();
-        let unsupported = |what: String| PushError::Unsupported {
-            clip: name.clone(),
-            what,
-        };
-        let mut carriage = Vec::new();
-        for t in clip.tracks() {
-            let c = match &t.params {
-                CodecParams::H264(v) => {
-                    let rec = nvrkit_media::mux::avcc(&v.sps, &v.pps)
-                        .map_err(|e| unsupported(format!("H.264 parameter sets: {e}")))?;
-                    let mut b = vec![(1 << 4) | CODEC_AVC, 0, 0, 0, 0];
-                    rec.encode_body(&mut b)
-                        .map_err(|e| unsupported(format!("avcC: {e}")))?;
-                    Some(Carriage::Avc { header: b.into() })
-                }
-                CodecParams::H265(v) => {
-                    if !enhanced {
-                        return Err(unsupported(
-                            "H.265 needs Enhanced RTMP (FourCC hvc1), and this server did not \
-                             announce it in its connect result; use a server that takes it \
-                             (node-media-server 4, SRS 6, mediamtx) and pass --enhanced-rtmp, \
-                             or transcode the clip to H.264"
-                                .into(),
-                        ));
-                    }
-                    let rec = nvrkit_media::mux::hvcc(&v.vps, &v.sps, &v.pps)
-                        .map_err(|e| unsupported(format!("H.265 parameter sets: {e}")))?;
-                    // Ex header, keyframe, PacketType SequenceStart, FourCC.
-                    let mut b = vec![0x80 | (1 << 4)];
-                    b.extend_from_slice(&FOURCC_HEVC);
-                    rec.encode_body(&mut b)
-                        .map_err(|e| unsupported(format!("hvcC: {e}")))?;
-                    Some(Carriage::Hevc { header: b.into() })
-                }
-                CodecParams::Aac(a) => {
-                    let mut b = BytesMut::with_capacity(2 + a.config.len());
-                    b.put_slice(&[aac_flags(), 0]);
-                    b.put_slice(&a.config);
-                    Some(Carriage::Aac { header: b.freeze() })
-                }
-                CodecParams::G711(g) => match g711_flags(g) {
-                    Some(flags) => Some(Carriage::G711 { flags }),
-                    None => {
-                        // Once per push: the mapper lives across reconnects.
-                        tracing::warn!(
-                            clip = %name,
-                            stream = t.stream,
-                            "{} at {} Hz, {} channels has no FLV carriage (G.711 in FLV is \
-                             8 kHz mono): the audio track is left out of the push",
-                            t.params.name(),
-                            g.sample_rate,
-                            g.channels
-                        );
-                        None
-                    }
-                },
-                _ => None,
-            };
-            carriage.push(c);
-        }
-        let master = clip.master();
+        let mut m = FlvMapper::for_tracks(
+            clip.name(),
+            clip.tracks(),
+            clip.master(),
+            enhanced,
+            initial_timestamp,
+        )?;
         let period_s = clip.period_micros().max(1) as f64 / 1e6;
         let kbps = |s: usize| {
             let bytes: usize = clip.frames(s).iter().map(|f| f.data.len()).sum();
             (bytes as f64 * 8.0 / 1000.0 / period_s * 10.0).round() / 10.0
         };
         let video = clip.tracks().iter().position(|t| t.params.is_video());
-        let audio = (0..carriage.len()).find(|&s| {
+        let audio = (0..m.carriage.len()).find(|&s| {
             matches!(
-                carriage[s],
+                m.carriage[s],
                 Some(Carriage::Aac { .. } | Carriage::G711 { .. })
             )
         });
-        Ok(FlvMapper {
-            clip_name: name,
-            tracks: clip.tracks().to_vec(),
-            carriage,
-            master,
+        m.rates = Some(Rates {
             frame_rate: video.map_or(0.0, |v| {
                 (clip.frames(v).len() as f64 / period_s * 1000.0).round() / 1000.0
             }),
             video_kbps: video.map_or(0.0, kbps),
             audio_kbps: audio.map_or(0.0, kbps),
-            timeline: Timeline::new(clip.tracks().len(), initial_timestamp),
+        });
+        Ok(m)
+    }
+
+    /// A mapper for a live source's `tracks` (a camera's), named `name`, starting readers on
+    /// stream `master`: as [`FlvMapper::new`], with no measured rates in onMetaData.
+    pub fn for_tracks(
+        name: &str,
+        tracks: &[TrackInfo],
+        master: usize,
+        enhanced: bool,
+        initial_timestamp: u32,
+    ) -> Result<Self, PushError> {
+        let streams = tracks.iter().map(|t| t.stream + 1).max().unwrap_or(0);
+        Ok(FlvMapper {
+            clip_name: name.to_owned(),
+            tracks: tracks.to_vec(),
+            carriage: carriage(name, tracks, enhanced)?,
+            master,
+            rates: None,
+            timeline: Timeline::new(streams, initial_timestamp),
         })
+    }
+
+    /// Takes new tracks (a camera reconnected with another resolution, other parameter sets,
+    /// audio switched on) for the next connection: new sequence headers and onMetaData, the
+    /// same clock, so timestamps go on increasing.
+    pub fn retrack(
+        &mut self,
+        tracks: &[TrackInfo],
+        master: usize,
+        enhanced: bool,
+    ) -> Result<(), PushError> {
+        self.carriage = carriage(&self.clip_name, tracks, enhanced)?;
+        if self.tracks != tracks {
+            // Measured over a clip's loop: not for other tracks.
+            self.rates = None;
+            self.tracks = tracks.to_vec();
+        }
+        self.master = master;
+        let streams = tracks.iter().map(|t| t.stream + 1).max().unwrap_or(0);
+        self.timeline.ensure_streams(streams);
+        Ok(())
+    }
+
+    /// The tracks the sequence headers are made of.
+    pub fn tracks(&self) -> &[TrackInfo] {
+        &self.tracks
     }
 
     /// The clip's name.
@@ -293,7 +358,8 @@ impl FlvMapper {
             "encoder".into(),
             Amf0Value::Utf8String(concat!("nvrkit loopcam ", env!("CARGO_PKG_VERSION")).into()),
         );
-        for (t, c) in self.tracks.iter().zip(&self.carriage) {
+        for t in &self.tracks {
+            let c = self.carriage.get(t.stream).and_then(Option::as_ref);
             match (c, &t.params) {
                 (Some(Carriage::Avc { .. } | Carriage::Hevc { .. }), p) => {
                     if let Some(v) = p.video() {
@@ -305,8 +371,10 @@ impl FlvMapper {
                         _ => f64::from(CODEC_AVC),
                     };
                     m.insert("videocodecid".into(), num(id));
-                    m.insert("framerate".into(), num(self.frame_rate));
-                    m.insert("videodatarate".into(), num(self.video_kbps));
+                    if let Some(r) = self.rates {
+                        m.insert("framerate".into(), num(r.frame_rate));
+                        m.insert("videodatarate".into(), num(r.video_kbps));
+                    }
                 }
                 (Some(Carriage::Aac { .. }), CodecParams::Aac(a)) => {
                     m.insert("audiocodecid".into(), num(f64::from(SOUND_AAC)));
@@ -314,7 +382,9 @@ impl FlvMapper {
                     m.insert("audiosamplesize".into(), num(16.0));
                     m.insert("stereo".into(), Amf0Value::Boolean(a.channels != 1));
                     m.insert("audiochannels".into(), num(f64::from(a.channels)));
-                    m.insert("audiodatarate".into(), num(self.audio_kbps));
+                    if let Some(r) = self.rates {
+                        m.insert("audiodatarate".into(), num(r.audio_kbps));
+                    }
                 }
                 (Some(Carriage::G711 { flags }), CodecParams::G711(g)) => {
                     m.insert("audiocodecid".into(), num(f64::from(flags >> 4)));
@@ -322,7 +392,9 @@ impl FlvMapper {
                     m.insert("audiosamplesize".into(), num(16.0));
                     m.insert("stereo".into(), Amf0Value::Boolean(false));
                     m.insert("audiochannels".into(), num(1.0));
-                    m.insert("audiodatarate".into(), num(self.audio_kbps));
+                    if let Some(r) = self.rates {
+                        m.insert("audiodatarate".into(), num(r.audio_kbps));
+                    }
                 }
                 _ => {}
             }
@@ -401,6 +473,14 @@ impl Timeline {
     /// (only for streams faster than 1,000 frames a second).
     pub fn bumped(&self) -> u64 {
         self.bumped
+    }
+
+    /// Makes room for `streams` streams (a live source's tracks grew on a reconnect); the
+    /// clock and what was sent stay.
+    pub fn ensure_streams(&mut self, streams: usize) {
+        if self.last.len() < streams {
+            self.last.resize(streams, None);
+        }
     }
 
     fn is_new(&self, f: &Frame) -> bool {

@@ -46,5 +46,7 @@ pub mod session;
 pub mod url;
 
 pub use error::PushError;
-pub use push::{Backoff, EnhancedRtmp, Push, PushConfig, PushStats, load_pem_certificates};
+pub use push::{
+    Backoff, EnhancedRtmp, Push, PushConfig, PushSource, PushStats, load_pem_certificates,
+};
 pub use url::RtmpUrl;

@@ -1,12 +1,23 @@
-//! The tokio layer: one task per push reads the clip's ring and publishes it, reconnecting with
-//! backoff when the server goes away.
+//! The tokio layer: one task per push reads a ring (a looped clip's, or a camera's
+//! [`LiveSource`]) and publishes it, reconnecting with backoff when the server goes away.
+//!
+//! A live source's tracks are known only once its camera has connected, and may change when it
+//! reconnects. The push dials only once they are known, and when they change it unpublishes and
+//! publishes again at once, on a new connection, with the new onMetaData and sequence headers
+//! (the RTMP clock goes on, so timestamps still increase). Not a new sequence header mid-stream:
+//! FLV allows one, but onMetaData (the size players size their surface by) would stay stale,
+//! nginx-rtmp hands late players its cached headers of either kind, and players differ in
+//! whether they reinitialise their decoder on one; a new publish is what every server and
+//! player already handles, and what mediamtx does to its readers when a publisher's tracks
+//! change (it closes them; they reconnect). A camera reconnect with the same tracks changes
+//! nothing: the push rides through it.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use nvrkit_media::{CodecParams, Frame};
+use nvrkit_media::{CodecParams, Frame, TrackInfo};
 use nvrkit_ring::{RecvError, Ring, Start, TryRecvError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,6 +32,100 @@ use crate::rtmp::error::PushError;
 use crate::rtmp::flv::FlvMapper;
 use crate::rtmp::session::{Event, Phase, Session, SessionConfig};
 use crate::rtmp::url::RtmpUrl;
+use crate::source::LiveSource;
+
+/// What a push publishes: a ring and the tracks its frames belong to.
+#[derive(Debug, Clone)]
+pub enum PushSource {
+    /// A looped clip, whose frames a pacer pushes into `ring` (the RTSP server's ring of the
+    /// clip, or a [`crate::server::Looper`]'s). Its tracks never change.
+    Clip {
+        /// The clip.
+        clip: Arc<Clip>,
+        /// The ring its pacer fills.
+        ring: Ring,
+    },
+    /// A ring someone else fills (a camera's, in nvr), whose tracks the source follows.
+    Live(LiveSource),
+}
+
+impl From<LiveSource> for PushSource {
+    fn from(s: LiveSource) -> Self {
+        PushSource::Live(s)
+    }
+}
+
+type TracksWatch = watch::Receiver<Option<Vec<TrackInfo>>>;
+
+/// A [`PushSource`] as the task reads it.
+struct Feed {
+    name: String,
+    ring: Ring,
+    master: usize,
+    clip: Option<Arc<Clip>>,
+    tracks: TracksWatch,
+    /// A clip's tracks never change: the sender lives as long as the push.
+    _fixed: Option<watch::Sender<Option<Vec<TrackInfo>>>>,
+}
+
+impl Feed {
+    fn new(source: PushSource) -> Feed {
+        match source {
+            PushSource::Clip { clip, ring } => {
+                let (tx, rx) = watch::channel(Some(clip.tracks().to_vec()));
+                Feed {
+                    name: clip.name().to_owned(),
+                    ring,
+                    master: clip.master(),
+                    clip: Some(clip),
+                    tracks: rx,
+                    _fixed: Some(tx),
+                }
+            }
+            PushSource::Live(live) => Feed {
+                name: live.name().to_owned(),
+                ring: live.ring().clone(),
+                master: live.video_stream(),
+                clip: None,
+                tracks: live.tracks(),
+                _fixed: None,
+            },
+        }
+    }
+
+    /// A mapper for `tracks` (the first connection), or the one there is given them: the
+    /// headers follow the tracks and the server's answer (`enhanced`), the clock goes on.
+    fn mapper(
+        &self,
+        mapper: &mut Option<FlvMapper>,
+        tracks: &[TrackInfo],
+        enhanced: bool,
+        initial: u32,
+    ) -> Result<(), PushError> {
+        match (mapper.as_mut(), &self.clip) {
+            (Some(m), _) => m.retrack(tracks, self.master, enhanced)?,
+            (None, Some(clip)) => *mapper = Some(FlvMapper::new(clip, enhanced, initial)?),
+            (None, None) => {
+                *mapper = Some(FlvMapper::for_tracks(
+                    &self.name,
+                    tracks,
+                    self.master,
+                    enhanced,
+                    initial,
+                )?)
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a connection ended without an error.
+enum End {
+    /// Stopped, or the ring closed: the push is over.
+    Stopped,
+    /// The source's tracks changed: publish again at once with the new headers.
+    Retrack,
+}
 
 /// Whether to send H.265 as Enhanced RTMP (`hvc1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +207,7 @@ struct Counters {
     bytes: AtomicU64,
     lagged: AtomicU64,
     live: AtomicBool,
+    retracks: AtomicU64,
 }
 
 /// A push's progress so far.
@@ -119,6 +225,8 @@ pub struct PushStats {
     pub lagged: u64,
     /// Publishing right now.
     pub live: bool,
+    /// Times the source's tracks changed and the push published again with new headers.
+    pub retracks: u64,
 }
 
 /// A running push. Dropping it does not stop it; call [`Push::stop`].
@@ -139,10 +247,17 @@ impl Push {
     /// of the clip, or a [`crate::server::Looper`]'s). Returns at once; the task connects,
     /// publishes, and reconnects until stopped or refused for good.
     pub fn start(clip: Arc<Clip>, ring: Ring, config: PushConfig) -> Push {
+        Push::start_source(PushSource::Clip { clip, ring }, config)
+    }
+
+    /// Starts publishing any source: a looped clip, or a [`LiveSource`] (a camera's ring),
+    /// published once its tracks are known and published again when they change (see the
+    /// module's documentation).
+    pub fn start_source(source: PushSource, config: PushConfig) -> Push {
         let counters = Arc::new(Counters::default());
         let (stop, stop_rx) = watch::channel(false);
         let url = config.url.clone();
-        let task = tokio::spawn(run(clip, ring, config, counters.clone(), stop_rx));
+        let task = tokio::spawn(run(Feed::new(source), config, counters.clone(), stop_rx));
         Push {
             url,
             counters,
@@ -166,6 +281,7 @@ impl Push {
             bytes: c.bytes.load(Ordering::Relaxed),
             lagged: c.lagged.load(Ordering::Relaxed),
             live: c.live.load(Ordering::Relaxed),
+            retracks: c.retracks.load(Ordering::Relaxed),
         }
     }
 
@@ -189,8 +305,7 @@ impl Push {
 }
 
 async fn run(
-    clip: Arc<Clip>,
-    ring: Ring,
+    mut feed: Feed,
     config: PushConfig,
     counters: Arc<Counters>,
     mut stop: watch::Receiver<bool>,
@@ -206,8 +321,7 @@ async fn run(
     loop {
         let lives = counters.lives.load(Ordering::Relaxed);
         let r = connection(
-            &clip,
-            &ring,
+            &mut feed,
             &config,
             tls.as_ref(),
             &mut mapper,
@@ -217,7 +331,11 @@ async fn run(
         .await;
         counters.live.store(false, Ordering::Relaxed);
         match r {
-            Ok(()) => return Ok(()),
+            Ok(End::Stopped) => return Ok(()),
+            Ok(End::Retrack) => {
+                counters.retracks.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%url, "the source's tracks changed: publishing again with them");
+            }
             Err(e) if e.is_permanent() => {
                 tracing::error!(%url, "push refused: {e}");
                 return Err(e);
@@ -319,26 +437,36 @@ fn read_result(r: std::io::Result<usize>, during: &'static str) -> Result<usize,
     }
 }
 
-/// One connection: dial, handshake, publish, then frames until the connection fails or the
-/// push is stopped (`Ok`).
+/// One connection: wait for the source's tracks, dial, handshake, publish, then frames until
+/// the connection fails, the tracks change ([`End::Retrack`]) or the push is stopped.
 async fn connection(
-    clip: &Arc<Clip>,
-    ring: &Ring,
+    feed: &mut Feed,
     config: &PushConfig,
     tls: Option<&tokio_rustls::TlsConnector>,
     mapper: &mut Option<FlvMapper>,
     counters: &Counters,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), PushError> {
+) -> Result<End, PushError> {
     let url = &config.url;
+    // A camera's tracks are known once it has connected: nothing to publish before.
+    let tracks: Vec<TrackInfo> = loop {
+        if let Some(t) = feed.tracks.borrow_and_update().clone() {
+            break t;
+        }
+        tokio::select! {
+            r = feed.tracks.changed() => if r.is_err() {
+                return Ok(End::Stopped); // the source is gone
+            },
+            _ = stop.changed() => return Ok(End::Stopped),
+        }
+    };
     let stream = tokio::select! {
         s = open(url, tls, config.timeout) => s?,
-        _ = stop.changed() => return Ok(()),
+        _ = stop.changed() => return Ok(End::Stopped),
     };
     counters.connects.fetch_add(1, Ordering::Relaxed);
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let hevc = clip
-        .tracks()
+    let hevc = tracks
         .iter()
         .any(|t| matches!(t.params, CodecParams::H265(_)));
     let mut session = Session::new(SessionConfig {
@@ -353,6 +481,7 @@ async fn connection(
 
     // The dialogue, up to NetStream.Publish.Start.
     let deadline = Instant::now() + config.timeout;
+    let mut connected = false;
     while session.phase() != Phase::Live {
         flush(&mut wr, &mut session, counters, config.timeout).await?;
         let n = tokio::select! {
@@ -365,7 +494,7 @@ async fn connection(
                     _ => "waiting for NetStream.Publish.Start",
                 })),
             },
-            _ = stop.changed() => return Ok(()),
+            _ = stop.changed() => return Ok(End::Stopped),
         };
         for event in session.receive(&buf[..n])? {
             if let Event::Connected { fourcc } = event {
@@ -374,16 +503,12 @@ async fn connection(
                 if hevc {
                     tracing::debug!(%url, ?fourcc, enhanced, "server's Enhanced RTMP codecs");
                 }
-                if mapper.is_none() {
-                    *mapper = Some(FlvMapper::new(clip, enhanced, config.initial_timestamp)?);
-                } else if hevc && !enhanced {
-                    // Built for another server's answer earlier: refuse the same way.
-                    FlvMapper::new(clip, false, config.initial_timestamp)?;
-                }
+                feed.mapper(mapper, &tracks, enhanced, config.initial_timestamp)?;
+                connected = true;
             }
         }
     }
-    let Some(mapper) = mapper.as_mut() else {
+    let (Some(mapper), true) = (mapper.as_mut(), connected) else {
         return Err(PushError::Protocol {
             stage: "publish",
             why: "the stream went live without a connect result".into(),
@@ -391,11 +516,11 @@ async fn connection(
     };
     counters.lives.fetch_add(1, Ordering::Relaxed);
     counters.live.store(true, Ordering::Relaxed);
-    tracing::info!(%url, clip = mapper.clip_name(), "publishing");
+    tracing::info!(%url, source = mapper.clip_name(), "publishing");
 
     // Frames from the newest keyframe not yet published: a GOP already sent before a reconnect
     // is not sent again, so no receiver sees a timestamp twice.
-    let mut reader = ring.reader(Start::NewestKeyframe);
+    let mut reader = feed.ring.reader(Start::NewestKeyframe);
     let master = mapper.master();
     let mut started = false;
     // No leading picture of the keyframe the server starts (or resumes) at: open-GOP RASL.
@@ -414,7 +539,7 @@ async fn connection(
                     Err(_) => {
                         let _ = session.unpublish();
                         let _ = flush(&mut wr, &mut session, counters, config.timeout).await;
-                        return Ok(());
+                        return Ok(End::Stopped);
                     }
                 };
                 if !started {
@@ -457,13 +582,237 @@ async fn connection(
                 session.receive(&buf[..n])?;
                 flush(&mut wr, &mut session, counters, config.timeout).await?;
             }
+            r = feed.tracks.changed() => {
+                // The sender gone (the source stopped) or other tracks: either way this
+                // stream is over; with new tracks, a new one starts at once.
+                let end = match r {
+                    Err(_) => End::Stopped,
+                    Ok(()) if feed.tracks.borrow_and_update().as_deref() == Some(&tracks[..]) => continue,
+                    Ok(()) => End::Retrack,
+                };
+                let _ = session.unpublish();
+                let _ = flush(&mut wr, &mut session, counters, config.timeout).await;
+                let _ = wr.shutdown().await;
+                return Ok(end);
+            }
             _ = stop.changed() => {
                 let _ = session.unpublish();
                 let _ = flush(&mut wr, &mut session, counters, config.timeout).await;
                 let _ = wr.shutdown().await;
                 tracing::info!(%url, "unpublished");
+                return Ok(End::Stopped);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::sessions::{
+        ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+    };
+    use std::sync::Mutex;
+    use tokio::net::TcpListener;
+
+    /// What the server got: per connection, each video and audio message as (is video,
+    /// timestamp, body).
+    type Received = Arc<Mutex<Vec<Vec<(bool, u32, bytes::Bytes)>>>>;
+
+    /// `rml_rtmp`'s server session on a loopback TCP listener, accepting every publish.
+    async fn server() -> (u16, Received) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got: Received = Arc::default();
+        let all = got.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let conn = {
+                    let mut g = all.lock().unwrap();
+                    g.push(Vec::new());
+                    g.len() - 1
+                };
+                let all = all.clone();
+                tokio::spawn(async move {
+                    let _ = serve(tcp, conn, all).await;
+                });
+            }
+        });
+        (port, got)
+    }
+
+    async fn serve(mut tcp: TcpStream, conn: usize, all: Received) -> std::io::Result<()> {
+        let mut hs = Handshake::new(PeerType::Server);
+        let mut buf = vec![0u8; 64 * 1024];
+        let rest = loop {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
                 return Ok(());
             }
+            match hs.process_bytes(&buf[..n]).unwrap() {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    tcp.write_all(&response_bytes).await?
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    tcp.write_all(&response_bytes).await?;
+                    break remaining_bytes;
+                }
+            }
+        };
+        let (mut session, results) = ServerSession::new(ServerSessionConfig::new()).unwrap();
+        let mut pending = results;
+        pending.extend(session.handle_input(&rest).unwrap());
+        loop {
+            while let Some(r) = (!pending.is_empty()).then(|| pending.remove(0)) {
+                match r {
+                    ServerSessionResult::OutboundResponse(p) => tcp.write_all(&p.bytes).await?,
+                    ServerSessionResult::RaisedEvent(e) => match e {
+                        ServerSessionEvent::ConnectionRequested { request_id, .. }
+                        | ServerSessionEvent::PublishStreamRequested { request_id, .. } => {
+                            pending.extend(session.accept_request(request_id).unwrap())
+                        }
+                        ServerSessionEvent::VideoDataReceived {
+                            timestamp, data, ..
+                        } => all.lock().unwrap()[conn].push((true, timestamp.value, data)),
+                        ServerSessionEvent::AudioDataReceived {
+                            timestamp, data, ..
+                        } => all.lock().unwrap()[conn].push((false, timestamp.value, data)),
+                        _ => {}
+                    },
+                    ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                }
+            }
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            pending = session.handle_input(&buf[..n]).unwrap();
+        }
+    }
+
+    async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        let t = std::time::Instant::now();
+        while !ok() {
+            assert!(t.elapsed() < Duration::from_secs(20), "hang guard: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A live source (a camera's ring, as nvr's restream has it): nothing is published while
+    /// its tracks are unknown; once they are, the server gets the sequence headers and frames;
+    /// when they change (the camera came back without audio), the push publishes again at once
+    /// on a new connection with the new headers, and the RTMP clock goes on increasing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_source_is_published_once_known_and_again_when_its_tracks_change() {
+        let demux =
+            nvrkit_media::Demuxer::from_bytes("sample.mp4", nvrkit_media::sample()).unwrap();
+        let tracks = demux.tracks().to_vec();
+        assert_eq!(tracks.len(), 2, "the sample has video and audio");
+        let frames: Vec<Frame> = demux.frames().map(Result::unwrap).collect();
+        let (mut writer, ring) = nvrkit_ring::ring(
+            nvrkit_ring::Config::new()
+                .max_duration(Duration::from_secs(4))
+                .video_stream(0),
+        )
+        .unwrap();
+        let (tracks_tx, tracks_rx) = watch::channel(None);
+        let live = LiveSource::new("cam", ring, 0, tracks_rx);
+        let (port, got) = server().await;
+        let url = RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live/cam")).unwrap();
+        let push = Push::start_source(live.into(), PushConfig::new(url));
+
+        // The camera: the sample's frames into the ring, a GOP's worth every 100 ms, for as
+        // long as the test runs (timestamps run on across laps, as ingest's do).
+        let (audio_on_tx, audio_on) = watch::channel(true);
+        let video_ts = tracks[0].timescale;
+        let feeder = tokio::spawn(async move {
+            let lap = frames
+                .iter()
+                .filter(|f| f.stream == 0)
+                .map(|f| i64::from(f.duration))
+                .sum::<i64>();
+            for n in 0i64.. {
+                for chunk in frames.chunks(40) {
+                    for f in chunk {
+                        if f.stream == 1 && !*audio_on.borrow() {
+                            continue;
+                        }
+                        let mut f = f.clone();
+                        let shift = nvrkit_media::time::rescale(n * lap, video_ts, f.timescale);
+                        f.dts += shift;
+                        f.pts += shift;
+                        f.wall = Some(nvrkit_media::WallTime::now());
+                        writer.push(f).unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            push.stats().connects,
+            0,
+            "no connection before the tracks are known"
+        );
+        assert!(got.lock().unwrap().is_empty());
+
+        tracks_tx.send_replace(Some(tracks.clone()));
+        let video_frames = |conn: usize| {
+            got.lock()
+                .unwrap()
+                .get(conn)
+                .map_or(0, |c| c.iter().filter(|(v, _, b)| *v && b[1] == 1).count())
+        };
+        wait_for("frames on the first connection", || video_frames(0) >= 30).await;
+        {
+            let g = got.lock().unwrap();
+            let first = &g[0];
+            // The AVC sequence header, then the AAC one, before any frame.
+            assert_eq!(&first[0].2[..2], &[0x17, 0], "AVC sequence header first");
+            assert!(first.iter().any(|(v, _, b)| !*v && b[..2] == [0xAF, 0]));
+        }
+
+        // The camera reconnects with other tracks: video only.
+        let _ = audio_on_tx.send(false);
+        tracks_tx.send_replace(Some(tracks[..1].to_vec()));
+        wait_for("frames on the second connection", || video_frames(1) >= 30).await;
+        let stats = push.stats();
+        assert_eq!(stats.retracks, 1, "{stats:?}");
+        assert_eq!(stats.lives, 2, "{stats:?}");
+        push.stop().await.unwrap();
+        feeder.abort();
+
+        let g = got.lock().unwrap();
+        let (a, b) = (&g[0], &g[1]);
+        assert_eq!(
+            &b[0].2[..2],
+            &[0x17, 0],
+            "the new connection opens with a sequence header"
+        );
+        assert!(
+            b.iter().all(|(v, _, _)| *v),
+            "no audio (nor its header) once the tracks have none"
+        );
+        let last_a = a.iter().filter(|(v, _, _)| *v).map(|x| x.1).max().unwrap();
+        let first_b = b.iter().find(|(v, _, body)| *v && body[1] == 1).unwrap();
+        assert!(
+            first_b.1 > last_a,
+            "the clock goes on: {} after {last_a}",
+            first_b.1
+        );
+        assert_eq!(first_b.2[0] >> 4, 1, "the new stream starts at a keyframe");
+        // Each connection's video timestamps increase.
+        for c in [a, b] {
+            let ts: Vec<u32> = c
+                .iter()
+                .filter(|(v, _, body)| *v && body[1] == 1)
+                .map(|x| x.1)
+                .collect();
+            assert!(ts.windows(2).all(|w| w[1] > w[0]), "{ts:?}");
         }
     }
 }

@@ -129,6 +129,43 @@ impl RtmpUrl {
     }
 }
 
+/// The pushes one `--push` URL asks for, over the sources `names` (loopcam's clips, nvr's
+/// cameras): with `{name}` in it, one per source, the name put in its place; without, the only
+/// source. Each as (source name, URL), parsed. Several sources and no `{name}` is an error
+/// (which of them?).
+///
+/// ```
+/// use nvrkit_feed::rtmp::url::push_targets;
+/// let names = ["garage".to_owned(), "yard".to_owned()];
+/// let t = push_targets("rtmp://10.0.0.9/live/{name}?key=K", &names)?;
+/// assert_eq!(t[1].0, "yard");
+/// assert_eq!(t[1].1.stream, "yard?key=K");
+/// assert!(push_targets("rtmp://10.0.0.9/live/cam", &names).is_err());
+/// assert_eq!(push_targets("rtmp://10.0.0.9/live/cam", &names[..1])?[0].0, "garage");
+/// # Ok::<(), nvrkit_feed::rtmp::PushError>(())
+/// ```
+pub fn push_targets(url: &str, names: &[String]) -> Result<Vec<(String, RtmpUrl)>, PushError> {
+    if url.contains("{name}") {
+        return names
+            .iter()
+            .map(|n| Ok((n.clone(), RtmpUrl::parse(&url.replace("{name}", n))?)))
+            .collect();
+    }
+    let parsed = RtmpUrl::parse(url)?;
+    match names {
+        [one] => Ok(vec![(one.clone(), parsed)]),
+        [] => Ok(Vec::new()),
+        _ => Err(PushError::Url {
+            url: parsed.to_string(),
+            why: format!(
+                "{} sources ({}): put {{name}} in the URL, one push per source",
+                names.len(),
+                names.join(", ")
+            ),
+        }),
+    }
+}
+
 /// Prints the URL without the stream name's query, which often carries a secret key.
 impl fmt::Display for RtmpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

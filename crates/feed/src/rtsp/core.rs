@@ -220,6 +220,10 @@ fn response(status: StatusCode, cseq: Option<&str>) -> rtsp_types::ResponseBuild
     b
 }
 
+/// The answer to a connection past a cap (it has sent no request yet, so no `CSeq`).
+pub(crate) const BUSY: &[u8] =
+    b"RTSP/1.0 503 Service Unavailable\r\nServer: nvrkit-loopcam\r\nContent-Length: 0\r\n\r\n";
+
 /// `400 Bad Request`, without a `CSeq` (for a request whose `CSeq` could not be read).
 pub fn bad_request() -> Response<Vec<u8>> {
     Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new())

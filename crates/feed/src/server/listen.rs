@@ -1,21 +1,18 @@
 //! Listening: the RTSP and RTSPS accept loops with their connection caps (a refused client
 //! gets `503` and a short linger), the serving threads they hand connections to, the UDP pair
 //! for RTP/RTCP and UDP RTCP liveness.
-//!
-//! Serving threads ([`Config::threads`](super::Config::threads)): connection `k` a listener
-//! accepts is served on runtime `k mod N`; runtime 0 is the caller's (the one the listener,
-//! the pacers and the RTCP receiver run on), runtimes 1..N are current-thread runtimes on
-//! threads of their own, each owning the connections it was given until they end. The
-//! socket moves as a `std` socket and is registered with the serving runtime's reactor, so
-//! its wake-ups stay on that thread; the rings, the pacers and the UDP pair are shared.
+//! Connections are dealt over [`Config::threads`](super::Config::threads) runtimes
+//! ([`Spread`]: the caller's, which runs the pacers too, and serving threads of their own);
+//! the rings, the pacers and the UDP pair are shared.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nvrkit_net::Permit;
+use nvrkit_net::threads::Spread;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -49,10 +46,6 @@ pub(super) async fn bind_udp_pair(ip: IpAddr) -> Result<(Arc<UdpSocket>, Arc<Udp
     })
 }
 
-/// The answer to a connection past a cap (it has sent no request yet, so no `CSeq`).
-pub(super) const BUSY: &[u8] =
-    b"RTSP/1.0 503 Service Unavailable\r\nServer: nvrkit-loopcam\r\nContent-Length: 0\r\n\r\n";
-
 /// Accepts on `listener` (RTSPS when `tls` is given) until shutdown, serving each connection
 /// on one of the [`Config::threads`](super::Config::threads) runtimes in turn; returns once
 /// every connection it accepted has ended.
@@ -63,16 +56,10 @@ pub(super) async fn accept(
     shutdown: watch::Sender<bool>,
 ) {
     let mut stop = shutdown.subscribe();
-    let mut conns = tokio::task::JoinSet::new();
-    let mut threads = Vec::new();
-    for i in 1..shared.config.threads.max(1) {
-        match ServingThread::start(i, shared.clone(), shutdown.clone()) {
-            Ok(t) => threads.push(t),
-            // Fewer threads than asked still serve everybody.
-            Err(e) => tracing::warn!("cannot start serving thread {i}: {e}"),
-        }
-    }
-    let mut next = 0usize;
+    let (sh, down) = (shared.clone(), shutdown.clone());
+    let mut spread = Spread::new(shared.config.threads, "rtsp", move |sock, with| {
+        serve_accepted(sock, with, sh.clone(), down.subscribe())
+    });
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -89,14 +76,7 @@ pub(super) async fn accept(
                             continue;
                         }
                     };
-                    let accepted = Accepted { sock, peer, tls: tls.clone(), permit };
-                    next = (next + 1) % (threads.len() + 1);
-                    match next.checked_sub(1).and_then(|i| threads.get(i)) {
-                        None => {
-                            conns.spawn(accepted.serve(shared.clone(), shutdown.subscribe()));
-                        }
-                        Some(t) => t.hand(accepted),
-                    }
+                    spread.serve(sock, (peer, tls.clone(), permit));
                 }
                 Err(e) => {
                     // EMFILE and friends: log, back off a little, keep serving the others.
@@ -104,125 +84,38 @@ pub(super) async fn accept(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = spread.reap() => {}
             _ = stopped(&mut stop) => break,
         }
     }
-    while conns.join_next().await.is_some() {}
-    for t in threads {
-        t.join().await;
-    }
+    spread.finish().await;
 }
 
-/// An accepted connection with its slot under the caps, before it is served.
-struct Accepted {
+/// An accepted connection's peer, RTSPS acceptor (if any) and slot under the caps.
+type Accepted = (SocketAddr, Option<TlsAcceptor>, Permit);
+
+/// Serves an accepted connection to its end on the current runtime (RTSPS: after the handshake).
+async fn serve_accepted(
     sock: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    permit: Permit,
-}
-
-impl Accepted {
-    /// Serves the connection to its end on the current runtime (RTSPS: after the handshake).
-    async fn serve(self, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-        let Accepted {
-            sock,
-            peer,
-            tls,
-            permit,
-        } = self;
-        let _ = sock.set_nodelay(shared.config.tcp_nodelay);
-        let local = sock.local_addr().unwrap_or(peer);
-        match tls {
-            None => {
-                let (rd, wr) = sock.into_split();
-                serve(Box::new(rd), Box::new(wr), local, peer, false, shared, stop).await;
-            }
-            // The handshake runs in the connection's own task, within the request deadline: a
-            // slow or silent client holds nobody else up, and holds its slot only that long.
-            Some(acceptor) => {
-                let limit = shared.config.request_timeout;
-                match tokio::time::timeout(limit, acceptor.accept(sock)).await {
-                    Ok(Ok(s)) => {
-                        let (rd, wr) = tokio::io::split(s);
-                        serve(Box::new(rd), Box::new(wr), local, peer, true, shared, stop).await;
-                    }
-                    Ok(Err(e)) => tracing::info!(%peer, "RTSPS handshake failed: {e}"),
-                    Err(_) => tracing::info!(%peer, "RTSPS handshake timed out"),
-                }
-            }
+    (peer, tls, _permit): Accepted,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = sock.set_nodelay(shared.config.tcp_nodelay);
+    let local = sock.local_addr().unwrap_or(peer);
+    let Some(acceptor) = tls else {
+        let (rd, wr) = sock.into_split();
+        return serve(Box::new(rd), Box::new(wr), local, peer, false, shared, stop).await;
+    };
+    // The handshake runs in the connection's own task, within the request deadline: a slow or
+    // silent client holds nobody else up, and holds its slot only that long.
+    match tokio::time::timeout(shared.config.request_timeout, acceptor.accept(sock)).await {
+        Ok(Ok(s)) => {
+            let (rd, wr) = tokio::io::split(s);
+            serve(Box::new(rd), Box::new(wr), local, peer, true, shared, stop).await;
         }
-        drop(permit);
-    }
-}
-
-/// A serving thread: a current-thread runtime that serves the connections handed to it.
-struct ServingThread {
-    queue: mpsc::UnboundedSender<Handed>,
-    /// Closed (the sender dropped) when the thread ends.
-    done: oneshot::Receiver<()>,
-}
-
-type Handed = (std::net::TcpStream, SocketAddr, Option<TlsAcceptor>, Permit);
-
-impl ServingThread {
-    fn start(
-        i: usize,
-        shared: Arc<Shared>,
-        shutdown: watch::Sender<bool>,
-    ) -> std::io::Result<ServingThread> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (queue, mut rx) = mpsc::unbounded_channel::<Handed>();
-        let (done_tx, done) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name(format!("rtsp-{i}"))
-            .spawn(move || {
-                rt.block_on(async move {
-                    let mut conns = tokio::task::JoinSet::new();
-                    loop {
-                        tokio::select! {
-                            h = rx.recv() => {
-                                // The listener ended (shutdown): serve the rest to their end.
-                                let Some((sock, peer, tls, permit)) = h else { break };
-                                // Registered with this thread's reactor.
-                                let sock = match TcpStream::from_std(sock) {
-                                    Ok(s) => s,
-                                    Err(e) => {
-                                        tracing::warn!(%peer, "cannot serve a connection: {e}");
-                                        continue;
-                                    }
-                                };
-                                let accepted = Accepted { sock, peer, tls, permit };
-                                conns.spawn(accepted.serve(shared.clone(), shutdown.subscribe()));
-                            }
-                            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                        }
-                    }
-                    while conns.join_next().await.is_some() {}
-                });
-                drop(done_tx);
-            })?;
-        Ok(ServingThread { queue, done })
-    }
-
-    /// Hands a connection to the thread (moved as a `std` socket: the listener's reactor lets
-    /// go of it).
-    fn hand(&self, a: Accepted) {
-        let peer = a.peer;
-        match a.sock.into_std() {
-            Ok(sock) => {
-                let _ = self.queue.send((sock, peer, a.tls, a.permit));
-            }
-            Err(e) => tracing::warn!(%peer, "cannot hand a connection over: {e}"),
-        }
-    }
-
-    /// Waits for the thread's connections to end, after the listener stopped handing any.
-    async fn join(self) {
-        drop(self.queue);
-        let _ = self.done.await;
+        Ok(Err(e)) => tracing::info!(%peer, "RTSPS handshake failed: {e}"),
+        Err(_) => tracing::info!(%peer, "RTSPS handshake timed out"),
     }
 }
 
