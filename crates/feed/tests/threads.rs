@@ -103,7 +103,7 @@ async fn connections_spread_over_three_runtimes_play_and_the_threads_end_at_shut
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(names(), ["rtsp-1", "rtsp-2"]);
+    assert_eq!(names().len(), 2, "serving threads: {:?}", names());
     let before = serving_threads();
     let url: url::Url = format!("rtsp://127.0.0.1:{}/cam", s.local_addr().port())
         .parse()
