@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use nvrkit_media::{TrackInfo, WallTime};
+use nvrkit_media::WallTime;
 use nvrkit_ring::Ring;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,7 +25,7 @@ use crate::source::LiveSource;
 mod fault_feeds;
 
 /// What a PLAY may read ([`Feeds::rings`]).
-pub(crate) type PlayRings = (Rings<Ring>, Option<watch::Receiver<Option<Vec<TrackInfo>>>>);
+pub(crate) type PlayRings = (Rings<Ring>, Option<crate::source::Tracks>);
 
 /// One served path: its description and the ring its pacer fills.
 #[derive(Debug)]

@@ -27,13 +27,17 @@ use tokio::sync::watch;
 
 use crate::rtsp::core::StreamInfo;
 
+/// A live source's tracks as they change: `None` until the camera is connected (RTSP sessions
+/// and RTMP pushes of it end or start again when they change).
+pub type Tracks = watch::Receiver<Option<Vec<TrackInfo>>>;
+
 /// A ring served at `rtsp://HOST:PORT/<name>` whose tracks may change.
 #[derive(Debug, Clone)]
 pub struct LiveSource {
     name: String,
     ring: Ring,
     video_stream: usize,
-    tracks: watch::Receiver<Option<Vec<TrackInfo>>>,
+    tracks: Tracks,
 }
 
 impl LiveSource {
@@ -43,7 +47,7 @@ impl LiveSource {
         name: impl Into<String>,
         ring: Ring,
         video_stream: usize,
-        tracks: watch::Receiver<Option<Vec<TrackInfo>>>,
+        tracks: Tracks,
     ) -> LiveSource {
         LiveSource {
             name: name.into(),
@@ -70,7 +74,7 @@ impl LiveSource {
 
     /// A watch of its tracks (`None` until known), for a reader that follows them itself (the
     /// RTMP publisher, [`crate::rtmp::Push::start_source`]).
-    pub fn tracks(&self) -> watch::Receiver<Option<Vec<TrackInfo>>> {
+    pub fn tracks(&self) -> Tracks {
         self.tracks.clone()
     }
 
@@ -81,10 +85,7 @@ impl LiveSource {
     }
 
     /// A watch of the tracks, marked as seen, and whether they are still `described`.
-    pub(crate) fn watch_from(
-        &self,
-        described: &[TrackInfo],
-    ) -> (watch::Receiver<Option<Vec<TrackInfo>>>, bool) {
+    pub(crate) fn watch_from(&self, described: &[TrackInfo]) -> (Tracks, bool) {
         let mut w = self.tracks.clone();
         let same = w.borrow_and_update().as_deref() == Some(described);
         (w, same)

@@ -55,15 +55,13 @@ impl From<LiveSource> for PushSource {
     }
 }
 
-type TracksWatch = watch::Receiver<Option<Vec<TrackInfo>>>;
-
 /// A [`PushSource`] as the task reads it.
 struct Feed {
     name: String,
     ring: Ring,
     master: usize,
     clip: Option<Arc<Clip>>,
-    tracks: TracksWatch,
+    tracks: crate::source::Tracks,
     /// A clip's tracks never change: the sender lives as long as the push.
     _fixed: Option<watch::Sender<Option<Vec<TrackInfo>>>>,
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use nvrkit_media::{Frame, TrackInfo, WallTime};
+use nvrkit_media::{Frame, WallTime};
 use nvrkit_net::refuse::linger;
 use nvrkit_ring::{Reader, RecvError, Start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +21,7 @@ use crate::rtp::sender::{Chunks, Queue};
 use crate::rtp::{Outgoing, Route};
 use crate::rtsp::core::StreamInfo;
 use crate::rtsp::driver::{Driver, Now, Step};
+use crate::source::Tracks;
 
 /// The read half of a client connection: TCP or TLS.
 pub(super) type ConnRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
@@ -31,9 +32,6 @@ pub(super) type ConnWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 /// is dropped: it must not hold its task (and the server's shutdown) forever. The ring already
 /// skips slow readers forward, so a client that merely lags is not affected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A live source's tracks ([`crate::source`]): its sessions end when they change.
-type Tracks = watch::Receiver<Option<Vec<TrackInfo>>>;
 
 struct ConnIo {
     wr: ConnWrite,
