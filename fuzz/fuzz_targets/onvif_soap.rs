@@ -1,8 +1,9 @@
 //! Arbitrary bytes as an ONVIF SOAP request body and as a WS-Discovery datagram: the quick-xml
 //! envelope reader, the action dispatch of one device (every answer must parse back as a SOAP
 //! envelope), the UsernameToken check, the probe parser with its matching, and the sidecar JPEG
-//! size reader; the Events service on a device hub with a live subscription (every answer, a
-//! pull's too, must parse back), and the HTTP Digest check of the SOAP endpoints on the input as
+//! size reader; the Events service on a device hub filled past its cap from addresses the input
+//! picks (eviction keeps the cap) with a live subscription (every answer, a pull's too, must
+//! parse back), and the HTTP Digest check of the SOAP endpoints on the input as
 //! an `Authorization` value. Nothing may panic. The service bounds: a SOAP body at most 64 KiB, a datagram at
 //! most 16 KiB; longer inputs are cut there, as the listeners refuse them unread.
 #![no_main]
@@ -48,6 +49,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(soap::parse(xml.as_bytes()).is_ok(), "{xml}");
         let _ = Verifier::new("admin", "secret").verify(req.token.as_ref(), now);
         let hub = Hub::new();
+        // A full device from addresses the input picks: eviction keeps the cap, never fails.
+        for (i, b) in data.iter().take(events::MAX_SUBSCRIPTIONS + 4).enumerate() {
+            let from = (b & 1 == 1).then(|| [127, 0, 0, b >> 1].into());
+            let at = now.add_micros(i64::from(*b) * 1_000_000);
+            assert!(hub.subscribe(from, at, at.add_micros(60_000_000)).is_ok());
+            assert!(hub.subscriptions(at) <= events::MAX_SUBSCRIPTIONS);
+        }
         if let Ok((id, _)) = hub.subscribe(None, now, now.add_micros(60_000_000)) {
             hub.publish(true, now, now);
             for path_id in [Some(id.as_str()), None] {

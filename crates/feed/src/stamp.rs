@@ -61,8 +61,9 @@ pub fn read(frame: &[u8], h265: bool) -> Option<u64> {
     let mut rest = frame;
     while rest.len() >= 4 {
         let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let nal = rest.get(4..4 + len)?;
-        rest = &rest[4 + len..];
+        // `4 + len` could overflow a 32-bit usize: slice in two steps.
+        let nal = rest.get(4..)?.get(..len)?;
+        rest = &rest[4..][len..];
         let (is_sei, header) = match (h265, nal.first()) {
             (false, Some(b)) => (b & 0x1f == 6, 1),
             (true, Some(b)) => ((b >> 1) & 0x3f == 39, 2),
