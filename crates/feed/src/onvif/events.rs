@@ -15,10 +15,11 @@
 //!   subscription ends at its termination time (at most [`MAX_LIFETIME`] ahead, default
 //!   [`DEFAULT_LIFETIME`]) unless renewed, or once nobody has pulled, renewed or synchronized it
 //!   for [`KEEP_ALIVE`], whichever is first (as cameras drop a pull point nobody reads); both are
-//!   swept on every call. A new subscription on a full device is never refused: one is
-//!   evicted, from the client address (IPv6: its /64) that holds the most, the one of those
-//!   idle longest, so a client creating subscriptions in a loop only ever evicts its own
-//!   and a client that pulls keeps its subscription (an evicted one's pull gets the
+//!   swept on every call. A new subscription on a full device evicts one: from the client
+//!   address (IPv6: its /64) that holds the most, the one of those idle longest, so a client
+//!   creating subscriptions in a loop only ever evicts its own; an address's only
+//!   subscription is evicted only once idle for [`EVICT_IDLE`] (else the new one is refused),
+//!   so a client that pulls keeps its subscription even against 16 addresses (an evicted one's pull gets the
 //!   no-such-subscription fault, and clients such as Home Assistant then subscribe again);
 //!   each queue holds at most [`MAX_QUEUE`] messages (the oldest are dropped first, and
 //!   counted); a `PullMessages` waits at most [`MAX_PULL_WAIT`] whatever its `Timeout` says,
@@ -62,6 +63,11 @@ pub const MIN_LIFETIME: Duration = Duration::from_secs(10);
 /// termination time: twice the longest pull, so a client that pulls back to back (Home
 /// Assistant re-pulls 0.75 s after each answer) is never swept.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2 * MAX_PULL_WAIT.as_secs());
+
+/// On a full device, a subscription that is its address's only one is evicted for a new one
+/// only once it has been idle this long (no pull, renew or synchronize): a client pulling
+/// back to back is never evicted by subscriptions from other addresses, however many.
+pub const EVICT_IDLE: Duration = Duration::from_secs(10);
 
 const DIALECT: &str = "http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet";
 
@@ -249,7 +255,16 @@ impl Hub {
                     );
                     s.subs.remove(v);
                 }
-                victim.is_some()
+                if victim.is_none() {
+                    return Err(Fault {
+                        code: "env:Receiver",
+                        subcode: "ter:Action",
+                        reason: format!(
+                            "at most {MAX_SUBSCRIPTIONS} subscriptions per device, each in use; unsubscribe or let one expire"
+                        ),
+                    });
+                }
+                true
             } else {
                 false
             };
@@ -359,7 +374,9 @@ fn sweep(s: &mut State, now: WallTime) {
 
 /// The subscription a new one replaces on a full device: of the client address holding the
 /// most (a subscription of unknown origin counts as its own client), the one idle longest.
-/// Ties between addresses go to the idler subscription. Linear in the (at most 16)
+/// Ties between addresses go to the idler subscription. An address's only subscription is
+/// taken only when idle for [`EVICT_IDLE`] (else `None`: the new one is refused), so 16
+/// attacking addresses cannot keep evicting a client that pulls. Linear in the (at most 16)
 /// subscriptions.
 fn victim(s: &State, now: WallTime) -> Option<String> {
     let mut held: HashMap<Option<IpAddr>, usize> = HashMap::new();
@@ -378,6 +395,11 @@ fn victim(s: &State, now: WallTime) -> Option<String> {
                 now.micros_since(sub.used),
                 std::cmp::Reverse(id.as_str()),
             )
+        })
+        .filter(|(_, sub)| {
+            // Subscriptions of unknown origin count together here.
+            let same = s.subs.values().filter(|o| o.owner == sub.owner).count();
+            same >= 2 || now.micros_since(sub.used) >= micros(EVICT_IDLE)
         })
         .map(|(id, _)| id.clone())
 }
@@ -859,6 +881,38 @@ mod tests {
     }
 
     #[test]
+    fn subscriptions_from_many_addresses_do_not_evict_a_client_that_pulls() {
+        // review-rtsp.md M1: 15 attacking addresses hold one each, a 16th keeps subscribing.
+        let hub = Hub::new();
+        let legit: IpAddr = "127.0.0.3".parse().unwrap();
+        let attacker = |i: u8| -> IpAddr { format!("127.0.1.{i}").parse().unwrap() };
+        let start = t("2026-12-03T12:00:00Z");
+        let mine = subscribe_from(&hub, Some(legit), start, "PT1H");
+        let held: Vec<String> = (0..15)
+            .map(|i| subscribe_from(&hub, Some(attacker(i)), start, "PT1H"))
+            .collect();
+        let mut now = start.add_micros(1_000);
+        for round in 0..100 {
+            now = now.add_micros(250_000);
+            // The legitimate client pulls every 250 ms; the attackers' 15 are pulled too.
+            assert!(hub.pull(&mine, 1, now).is_ok(), "round {round}: evicted");
+            held.iter()
+                .for_each(|id| assert!(hub.pull(id, 1, now).is_ok()));
+            let refused = hub.subscribe(Some(attacker(200)), now, now.add_micros(3_600_000_000));
+            assert!(
+                refused.is_err(),
+                "round {round}: a 16th address evicted someone in use"
+            );
+        }
+        // Once the legitimate client stops pulling for EVICT_IDLE, it may be replaced.
+        now = now.add_micros(micros(EVICT_IDLE) + 1);
+        assert!(
+            hub.subscribe(Some(attacker(200)), now, now.add_micros(3_600_000_000))
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn a_subscription_flood_from_one_address_evicts_only_its_own() {
         let hub = Hub::new();
         let attacker: IpAddr = "127.0.0.2".parse().unwrap();
@@ -913,7 +967,7 @@ mod tests {
                 subscribe_from(&hub, Some(from), start, "PT1H")
             })
             .collect();
-        let later = start.add_micros(5_000_000);
+        let later = start.add_micros(micros(EVICT_IDLE) + 1_000_000);
         for id in &ids[1..] {
             hub.pull(id, 1, later).unwrap();
         }
