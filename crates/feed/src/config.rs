@@ -81,6 +81,21 @@ pub struct Config {
     pub threads: usize,
 }
 
+impl Config {
+    /// The RTSPS listener's TLS (its certificate made or loaded from [`Config::tls`]), when
+    /// [`Config::tls_listen`] asks for one.
+    pub(crate) fn server_tls(&self) -> crate::Result<Option<nvrkit_tls::ServerTls>> {
+        let Some(addr) = self.tls_listen else {
+            return Ok(None);
+        };
+        let tls = nvrkit_tls::server_tls(&self.tls, &[])?.ok_or(crate::Error::Unusable {
+            name: addr.to_string(),
+            what: "an RTSPS listener needs a certificate (TlsSource::Disabled given)".into(),
+        })?;
+        Ok(Some(tls))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -53,15 +53,9 @@ pub(crate) struct Sockets {
 /// Binds what `config` asks for: the RTSP listener, the RTSPS one, the UDP pair.
 pub(crate) async fn bind(config: &Config) -> Result<Sockets> {
     let listener = listen_on(config.listen).await?;
-    let tls = match config.tls_listen {
-        None => None,
-        Some(addr) => {
-            let tls = nvrkit_tls::server_tls(&config.tls, &[])?.ok_or(Error::Unusable {
-                name: addr.to_string(),
-                what: "an RTSPS listener needs a certificate (TlsSource::Disabled given)".into(),
-            })?;
-            Some((listen_on(addr).await?, tls))
-        }
+    let tls = match (config.tls_listen, config.server_tls()?) {
+        (Some(addr), Some(tls)) => Some((listen_on(addr).await?, tls)),
+        _ => None,
     };
     let udp = match config.udp {
         true => Some(bind_udp_pair(config.listen.ip()).await?),

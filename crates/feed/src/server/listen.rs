@@ -2,8 +2,8 @@
 //! gets `503` and a short linger), the serving threads they hand connections to, the UDP pair
 //! for RTP/RTCP and UDP RTCP liveness.
 //! Connections are dealt over [`Config::threads`](super::Config::threads) runtimes
-//! ([`Spread`]: the caller's, which runs the pacers too, and serving threads of their own);
-//! the rings, the pacers and the UDP pair are shared.
+//! ([`Spread`]: the caller's, which runs the clips' pacers, and serving threads of their own,
+//! where a fault loop a request made runs); the rings, the pacers and the UDP pair are shared.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
