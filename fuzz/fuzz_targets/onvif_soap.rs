@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         let hub = Hub::new();
         // A full device from addresses the input picks: eviction keeps the cap; a new one is
         // refused only when the device is full of other addresses' only, recently used ones.
-        for (i, b) in data.iter().take(events::MAX_SUBSCRIPTIONS + 4).enumerate() {
+        for b in data.iter().take(events::MAX_SUBSCRIPTIONS + 4) {
             let from = (b & 1 == 1).then(|| [127, 0, 0, b >> 1].into());
             let at = now.add_micros(i64::from(*b) * 1_000_000);
             let before = hub.subscriptions(at);
