@@ -16,6 +16,7 @@ mod guard;
 mod http;
 mod live;
 mod mqtt;
+mod restream;
 
 const EXAMPLES: &str = "\
 Examples:

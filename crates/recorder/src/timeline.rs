@@ -137,6 +137,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_query_of_150000_pairs_is_read_to_its_end() {
+        let q = format!(
+            "camera=demo&{}day=2026-12-03&tz=%2B01:00&gap=60",
+            "x=%41&".repeat(150_000)
+        );
+        let (from, _) = day_range(&q).unwrap().unwrap();
+        assert_eq!(from, t("2026-12-02T23:00:00Z"));
+        assert_eq!(merge_gap(&q).unwrap(), 60_000_000);
+    }
+
     fn span(a: &str, b: &str) -> Recording {
         Recording {
             start: t(a),

@@ -446,18 +446,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let recorder = Recorder::start(config, store.clone())?;
     let running: Vec<CameraEntry> = recorder.cameras().to_vec();
-    // The restream: each camera's ring, served as it comes, under the tracks ingest publishes.
-    let live = running
-        .iter()
-        .map(|c| {
-            nvrkit_feed::source::LiveSource::new(
-                c.name.clone(),
-                c.ring.clone(),
-                0,
-                c.state.tracks_watch.subscribe(),
-            )
-        })
-        .collect::<Vec<_>>();
+    // The restream and the pushes: each camera's ring relayed with its wall-clock times
+    // brought back to arrival (crate::restream), served as it comes under the tracks ingest
+    // publishes.
+    let mut live = Vec::new();
+    let mut relays = Vec::new();
+    for c in &running {
+        let (source, task) = crate::restream::relay(
+            &c.name,
+            &c.ring,
+            c.state.tracks_watch.subscribe(),
+            stop.clone(),
+        )?;
+        live.push(source);
+        relays.push(task);
+    }
     let restream = nvrkit_feed::server::Server::start_with(
         restream_config(&args, rtsp_auth),
         Vec::new(),
@@ -666,6 +669,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     restream.shutdown().await;
+    for r in relays {
+        let _ = r.await;
+    }
     if let Some(r) = replication {
         r.stop();
     }
@@ -676,10 +682,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The restream's settings from the flags. A viewer starts at the first keyframe the camera
-/// sends after it joined (`strict_start`), so it plays at live; without, it got the ring's
-/// newest GOP at once and played that backlog first, staying up to a GOP behind (measured by
-/// `restream_viewers_start_at_a_keyframe…`: 401 ms behind on average, 776 ms at most, with the
-/// sample's 1 s GOP; with it, see docs/architecture.md).
+/// sends after it joined (`strict_start`, with the relay of crate::restream), so it plays at
+/// live; without, it got the ring's newest GOP at once and played that backlog first, staying
+/// up to a GOP behind (figures in docs/architecture.md).
 fn restream_config(
     args: &Args,
     auth: Option<nvrkit_feed::rtsp::auth::Auth>,
