@@ -1,4 +1,4 @@
-//! Arbitrary bytes as the timeline's untrusted query (`nvrkit_recorder::timeline`): the query
+//! Arbitrary bytes as the timeline's untrusted query (`nvrkit_store::timeline`): the query
 //! string of `/api/recordings?camera&day&tz&gap` read for its day, time zone and merge gap, and
 //! the same bytes as a list of recorded spans merged with that gap. No panic; an accepted day
 //! is 24 h from a midnight that prints and parses back the same, a gap is whole seconds in
@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nvrkit_media::WallTime;
-use nvrkit_recorder::timeline::{MAX_MERGE_GAP_S, day_range, merge_gap, merge_spans};
+use nvrkit_store::timeline::{MAX_MERGE_GAP_S, day_range, merge_gap, merge_spans};
 use nvrkit_store::Recording;
 
 fuzz_target!(|data: &[u8]| {

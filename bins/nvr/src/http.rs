@@ -22,10 +22,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use nvrkit_media::{CodecParams, WallTime};
-use nvrkit_recorder::timeline::{day_range, merge_gap, merge_spans};
 use nvrkit_recorder::{CameraState, EventLog};
 use nvrkit_smtp::{CameraEvent, MAX_UNTRUSTED_EVENT_JSON};
 use nvrkit_store::query::{ByteRange, RangeQuery, byte_range};
+use nvrkit_store::timeline::{day_range, merge_gap, merge_spans};
 use nvrkit_store::{ExportFormat, Store};
 use serde_json::json;
 

@@ -151,31 +151,3 @@ pub enum MapRuleError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("record mode is events or all, not {0:?}")]
 pub struct ModeError(pub String);
-
-/// Why a timeline query ([`crate::timeline`]) was refused: the message an HTTP 400 carries.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TimelineError {
-    /// `day` or `tz` appears twice.
-    #[error("{0} given twice")]
-    Twice(&'static str),
-    /// `day` is not `YYYY-MM-DD` or `tz` not `Z`/`±HH:MM` (each cut short for the message).
-    #[error("day is YYYY-MM-DD and tz is Z or ±HH:MM (got day {day:?}, tz {tz:?})")]
-    Syntax {
-        /// The first 16 characters of `day`.
-        day: String,
-        /// The first 8 characters of `tz`.
-        tz: String,
-    },
-    /// The day has the right shape but is no date (month 13, day 32, offset 25:00).
-    #[error("day {day}: {reason}")]
-    Day {
-        /// `day` and `tz` (both of the checked shape, so short).
-        day: String,
-        /// What the RFC 3339 parser said.
-        reason: String,
-    },
-    /// `gap` is not whole seconds in range.
-    #[error("gap is whole seconds, 0 to {}", crate::timeline::MAX_MERGE_GAP_S)]
-    Gap,
-}

@@ -10,7 +10,6 @@
 //!   the ring, or everything with [`Mode::All`]) and tags.
 //! - [`events`]: which camera an event is for ([`events::map`]: `--map` rules, then recipient,
 //!   camera name, channel, sender) and the bounded list of recent events.
-//! - [`timeline`]: the timeline's untrusted query (`day`, `tz`, `gap`) and its span merging.
 //! - [`Recorder`]: all of it started from a validated [`Config`]; events go in through
 //!   [`Recorder::dispatcher`], from any source (an SMTP server, an HTTP API, a test).
 //!
@@ -68,7 +67,6 @@ pub mod event_disk;
 pub mod events;
 pub mod ingest;
 pub mod recorder;
-pub mod timeline;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,7 +76,7 @@ use nvrkit_smtp::CameraEvent;
 use nvrkit_store::Store;
 use tokio::sync::watch;
 
-pub use error::{ConfigError, IngestError, MapRuleError, ModeError, StartError, TimelineError};
+pub use error::{ConfigError, IngestError, MapRuleError, ModeError, StartError};
 pub use events::{EventLog, MapRule};
 pub use ingest::{CameraSource, CameraState};
 pub use recorder::{Mode, RecorderStats};

@@ -87,6 +87,7 @@ mod read;
 mod retention;
 mod segment;
 mod store;
+pub mod timeline;
 mod writer;
 
 pub use error::{Error, Result};

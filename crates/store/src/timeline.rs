@@ -2,12 +2,12 @@
 //! `tz=±HH:MM`, default `Z`) as a `[from, to)` range of wall-clock time, and `gap=SECONDS`, the
 //! largest gap merged away when a day's recorded spans are drawn on one axis ([`merge_spans`]).
 //! Linear in the input's length; every refusal says why in a short message, whatever the input
-//! (the `nvr_timeline` fuzz target checks both, on inputs up to 1 MiB).
+//! (the `nvr_timeline` fuzz target checks both, on inputs up to 1 MiB). nvr's
+//! `/api/recordings` reads it; it lives here, beside [`crate::query`], so the fuzz target does
+//! not pull in the recorder's RTSP client.
 
+use crate::Recording;
 use nvrkit_media::WallTime;
-use nvrkit_store::Recording;
-
-use crate::error::TimelineError;
 
 /// The longest gap `gap=SECONDS` may bridge when merging spans (a day's axis, 1 px ≈ 1 min).
 pub const MAX_MERGE_GAP_S: i64 = 3600;
@@ -16,12 +16,12 @@ pub const MAX_MERGE_GAP_S: i64 = 3600;
 /// local midnight and 24 h later. `None` without `day`.
 ///
 /// ```
-/// use nvrkit_recorder::timeline::day_range;
+/// use nvrkit_store::timeline::day_range;
 /// let (from, to) = day_range("camera=demo&day=2026-12-03&tz=%2B01:00")?.unwrap();
 /// assert_eq!(from.to_rfc3339(), "2026-12-02T23:00:00Z");
 /// assert_eq!(to.micros_since(from), 24 * 3600 * 1_000_000);
 /// assert!(day_range("day=2026-13-03").is_err());
-/// # Ok::<(), nvrkit_recorder::TimelineError>(())
+/// # Ok::<(), nvrkit_store::timeline::TimelineError>(())
 /// ```
 pub fn day_range(raw: &str) -> Result<Option<(WallTime, WallTime)>, TimelineError> {
     let mut day = None;
@@ -73,11 +73,11 @@ pub fn day_range(raw: &str) -> Result<Option<(WallTime, WallTime)>, TimelineErro
 /// from 0 to [`MAX_MERGE_GAP_S`].
 ///
 /// ```
-/// use nvrkit_recorder::timeline::merge_gap;
+/// use nvrkit_store::timeline::merge_gap;
 /// assert_eq!(merge_gap("camera=demo&gap=90")?, 90_000_000);
 /// assert_eq!(merge_gap("camera=demo")?, 0);
 /// assert!(merge_gap("gap=-1").is_err() && merge_gap("gap=1e3").is_err());
-/// # Ok::<(), nvrkit_recorder::TimelineError>(())
+/// # Ok::<(), nvrkit_store::timeline::TimelineError>(())
 /// ```
 pub fn merge_gap(raw: &str) -> Result<i64, TimelineError> {
     match url::form_urlencoded::parse(raw.as_bytes()).find(|(k, _)| k == "gap") {
@@ -104,6 +104,34 @@ pub fn merge_spans(spans: Vec<Recording>, gap_us: i64) -> Vec<Recording> {
         }
     }
     out
+}
+
+/// Why a timeline query ([`crate::timeline`]) was refused: the message an HTTP 400 carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimelineError {
+    /// `day` or `tz` appears twice.
+    #[error("{0} given twice")]
+    Twice(&'static str),
+    /// `day` is not `YYYY-MM-DD` or `tz` not `Z`/`±HH:MM` (each cut short for the message).
+    #[error("day is YYYY-MM-DD and tz is Z or ±HH:MM (got day {day:?}, tz {tz:?})")]
+    Syntax {
+        /// The first 16 characters of `day`.
+        day: String,
+        /// The first 8 characters of `tz`.
+        tz: String,
+    },
+    /// The day has the right shape but is no date (month 13, day 32, offset 25:00).
+    #[error("day {day}: {reason}")]
+    Day {
+        /// `day` and `tz` (both of the checked shape, so short).
+        day: String,
+        /// What the RFC 3339 parser said.
+        reason: String,
+    },
+    /// `gap` is not whole seconds in range.
+    #[error("gap is whole seconds, 0 to {}", MAX_MERGE_GAP_S)]
+    Gap,
 }
 
 #[cfg(test)]
