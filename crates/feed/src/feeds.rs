@@ -158,22 +158,28 @@ impl Feeds {
         let mut tasks = Vec::new();
         let mut feeds = HashMap::new();
         let start_wall = WallTime::now();
+        // A clip's loop with `faults` (those that change frames shape the loop), its pacer kept.
+        let mut spawn = |clip: &Arc<Clip>, name: &str, faults: &FaultSet| {
+            let stop = shutdown.subscribe();
+            let (feed, task) = Feed::spawn(
+                clip.clone(),
+                name,
+                faults.clone(),
+                faults,
+                &clips,
+                config,
+                start_wall,
+                stop,
+            )?;
+            tasks.push(task);
+            Ok::<_, Error>(feed)
+        };
         for clip in &clips {
             let name = clip.name().to_owned();
             if feeds.contains_key(&name) {
                 return Err(Error::DuplicateName(name));
             }
-            let (feed, task) = Feed::spawn(
-                clip.clone(),
-                &name,
-                FaultSet::default(),
-                &FaultSet::default(),
-                &clips,
-                config,
-                start_wall,
-                shutdown.subscribe(),
-            )?;
-            tasks.push(task);
+            let feed = spawn(clip, &name, &FaultSet::default())?;
             feeds.insert(name, feed);
         }
         // Fault-file aliases: the clip's ring, unless their faults change frames.
@@ -191,18 +197,7 @@ impl Feeds {
                 return Err(Error::DuplicateName(a.alias.clone()));
             }
             let feed = if a.faults.changes_frames() {
-                let (feed, task) = Feed::spawn(
-                    clip.clone(),
-                    &a.alias,
-                    a.faults.clone(),
-                    &a.faults,
-                    &clips,
-                    config,
-                    start_wall,
-                    shutdown.subscribe(),
-                )?;
-                tasks.push(task);
-                feed
+                spawn(clip, &a.alias, &a.faults)?
             } else {
                 let base = &feeds[clip.name()];
                 Feed::alias(base, &a.alias, a.faults.clone())
